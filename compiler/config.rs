@@ -1,0 +1,391 @@
+//! The input language: one [`Layer`] is what a single profile or site file
+//! says. Every field is optional here; `resolve` merges the layers of an
+//! `extends` chain and `validate` turns the merged layer into a typed
+//! [`crate::model::Site`], where required values, units, CIDRs and budgets
+//! are checked.
+//!
+//! Values keep their spans (`toml::Spanned`) in the global offset space of
+//! the [`crate::source::SourceMap`], so every diagnostic and every line of
+//! `explain` can name the file and line that set a value.
+//!
+//! Every struct denies unknown fields. `parse` collects all of a file's
+//! mistakes anyway, by removing each offending entry and deserializing again,
+//! so a file with three typos gets three diagnostics.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Layer {
+    /// Free text shown in `explain` and manifests.
+    pub description: Option<S<String>>,
+    /// Profiles only: the profile this one builds on.
+    pub extends: Option<S<String>>,
+    /// Sites only: the profile the site uses.
+    pub profile: Option<S<String>>,
+    /// `compose` or `helm`.
+    pub target: Option<S<Target>>,
+    pub dify: Option<DifyLayer>,
+    pub images: Option<ImagesLayer>,
+    pub build: Option<BuildLayer>,
+    pub device: Option<DeviceLayer>,
+    pub services: Option<ServicesLayer>,
+    pub database: Option<DatabaseLayer>,
+    pub redis: Option<RedisLayer>,
+    pub vector_store: Option<S<VectorStore>>,
+    pub network: Option<NetworkLayer>,
+    pub login: Option<LoginLayer>,
+    pub features: Option<FeaturesLayer>,
+    pub helm: Option<HelmLayer>,
+    /// Plain settings for Dify, by their Dify names.
+    pub env: Option<BTreeMap<S<String>, S<EnvValue>>>,
+    /// Secret settings for Dify, by reference only.
+    pub secrets: Option<BTreeMap<S<String>, S<SecretValue>>>,
+    pub rollout: Option<RolloutLayer>,
+    pub labels: Option<BTreeMap<S<String>, S<String>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    Compose,
+    Helm,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DifyLayer {
+    /// The Dify release, e.g. `1.16.0`.
+    pub version: Option<S<String>>,
+}
+
+/// Where an image comes from. Unset parts default to Dify's own choice for
+/// the release.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ImageLayer {
+    pub repository: Option<S<String>>,
+    pub tag: Option<S<String>>,
+    /// `sha256:<64 hex>`; pins the image by content as well as by tag.
+    pub digest: Option<S<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ImagesLayer {
+    pub sandbox: Option<ImageLayer>,
+    pub plugin_daemon: Option<ImageLayer>,
+    pub agent_backend: Option<ImageLayer>,
+    pub local_sandbox: Option<ImageLayer>,
+    pub postgres: Option<ImageLayer>,
+    pub redis: Option<ImageLayer>,
+    pub nginx: Option<ImageLayer>,
+    pub ssrf_proxy: Option<ImageLayer>,
+}
+
+/// The images dify-cfg builds itself from the Dify source (api and web).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BuildLayer {
+    /// Registry and path prefix the built images are pushed to,
+    /// e.g. `registry.example.org/dify`.
+    pub registry: Option<S<String>>,
+    /// Base image of the api's stages (a slim Debian Python by default).
+    pub api_base: Option<ImageLayer>,
+    /// Base image of the web's stages (node on Alpine by default).
+    pub web_base: Option<ImageLayer>,
+    /// Platforms to build for, e.g. `["linux/amd64", "linux/arm64"]`.
+    pub platforms: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DeviceLayer {
+    /// Physical memory of the box, e.g. `4GiB`.
+    pub memory: Option<S<String>>,
+    /// CPU cores of the box.
+    pub cpus: Option<S<Number>>,
+    /// Headroom kept free for the OS and Docker, e.g. `20%`.
+    pub reserve: Option<S<String>>,
+}
+
+/// A number written as an integer or a float.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServiceLayer {
+    /// `false` switches a service off in this profile or site.
+    pub enabled: Option<S<bool>>,
+    /// Memory limit, e.g. `512MiB`.
+    pub memory: Option<S<String>>,
+    /// CPU limit in cores, e.g. `0.5`.
+    pub cpus: Option<S<Number>>,
+    /// Memory request (helm only; defaults to the limit).
+    pub memory_request: Option<S<String>>,
+    /// CPU request in cores (helm only; defaults to the limit).
+    pub cpus_request: Option<S<Number>>,
+    pub replicas: Option<S<i64>>,
+    /// gunicorn workers (api) or Celery worker processes (worker).
+    pub workers: Option<S<i64>>,
+    /// gevent connections per gunicorn worker (api).
+    pub worker_connections: Option<S<i64>>,
+    /// Horizontal autoscaling (helm only; api, worker, web, sandbox).
+    pub autoscaling: Option<AutoscalingLayer>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AutoscalingLayer {
+    pub enabled: Option<S<bool>>,
+    pub min_replicas: Option<S<i64>>,
+    pub max_replicas: Option<S<i64>>,
+    /// Target CPU utilisation, e.g. `70%`.
+    pub target_cpu: Option<S<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServicesLayer {
+    pub api: Option<ServiceLayer>,
+    pub worker: Option<ServiceLayer>,
+    pub worker_beat: Option<ServiceLayer>,
+    pub web: Option<ServiceLayer>,
+    pub db: Option<ServiceLayer>,
+    pub redis: Option<ServiceLayer>,
+    pub sandbox: Option<ServiceLayer>,
+    pub ssrf_proxy: Option<ServiceLayer>,
+    pub plugin_daemon: Option<ServiceLayer>,
+    pub nginx: Option<ServiceLayer>,
+    pub api_websocket: Option<ServiceLayer>,
+    pub agent_backend: Option<ServiceLayer>,
+    pub local_sandbox: Option<ServiceLayer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DbEngine {
+    Postgresql,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DatabaseLayer {
+    pub engine: Option<S<DbEngine>>,
+    /// Use a database outside the site instead of the bundled container.
+    pub external: Option<ExternalLayer>,
+    pub max_connections: Option<S<i64>>,
+    pub shared_buffers: Option<S<String>>,
+    pub work_mem: Option<S<String>>,
+    pub maintenance_work_mem: Option<S<String>>,
+    pub effective_cache_size: Option<S<String>>,
+    /// SQLAlchemy pool size of each api/worker process.
+    pub pool_size: Option<S<i64>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ExternalLayer {
+    pub host: Option<S<String>>,
+    pub port: Option<S<i64>>,
+    pub database: Option<S<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvictionPolicy {
+    Noeviction,
+    VolatileLru,
+    VolatileLfu,
+    VolatileTtl,
+    VolatileRandom,
+    AllkeysLru,
+    AllkeysLfu,
+    AllkeysRandom,
+}
+
+impl EvictionPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionPolicy::Noeviction => "noeviction",
+            EvictionPolicy::VolatileLru => "volatile-lru",
+            EvictionPolicy::VolatileLfu => "volatile-lfu",
+            EvictionPolicy::VolatileTtl => "volatile-ttl",
+            EvictionPolicy::VolatileRandom => "volatile-random",
+            EvictionPolicy::AllkeysLru => "allkeys-lru",
+            EvictionPolicy::AllkeysLfu => "allkeys-lfu",
+            EvictionPolicy::AllkeysRandom => "allkeys-random",
+        }
+    }
+
+    pub fn evicts_any_key(self) -> bool {
+        matches!(
+            self,
+            EvictionPolicy::AllkeysLru | EvictionPolicy::AllkeysLfu | EvictionPolicy::AllkeysRandom
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RedisLayer {
+    pub maxmemory: Option<S<String>>,
+    pub policy: Option<S<EvictionPolicy>>,
+    pub external: Option<ExternalLayer>,
+}
+
+/// Vector stores dify-cfg can run or point at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VectorStore {
+    /// pgvector in the site's own PostgreSQL: no extra service.
+    Pgvector,
+    Weaviate,
+    Qdrant,
+}
+
+impl VectorStore {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VectorStore::Pgvector => "pgvector",
+            VectorStore::Weaviate => "weaviate",
+            VectorStore::Qdrant => "qdrant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NetworkLayer {
+    /// Host name users reach the site by (nginx `server_name`, Dify URLs).
+    pub hostname: Option<S<String>>,
+    /// The site's LAN, e.g. `10.20.1.0/24`.
+    pub lan: Option<S<String>>,
+    /// The box's own address on the LAN; nginx publishes only there.
+    pub address: Option<S<String>>,
+    /// The site's IPv6 LAN, when it has one.
+    pub lan6: Option<S<String>>,
+    /// Networks that may reach the admin routes (console, web app).
+    pub admin: Option<S<Vec<S<String>>>>,
+    /// Networks that may reach SSH on the box.
+    pub ssh_from: Option<S<Vec<S<String>>>>,
+    pub ssh_port: Option<S<i64>>,
+    /// Route prefixes open to the site LAN (e.g. `["/v1"]`).
+    pub public_routes: Option<S<Vec<S<String>>>>,
+    /// Where the containers may open connections to (LLM endpoints).
+    pub egress: Option<S<Vec<EgressLayer>>>,
+    pub http_port: Option<S<i64>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EgressLayer {
+    /// A short name for the rule (`[a-z0-9-]`), used in rule comments.
+    pub name: Option<S<String>>,
+    pub cidr: Option<S<String>>,
+    pub ports: Option<S<Vec<S<i64>>>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LoginLayer {
+    pub allow_register: Option<S<bool>>,
+    pub allow_create_workspace: Option<S<bool>>,
+    pub email_password: Option<S<bool>>,
+    pub email_code: Option<S<bool>>,
+    pub social_oauth: Option<S<bool>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FeaturesLayer {
+    /// Real-time collaboration (the api_websocket service).
+    pub collaboration: Option<S<bool>>,
+    /// Dify's code-execution sandbox.
+    pub code_execution: Option<S<bool>>,
+    /// Plugin marketplace access.
+    pub marketplace: Option<S<bool>>,
+    /// The plugin-debugging port; an edge box should keep it closed.
+    pub plugin_debugging: Option<S<bool>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HelmLayer {
+    pub namespace: Option<S<String>>,
+    /// Name of the External Secrets Operator store holding the secrets.
+    pub secret_store: Option<S<String>>,
+    /// `SecretStore` or `ClusterSecretStore`.
+    pub secret_store_kind: Option<S<String>>,
+    pub ingress_class: Option<S<String>>,
+}
+
+/// A value for `[env]`: Dify reads strings, but numbers and booleans are
+/// accepted and written the way Dify expects them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+}
+
+impl EnvValue {
+    pub fn render(&self) -> String {
+        match self {
+            EnvValue::Bool(b) => b.to_string(),
+            EnvValue::Int(i) => i.to_string(),
+            EnvValue::Float(f) => f.to_string(),
+            EnvValue::String(s) => s.clone(),
+        }
+    }
+}
+
+/// What a `[secrets]` entry says: a reference, or (a mistake) a literal.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SecretValue {
+    Ref(SecretRef),
+    Literal(toml::Value),
+}
+
+/// Where a secret's value lives. The compiler writes only the reference.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SecretRef {
+    /// An environment variable of the deploying host (compose).
+    pub env: Option<String>,
+    /// A file on the deploying host, mounted as a compose secret.
+    pub file: Option<String>,
+    /// A key in the external secret store (helm, External Secrets Operator).
+    pub remote: Option<String>,
+    /// The property within `remote`.
+    pub property: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RolloutLayer {
+    /// Rollout wave: 1 is the canary.
+    pub wave: Option<S<i64>>,
+}

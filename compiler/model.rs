@@ -1,0 +1,343 @@
+//! The validated, typed model of one site: what `validate` produces and
+//! `plan`/`render` consume. Nothing here is optional in the way the input
+//! is: defaults are applied, units parsed, names checked.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::Serialize;
+
+pub use crate::config::{DbEngine, EvictionPolicy, Target, VectorStore};
+use crate::units::{Bytes, Millicores};
+
+/// Everything the renderers need about one site.
+#[derive(Debug, Clone, Serialize)]
+pub struct Site {
+    /// `[a-z0-9-]+`, the site file's stem.
+    pub name: String,
+    /// Site-relative path of the site file, e.g. `sites/clinic-01.toml`.
+    pub file: String,
+    /// Profiles from the site's own up to the root, e.g.
+    /// `["multi-branch", "edge-4gb"]`.
+    pub profile_chain: Vec<String>,
+    pub description: String,
+    pub target: Target,
+    pub dify_version: String,
+    pub images: Images,
+    pub build: Build,
+    /// The box; `None` for helm sites, which run on a cluster.
+    pub device: Option<Device>,
+    /// The services that run, in a fixed order (see [`ServiceKind`]).
+    pub services: BTreeMap<ServiceKind, Service>,
+    pub database: Database,
+    pub redis: Redis,
+    pub vector_store: VectorStore,
+    pub network: Network,
+    pub login: Login,
+    pub features: Features,
+    pub helm: Helm,
+    /// `[env]`: Dify setting name to value, names checked against Dify.
+    pub env: BTreeMap<String, String>,
+    /// Secret Dify setting name to where its value lives.
+    pub secrets: BTreeMap<String, SecretRef>,
+    pub wave: u32,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Every service dify-cfg knows, in the order outputs list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceKind {
+    Api,
+    Worker,
+    WorkerBeat,
+    ApiWebsocket,
+    Web,
+    Db,
+    Redis,
+    Sandbox,
+    SsrfProxy,
+    PluginDaemon,
+    AgentBackend,
+    LocalSandbox,
+    Nginx,
+}
+
+impl ServiceKind {
+    pub const ALL: [ServiceKind; 13] = [
+        ServiceKind::Api,
+        ServiceKind::Worker,
+        ServiceKind::WorkerBeat,
+        ServiceKind::ApiWebsocket,
+        ServiceKind::Web,
+        ServiceKind::Db,
+        ServiceKind::Redis,
+        ServiceKind::Sandbox,
+        ServiceKind::SsrfProxy,
+        ServiceKind::PluginDaemon,
+        ServiceKind::AgentBackend,
+        ServiceKind::LocalSandbox,
+        ServiceKind::Nginx,
+    ];
+
+    /// The key in `[services.*]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ServiceKind::Api => "api",
+            ServiceKind::Worker => "worker",
+            ServiceKind::WorkerBeat => "worker-beat",
+            ServiceKind::ApiWebsocket => "api-websocket",
+            ServiceKind::Web => "web",
+            ServiceKind::Db => "db",
+            ServiceKind::Redis => "redis",
+            ServiceKind::Sandbox => "sandbox",
+            ServiceKind::SsrfProxy => "ssrf-proxy",
+            ServiceKind::PluginDaemon => "plugin-daemon",
+            ServiceKind::AgentBackend => "agent-backend",
+            ServiceKind::LocalSandbox => "local-sandbox",
+            ServiceKind::Nginx => "nginx",
+        }
+    }
+
+    /// The service name in Dify's docker compose file.
+    pub fn compose_name(self) -> &'static str {
+        match self {
+            ServiceKind::Api => "api",
+            ServiceKind::Worker => "worker",
+            ServiceKind::WorkerBeat => "worker_beat",
+            ServiceKind::ApiWebsocket => "api_websocket",
+            ServiceKind::Web => "web",
+            ServiceKind::Db => "db_postgres",
+            ServiceKind::Redis => "redis",
+            ServiceKind::Sandbox => "sandbox",
+            ServiceKind::SsrfProxy => "ssrf_proxy",
+            ServiceKind::PluginDaemon => "plugin_daemon",
+            ServiceKind::AgentBackend => "agent_backend",
+            ServiceKind::LocalSandbox => "local_sandbox",
+            ServiceKind::Nginx => "nginx",
+        }
+    }
+
+    /// The component key in the dify-helm chart's values, when the chart
+    /// runs this service itself.
+    pub fn helm_key(self) -> Option<&'static str> {
+        match self {
+            ServiceKind::Api => Some("api"),
+            ServiceKind::Worker => Some("worker"),
+            ServiceKind::WorkerBeat => Some("beat"),
+            ServiceKind::ApiWebsocket => Some("apiWebsocket"),
+            ServiceKind::Web => Some("web"),
+            ServiceKind::Sandbox => Some("sandbox"),
+            ServiceKind::SsrfProxy => Some("ssrfProxy"),
+            ServiceKind::PluginDaemon => Some("pluginDaemon"),
+            ServiceKind::AgentBackend => Some("agentBackend"),
+            ServiceKind::LocalSandbox => Some("localSandbox"),
+            ServiceKind::Nginx => Some("proxy"),
+            ServiceKind::Db | ServiceKind::Redis => None,
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<ServiceKind> {
+        ServiceKind::ALL.into_iter().find(|k| k.key() == key)
+    }
+
+    /// Runs the dify-api image (api, worker, beat, websocket).
+    pub fn uses_api_image(self) -> bool {
+        matches!(
+            self,
+            ServiceKind::Api | ServiceKind::Worker | ServiceKind::WorkerBeat | ServiceKind::ApiWebsocket
+        )
+    }
+}
+
+impl std::fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// One running service and its checked resources.
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    pub kind: ServiceKind,
+    /// Memory limit per replica.
+    pub memory: Bytes,
+    /// CPU limit per replica.
+    pub cpus: Millicores,
+    pub memory_request: Bytes,
+    pub cpus_request: Millicores,
+    pub replicas: u32,
+    /// gunicorn workers (api) or Celery processes (worker).
+    pub workers: Option<u32>,
+    pub worker_connections: Option<u32>,
+    pub autoscaling: Option<Autoscaling>,
+    /// The image the service runs.
+    pub image: ImageRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Autoscaling {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub target_cpu_percent: u8,
+}
+
+/// A pinned image reference.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ImageRef {
+    pub repository: String,
+    pub tag: String,
+    /// `sha256:...` when the profile pins one.
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// `repository:tag[@digest]`, the form docker and compose accept.
+    pub fn reference(&self) -> String {
+        match &self.digest {
+            Some(d) => format!("{}:{}@{}", self.repository, self.tag, d),
+            None => format!("{}:{}", self.repository, self.tag),
+        }
+    }
+}
+
+/// Upstream images the site runs as they are.
+#[derive(Debug, Clone, Serialize)]
+pub struct Images {
+    pub sandbox: ImageRef,
+    pub plugin_daemon: ImageRef,
+    pub agent_backend: ImageRef,
+    pub local_sandbox: ImageRef,
+    pub postgres: ImageRef,
+    pub redis: ImageRef,
+    pub nginx: ImageRef,
+    pub ssrf_proxy: ImageRef,
+}
+
+/// How dify-cfg builds the api and web images.
+#[derive(Debug, Clone, Serialize)]
+pub struct Build {
+    /// Where built images are pushed, e.g. `registry.example.org/dify`.
+    pub registry: String,
+    pub api_base: ImageRef,
+    pub web_base: ImageRef,
+    pub platforms: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Device {
+    pub memory: Bytes,
+    pub cpus: Millicores,
+    pub reserve_percent: u8,
+}
+
+impl Device {
+    /// Memory the services may use: the device less its reserve.
+    pub fn budget(&self) -> Bytes {
+        Bytes(self.memory.0 / 100 * u64::from(100 - self.reserve_percent))
+    }
+
+    pub fn cpu_budget(&self) -> Millicores {
+        Millicores(self.cpus.0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Database {
+    pub engine: DbEngine,
+    /// `None`: the bundled `db_postgres` container.
+    pub external: Option<External>,
+    pub max_connections: u32,
+    pub shared_buffers: Bytes,
+    pub work_mem: Bytes,
+    pub maintenance_work_mem: Bytes,
+    pub effective_cache_size: Bytes,
+    pub pool_size: u32,
+    /// Database names: Dify's and the plugin daemon's.
+    pub name: String,
+    pub plugin_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct External {
+    pub host: String,
+    pub port: u16,
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Redis {
+    pub maxmemory: Bytes,
+    pub policy: EvictionPolicy,
+    pub external: Option<External>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Network {
+    pub hostname: String,
+    pub lan: Option<Ipv4Net>,
+    pub address: Option<Ipv4Addr>,
+    pub lan6: Option<Ipv6Net>,
+    pub admin: Vec<IpNet>,
+    pub ssh_from: Vec<IpNet>,
+    pub ssh_port: u16,
+    pub http_port: u16,
+    /// Route prefixes open to the site LAN, sorted.
+    pub public_routes: Vec<String>,
+    pub egress: Vec<Egress>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Egress {
+    pub name: String,
+    pub cidr: IpNet,
+    pub ports: Vec<u16>,
+}
+
+impl Egress {
+    pub fn is_v4(&self) -> bool {
+        matches!(self.cidr, IpNet::V4(_))
+    }
+}
+
+pub fn is_v4(net: &IpNet) -> bool {
+    matches!(net.addr(), IpAddr::V4(_))
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Login {
+    pub allow_register: bool,
+    pub allow_create_workspace: bool,
+    pub email_password: bool,
+    pub email_code: bool,
+    pub social_oauth: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Features {
+    pub collaboration: bool,
+    pub code_execution: bool,
+    pub marketplace: bool,
+    pub plugin_debugging: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Helm {
+    pub namespace: String,
+    pub secret_store: String,
+    pub secret_store_kind: String,
+    pub ingress_class: Option<String>,
+}
+
+/// Where a secret's value lives; only this reference is ever written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum SecretRef {
+    /// An environment variable of the deploying host.
+    Env { name: String },
+    /// A file on the deploying host (a compose secret).
+    File { path: String },
+    /// A key and property in the External Secrets store.
+    Remote { key: String, property: String },
+}

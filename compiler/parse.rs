@@ -1,0 +1,346 @@
+//! Stage 2: TOML text to a spanned tree ([`Table`]) and a typed [`Layer`].
+//!
+//! Spans are moved into the global offset space of the [`SourceMap`] right
+//! after parsing, so that trees merged from several files still say which
+//! file each value came from.
+//!
+//! The typed layer is read with serde (`deny_unknown_fields` everywhere).
+//! serde stops at the first mistake, so this stage removes the offending
+//! entry from the tree, records a diagnostic and reads the layer again until
+//! it reads cleanly: every unknown key and wrong type of a file is reported
+//! in one run.
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeArray, DeTable, DeValue};
+
+use crate::config::Layer;
+use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::source::{FileId, SourceMap, Span};
+
+pub type Table<'a> = DeTable<'a>;
+pub type Node<'a> = Spanned<DeValue<'a>>;
+
+/// One input file, parsed and type-checked.
+#[derive(Debug, Clone)]
+pub struct ParsedFile<'a> {
+    pub id: FileId,
+    /// The spanned tree, global offsets.
+    pub table: Spanned<Table<'a>>,
+    pub layer: Layer,
+}
+
+/// Parse and type-check one profile or site file. Returns `None` (with
+/// diagnostics) when the file has any mistake the later stages cannot use.
+pub fn parse_file<'a>(sources: &'a SourceMap, id: FileId, diags: &mut Diagnostics) -> Option<ParsedFile<'a>> {
+    let file = sources.file(id);
+    let table = parse_table(sources, id, diags)?;
+    let layer = read_layer::<Layer>(&table, diags)?;
+    let _ = file;
+    Some(ParsedFile { id, table, layer })
+}
+
+/// TOML syntax only: the spanned tree in global offsets.
+pub fn parse_table<'a>(sources: &'a SourceMap, id: FileId, diags: &mut Diagnostics) -> Option<Spanned<Table<'a>>> {
+    let file = sources.file(id);
+    let (table, errors) = DeTable::parse_recoverable(&file.text);
+    if !errors.is_empty() {
+        for e in errors {
+            let local = e.span().unwrap_or(0..0);
+            let span = file.base + local.start..file.base + local.end;
+            let message = e.message().trim().to_string();
+            diags.push(
+                Diagnostic::error("toml-syntax", format!("invalid TOML: {}", first_line(&message)))
+                    .at(span)
+                    .help(syntax_help(&message)),
+            );
+        }
+        return None;
+    }
+    Some(shift_table_spanned(table, file.base))
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+fn syntax_help(message: &str) -> String {
+    if message.contains("duplicate key") {
+        "each key may be set once per table; remove one of them".into()
+    } else if message.contains("string") {
+        "strings are written in double quotes, e.g. memory = \"512MiB\"".into()
+    } else {
+        "see https://toml.io for the syntax".into()
+    }
+}
+
+fn shift(span: Span, base: usize) -> Span {
+    span.start + base..span.end + base
+}
+
+fn shift_table_spanned(table: Spanned<Table<'_>>, base: usize) -> Spanned<Table<'_>> {
+    let span = table.span();
+    Spanned::new(shift(span, base), shift_table(table.into_inner(), base))
+}
+
+fn shift_table(table: Table<'_>, base: usize) -> Table<'_> {
+    let mut out = Table::new();
+    for (k, v) in table {
+        let ks = k.span();
+        out.insert(Spanned::new(shift(ks, base), k.into_inner()), shift_node(v, base));
+    }
+    out
+}
+
+fn shift_node(node: Node<'_>, base: usize) -> Node<'_> {
+    let span = node.span();
+    let value = match node.into_inner() {
+        DeValue::Table(t) => DeValue::Table(shift_table(t, base)),
+        DeValue::Array(a) => {
+            let mut out = DeArray::new();
+            for item in a.iter() {
+                out.push(shift_node(item.clone(), base));
+            }
+            DeValue::Array(out)
+        }
+        other => other,
+    };
+    Spanned::new(shift(span, base), value)
+}
+
+/// Deserialize `T` from a spanned tree, collecting every mistake.
+pub fn read_layer<T: for<'de> Deserialize<'de>>(table: &Spanned<Table<'_>>, diags: &mut Diagnostics) -> Option<T> {
+    let mut work = table.clone();
+    let mut found = false;
+    // Each round removes one entry, so the loop ends; the bound is a guard.
+    for _ in 0..10_000 {
+        let de = toml::de::Deserializer::from(work.clone());
+        match T::deserialize(de) {
+            Ok(value) => return if found { None } else { Some(value) },
+            Err(e) => {
+                found = true;
+                let span = e.span();
+                let removed = span.as_ref().and_then(|s| remove_at(work.get_mut(), s));
+                diags.push(describe(e.message(), span.clone(), removed.as_deref()));
+                if removed.is_none() {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Turn a serde error into a diagnostic with a stable code.
+fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic {
+    let ticks = backticked(message);
+    let place = path.map(|p| format!(" at `{p}`")).unwrap_or_default();
+    let d = if message.starts_with("unknown field") {
+        let key = ticks.first().cloned().unwrap_or_default();
+        let expected: Vec<&str> = ticks.iter().skip(1).map(String::as_str).collect();
+        let parent = path.and_then(|p| p.rsplit_once('.').map(|(a, _)| a.to_string()));
+        let what = match &parent {
+            Some(p) => format!("unknown key `{key}` in `[{p}]`"),
+            None => format!("unknown key `{key}`"),
+        };
+        let d = Diagnostic::error("unknown-key", what).label("unknown key");
+        match did_you_mean(&key, expected.iter().copied()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None if expected.is_empty() => d.help("this table takes no keys"),
+            None => d.help(format!("expected one of: {}", expected.join(", "))),
+        }
+    } else if message.starts_with("unknown variant") {
+        let value = ticks.first().cloned().unwrap_or_default();
+        let expected: Vec<&str> = ticks.iter().skip(1).map(String::as_str).collect();
+        let d = Diagnostic::error("invalid-value", format!("`{value}` is not a valid value{place}")).label("not allowed here");
+        match did_you_mean(&value, expected.iter().copied()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d.help(format!("expected one of: {}", expected.join(", "))),
+        }
+    } else if message.starts_with("invalid type") {
+        let (found, expected) = message
+            .trim_start_matches("invalid type: ")
+            .split_once(", expected ")
+            .unwrap_or((message, "another type"));
+        Diagnostic::error("wrong-type", format!("expected {}{place}, found {}", plain(expected), plain(found)))
+            .label(format!("expected {}", plain(expected)))
+            .help(type_help(expected))
+    } else if message.contains("did not match any variant of untagged enum") {
+        let what = if message.contains("SecretValue") {
+            "a secret must be a reference such as { env = \"NAME\" }"
+        } else if message.contains("EnvValue") {
+            "an `[env]` value must be a string, a number or a boolean"
+        } else {
+            "expected a number"
+        };
+        Diagnostic::error("wrong-type", format!("wrong type{place}")).label(what).help(what)
+    } else {
+        Diagnostic::error("invalid-value", format!("{}{place}", first_line(message))).label("invalid")
+    };
+    d.at_opt(span)
+}
+
+fn plain(s: &str) -> String {
+    s.replace("struct ", "").replace("a sequence", "an array").replace("a map", "a table")
+}
+
+fn type_help(expected: &str) -> String {
+    if expected.contains("string") {
+        "write the value in double quotes".into()
+    } else if expected.contains("bool") {
+        "write `true` or `false`".into()
+    } else if expected.contains("i64") || expected.contains("integer") {
+        "write a whole number without quotes".into()
+    } else if expected.contains("sequence") {
+        "write an array, e.g. [\"a\", \"b\"]".into()
+    } else {
+        format!("expected {}", plain(expected))
+    }
+}
+
+fn backticked(s: &str) -> Vec<String> {
+    s.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+/// Remove the deepest entry whose key or value span holds `span`; returns
+/// its dotted path. Tables written with a `[header]` do not span their
+/// body, so the whole tree is searched rather than only enclosing spans.
+pub fn remove_at(table: &mut Table<'_>, span: &Span) -> Option<String> {
+    let path = find_path(table, span)?;
+    remove_path(table, &path);
+    Some(path.join("."))
+}
+
+/// Dotted path segments (keys, or array indices) of the deepest entry
+/// whose key or value span holds `span`.
+fn find_path(table: &Table<'_>, span: &Span) -> Option<Vec<String>> {
+    let mut best: Option<Vec<String>> = None;
+    for (k, v) in table.iter() {
+        let here = vec![k.get_ref().to_string()];
+        if contains(&k.span(), span) {
+            return Some(here);
+        }
+        if let Some(mut deeper) = find_in_node(v.get_ref(), span) {
+            let mut p = here.clone();
+            p.append(&mut deeper);
+            if best.as_ref().is_none_or(|b| b.len() < p.len()) {
+                best = Some(p);
+            }
+        } else if contains(&v.span(), span) && best.is_none() {
+            best = Some(here);
+        }
+    }
+    best
+}
+
+fn find_in_node(node: &DeValue<'_>, span: &Span) -> Option<Vec<String>> {
+    match node {
+        DeValue::Table(t) => find_path(t, span),
+        DeValue::Array(a) => a.iter().enumerate().find_map(|(i, v)| {
+            if let Some(mut deeper) = find_in_node(v.get_ref(), span) {
+                let mut p = vec![i.to_string()];
+                p.append(&mut deeper);
+                Some(p)
+            } else if contains(&v.span(), span) {
+                Some(vec![i.to_string()])
+            } else {
+                None
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn remove_path(table: &mut Table<'_>, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else { return };
+    if rest.is_empty() {
+        table.remove(first.as_str());
+    } else if let Some(node) = table.get_mut(first.as_str()) {
+        remove_in_node(node.get_mut(), rest);
+    }
+}
+
+fn remove_in_node(node: &mut DeValue<'_>, path: &[String]) {
+    match node {
+        DeValue::Table(t) => remove_path(t, path),
+        DeValue::Array(a) => {
+            let Some((first, rest)) = path.split_first() else { return };
+            let Ok(idx) = first.parse::<usize>() else { return };
+            if rest.is_empty() {
+                let mut out = DeArray::new();
+                for (i, item) in a.iter().enumerate() {
+                    if i != idx {
+                        out.push(item.clone());
+                    }
+                }
+                *a = out;
+            } else if let Some(item) = a.as_mut().get_mut(idx) {
+                remove_in_node(item.get_mut(), rest);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn contains(outer: &Span, inner: &Span) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end && !(outer.start == outer.end && inner.start != outer.start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::FileKind;
+
+    fn run(text: &str) -> (SourceMap, Diagnostics, Option<Layer>) {
+        let mut map = SourceMap::new();
+        map.add("pad.toml".into(), FileKind::Profile, "x = 1\n".into());
+        let id = map.add("profiles/p.toml".into(), FileKind::Profile, text.into());
+        let mut diags = Diagnostics::new();
+        let layer = parse_file(&map, id, &mut diags).map(|p| p.layer);
+        (map, diags, layer)
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_with_location() {
+        let (map, diags, parsed) = run("[device]\nmemroy = \"4GiB\"\ncpus = 2\nrezerve = \"20%\"\n[servics.api]\n");
+        assert!(parsed.is_none());
+        let found: Vec<_> = diags
+            .iter()
+            .map(|d| (d.code, map.location(d.span.as_ref().unwrap()).to_string(), d.help.clone()))
+            .collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found.contains(&("unknown-key", "profiles/p.toml:2:1".into(), Some("did you mean `memory`?".into()))));
+        assert!(found.contains(&("unknown-key", "profiles/p.toml:4:1".into(), Some("did you mean `reserve`?".into()))));
+        assert!(found.contains(&("unknown-key", "profiles/p.toml:5:2".into(), Some("did you mean `services`?".into()))));
+    }
+
+    #[test]
+    fn wrong_types_and_values_are_located() {
+        let (map, diags, _) = run("target = \"composee\"\n[device]\ncpus = \"two\"\n[services.api]\nreplicas = true\n");
+        let found: Vec<_> = diags.iter().map(|d| (d.code, map.location(d.span.as_ref().unwrap()).to_string())).collect();
+        assert!(found.contains(&("invalid-value", "profiles/p.toml:1:10".into())), "{found:?}");
+        assert!(found.iter().any(|(c, l)| *c == "wrong-type" && l == "profiles/p.toml:3:8"), "{found:?}");
+        assert!(found.contains(&("wrong-type", "profiles/p.toml:5:12".into())), "{found:?}");
+        let d = diags.iter().find(|d| d.code == "invalid-value").unwrap();
+        assert_eq!(d.help.as_deref(), Some("did you mean `compose`?"));
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let (map, diags, parsed) = run("[device]\nmemory = 4GiB\n");
+        assert!(parsed.is_none());
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "toml-syntax");
+        assert_eq!(map.location(d.span.as_ref().unwrap()).line, 2);
+    }
+
+    #[test]
+    fn clean_file_reads_with_global_spans() {
+        let (map, diags, parsed) = run("description = \"x\"\n[device]\nmemory = \"4GiB\"\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let layer = parsed.unwrap();
+        let mem = layer.device.unwrap().memory.unwrap();
+        assert_eq!(mem.get_ref(), "4GiB");
+        assert_eq!(map.location(&mem.span()).to_string(), "profiles/p.toml:3:10");
+    }
+}
