@@ -1,0 +1,266 @@
+//! Stage 7: write each site's tree under the out directory, atomically: the
+//! new tree is written beside the old one and swapped in with one
+//! `renameat2(RENAME_EXCHANGE)`, so a site directory is always either the
+//! old complete tree or the new complete tree. `--check` compares instead.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::model::Site;
+use crate::source::sha256_hex;
+
+pub const COMPILER_NAME: &str = "dify-cfg";
+pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");
+const TMP_MARK: &str = ".dify-cfg-tmp-";
+const OLD_MARK: &str = ".dify-cfg-old-";
+const LOCK_FILE: &str = ".dify-cfg.lock";
+
+/// Operational failures of emitting (not user mistakes).
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    #[error("cannot write `{path}`: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("another dify-cfg is writing to `{0}`; wait for it to finish")]
+    Busy(PathBuf),
+    #[error("the out directory `{out}` contains the config root `{root}`; choose a directory that holds only output")]
+    OutContainsRoot { out: PathBuf, root: PathBuf },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
+    move |source| EmitError::Io { path: path.to_path_buf(), source }
+}
+
+/// A rendered site: relative path to bytes, `manifest.json` included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteTree {
+    pub name: String,
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Manifest<'a> {
+    compiler: Compiler,
+    site: &'a str,
+    target: crate::model::Target,
+    profile_chain: &'a [String],
+    dify_version: &'a str,
+    wave: u32,
+    inputs: Vec<FileHash<'a>>,
+    outputs: Vec<FileHash<'a>>,
+    input_digest: String,
+    output_digest: String,
+}
+
+#[derive(Serialize)]
+struct Compiler {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct FileHash<'a> {
+    path: &'a str,
+    sha256: String,
+}
+
+/// Digest of a list of (path, sha256): sha256 over `path\0sha256\n` lines in
+/// path order, preceded by the compiler's name and version.
+pub fn digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut text = format!("{COMPILER_NAME} {COMPILER_VERSION}\n");
+    let mut files: Vec<_> = files.into_iter().collect();
+    files.sort();
+    for (path, sha) in files {
+        text.push_str(path);
+        text.push('\0');
+        text.push_str(sha);
+        text.push('\n');
+    }
+    sha256_hex(text.as_bytes())
+}
+
+/// Add `manifest.json` to a site's rendered files. `inputs` are the
+/// (path, sha256) of every file the site was compiled from.
+pub fn with_manifest(site: &Site, inputs: &[(&str, &str)], mut files: BTreeMap<String, Vec<u8>>) -> SiteTree {
+    let output_hashes: Vec<(String, String)> = files.iter().map(|(p, b)| (p.clone(), sha256_hex(b))).collect();
+    let manifest = Manifest {
+        compiler: Compiler { name: COMPILER_NAME, version: COMPILER_VERSION },
+        site: &site.name,
+        target: site.target,
+        profile_chain: &site.profile_chain,
+        dify_version: &site.dify_version,
+        wave: site.wave,
+        inputs: inputs.iter().map(|(p, s)| FileHash { path: p, sha256: (*s).to_string() }).collect(),
+        outputs: output_hashes.iter().map(|(p, s)| FileHash { path: p, sha256: s.clone() }).collect(),
+        input_digest: digest(inputs.iter().copied()),
+        output_digest: digest(output_hashes.iter().map(|(p, s)| (p.as_str(), s.as_str()))),
+    };
+    let mut json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    json.push(b'\n');
+    files.insert("manifest.json".to_string(), json);
+    SiteTree { name: site.name.clone(), files }
+}
+
+/// Files that differ between `dir` and `tree`: changed, missing or extra.
+pub fn differences(dir: &Path, tree: &SiteTree) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let existing = read_tree(dir);
+    for (path, bytes) in &tree.files {
+        match existing.get(path) {
+            Some(old) if old == bytes => {}
+            Some(_) => diffs.push(format!("changed: {}/{path}", tree.name)),
+            None => diffs.push(format!("missing: {}/{path}", tree.name)),
+        }
+    }
+    for path in existing.keys() {
+        if !tree.files.contains_key(path) {
+            diffs.push(format!("extra: {}/{path}", tree.name));
+        }
+    }
+    diffs
+}
+
+/// Every regular file under `dir`, by relative path.
+fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().flatten() {
+        if e.file_type().is_file() {
+            if let (Ok(rel), Ok(bytes)) = (e.path().strip_prefix(dir), fs::read(e.path())) {
+                let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+                out.insert(rel, bytes);
+            }
+        }
+    }
+    out
+}
+
+/// Holds the out directory's lock for the duration of a build.
+pub struct OutDir {
+    pub path: PathBuf,
+    _lock: fs::File,
+}
+
+impl OutDir {
+    /// Create (if needed) and lock the out directory; clear what an
+    /// interrupted earlier run left behind.
+    pub fn open(path: &Path, root: &Path) -> Result<OutDir, EmitError> {
+        fs::create_dir_all(path).map_err(io(path))?;
+        let canon_out = path.canonicalize().map_err(io(path))?;
+        let canon_root = root.canonicalize().map_err(io(root))?;
+        if canon_root.starts_with(&canon_out) {
+            return Err(EmitError::OutContainsRoot { out: path.to_path_buf(), root: root.to_path_buf() });
+        }
+        let lock_path = path.join(LOCK_FILE);
+        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| EmitError::Busy(path.to_path_buf()))?;
+        for e in fs::read_dir(path).map_err(io(path))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains(TMP_MARK) || name.contains(OLD_MARK) {
+                fs::remove_dir_all(e.path()).map_err(io(&e.path()))?;
+            }
+        }
+        Ok(OutDir { path: path.to_path_buf(), _lock: lock })
+    }
+
+    /// Write one site's tree, swapping it in whole. Returns false when the
+    /// existing tree was already identical (nothing is written then).
+    pub fn write_site(&self, tree: &SiteTree) -> Result<bool, EmitError> {
+        let dest = self.path.join(&tree.name);
+        if dest.is_dir() && differences(&dest, tree).is_empty() {
+            return Ok(false);
+        }
+        let pid = std::process::id();
+        let tmp = self.path.join(format!(".{}{TMP_MARK}{pid}", tree.name));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        for (rel, bytes) in &tree.files {
+            let path = tmp.join(rel);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            let mut f = fs::File::create(&path).map_err(io(&path))?;
+            f.write_all(bytes).map_err(io(&path))?;
+            f.sync_all().map_err(io(&path))?;
+        }
+        sync_dir(&tmp)?;
+        if dest.exists() {
+            let exchanged = rustix::fs::renameat_with(rustix::fs::CWD, &tmp, rustix::fs::CWD, &dest, rustix::fs::RenameFlags::EXCHANGE);
+            match exchanged {
+                Ok(()) => {
+                    // `tmp` now holds the old tree.
+                    fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+                }
+                Err(_) => {
+                    // File systems without RENAME_EXCHANGE: two renames; a
+                    // crash between them leaves the old tree in `OLD_MARK`.
+                    let old = self.path.join(format!(".{}{OLD_MARK}{pid}", tree.name));
+                    fs::rename(&dest, &old).map_err(io(&dest))?;
+                    fs::rename(&tmp, &dest).map_err(io(&dest))?;
+                    fs::remove_dir_all(&old).map_err(io(&old))?;
+                }
+            }
+        } else {
+            fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        }
+        sync_dir(&self.path)?;
+        Ok(true)
+    }
+}
+
+fn sync_dir(path: &Path) -> Result<(), EmitError> {
+    fs::File::open(path).and_then(|d| d.sync_all()).map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(name: &str, files: &[(&str, &str)]) -> SiteTree {
+        SiteTree { name: name.into(), files: files.iter().map(|(p, b)| (p.to_string(), b.as_bytes().to_vec())).collect() }
+    }
+
+    #[test]
+    fn writes_swaps_and_detects_differences() {
+        let root = tempfile::tempdir().unwrap();
+        let out_path = root.path().join("out");
+        let cfg = root.path().join("cfg");
+        fs::create_dir_all(&cfg).unwrap();
+        let out = OutDir::open(&out_path, &cfg).unwrap();
+        let a = tree("s1", &[("a.txt", "one\n"), ("d/b.txt", "two\n")]);
+        assert!(out.write_site(&a).unwrap());
+        assert!(!out.write_site(&a).unwrap(), "identical tree is not rewritten");
+        assert!(differences(&out_path.join("s1"), &a).is_empty());
+        let b = tree("s1", &[("a.txt", "one!\n")]);
+        assert_eq!(differences(&out_path.join("s1"), &b), vec!["changed: s1/a.txt", "extra: s1/d/b.txt"]);
+        assert!(out.write_site(&b).unwrap());
+        assert!(differences(&out_path.join("s1"), &b).is_empty());
+        let leftovers: Vec<_> = fs::read_dir(&out_path).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(leftovers.iter().filter(|n| n.contains("dify-cfg-tmp") || n.contains("dify-cfg-old")).count(), 0, "{leftovers:?}");
+    }
+
+    #[test]
+    fn second_writer_is_refused_and_out_may_not_hold_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let out_path = root.path().join("out");
+        let _first = OutDir::open(&out_path, root.path().join("x").as_path()).err();
+        let cfg = root.path().join("cfg");
+        fs::create_dir_all(&cfg).unwrap();
+        let first = OutDir::open(&out_path, &cfg).unwrap();
+        assert!(matches!(OutDir::open(&out_path, &cfg), Err(EmitError::Busy(_))));
+        drop(first);
+        assert!(OutDir::open(&out_path, &cfg).is_ok());
+        assert!(matches!(OutDir::open(root.path(), &cfg), Err(EmitError::OutContainsRoot { .. })));
+    }
+
+    #[test]
+    fn digest_is_order_independent() {
+        assert_eq!(digest([("b", "2"), ("a", "1")]), digest([("a", "1"), ("b", "2")]));
+        assert_ne!(digest([("a", "1")]), digest([("a", "2")]));
+    }
+}

@@ -1,0 +1,332 @@
+//! Stage 3: follow `extends` chains and merge each site's layers into one
+//! spanned tree. Tables merge key by key; for scalars and arrays the child
+//! wins. Every value in the merged tree keeps the global span of the file
+//! that set it, which is its provenance.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use toml::Spanned;
+use toml::de::DeValue;
+
+use crate::config::Layer;
+use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::load::Inputs;
+use crate::parse::{ParsedFile, Table, parse_file, read_layer};
+use crate::source::{FileId, Span};
+
+/// Longest `extends` chain accepted; deeper is surely a mistake.
+pub const MAX_CHAIN: usize = 32;
+
+/// Keys that describe a file's place in the hierarchy, not the site.
+const META_KEYS: &[&str] = &["extends", "profile"];
+
+/// One site with its layers merged.
+#[derive(Debug, Clone)]
+pub struct ResolvedSite<'a> {
+    pub name: String,
+    pub file: FileId,
+    /// Profile names from the site's own profile to the root.
+    pub chain: Vec<String>,
+    /// Files of the chain, root profile first, the site file last.
+    pub chain_files: Vec<FileId>,
+    /// The merged tree (global spans = provenance).
+    pub table: Spanned<Table<'a>>,
+    /// The merged tree, typed.
+    pub layer: Layer,
+    /// Span of the site file's `profile = ...` value.
+    pub profile_span: Option<Span>,
+}
+
+/// All profiles and sites, parsed.
+pub struct Fleet<'a> {
+    pub profiles: BTreeMap<String, ParsedFile<'a>>,
+    pub sites: Vec<ResolvedSite<'a>>,
+}
+
+/// Site names: lower-case letters, digits and dashes, starting with a
+/// letter or digit, at most 63 characters (a DNS label, a git ref part).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Parse every input and resolve every site's chain.
+pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
+    let sources = &inputs.sources;
+    let mut profiles = BTreeMap::new();
+    for (name, id) in &inputs.profiles {
+        let file = sources.file(*id);
+        if !is_valid_name(name) {
+            diags.push(
+                Diagnostic::error("invalid-name", format!("profile name `{name}` is not valid"))
+                    .at(file.whole())
+                    .help("name profile files with lower-case letters, digits and dashes, e.g. `edge-4gb.toml`"),
+            );
+            continue;
+        }
+        if let Some(parsed) = parse_file(sources, *id, diags) {
+            if let Some(p) = &parsed.layer.profile {
+                diags.push(
+                    Diagnostic::error("misplaced-key", "`profile` belongs in a site file")
+                        .at(p.span())
+                        .help("a profile builds on another with `extends = \"NAME\"`"),
+                );
+            }
+            profiles.insert(name.clone(), parsed);
+        }
+    }
+    // Names of profiles that exist, even if they failed to parse: a site
+    // naming one of them should not also get an "unknown profile" error.
+    let known: BTreeSet<&str> = inputs.profiles.keys().map(String::as_str).collect();
+
+    for (name, parsed) in &profiles {
+        if let Some(ext) = &parsed.layer.extends {
+            if !known.contains(ext.get_ref().as_str()) {
+                diags.push(unknown_profile(ext.get_ref(), ext.span(), &known, "extends"));
+            } else if ext.get_ref() == name {
+                diags.push(
+                    Diagnostic::error("extends-cycle", format!("profile `{name}` extends itself"))
+                        .at(ext.span())
+                        .help("remove `extends`, or name another profile"),
+                );
+            }
+        }
+    }
+    // Cycles: report each once, at the `extends` of its smallest member.
+    let mut reported: BTreeSet<String> = BTreeSet::new();
+    for name in profiles.keys() {
+        let mut seen = vec![name.clone()];
+        let mut cur = name.clone();
+        while let Some(next) = profiles.get(&cur).and_then(|p| p.layer.extends.as_ref()).map(|e| e.get_ref().clone()) {
+            if let Some(pos) = seen.iter().position(|s| *s == next) {
+                let cycle: Vec<String> = seen[pos..].to_vec();
+                let first = cycle.iter().min().cloned().unwrap_or_default();
+                if cycle.len() > 1 && reported.insert(first.clone()) {
+                    let span = profiles[&first].layer.extends.as_ref().map(|e| e.span());
+                    let mut path = cycle.clone();
+                    let start = path.iter().position(|p| *p == first).unwrap_or(0);
+                    path.rotate_left(start);
+                    path.push(first.clone());
+                    diags.push(
+                        Diagnostic::error("extends-cycle", format!("profiles extend each other in a cycle: {}", path.join(" -> ")))
+                            .at_opt(span)
+                            .label("this `extends` closes the cycle")
+                            .help("one profile in the cycle must not extend another"),
+                    );
+                }
+                break;
+            }
+            seen.push(next.clone());
+            if seen.len() > MAX_CHAIN {
+                let span = profiles[name].layer.extends.as_ref().map(|e| e.span());
+                diags.push(
+                    Diagnostic::error("extends-depth", format!("the `extends` chain of `{name}` is deeper than {MAX_CHAIN}"))
+                        .at_opt(span)
+                        .help("flatten the profile hierarchy"),
+                );
+                break;
+            }
+            cur = next;
+        }
+    }
+
+    let mut sites = Vec::new();
+    let mut names: BTreeMap<String, FileId> = BTreeMap::new();
+    for id in &inputs.sites {
+        let file = sources.file(*id);
+        let name = file.stem().to_string();
+        if !is_valid_name(&name) {
+            diags.push(
+                Diagnostic::error("invalid-name", format!("site name `{name}` is not valid"))
+                    .at(file.whole())
+                    .help("site files are named `<name>.toml` with lower-case letters, digits and dashes, at most 63, e.g. `clinic-01.toml`"),
+            );
+            continue;
+        }
+        if let Some(first) = names.get(&name) {
+            diags.push(
+                Diagnostic::error("duplicate-site", format!("site `{name}` is defined twice"))
+                    .at(file.whole())
+                    .note(format!("first defined in {}", sources.file(*first).path))
+                    .help("each site needs one file with a unique name"),
+            );
+            continue;
+        }
+        names.insert(name.clone(), *id);
+        let Some(parsed) = parse_file(sources, *id, diags) else { continue };
+        if let Some(e) = &parsed.layer.extends {
+            diags.push(
+                Diagnostic::error("misplaced-key", "a site names its profile with `profile`, not `extends`")
+                    .at(e.span())
+                    .help(format!("write `profile = \"{}\"`", e.get_ref())),
+            );
+            continue;
+        }
+        let Some(profile) = &parsed.layer.profile else {
+            diags.push(
+                Diagnostic::error("missing-key", format!("site `{name}` does not name its profile"))
+                    .at(file.whole())
+                    .help("add `profile = \"NAME\"` with a file name from profiles/, e.g. `profile = \"edge-4gb\"`"),
+            );
+            continue;
+        };
+        if !known.contains(profile.get_ref().as_str()) {
+            diags.push(unknown_profile(profile.get_ref(), profile.span(), &known, "profile"));
+            continue;
+        }
+        // Chain from the site's profile up to the root.
+        let mut chain = Vec::new();
+        let mut cur = Some(profile.get_ref().clone());
+        let mut ok = true;
+        while let Some(p) = cur {
+            if chain.contains(&p) || chain.len() > MAX_CHAIN {
+                ok = false; // cycle or depth, reported above
+                break;
+            }
+            let Some(parsed) = profiles.get(&p) else {
+                ok = false; // the profile failed to parse, reported above
+                break;
+            };
+            chain.push(p);
+            cur = parsed.layer.extends.as_ref().map(|e| e.get_ref().clone());
+            if cur.as_ref().is_some_and(|c| !known.contains(c.as_str())) {
+                ok = false;
+                break;
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let mut chain_files: Vec<FileId> = chain.iter().rev().map(|p| profiles[p].id).collect();
+        chain_files.push(*id);
+        let mut merged: Option<Spanned<Table<'a>>> = None;
+        for layer_table in chain.iter().rev().map(|p| &profiles[p].table).chain(std::iter::once(&parsed.table)) {
+            let mut t = layer_table.clone();
+            for k in META_KEYS {
+                t.get_mut().remove(*k);
+            }
+            merged = Some(match merged {
+                None => t,
+                Some(mut base) => {
+                    merge_table(base.get_mut(), t.into_inner());
+                    base
+                }
+            });
+        }
+        let Some(table) = merged else { continue };
+        let Some(layer) = read_layer::<Layer>(&table, diags) else { continue };
+        sites.push(ResolvedSite {
+            name,
+            file: *id,
+            chain,
+            chain_files,
+            table,
+            layer,
+            profile_span: Some(profile.span()),
+        });
+    }
+    Fleet { profiles, sites }
+}
+
+fn unknown_profile(name: &str, span: Span, known: &BTreeSet<&str>, key: &str) -> Diagnostic {
+    let d = Diagnostic::error("unknown-profile", format!("no profile named `{name}`"))
+        .at(span)
+        .label(format!("`{key}` names a profile that does not exist"));
+    match did_you_mean(name, known.iter().copied()) {
+        Some(s) => d.help(format!("did you mean `{s}`?")),
+        None => d.help(format!(
+            "profiles are the files in profiles/: {}",
+            known.iter().copied().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// Deep merge: tables key by key, anything else replaced by the child.
+pub fn merge_table<'a>(base: &mut Table<'a>, child: Table<'a>) {
+    for (k, v) in child {
+        let key = k.get_ref().to_string();
+        let both_tables = matches!(v.get_ref(), DeValue::Table(_))
+            && matches!(base.get(key.as_str()).map(|b| b.get_ref()), Some(DeValue::Table(_)));
+        if both_tables {
+            let Some(b) = base.get_mut(key.as_str()) else { continue };
+            if let (DeValue::Table(bt), DeValue::Table(ct)) = (b.get_mut(), v.into_inner()) {
+                merge_table(bt, ct);
+            }
+        } else {
+            base.remove(key.as_str());
+            base.insert(k, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{FileKind, SourceMap};
+
+    fn inputs(profiles: &[(&str, &str)], sites: &[(&str, &str)]) -> Inputs {
+        let mut inputs = Inputs { sources: SourceMap::new(), ..Default::default() };
+        for (name, text) in profiles {
+            let id = inputs.sources.add(format!("profiles/{name}.toml"), FileKind::Profile, text.to_string());
+            inputs.profiles.insert(name.to_string(), id);
+        }
+        for (name, text) in sites {
+            let id = inputs.sources.add(format!("sites/{name}.toml"), FileKind::Site, text.to_string());
+            inputs.sites.push(id);
+        }
+        inputs
+    }
+
+    #[test]
+    fn three_level_chain_merges_with_provenance() {
+        let inputs = inputs(
+            &[
+                ("base", "description = \"base\"\n[device]\nmemory = \"4GiB\"\ncpus = 2\n[services.api]\nmemory = \"512MiB\"\ncpus = 1\n"),
+                ("mid", "extends = \"base\"\n[services.api]\nmemory = \"640MiB\"\n"),
+            ],
+            &[("s1", "profile = \"mid\"\n[device]\ncpus = 4\n")],
+        );
+        let mut diags = Diagnostics::new();
+        let fleet = resolve(&inputs, &mut diags);
+        assert!(diags.is_empty(), "{diags:?}");
+        let site = &fleet.sites[0];
+        assert_eq!(site.chain, vec!["mid", "base"]);
+        let api = site.layer.services.as_ref().unwrap().api.as_ref().unwrap();
+        let mem = api.memory.as_ref().unwrap();
+        assert_eq!(mem.get_ref(), "640MiB");
+        assert_eq!(inputs.sources.location(&mem.span()).to_string(), "profiles/mid.toml:3:10");
+        let cpus = api.cpus.as_ref().unwrap();
+        assert_eq!(inputs.sources.location(&cpus.span()).path, "profiles/base.toml");
+        let dev_cpus = site.layer.device.as_ref().unwrap().cpus.as_ref().unwrap();
+        assert_eq!(inputs.sources.location(&dev_cpus.span()).path, "sites/s1.toml");
+        let dev_mem = site.layer.device.as_ref().unwrap().memory.as_ref().unwrap();
+        assert_eq!(inputs.sources.location(&dev_mem.span()).path, "profiles/base.toml");
+    }
+
+    #[test]
+    fn cycles_and_unknown_profiles_are_reported() {
+        let inputs = inputs(
+            &[("a", "extends = \"b\"\n"), ("b", "extends = \"a\"\n"), ("c", "extends = \"edge\"\n")],
+            &[("s1", "profile = \"a\"\n"), ("s2", "profile = \"cc\"\n")],
+        );
+        let mut diags = Diagnostics::new();
+        let fleet = resolve(&inputs, &mut diags);
+        assert!(fleet.sites.is_empty());
+        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes.iter().filter(|c| **c == "extends-cycle").count(), 1, "{codes:?}");
+        assert_eq!(codes.iter().filter(|c| **c == "unknown-profile").count(), 2, "{codes:?}");
+        let cc = diags.iter().find(|d| d.message.contains("`cc`")).unwrap();
+        assert_eq!(cc.help.as_deref(), Some("did you mean `c`?"));
+    }
+
+    #[test]
+    fn site_names_are_checked() {
+        assert!(is_valid_name("clinic-01"));
+        for bad in ["", "Clinic", "a..b", "a/b", "-a", "a-", "ä", &"x".repeat(64)] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}
