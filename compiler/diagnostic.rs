@@ -208,7 +208,8 @@ fn render_one(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     if let Some(span) = &d.span {
         let (id, local) = sources.localize(span);
         let file = sources.file(id);
-        let mut annotation = AnnotationKind::Primary.span(local.clone());
+        let local = char_aligned(&file.text, local);
+        let mut annotation = AnnotationKind::Primary.span(local);
         if let Some(label) = &d.label {
             annotation = annotation.label(label.as_str());
         }
@@ -221,12 +222,30 @@ fn render_one(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     }
     let mut report = vec![group];
     for note in &d.notes {
-        report.push(Group::with_title(Level::NOTE.secondary_title(note.as_str())));
+        report.push(Group::with_title(
+            Level::NOTE.secondary_title(note.as_str()),
+        ));
     }
     if let Some(help) = &d.help {
-        report.push(Group::with_title(Level::HELP.secondary_title(help.as_str())));
+        report.push(Group::with_title(
+            Level::HELP.secondary_title(help.as_str()),
+        ));
     }
     renderer.render(&report)
+}
+
+/// Widen a byte span to whole characters inside `text`, so that no span
+/// can split a character (the snippet renderer requires char boundaries).
+fn char_aligned(text: &str, span: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let mut start = span.start.min(text.len());
+    let mut end = span.end.clamp(start, text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    start..end
 }
 
 /// "did you mean" for a misspelt name among known candidates.
@@ -237,7 +256,12 @@ pub fn did_you_mean<'a>(
     let word_lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&word_lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word_lower, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
         .map(|(_, c)| c)
@@ -270,6 +294,20 @@ mod tests {
         assert!(text.contains("^^^^^^ not a key of `device`"));
         assert!(text.contains("help: did you mean `memory`?"));
         assert!(text.contains("error: found 1 error"));
+    }
+
+    #[test]
+    fn spans_inside_a_character_do_not_panic() {
+        let mut map = SourceMap::new();
+        map.add(
+            "sites/x.toml".into(),
+            FileKind::Site,
+            "a = \"\u{FFFD}\"\n".into(),
+        );
+        let mut diags = Diagnostics::new();
+        diags.push(Diagnostic::error("encoding", "bad byte").at(6..7));
+        let text = diags.render_text(&map, false);
+        assert!(text.contains("--> sites/x.toml:1:6"), "{text}");
     }
 
     #[test]

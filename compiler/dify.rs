@@ -132,6 +132,259 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/", "web console and apps"),
 ];
 
+// ---------------------------------------------------------------------------
+// Facts the planner and renderer use (ports, paths, per-image settings, the
+// dify-helm chart's secret wiring). Names and numbers only.
+
+/// Ports the services listen on inside their containers.
+pub const API_PORT: u16 = 5001;
+pub const WEB_PORT: u16 = 3000;
+pub const SANDBOX_PORT: u16 = 8194;
+pub const PLUGIN_DAEMON_PORT: u16 = 5002;
+/// The plugin daemon's remote-debugging port (published only on request).
+pub const PLUGIN_DEBUGGING_PORT: u16 = 5003;
+pub const AGENT_BACKEND_PORT: u16 = 5050;
+pub const LOCAL_SANDBOX_PORT: u16 = 5004;
+pub const SSRF_PROXY_PORT: u16 = 3128;
+pub const POSTGRES_PORT: u16 = 5432;
+pub const REDIS_PORT: u16 = 6379;
+
+/// Where dify-api keeps uploaded files (OpenDAL `fs` root, relative to
+/// `/app/api`), and the plugin daemon its plugins.
+pub const API_STORAGE_PATH: &str = "/app/api/storage";
+pub const PLUGIN_DAEMON_STORAGE_PATH: &str = "/app/storage";
+/// The unprivileged user of the api and web images.
+pub const DIFY_UID: u32 = 1001;
+/// The superuser the postgres images create, which Dify connects as.
+pub const POSTGRES_USER: &str = "postgres";
+/// Redis databases: 0 is Dify's cache, 1 Celery's broker, 2 the agent
+/// backend's.
+pub const REDIS_DB_CACHE: u8 = 0;
+pub const REDIS_DB_CELERY: u8 = 1;
+pub const REDIS_DB_AGENT: u8 = 2;
+
+/// Tool versions the api and web builds pin (uv installs the api's locked
+/// dependencies; pm2 runs the web server the way Dify's entrypoint expects).
+pub const UV_VERSION: &str = "0.8.9";
+pub const PM2_VERSION: &str = "6.0.14";
+
+/// Which service serves each route of [`ROUTES`].
+pub fn route_service(prefix: &str) -> Option<crate::model::ServiceKind> {
+    use crate::model::ServiceKind as K;
+    match prefix {
+        "/v1" | "/console/api" | "/api" | "/files" | "/mcp" | "/triggers" | "/openapi" => {
+            Some(K::Api)
+        }
+        "/e/" => Some(K::PluginDaemon),
+        "/socket.io/" => Some(K::ApiWebsocket),
+        "/explore" | "/" => Some(K::Web),
+        _ => None,
+    }
+}
+
+/// Settings an image reads under its own name, not a Dify setting name.
+/// Dify's compose file maps Dify's settings onto these (e.g. the sandbox
+/// reads `API_KEY`, which Dify calls `CODE_EXECUTION_API_KEY`/
+/// `SANDBOX_API_KEY`); every other key dify-cfg writes into a container's
+/// environment must be in [`env_names`].
+pub fn image_env_names(kind: crate::model::ServiceKind) -> &'static [&'static str] {
+    use crate::model::ServiceKind as K;
+    match kind {
+        // The postgres image's entrypoint.
+        K::Db => &[
+            "POSTGRES_USER",
+            "POSTGRES_PASSWORD",
+            "POSTGRES_PASSWORD_FILE",
+            "POSTGRES_DB",
+        ],
+        // redis-cli reads the password for the healthcheck from here.
+        K::Redis => &["REDISCLI_AUTH"],
+        // The Go plugin daemon's own configuration names.
+        K::PluginDaemon => &[
+            "SERVER_PORT",
+            "SERVER_KEY",
+            "DIFY_INNER_API_URL",
+            "DIFY_INNER_API_KEY",
+            "MAX_PLUGIN_PACKAGE_SIZE",
+            "PPROF_ENABLED",
+            "PYTHON_ENV_INIT_TIMEOUT",
+            "PLUGIN_REMOTE_INSTALLING_ENABLED",
+            "PLUGIN_REMOTE_INSTALLING_HOST",
+            "PLUGIN_REMOTE_INSTALLING_PORT",
+        ],
+        // dify-sandbox's own configuration names.
+        K::Sandbox => &[
+            "API_KEY",
+            "GIN_MODE",
+            "WORKER_TIMEOUT",
+            "ENABLE_NETWORK",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+        ],
+        // The agent's shell controller reads its token under this name.
+        K::LocalSandbox => &["SHELLCTL_AUTH_TOKEN"],
+        _ => &[],
+    }
+}
+
+/// Settings dify-web reads (docker/envs/core-services/web.env.example); a
+/// site's `[env]` entry with one of these names reaches the web container.
+pub const WEB_ENV_NAMES: &[&str] = &[
+    "ALLOW_EMBED",
+    "ALLOW_INLINE_STYLES",
+    "ALLOW_UNSAFE_DATA_SCHEME",
+    "AMPLITUDE_API_KEY",
+    "APP_API_URL",
+    "CONSOLE_API_URL",
+    "COOKIEYES_SITE_KEY",
+    "CSP_WHITELIST",
+    "ENABLE_WEBSITE_FIRECRAWL",
+    "ENABLE_WEBSITE_JINAREADER",
+    "ENABLE_WEBSITE_WATERCRAWL",
+    "EXPERIMENTAL_ENABLE_VINEXT",
+    "INDEXING_MAX_SEGMENTATION_TOKENS_LENGTH",
+    "LOOP_NODE_MAX_COUNT",
+    "MARKETPLACE_API_URL",
+    "MAX_ITERATIONS_NUM",
+    "MAX_PARALLEL_LIMIT",
+    "MAX_TOOLS_NUM",
+    "MAX_TREE_DEPTH",
+    "NEXT_PUBLIC_BATCH_CONCURRENCY",
+    "NEXT_PUBLIC_COOKIE_DOMAIN",
+    "NEXT_PUBLIC_ENABLE_AGENT_V2",
+    "NEXT_PUBLIC_ENABLE_FEATURE_PREVIEW",
+    "NEXT_PUBLIC_ENABLE_SINGLE_DOLLAR_LATEX",
+    "NEXT_PUBLIC_SOCKET_URL",
+    "TEXT_GENERATION_TIMEOUT_MS",
+    "TOP_K_MAX_VALUE",
+];
+
+/// The dify-helm chart's `externalSecret` components whose secrets dify-cfg
+/// writes, and the `remoteRefs` keys each declares by default. A key a site
+/// does not fill is set to null, which removes the chart's default (whose
+/// store key a site's store would not have).
+pub const HELM_REMOTE_REF_DEFAULTS: &[(&str, &[&str])] = &[
+    (
+        "api",
+        &[
+            "SECRET_KEY",
+            "CODE_EXECUTION_API_KEY",
+            "DB_USERNAME",
+            "DB_PASSWORD",
+            "REDIS_PASSWORD",
+            "WEAVIATE_API_KEY",
+            "RESEND_API_KEY",
+            "PLUGIN_DAEMON_KEY",
+            "INNER_API_KEY_FOR_PLUGIN",
+            "S3_ACCESS_KEY",
+            "S3_SECRET_KEY",
+            "OTLP_API_KEY",
+            "AGENT_BACKEND_API_TOKEN",
+        ],
+    ),
+    (
+        "worker",
+        &[
+            "SECRET_KEY",
+            "CODE_EXECUTION_API_KEY",
+            "DB_USERNAME",
+            "DB_PASSWORD",
+            "REDIS_PASSWORD",
+            "WEAVIATE_API_KEY",
+            "RESEND_API_KEY",
+            "PLUGIN_DAEMON_KEY",
+            "INNER_API_KEY_FOR_PLUGIN",
+            "S3_ACCESS_KEY",
+            "S3_SECRET_KEY",
+            "OTLP_API_KEY",
+            "AGENT_BACKEND_API_TOKEN",
+        ],
+    ),
+    ("sandbox", &["API_KEY"]),
+    (
+        "agentBackend",
+        &[
+            "REDIS_PASSWORD",
+            "DIFY_AGENT_API_TOKEN",
+            "DIFY_AGENT_SERVER_SECRET_KEY",
+            "DIFY_AGENT_SHELLCTL_AUTH_TOKEN",
+            "DIFY_AGENT_PLUGIN_DAEMON_API_KEY",
+            "DIFY_AGENT_INNER_API_KEY",
+        ],
+    ),
+    ("localSandbox", &["SHELLCTL_AUTH_TOKEN"]),
+    (
+        "pluginDaemon",
+        &[
+            "DB_USERNAME",
+            "DB_PASSWORD",
+            "REDIS_PASSWORD",
+            "SERVER_KEY",
+            "DIFY_INNER_API_KEY",
+        ],
+    ),
+    ("postgresql", &["postgres-password", "replication-password"]),
+    ("redis", &["redis-password"]),
+];
+
+/// Where the dify-helm chart takes a Dify secret from: (`externalSecret`
+/// component, `remoteRefs` key) pairs. Empty when the chart has no place for
+/// the secret; validation should refuse such a secret on a helm site.
+pub fn helm_secret_refs(name: &str) -> &'static [(&'static str, &'static str)] {
+    match name {
+        "SECRET_KEY" => &[("api", "SECRET_KEY"), ("worker", "SECRET_KEY")],
+        "DB_USERNAME" => &[
+            ("api", "DB_USERNAME"),
+            ("worker", "DB_USERNAME"),
+            ("pluginDaemon", "DB_USERNAME"),
+        ],
+        "DB_PASSWORD" => &[
+            ("api", "DB_PASSWORD"),
+            ("worker", "DB_PASSWORD"),
+            ("pluginDaemon", "DB_PASSWORD"),
+        ],
+        "REDIS_PASSWORD" => &[
+            ("api", "REDIS_PASSWORD"),
+            ("worker", "REDIS_PASSWORD"),
+            ("pluginDaemon", "REDIS_PASSWORD"),
+            ("agentBackend", "REDIS_PASSWORD"),
+        ],
+        "CODE_EXECUTION_API_KEY" => &[
+            ("api", "CODE_EXECUTION_API_KEY"),
+            ("worker", "CODE_EXECUTION_API_KEY"),
+            ("sandbox", "API_KEY"),
+        ],
+        "PLUGIN_DAEMON_KEY" => &[
+            ("api", "PLUGIN_DAEMON_KEY"),
+            ("worker", "PLUGIN_DAEMON_KEY"),
+            ("pluginDaemon", "SERVER_KEY"),
+            ("agentBackend", "DIFY_AGENT_PLUGIN_DAEMON_API_KEY"),
+        ],
+        "PLUGIN_DIFY_INNER_API_KEY" | "INNER_API_KEY_FOR_PLUGIN" => &[
+            ("api", "INNER_API_KEY_FOR_PLUGIN"),
+            ("worker", "INNER_API_KEY_FOR_PLUGIN"),
+            ("pluginDaemon", "DIFY_INNER_API_KEY"),
+            ("agentBackend", "DIFY_AGENT_INNER_API_KEY"),
+        ],
+        "WEAVIATE_API_KEY" => &[("api", "WEAVIATE_API_KEY"), ("worker", "WEAVIATE_API_KEY")],
+        "RESEND_API_KEY" => &[("api", "RESEND_API_KEY"), ("worker", "RESEND_API_KEY")],
+        "S3_ACCESS_KEY" => &[("api", "S3_ACCESS_KEY"), ("worker", "S3_ACCESS_KEY")],
+        "S3_SECRET_KEY" => &[("api", "S3_SECRET_KEY"), ("worker", "S3_SECRET_KEY")],
+        "OTLP_API_KEY" => &[("api", "OTLP_API_KEY"), ("worker", "OTLP_API_KEY")],
+        "DIFY_AGENT_API_TOKEN" => &[
+            ("api", "AGENT_BACKEND_API_TOKEN"),
+            ("worker", "AGENT_BACKEND_API_TOKEN"),
+            ("agentBackend", "DIFY_AGENT_API_TOKEN"),
+        ],
+        "DIFY_AGENT_SERVER_SECRET_KEY" => &[("agentBackend", "DIFY_AGENT_SERVER_SECRET_KEY")],
+        "DIFY_AGENT_SHELLCTL_AUTH_TOKEN" => &[
+            ("agentBackend", "DIFY_AGENT_SHELLCTL_AUTH_TOKEN"),
+            ("localSandbox", "SHELLCTL_AUTH_TOKEN"),
+        ],
+        _ => &[],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,7 +399,14 @@ mod tests {
 
     #[test]
     fn secret_names() {
-        for s in ["DB_PASSWORD", "SECRET_KEY", "REDIS_PASSWORD", "CODE_EXECUTION_API_KEY", "PLUGIN_DAEMON_KEY", "CELERY_BROKER_URL"] {
+        for s in [
+            "DB_PASSWORD",
+            "SECRET_KEY",
+            "REDIS_PASSWORD",
+            "CODE_EXECUTION_API_KEY",
+            "PLUGIN_DAEMON_KEY",
+            "CELERY_BROKER_URL",
+        ] {
             assert!(is_secret_name(s), "{s}");
         }
         for s in ["DB_HOST", "LOG_LEVEL", "SERVER_WORKER_AMOUNT"] {

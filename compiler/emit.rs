@@ -23,15 +23,23 @@ const LOCK_FILE: &str = ".dify-cfg.lock";
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
     #[error("cannot write `{path}`: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("another dify-cfg is writing to `{0}`; wait for it to finish")]
     Busy(PathBuf),
-    #[error("the out directory `{out}` contains the config root `{root}`; choose a directory that holds only output")]
+    #[error(
+        "the out directory `{out}` contains the config root `{root}`; choose a directory that holds only output"
+    )]
     OutContainsRoot { out: PathBuf, root: PathBuf },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
-    move |source| EmitError::Io { path: path.to_path_buf(), source }
+    move |source| EmitError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A rendered site: relative path to bytes, `manifest.json` included.
@@ -85,24 +93,49 @@ pub fn digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String
 
 /// Add `manifest.json` to a site's rendered files. `inputs` are the
 /// (path, sha256) of every file the site was compiled from.
-pub fn with_manifest(site: &Site, inputs: &[(&str, &str)], mut files: BTreeMap<String, Vec<u8>>) -> SiteTree {
-    let output_hashes: Vec<(String, String)> = files.iter().map(|(p, b)| (p.clone(), sha256_hex(b))).collect();
+pub fn with_manifest(
+    site: &Site,
+    inputs: &[(&str, &str)],
+    mut files: BTreeMap<String, Vec<u8>>,
+) -> SiteTree {
+    let output_hashes: Vec<(String, String)> = files
+        .iter()
+        .map(|(p, b)| (p.clone(), sha256_hex(b)))
+        .collect();
     let manifest = Manifest {
-        compiler: Compiler { name: COMPILER_NAME, version: COMPILER_VERSION },
+        compiler: Compiler {
+            name: COMPILER_NAME,
+            version: COMPILER_VERSION,
+        },
         site: &site.name,
         target: site.target,
         profile_chain: &site.profile_chain,
         dify_version: &site.dify_version,
         wave: site.wave,
-        inputs: inputs.iter().map(|(p, s)| FileHash { path: p, sha256: (*s).to_string() }).collect(),
-        outputs: output_hashes.iter().map(|(p, s)| FileHash { path: p, sha256: s.clone() }).collect(),
+        inputs: inputs
+            .iter()
+            .map(|(p, s)| FileHash {
+                path: p,
+                sha256: (*s).to_string(),
+            })
+            .collect(),
+        outputs: output_hashes
+            .iter()
+            .map(|(p, s)| FileHash {
+                path: p,
+                sha256: s.clone(),
+            })
+            .collect(),
         input_digest: digest(inputs.iter().copied()),
         output_digest: digest(output_hashes.iter().map(|(p, s)| (p.as_str(), s.as_str()))),
     };
     let mut json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     json.push(b'\n');
     files.insert("manifest.json".to_string(), json);
-    SiteTree { name: site.name.clone(), files }
+    SiteTree {
+        name: site.name.clone(),
+        files,
+    }
 }
 
 /// Files that differ between `dir` and `tree`: changed, missing or extra.
@@ -127,12 +160,20 @@ pub fn differences(dir: &Path, tree: &SiteTree) -> Vec<String> {
 /// Every regular file under `dir`, by relative path.
 fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for e in walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().flatten() {
-        if e.file_type().is_file() {
-            if let (Ok(rel), Ok(bytes)) = (e.path().strip_prefix(dir), fs::read(e.path())) {
-                let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-                out.insert(rel, bytes);
-            }
+    for e in walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
+        if e.file_type().is_file()
+            && let (Ok(rel), Ok(bytes)) = (e.path().strip_prefix(dir), fs::read(e.path()))
+        {
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.insert(rel, bytes);
         }
     }
     out
@@ -152,18 +193,30 @@ impl OutDir {
         let canon_out = path.canonicalize().map_err(io(path))?;
         let canon_root = root.canonicalize().map_err(io(root))?;
         if canon_root.starts_with(&canon_out) {
-            return Err(EmitError::OutContainsRoot { out: path.to_path_buf(), root: root.to_path_buf() });
+            return Err(EmitError::OutContainsRoot {
+                out: path.to_path_buf(),
+                root: root.to_path_buf(),
+            });
         }
         let lock_path = path.join(LOCK_FILE);
-        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| EmitError::Busy(path.to_path_buf()))?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| EmitError::Busy(path.to_path_buf()))?;
         for e in fs::read_dir(path).map_err(io(path))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.contains(TMP_MARK) || name.contains(OLD_MARK) {
                 fs::remove_dir_all(e.path()).map_err(io(&e.path()))?;
             }
         }
-        Ok(OutDir { path: path.to_path_buf(), _lock: lock })
+        Ok(OutDir {
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
     }
 
     /// Write one site's tree, swapping it in whole. Returns false when the
@@ -190,7 +243,13 @@ impl OutDir {
         }
         sync_dir(&tmp)?;
         if dest.exists() {
-            let exchanged = rustix::fs::renameat_with(rustix::fs::CWD, &tmp, rustix::fs::CWD, &dest, rustix::fs::RenameFlags::EXCHANGE);
+            let exchanged = rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp,
+                rustix::fs::CWD,
+                &dest,
+                rustix::fs::RenameFlags::EXCHANGE,
+            );
             match exchanged {
                 Ok(()) => {
                     // `tmp` now holds the old tree.
@@ -214,7 +273,9 @@ impl OutDir {
 }
 
 fn sync_dir(path: &Path) -> Result<(), EmitError> {
-    fs::File::open(path).and_then(|d| d.sync_all()).map_err(io(path))
+    fs::File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(io(path))
 }
 
 #[cfg(test)]
@@ -222,7 +283,13 @@ mod tests {
     use super::*;
 
     fn tree(name: &str, files: &[(&str, &str)]) -> SiteTree {
-        SiteTree { name: name.into(), files: files.iter().map(|(p, b)| (p.to_string(), b.as_bytes().to_vec())).collect() }
+        SiteTree {
+            name: name.into(),
+            files: files
+                .iter()
+                .map(|(p, b)| (p.to_string(), b.as_bytes().to_vec()))
+                .collect(),
+        }
     }
 
     #[test]
@@ -234,14 +301,31 @@ mod tests {
         let out = OutDir::open(&out_path, &cfg).unwrap();
         let a = tree("s1", &[("a.txt", "one\n"), ("d/b.txt", "two\n")]);
         assert!(out.write_site(&a).unwrap());
-        assert!(!out.write_site(&a).unwrap(), "identical tree is not rewritten");
+        assert!(
+            !out.write_site(&a).unwrap(),
+            "identical tree is not rewritten"
+        );
         assert!(differences(&out_path.join("s1"), &a).is_empty());
         let b = tree("s1", &[("a.txt", "one!\n")]);
-        assert_eq!(differences(&out_path.join("s1"), &b), vec!["changed: s1/a.txt", "extra: s1/d/b.txt"]);
+        assert_eq!(
+            differences(&out_path.join("s1"), &b),
+            vec!["changed: s1/a.txt", "extra: s1/d/b.txt"]
+        );
         assert!(out.write_site(&b).unwrap());
         assert!(differences(&out_path.join("s1"), &b).is_empty());
-        let leftovers: Vec<_> = fs::read_dir(&out_path).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-        assert_eq!(leftovers.iter().filter(|n| n.contains("dify-cfg-tmp") || n.contains("dify-cfg-old")).count(), 0, "{leftovers:?}");
+        let leftovers: Vec<_> = fs::read_dir(&out_path)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            leftovers
+                .iter()
+                .filter(|n| n.contains("dify-cfg-tmp") || n.contains("dify-cfg-old"))
+                .count(),
+            0,
+            "{leftovers:?}"
+        );
     }
 
     #[test]
@@ -252,15 +336,24 @@ mod tests {
         let cfg = root.path().join("cfg");
         fs::create_dir_all(&cfg).unwrap();
         let first = OutDir::open(&out_path, &cfg).unwrap();
-        assert!(matches!(OutDir::open(&out_path, &cfg), Err(EmitError::Busy(_))));
+        assert!(matches!(
+            OutDir::open(&out_path, &cfg),
+            Err(EmitError::Busy(_))
+        ));
         drop(first);
         assert!(OutDir::open(&out_path, &cfg).is_ok());
-        assert!(matches!(OutDir::open(root.path(), &cfg), Err(EmitError::OutContainsRoot { .. })));
+        assert!(matches!(
+            OutDir::open(root.path(), &cfg),
+            Err(EmitError::OutContainsRoot { .. })
+        ));
     }
 
     #[test]
     fn digest_is_order_independent() {
-        assert_eq!(digest([("b", "2"), ("a", "1")]), digest([("a", "1"), ("b", "2")]));
+        assert_eq!(
+            digest([("b", "2"), ("a", "1")]),
+            digest([("a", "1"), ("b", "2")])
+        );
         assert_ne!(digest([("a", "1")]), digest([("a", "2")]));
     }
 }

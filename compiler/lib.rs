@@ -1,4 +1,6 @@
 //! dify-cfg: a GitOps config compiler for Dify fleets.
+pub mod build;
+pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod dify;
@@ -8,6 +10,8 @@ pub mod load;
 pub mod model;
 pub mod parse;
 pub mod pipeline;
+pub mod plan;
+pub mod render;
 pub mod resolve;
 pub mod source;
 pub mod templates;

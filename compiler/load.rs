@@ -32,36 +32,63 @@ pub fn load(root: &Path, diags: &mut Diagnostics) -> Inputs {
         Ok(r) => r,
         Err(e) => {
             diags.push(
-                Diagnostic::error("bad-root", format!("cannot read the config root `{}`: {e}", root.display()))
-                    .help("pass the directory that holds `profiles/` and `sites/` with `--root`"),
+                Diagnostic::error(
+                    "bad-root",
+                    format!("cannot read the config root `{}`: {e}", root.display()),
+                )
+                .help("pass the directory that holds `profiles/` and `sites/` with `--root`"),
             );
             return inputs;
         }
     };
     if !root.join("profiles").is_dir() {
         diags.push(
-            Diagnostic::error("bad-root", format!("`{}` has no `profiles/` directory", root.display()))
-                .help("run dify-cfg in a config repository, or pass one with `--root DIR`"),
+            Diagnostic::error(
+                "bad-root",
+                format!("`{}` has no `profiles/` directory", root.display()),
+            )
+            .help("run dify-cfg in a config repository, or pass one with `--root DIR`"),
         );
         return inputs;
     }
 
     for path in list(root, "profiles", diags, |p| has_ext(p, "toml")) {
-        if let Some((rel, text)) = read(root, &canonical_root, &path, &mut inputs.sources, FileKind::Profile, diags) {
+        if let Some((rel, text)) = read(
+            root,
+            &canonical_root,
+            &path,
+            &mut inputs.sources,
+            FileKind::Profile,
+            diags,
+        ) {
             let id = inputs.sources.add(rel, FileKind::Profile, text);
             let stem = inputs.sources.file(id).stem().to_string();
             inputs.profiles.insert(stem, id);
         }
     }
     for path in list(root, "sites", diags, |p| has_ext(p, "toml")) {
-        if let Some((rel, text)) = read(root, &canonical_root, &path, &mut inputs.sources, FileKind::Site, diags) {
+        if let Some((rel, text)) = read(
+            root,
+            &canonical_root,
+            &path,
+            &mut inputs.sources,
+            FileKind::Site,
+            diags,
+        ) {
             let id = inputs.sources.add(rel, FileKind::Site, text);
             inputs.sites.push(id);
         }
     }
     // Templates: the root's own `templates/` wins, the built-in set fills in.
     for path in list(root, "templates", diags, |_| true) {
-        if let Some((rel, text)) = read(root, &canonical_root, &path, &mut inputs.sources, FileKind::Template, diags) {
+        if let Some((rel, text)) = read(
+            root,
+            &canonical_root,
+            &path,
+            &mut inputs.sources,
+            FileKind::Template,
+            diags,
+        ) {
             let name = rel.trim_start_matches("templates/").to_string();
             let id = inputs.sources.add(rel, FileKind::Template, text);
             inputs.templates.insert(name, id);
@@ -86,13 +113,21 @@ fn has_ext(path: &Path, ext: &str) -> bool {
 
 /// Files under `root/dir`, sorted by path; hidden files and editor backups
 /// are skipped.
-fn list(root: &Path, dir: &str, diags: &mut Diagnostics, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+fn list(
+    root: &Path,
+    dir: &str,
+    diags: &mut Diagnostics,
+    keep: impl Fn(&Path) -> bool,
+) -> Vec<PathBuf> {
     let base = root.join(dir);
     if !base.exists() {
         return Vec::new();
     }
     let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(&base).sort_by_file_name().follow_links(false) {
+    for entry in walkdir::WalkDir::new(&base)
+        .sort_by_file_name()
+        .follow_links(false)
+    {
         match entry {
             Ok(e) => {
                 let name = e.file_name().to_string_lossy();
@@ -103,7 +138,10 @@ fn list(root: &Path, dir: &str, diags: &mut Diagnostics, keep: impl Fn(&Path) ->
                     out.push(e.path().to_path_buf());
                 }
             }
-            Err(e) => diags.push(Diagnostic::error("io", format!("cannot list `{dir}/`: {e}"))),
+            Err(e) => diags.push(Diagnostic::error(
+                "io",
+                format!("cannot list `{dir}/`: {e}"),
+            )),
         }
     }
     out
@@ -132,14 +170,20 @@ fn read(
         Ok(real) if !real.starts_with(canonical_root) => {
             let id = sources.add(rel.clone(), kind, String::new());
             diags.push(
-                Diagnostic::error("outside-root", format!("`{rel}` is a link to a file outside the config root"))
-                    .at(sources.file(id).whole())
-                    .help("copy the file into the repository instead of linking to it"),
+                Diagnostic::error(
+                    "outside-root",
+                    format!("`{rel}` is a link to a file outside the config root"),
+                )
+                .at(sources.file(id).whole())
+                .help("copy the file into the repository instead of linking to it"),
             );
             return None;
         }
         Ok(real) if !real.is_file() => {
-            diags.push(Diagnostic::error("io", format!("`{rel}` is not a regular file")));
+            diags.push(Diagnostic::error(
+                "io",
+                format!("`{rel}` is not a regular file"),
+            ));
             return None;
         }
         Ok(_) => {}
@@ -152,9 +196,12 @@ fn read(
         Ok(m) if m.len() > MAX_INPUT_BYTES => {
             let id = sources.add(rel.clone(), kind, String::new());
             diags.push(
-                Diagnostic::error("too-large", format!("`{rel}` is {} bytes; inputs are limited to 1 MiB", m.len()))
-                    .at(sources.file(id).whole())
-                    .help("a profile or site file is a few KiB; is this the right file?"),
+                Diagnostic::error(
+                    "too-large",
+                    format!("`{rel}` is {} bytes; inputs are limited to 1 MiB", m.len()),
+                )
+                .at(sources.file(id).whole())
+                .help("a profile or site file is a few KiB; is this the right file?"),
             );
             return None;
         }
@@ -169,10 +216,13 @@ fn read(
                 let id = sources.add(rel.clone(), kind, lossy);
                 let base = sources.file(id).base;
                 diags.push(
-                    Diagnostic::error("encoding", format!("`{rel}` is not UTF-8 (invalid byte at offset {at})"))
-                        .at(base + at..base + at + 1)
-                        .label("not UTF-8")
-                        .help("save the file as UTF-8"),
+                    Diagnostic::error(
+                        "encoding",
+                        format!("`{rel}` is not UTF-8 (invalid byte at offset {at})"),
+                    )
+                    .at(base + at..base + at + '\u{FFFD}'.len_utf8())
+                    .label("not UTF-8")
+                    .help("save the file as UTF-8"),
                 );
                 None
             }

@@ -146,7 +146,10 @@ impl ServiceKind {
     pub fn uses_api_image(self) -> bool {
         matches!(
             self,
-            ServiceKind::Api | ServiceKind::Worker | ServiceKind::WorkerBeat | ServiceKind::ApiWebsocket
+            ServiceKind::Api
+                | ServiceKind::Worker
+                | ServiceKind::WorkerBeat
+                | ServiceKind::ApiWebsocket
         )
     }
 }
@@ -233,9 +236,12 @@ pub struct Device {
 }
 
 impl Device {
-    /// Memory the services may use: the device less its reserve.
+    /// Memory the services may use: the device less its reserve, rounded
+    /// down to whole MiB.
     pub fn budget(&self) -> Bytes {
-        Bytes(self.memory.0 / 100 * u64::from(100 - self.reserve_percent))
+        let exact = u128::from(self.memory.0) * u128::from(100 - self.reserve_percent) / 100;
+        let mib = u128::from(crate::units::MIB);
+        Bytes((exact / mib * mib) as u64)
     }
 
     pub fn cpu_budget(&self) -> Millicores {

@@ -32,7 +32,11 @@ pub struct ParsedFile<'a> {
 
 /// Parse and type-check one profile or site file. Returns `None` (with
 /// diagnostics) when the file has any mistake the later stages cannot use.
-pub fn parse_file<'a>(sources: &'a SourceMap, id: FileId, diags: &mut Diagnostics) -> Option<ParsedFile<'a>> {
+pub fn parse_file<'a>(
+    sources: &'a SourceMap,
+    id: FileId,
+    diags: &mut Diagnostics,
+) -> Option<ParsedFile<'a>> {
     let file = sources.file(id);
     let table = parse_table(sources, id, diags)?;
     let layer = read_layer::<Layer>(&table, diags)?;
@@ -41,7 +45,11 @@ pub fn parse_file<'a>(sources: &'a SourceMap, id: FileId, diags: &mut Diagnostic
 }
 
 /// TOML syntax only: the spanned tree in global offsets.
-pub fn parse_table<'a>(sources: &'a SourceMap, id: FileId, diags: &mut Diagnostics) -> Option<Spanned<Table<'a>>> {
+pub fn parse_table<'a>(
+    sources: &'a SourceMap,
+    id: FileId,
+    diags: &mut Diagnostics,
+) -> Option<Spanned<Table<'a>>> {
     let file = sources.file(id);
     let (table, errors) = DeTable::parse_recoverable(&file.text);
     if !errors.is_empty() {
@@ -50,9 +58,12 @@ pub fn parse_table<'a>(sources: &'a SourceMap, id: FileId, diags: &mut Diagnosti
             let span = file.base + local.start..file.base + local.end;
             let message = e.message().trim().to_string();
             diags.push(
-                Diagnostic::error("toml-syntax", format!("invalid TOML: {}", first_line(&message)))
-                    .at(span)
-                    .help(syntax_help(&message)),
+                Diagnostic::error(
+                    "toml-syntax",
+                    format!("invalid TOML: {}", first_line(&message)),
+                )
+                .at(span)
+                .help(syntax_help(&message)),
             );
         }
         return None;
@@ -87,7 +98,10 @@ fn shift_table(table: Table<'_>, base: usize) -> Table<'_> {
     let mut out = Table::new();
     for (k, v) in table {
         let ks = k.span();
-        out.insert(Spanned::new(shift(ks, base), k.into_inner()), shift_node(v, base));
+        out.insert(
+            Spanned::new(shift(ks, base), k.into_inner()),
+            shift_node(v, base),
+        );
     }
     out
 }
@@ -109,7 +123,10 @@ fn shift_node(node: Node<'_>, base: usize) -> Node<'_> {
 }
 
 /// Deserialize `T` from a spanned tree, collecting every mistake.
-pub fn read_layer<T: for<'de> Deserialize<'de>>(table: &Spanned<Table<'_>>, diags: &mut Diagnostics) -> Option<T> {
+pub fn read_layer<T: for<'de> Deserialize<'de>>(
+    table: &Spanned<Table<'_>>,
+    diags: &mut Diagnostics,
+) -> Option<T> {
     let mut work = table.clone();
     let mut found = false;
     // Each round removes one entry, so the loop ends; the bound is a guard.
@@ -122,9 +139,7 @@ pub fn read_layer<T: for<'de> Deserialize<'de>>(table: &Spanned<Table<'_>>, diag
                 let span = e.span();
                 let removed = span.as_ref().and_then(|s| remove_at(work.get_mut(), s));
                 diags.push(describe(e.message(), span.clone(), removed.as_deref()));
-                if removed.is_none() {
-                    return None;
-                }
+                removed.as_ref()?;
             }
         }
     }
@@ -152,7 +167,11 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
     } else if message.starts_with("unknown variant") {
         let value = ticks.first().cloned().unwrap_or_default();
         let expected: Vec<&str> = ticks.iter().skip(1).map(String::as_str).collect();
-        let d = Diagnostic::error("invalid-value", format!("`{value}` is not a valid value{place}")).label("not allowed here");
+        let d = Diagnostic::error(
+            "invalid-value",
+            format!("`{value}` is not a valid value{place}"),
+        )
+        .label("not allowed here");
         match did_you_mean(&value, expected.iter().copied()) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
             None => d.help(format!("expected one of: {}", expected.join(", "))),
@@ -162,9 +181,16 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
             .trim_start_matches("invalid type: ")
             .split_once(", expected ")
             .unwrap_or((message, "another type"));
-        Diagnostic::error("wrong-type", format!("expected {}{place}, found {}", plain(expected), plain(found)))
-            .label(format!("expected {}", plain(expected)))
-            .help(type_help(expected))
+        Diagnostic::error(
+            "wrong-type",
+            format!(
+                "expected {}{place}, found {}",
+                plain(expected),
+                plain(found)
+            ),
+        )
+        .label(format!("expected {}", plain(expected)))
+        .help(type_help(expected))
     } else if message.contains("did not match any variant of untagged enum") {
         let what = if message.contains("SecretValue") {
             "a secret must be a reference such as { env = \"NAME\" }"
@@ -173,15 +199,20 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
         } else {
             "expected a number"
         };
-        Diagnostic::error("wrong-type", format!("wrong type{place}")).label(what).help(what)
+        Diagnostic::error("wrong-type", format!("wrong type{place}"))
+            .label(what)
+            .help(what)
     } else {
-        Diagnostic::error("invalid-value", format!("{}{place}", first_line(message))).label("invalid")
+        Diagnostic::error("invalid-value", format!("{}{place}", first_line(message)))
+            .label("invalid")
     };
     d.at_opt(span)
 }
 
 fn plain(s: &str) -> String {
-    s.replace("struct ", "").replace("a sequence", "an array").replace("a map", "a table")
+    s.replace("struct ", "")
+        .replace("a sequence", "an array")
+        .replace("a map", "a table")
 }
 
 fn type_help(expected: &str) -> String {
@@ -199,7 +230,11 @@ fn type_help(expected: &str) -> String {
 }
 
 fn backticked(s: &str) -> Vec<String> {
-    s.split('`').skip(1).step_by(2).map(str::to_string).collect()
+    s.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Remove the deepest entry whose key or value span holds `span`; returns
@@ -252,7 +287,9 @@ fn find_in_node(node: &DeValue<'_>, span: &Span) -> Option<Vec<String>> {
 }
 
 fn remove_path(table: &mut Table<'_>, path: &[String]) {
-    let Some((first, rest)) = path.split_first() else { return };
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
     if rest.is_empty() {
         table.remove(first.as_str());
     } else if let Some(node) = table.get_mut(first.as_str()) {
@@ -264,8 +301,12 @@ fn remove_in_node(node: &mut DeValue<'_>, path: &[String]) {
     match node {
         DeValue::Table(t) => remove_path(t, path),
         DeValue::Array(a) => {
-            let Some((first, rest)) = path.split_first() else { return };
-            let Ok(idx) = first.parse::<usize>() else { return };
+            let Some((first, rest)) = path.split_first() else {
+                return;
+            };
+            let Ok(idx) = first.parse::<usize>() else {
+                return;
+            };
             if rest.is_empty() {
                 let mut out = DeArray::new();
                 for (i, item) in a.iter().enumerate() {
@@ -283,7 +324,9 @@ fn remove_in_node(node: &mut DeValue<'_>, path: &[String]) {
 }
 
 fn contains(outer: &Span, inner: &Span) -> bool {
-    outer.start <= inner.start && inner.end <= outer.end && !(outer.start == outer.end && inner.start != outer.start)
+    outer.start <= inner.start
+        && inner.end <= outer.end
+        && !(outer.start == outer.end && inner.start != outer.start)
 }
 
 #[cfg(test)]
@@ -302,25 +345,60 @@ mod tests {
 
     #[test]
     fn every_unknown_key_is_reported_with_location() {
-        let (map, diags, parsed) = run("[device]\nmemroy = \"4GiB\"\ncpus = 2\nrezerve = \"20%\"\n[servics.api]\n");
+        let (map, diags, parsed) =
+            run("[device]\nmemroy = \"4GiB\"\ncpus = 2\nrezerve = \"20%\"\n[servics.api]\n");
         assert!(parsed.is_none());
         let found: Vec<_> = diags
             .iter()
-            .map(|d| (d.code, map.location(d.span.as_ref().unwrap()).to_string(), d.help.clone()))
+            .map(|d| {
+                (
+                    d.code,
+                    map.location(d.span.as_ref().unwrap()).to_string(),
+                    d.help.clone(),
+                )
+            })
             .collect();
         assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found.contains(&("unknown-key", "profiles/p.toml:2:1".into(), Some("did you mean `memory`?".into()))));
-        assert!(found.contains(&("unknown-key", "profiles/p.toml:4:1".into(), Some("did you mean `reserve`?".into()))));
-        assert!(found.contains(&("unknown-key", "profiles/p.toml:5:2".into(), Some("did you mean `services`?".into()))));
+        assert!(found.contains(&(
+            "unknown-key",
+            "profiles/p.toml:2:1".into(),
+            Some("did you mean `memory`?".into())
+        )));
+        assert!(found.contains(&(
+            "unknown-key",
+            "profiles/p.toml:4:1".into(),
+            Some("did you mean `reserve`?".into())
+        )));
+        assert!(found.contains(&(
+            "unknown-key",
+            "profiles/p.toml:5:2".into(),
+            Some("did you mean `services`?".into())
+        )));
     }
 
     #[test]
     fn wrong_types_and_values_are_located() {
-        let (map, diags, _) = run("target = \"composee\"\n[device]\ncpus = \"two\"\n[services.api]\nreplicas = true\n");
-        let found: Vec<_> = diags.iter().map(|d| (d.code, map.location(d.span.as_ref().unwrap()).to_string())).collect();
-        assert!(found.contains(&("invalid-value", "profiles/p.toml:1:10".into())), "{found:?}");
-        assert!(found.iter().any(|(c, l)| *c == "wrong-type" && l == "profiles/p.toml:3:8"), "{found:?}");
-        assert!(found.contains(&("wrong-type", "profiles/p.toml:5:12".into())), "{found:?}");
+        let (map, diags, _) = run(
+            "target = \"composee\"\n[device]\ncpus = \"two\"\n[services.api]\nreplicas = true\n",
+        );
+        let found: Vec<_> = diags
+            .iter()
+            .map(|d| (d.code, map.location(d.span.as_ref().unwrap()).to_string()))
+            .collect();
+        assert!(
+            found.contains(&("invalid-value", "profiles/p.toml:1:10".into())),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(c, l)| *c == "wrong-type" && l == "profiles/p.toml:3:8"),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("wrong-type", "profiles/p.toml:5:12".into())),
+            "{found:?}"
+        );
         let d = diags.iter().find(|d| d.code == "invalid-value").unwrap();
         assert_eq!(d.help.as_deref(), Some("did you mean `compose`?"));
     }
@@ -341,6 +419,9 @@ mod tests {
         let layer = parsed.unwrap();
         let mem = layer.device.unwrap().memory.unwrap();
         assert_eq!(mem.get_ref(), "4GiB");
-        assert_eq!(map.location(&mem.span()).to_string(), "profiles/p.toml:3:10");
+        assert_eq!(
+            map.location(&mem.span()).to_string(),
+            "profiles/p.toml:3:10"
+        );
     }
 }

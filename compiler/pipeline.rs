@@ -57,43 +57,76 @@ impl std::fmt::Display for SelectionError {
 }
 
 /// Resolve `--profile P`: a profile name, or a prefix of exactly one.
-pub fn resolve_profile<'n>(wanted: &str, names: impl IntoIterator<Item = &'n str>) -> Result<String, SelectionError> {
+pub fn resolve_profile<'n>(
+    wanted: &str,
+    names: impl IntoIterator<Item = &'n str>,
+) -> Result<String, SelectionError> {
     let names: Vec<&str> = names.into_iter().collect();
     if names.contains(&wanted) {
         return Ok(wanted.to_string());
     }
-    let matches: Vec<&str> = names.iter().copied().filter(|n| n.starts_with(wanted)).collect();
+    let matches: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| n.starts_with(wanted))
+        .collect();
     match matches.as_slice() {
         [one] => Ok((*one).to_string()),
         [] => {
-            let hint = did_you_mean(wanted, names.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
-            Err(SelectionError(format!("no profile matches `{wanted}`{hint}; profiles: {}", names.join(", "))))
+            let hint = did_you_mean(wanted, names.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            Err(SelectionError(format!(
+                "no profile matches `{wanted}`{hint}; profiles: {}",
+                names.join(", ")
+            )))
         }
-        many => Err(SelectionError(format!("`{wanted}` is ambiguous: it matches {}", many.join(", ")))),
+        many => Err(SelectionError(format!(
+            "`{wanted}` is ambiguous: it matches {}",
+            many.join(", ")
+        ))),
     }
 }
 
 /// Select the sites to build: those whose chain includes the profile (when
 /// given) and whose names were asked for (when given).
-pub fn select<'v>(sites: &'v [ValidSite], profile: Option<&str>, names: &[String], all_profiles: &[&str]) -> Result<Vec<&'v ValidSite>, SelectionError> {
+pub fn select<'v>(
+    sites: &'v [ValidSite],
+    profile: Option<&str>,
+    names: &[String],
+    all_profiles: &[&str],
+) -> Result<Vec<&'v ValidSite>, SelectionError> {
     let profile = match profile {
         Some(p) => Some(resolve_profile(p, all_profiles.iter().copied())?),
         None => None,
     };
     for n in names {
         if !sites.iter().any(|s| &s.site.name == n) {
-            let hint = did_you_mean(n, sites.iter().map(|s| s.site.name.as_str())).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            let hint = did_you_mean(n, sites.iter().map(|s| s.site.name.as_str()))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
             return Err(SelectionError(format!("no site named `{n}`{hint}")));
         }
     }
     let chosen: Vec<&ValidSite> = sites
         .iter()
-        .filter(|s| profile.as_ref().is_none_or(|p| s.site.profile_chain.contains(p)))
+        .filter(|s| {
+            profile
+                .as_ref()
+                .is_none_or(|p| s.site.profile_chain.contains(p))
+        })
         .filter(|s| names.is_empty() || names.contains(&s.site.name))
         .collect();
     if chosen.is_empty() {
         return Err(SelectionError(match profile {
-            Some(p) => format!("no site uses profile `{p}`{}", if names.is_empty() { "" } else { " among the sites named" }),
+            Some(p) => format!(
+                "no site uses profile `{p}`{}",
+                if names.is_empty() {
+                    ""
+                } else {
+                    " among the sites named"
+                }
+            ),
             None => "no site matches the selection".to_string(),
         }));
     }
@@ -110,9 +143,15 @@ mod tests {
         assert_eq!(resolve_profile("edge-4gb", names), Ok("edge-4gb".into()));
         assert_eq!(resolve_profile("multi", names), Ok("multi-branch".into()));
         let amb = resolve_profile("edge", names).unwrap_err().0;
-        assert!(amb.contains("edge-4gb") && amb.contains("edge-8gb"), "{amb}");
+        assert!(
+            amb.contains("edge-4gb") && amb.contains("edge-8gb"),
+            "{amb}"
+        );
         let none = resolve_profile("clod", names).unwrap_err().0;
         assert!(none.contains("did you mean `cloud`"), "{none}");
-        assert_eq!(resolve_profile("edge", ["edge-4gb", "cloud"]), Ok("edge-4gb".into()));
+        assert_eq!(
+            resolve_profile("edge", ["edge-4gb", "cloud"]),
+            Ok("edge-4gb".into())
+        );
     }
 }

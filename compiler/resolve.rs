@@ -48,7 +48,9 @@ pub struct Fleet<'a> {
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
@@ -85,7 +87,12 @@ pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
     for (name, parsed) in &profiles {
         if let Some(ext) = &parsed.layer.extends {
             if !known.contains(ext.get_ref().as_str()) {
-                diags.push(unknown_profile(ext.get_ref(), ext.span(), &known, "extends"));
+                diags.push(unknown_profile(
+                    ext.get_ref(),
+                    ext.span(),
+                    &known,
+                    "extends",
+                ));
             } else if ext.get_ref() == name {
                 diags.push(
                     Diagnostic::error("extends-cycle", format!("profile `{name}` extends itself"))
@@ -100,7 +107,11 @@ pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
     for name in profiles.keys() {
         let mut seen = vec![name.clone()];
         let mut cur = name.clone();
-        while let Some(next) = profiles.get(&cur).and_then(|p| p.layer.extends.as_ref()).map(|e| e.get_ref().clone()) {
+        while let Some(next) = profiles
+            .get(&cur)
+            .and_then(|p| p.layer.extends.as_ref())
+            .map(|e| e.get_ref().clone())
+        {
             if let Some(pos) = seen.iter().position(|s| *s == next) {
                 let cycle: Vec<String> = seen[pos..].to_vec();
                 let first = cycle.iter().min().cloned().unwrap_or_default();
@@ -111,10 +122,16 @@ pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
                     path.rotate_left(start);
                     path.push(first.clone());
                     diags.push(
-                        Diagnostic::error("extends-cycle", format!("profiles extend each other in a cycle: {}", path.join(" -> ")))
-                            .at_opt(span)
-                            .label("this `extends` closes the cycle")
-                            .help("one profile in the cycle must not extend another"),
+                        Diagnostic::error(
+                            "extends-cycle",
+                            format!(
+                                "profiles extend each other in a cycle: {}",
+                                path.join(" -> ")
+                            ),
+                        )
+                        .at_opt(span)
+                        .label("this `extends` closes the cycle")
+                        .help("one profile in the cycle must not extend another"),
                     );
                 }
                 break;
@@ -123,9 +140,12 @@ pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
             if seen.len() > MAX_CHAIN {
                 let span = profiles[name].layer.extends.as_ref().map(|e| e.span());
                 diags.push(
-                    Diagnostic::error("extends-depth", format!("the `extends` chain of `{name}` is deeper than {MAX_CHAIN}"))
-                        .at_opt(span)
-                        .help("flatten the profile hierarchy"),
+                    Diagnostic::error(
+                        "extends-depth",
+                        format!("the `extends` chain of `{name}` is deeper than {MAX_CHAIN}"),
+                    )
+                    .at_opt(span)
+                    .help("flatten the profile hierarchy"),
                 );
                 break;
             }
@@ -156,12 +176,17 @@ pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
             continue;
         }
         names.insert(name.clone(), *id);
-        let Some(parsed) = parse_file(sources, *id, diags) else { continue };
+        let Some(parsed) = parse_file(sources, *id, diags) else {
+            continue;
+        };
         if let Some(e) = &parsed.layer.extends {
             diags.push(
-                Diagnostic::error("misplaced-key", "a site names its profile with `profile`, not `extends`")
-                    .at(e.span())
-                    .help(format!("write `profile = \"{}\"`", e.get_ref())),
+                Diagnostic::error(
+                    "misplaced-key",
+                    "a site names its profile with `profile`, not `extends`",
+                )
+                .at(e.span())
+                .help(format!("write `profile = \"{}\"`", e.get_ref())),
             );
             continue;
         }
@@ -174,7 +199,12 @@ pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
             continue;
         };
         if !known.contains(profile.get_ref().as_str()) {
-            diags.push(unknown_profile(profile.get_ref(), profile.span(), &known, "profile"));
+            diags.push(unknown_profile(
+                profile.get_ref(),
+                profile.span(),
+                &known,
+                "profile",
+            ));
             continue;
         }
         // Chain from the site's profile up to the root.
@@ -203,7 +233,12 @@ pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
         let mut chain_files: Vec<FileId> = chain.iter().rev().map(|p| profiles[p].id).collect();
         chain_files.push(*id);
         let mut merged: Option<Spanned<Table<'a>>> = None;
-        for layer_table in chain.iter().rev().map(|p| &profiles[p].table).chain(std::iter::once(&parsed.table)) {
+        for layer_table in chain
+            .iter()
+            .rev()
+            .map(|p| &profiles[p].table)
+            .chain(std::iter::once(&parsed.table))
+        {
             let mut t = layer_table.clone();
             for k in META_KEYS {
                 t.get_mut().remove(*k);
@@ -217,7 +252,9 @@ pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
             });
         }
         let Some(table) = merged else { continue };
-        let Some(layer) = read_layer::<Layer>(&table, diags) else { continue };
+        let Some(layer) = read_layer::<Layer>(&table, diags) else {
+            continue;
+        };
         sites.push(ResolvedSite {
             name,
             file: *id,
@@ -249,9 +286,14 @@ pub fn merge_table<'a>(base: &mut Table<'a>, child: Table<'a>) {
     for (k, v) in child {
         let key = k.get_ref().to_string();
         let both_tables = matches!(v.get_ref(), DeValue::Table(_))
-            && matches!(base.get(key.as_str()).map(|b| b.get_ref()), Some(DeValue::Table(_)));
+            && matches!(
+                base.get(key.as_str()).map(|b| b.get_ref()),
+                Some(DeValue::Table(_))
+            );
         if both_tables {
-            let Some(b) = base.get_mut(key.as_str()) else { continue };
+            let Some(b) = base.get_mut(key.as_str()) else {
+                continue;
+            };
             if let (DeValue::Table(bt), DeValue::Table(ct)) = (b.get_mut(), v.into_inner()) {
                 merge_table(bt, ct);
             }
@@ -268,13 +310,24 @@ mod tests {
     use crate::source::{FileKind, SourceMap};
 
     fn inputs(profiles: &[(&str, &str)], sites: &[(&str, &str)]) -> Inputs {
-        let mut inputs = Inputs { sources: SourceMap::new(), ..Default::default() };
+        let mut inputs = Inputs {
+            sources: SourceMap::new(),
+            ..Default::default()
+        };
         for (name, text) in profiles {
-            let id = inputs.sources.add(format!("profiles/{name}.toml"), FileKind::Profile, text.to_string());
+            let id = inputs.sources.add(
+                format!("profiles/{name}.toml"),
+                FileKind::Profile,
+                text.to_string(),
+            );
             inputs.profiles.insert(name.to_string(), id);
         }
         for (name, text) in sites {
-            let id = inputs.sources.add(format!("sites/{name}.toml"), FileKind::Site, text.to_string());
+            let id = inputs.sources.add(
+                format!("sites/{name}.toml"),
+                FileKind::Site,
+                text.to_string(),
+            );
             inputs.sites.push(id);
         }
         inputs
@@ -284,8 +337,14 @@ mod tests {
     fn three_level_chain_merges_with_provenance() {
         let inputs = inputs(
             &[
-                ("base", "description = \"base\"\n[device]\nmemory = \"4GiB\"\ncpus = 2\n[services.api]\nmemory = \"512MiB\"\ncpus = 1\n"),
-                ("mid", "extends = \"base\"\n[services.api]\nmemory = \"640MiB\"\n"),
+                (
+                    "base",
+                    "description = \"base\"\n[device]\nmemory = \"4GiB\"\ncpus = 2\n[services.api]\nmemory = \"512MiB\"\ncpus = 1\n",
+                ),
+                (
+                    "mid",
+                    "extends = \"base\"\n[services.api]\nmemory = \"640MiB\"\n",
+                ),
             ],
             &[("s1", "profile = \"mid\"\n[device]\ncpus = 4\n")],
         );
@@ -297,27 +356,51 @@ mod tests {
         let api = site.layer.services.as_ref().unwrap().api.as_ref().unwrap();
         let mem = api.memory.as_ref().unwrap();
         assert_eq!(mem.get_ref(), "640MiB");
-        assert_eq!(inputs.sources.location(&mem.span()).to_string(), "profiles/mid.toml:3:10");
+        assert_eq!(
+            inputs.sources.location(&mem.span()).to_string(),
+            "profiles/mid.toml:3:10"
+        );
         let cpus = api.cpus.as_ref().unwrap();
-        assert_eq!(inputs.sources.location(&cpus.span()).path, "profiles/base.toml");
+        assert_eq!(
+            inputs.sources.location(&cpus.span()).path,
+            "profiles/base.toml"
+        );
         let dev_cpus = site.layer.device.as_ref().unwrap().cpus.as_ref().unwrap();
-        assert_eq!(inputs.sources.location(&dev_cpus.span()).path, "sites/s1.toml");
+        assert_eq!(
+            inputs.sources.location(&dev_cpus.span()).path,
+            "sites/s1.toml"
+        );
         let dev_mem = site.layer.device.as_ref().unwrap().memory.as_ref().unwrap();
-        assert_eq!(inputs.sources.location(&dev_mem.span()).path, "profiles/base.toml");
+        assert_eq!(
+            inputs.sources.location(&dev_mem.span()).path,
+            "profiles/base.toml"
+        );
     }
 
     #[test]
     fn cycles_and_unknown_profiles_are_reported() {
         let inputs = inputs(
-            &[("a", "extends = \"b\"\n"), ("b", "extends = \"a\"\n"), ("c", "extends = \"edge\"\n")],
+            &[
+                ("a", "extends = \"b\"\n"),
+                ("b", "extends = \"a\"\n"),
+                ("c", "extends = \"edge\"\n"),
+            ],
             &[("s1", "profile = \"a\"\n"), ("s2", "profile = \"cc\"\n")],
         );
         let mut diags = Diagnostics::new();
         let fleet = resolve(&inputs, &mut diags);
         assert!(fleet.sites.is_empty());
         let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
-        assert_eq!(codes.iter().filter(|c| **c == "extends-cycle").count(), 1, "{codes:?}");
-        assert_eq!(codes.iter().filter(|c| **c == "unknown-profile").count(), 2, "{codes:?}");
+        assert_eq!(
+            codes.iter().filter(|c| **c == "extends-cycle").count(),
+            1,
+            "{codes:?}"
+        );
+        assert_eq!(
+            codes.iter().filter(|c| **c == "unknown-profile").count(),
+            2,
+            "{codes:?}"
+        );
         let cc = diags.iter().find(|d| d.message.contains("`cc`")).unwrap();
         assert_eq!(cc.help.as_deref(), Some("did you mean `c`?"));
     }
@@ -325,7 +408,16 @@ mod tests {
     #[test]
     fn site_names_are_checked() {
         assert!(is_valid_name("clinic-01"));
-        for bad in ["", "Clinic", "a..b", "a/b", "-a", "a-", "ä", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "Clinic",
+            "a..b",
+            "a/b",
+            "-a",
+            "a-",
+            "ä",
+            &"x".repeat(64),
+        ] {
             assert!(!is_valid_name(bad), "{bad}");
         }
     }

@@ -25,54 +25,42 @@ impl Bytes {
         self.0 / MIB
     }
 
-    /// Shortest exact binary form: `512MiB`, `4GiB`, `1536KiB`, `100B`.
-    pub fn human(self) -> String {
-        for (unit, size) in [("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
-            if self.0 >= size && self.0 % size == 0 {
-                return format!("{}{unit}", self.0 / size);
-            }
-        }
-        format!("{}B", self.0)
+    /// The value in the largest of `units` that divides it exactly.
+    fn exact(self, units: &[(&str, u64)]) -> Option<String> {
+        units
+            .iter()
+            .find(|(_, size)| self.0 >= *size && self.0.is_multiple_of(*size))
+            .map(|(unit, size)| format!("{}{unit}", self.0 / size))
     }
 
-    /// Docker compose / Kubernetes form: `512Mi` style for Kubernetes.
+    /// Shortest exact binary form: `512MiB`, `4GiB`, `1536KiB`, `100B`.
+    pub fn human(self) -> String {
+        self.exact(&[("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)])
+            .unwrap_or_else(|| format!("{}B", self.0))
+    }
+
+    /// Kubernetes form: `512Mi`.
     pub fn kubernetes(self) -> String {
-        for (unit, size) in [("Ti", TIB), ("Gi", GIB), ("Mi", MIB), ("Ki", KIB)] {
-            if self.0 >= size && self.0 % size == 0 {
-                return format!("{}{unit}", self.0 / size);
-            }
-        }
-        self.0.to_string()
+        self.exact(&[("Ti", TIB), ("Gi", GIB), ("Mi", MIB), ("Ki", KIB)])
+            .unwrap_or_else(|| self.0.to_string())
     }
 
     /// Docker compose form, lower-case units of 1024: `512m`, `4g`.
     pub fn compose(self) -> String {
-        for (unit, size) in [("g", GIB), ("m", MIB), ("k", KIB)] {
-            if self.0 >= size && self.0 % size == 0 {
-                return format!("{}{unit}", self.0 / size);
-            }
-        }
-        format!("{}b", self.0)
+        self.exact(&[("g", GIB), ("m", MIB), ("k", KIB)])
+            .unwrap_or_else(|| format!("{}b", self.0))
     }
 
-    /// PostgreSQL and Redis form: `128MB` means MiB there.
+    /// PostgreSQL form: `128MB` means MiB there.
     pub fn server(self) -> String {
-        for (unit, size) in [("GB", GIB), ("MB", MIB), ("kB", KIB)] {
-            if self.0 >= size && self.0 % size == 0 {
-                return format!("{}{unit}", self.0 / size);
-            }
-        }
-        format!("{}kB", self.0.div_ceil(KIB))
+        self.exact(&[("GB", GIB), ("MB", MIB), ("kB", KIB)])
+            .unwrap_or_else(|| format!("{}kB", self.0.div_ceil(KIB)))
     }
 
     /// Redis `maxmemory` form: `256mb` (Redis units are 1024-based with `b`).
     pub fn redis(self) -> String {
-        for (unit, size) in [("gb", GIB), ("mb", MIB), ("kb", KIB)] {
-            if self.0 >= size && self.0 % size == 0 {
-                return format!("{}{unit}", self.0 / size);
-            }
-        }
-        self.0.to_string()
+        self.exact(&[("gb", GIB), ("mb", MIB), ("kb", KIB)])
+            .unwrap_or_else(|| self.0.to_string())
     }
 }
 
@@ -90,7 +78,7 @@ pub struct Millicores(pub u32);
 impl Millicores {
     /// Compose `cpus:` form: `0.5`, `2`.
     pub fn cores(self) -> String {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             (self.0 / 1000).to_string()
         } else {
             let s = format!("{}.{:03}", self.0 / 1000, self.0 % 1000);
@@ -100,7 +88,7 @@ impl Millicores {
 
     /// Kubernetes form: `500m`, `2`.
     pub fn kubernetes(self) -> String {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             (self.0 / 1000).to_string()
         } else {
             format!("{}m", self.0)
@@ -124,7 +112,9 @@ pub struct UnitError {
 /// Parse `512MiB`, `4GiB`, `1.5GiB`, `64KiB`, `100B`.
 pub fn parse_bytes(text: &str) -> Result<Bytes, UnitError> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let unit = unit.trim();
     let size = match unit {
@@ -148,7 +138,10 @@ pub fn parse_bytes(text: &str) -> Result<Bytes, UnitError> {
             };
             return Err(UnitError {
                 message,
-                help: format!("write sizes in binary units, e.g. `{}{hint}` (B, KiB, MiB, GiB, TiB)", if num.is_empty() { "512" } else { num }),
+                help: format!(
+                    "write sizes in binary units, e.g. `{}{hint}` (B, KiB, MiB, GiB, TiB)",
+                    if num.is_empty() { "512" } else { num }
+                ),
             });
         }
     };
@@ -156,7 +149,8 @@ pub fn parse_bytes(text: &str) -> Result<Bytes, UnitError> {
         message: format!("`{text}` is not a size"),
         help: "write a number followed by a unit, e.g. `512MiB` or `1.5GiB`".into(),
     };
-    if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1 {
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
+    {
         return Err(bad());
     }
     let value = if let Some((int, frac)) = num.split_once('.') {
@@ -170,7 +164,10 @@ pub fn parse_bytes(text: &str) -> Result<Bytes, UnitError> {
             .and_then(|v| v.checked_add(frac * size / scale))
             .ok_or_else(bad)?
     } else {
-        num.parse::<u64>().ok().and_then(|n| n.checked_mul(size)).ok_or_else(bad)?
+        num.parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(size))
+            .ok_or_else(bad)?
     };
     Ok(Bytes(value))
 }
@@ -223,7 +220,18 @@ mod tests {
 
     #[test]
     fn ambiguous_or_broken_sizes_are_refused() {
-        for bad in ["512MB", "4gb", "4G", "512", "MiB", "1..5GiB", ".5GiB", "-1MiB", "99999999999999TiB", "1.2345GiB"] {
+        for bad in [
+            "512MB",
+            "4gb",
+            "4G",
+            "512",
+            "MiB",
+            "1..5GiB",
+            ".5GiB",
+            "-1MiB",
+            "99999999999999TiB",
+            "1.2345GiB",
+        ] {
             assert!(parse_bytes(bad).is_err(), "{bad} should be refused");
         }
         assert!(parse_bytes("512MB").unwrap_err().help.contains("512MiB"));

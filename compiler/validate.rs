@@ -47,7 +47,10 @@ pub const MANAGED_ENV: &[(&str, &str)] = &[
     ("DB_DATABASE", "database.external.database"),
     ("VECTOR_STORE", "vector-store"),
     ("SERVER_WORKER_AMOUNT", "services.api.workers"),
-    ("SERVER_WORKER_CONNECTIONS", "services.api.worker-connections"),
+    (
+        "SERVER_WORKER_CONNECTIONS",
+        "services.api.worker-connections",
+    ),
     ("CELERY_WORKER_AMOUNT", "services.worker.workers"),
     ("ALLOW_REGISTER", "login.allow-register"),
     ("ALLOW_CREATE_WORKSPACE", "login.allow-create-workspace"),
@@ -59,8 +62,14 @@ pub const MANAGED_ENV: &[(&str, &str)] = &[
     ("POSTGRES_MAX_CONNECTIONS", "database.max-connections"),
     ("POSTGRES_SHARED_BUFFERS", "database.shared-buffers"),
     ("POSTGRES_WORK_MEM", "database.work-mem"),
-    ("POSTGRES_MAINTENANCE_WORK_MEM", "database.maintenance-work-mem"),
-    ("POSTGRES_EFFECTIVE_CACHE_SIZE", "database.effective-cache-size"),
+    (
+        "POSTGRES_MAINTENANCE_WORK_MEM",
+        "database.maintenance-work-mem",
+    ),
+    (
+        "POSTGRES_EFFECTIVE_CACHE_SIZE",
+        "database.effective-cache-size",
+    ),
     ("SQLALCHEMY_POOL_SIZE", "database.pool-size"),
     ("NGINX_PORT", "network.http-port"),
     ("NGINX_SERVER_NAME", "network.hostname"),
@@ -72,11 +81,20 @@ fn required_secrets(site: &Site) -> Vec<(&'static str, &'static str)> {
     let mut out = vec![("DB_PASSWORD", "the api connects to PostgreSQL with it")];
     out.push(("REDIS_PASSWORD", "Redis requires a password"));
     if runs(ServiceKind::PluginDaemon) {
-        out.push(("PLUGIN_DAEMON_KEY", "the api authenticates to the plugin daemon with it"));
-        out.push(("PLUGIN_DIFY_INNER_API_KEY", "the plugin daemon authenticates to the api with it"));
+        out.push((
+            "PLUGIN_DAEMON_KEY",
+            "the api authenticates to the plugin daemon with it",
+        ));
+        out.push((
+            "PLUGIN_DIFY_INNER_API_KEY",
+            "the plugin daemon authenticates to the api with it",
+        ));
     }
     if runs(ServiceKind::Sandbox) {
-        out.push(("CODE_EXECUTION_API_KEY", "the api authenticates to the sandbox with it"));
+        out.push((
+            "CODE_EXECUTION_API_KEY",
+            "the api authenticates to the sandbox with it",
+        ));
     }
     out
 }
@@ -95,8 +113,8 @@ impl Cx<'_> {
         self.diags.push(d);
     }
 
-    fn default<T: ToString>(&mut self, key: &str, value: T) -> T {
-        self.defaults.push((key.to_string(), value.to_string()));
+    fn default<T: TomlText>(&mut self, key: &str, value: T) -> T {
+        self.defaults.push((key.to_string(), value.toml_text()));
         value
     }
 
@@ -108,16 +126,33 @@ impl Cx<'_> {
         self.err(d);
     }
 
-    fn bytes(&mut self, v: &Option<Spanned<String>>, key: &str, default: Option<Bytes>) -> Option<Bytes> {
+    fn bytes(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: Option<Bytes>,
+    ) -> Option<Bytes> {
         match v {
             Some(s) => match parse_bytes(s.get_ref()) {
                 Ok(b) if b.0 == 0 => {
-                    self.err(Diagnostic::error("invalid-unit", format!("`{key}` must be more than zero")).at(s.span()).help("write a size such as `512MiB`"));
+                    self.err(
+                        Diagnostic::error(
+                            "invalid-unit",
+                            format!("`{key}` must be more than zero"),
+                        )
+                        .at(s.span())
+                        .help("write a size such as `512MiB`"),
+                    );
                     None
                 }
                 Ok(b) => Some(b),
                 Err(e) => {
-                    self.err(Diagnostic::error("invalid-unit", e.message).at(s.span()).label(format!("`{key}` takes a size")).help(e.help));
+                    self.err(
+                        Diagnostic::error("invalid-unit", e.message)
+                            .at(s.span())
+                            .label(format!("`{key}` takes a size"))
+                            .help(e.help),
+                    );
                     None
                 }
             },
@@ -125,12 +160,22 @@ impl Cx<'_> {
         }
     }
 
-    fn cores(&mut self, v: &Option<Spanned<config::Number>>, key: &str, default: Option<Millicores>) -> Option<Millicores> {
+    fn cores(
+        &mut self,
+        v: &Option<Spanned<config::Number>>,
+        key: &str,
+        default: Option<Millicores>,
+    ) -> Option<Millicores> {
         match v {
             Some(n) => match cores_to_millicores(n.get_ref().as_f64()) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    self.err(Diagnostic::error("invalid-value", e.message).at(n.span()).label(format!("`{key}` takes a number of cores")).help(e.help));
+                    self.err(
+                        Diagnostic::error("invalid-value", e.message)
+                            .at(n.span())
+                            .label(format!("`{key}` takes a number of cores"))
+                            .help(e.help),
+                    );
                     None
                 }
             },
@@ -138,14 +183,32 @@ impl Cx<'_> {
         }
     }
 
-    fn int(&mut self, v: &Option<Spanned<i64>>, key: &str, range: std::ops::RangeInclusive<i64>, default: i64) -> Option<u32> {
+    fn int(
+        &mut self,
+        v: &Option<Spanned<i64>>,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+        default: i64,
+    ) -> Option<u32> {
         match v {
             Some(n) if range.contains(n.get_ref()) => Some(*n.get_ref() as u32),
             Some(n) => {
                 self.err(
-                    Diagnostic::error("out-of-range", format!("`{key}` is {}, outside {}..={}", n.get_ref(), range.start(), range.end()))
-                        .at(n.span())
-                        .help(format!("choose a value from {} to {}", range.start(), range.end())),
+                    Diagnostic::error(
+                        "out-of-range",
+                        format!(
+                            "`{key}` is {}, outside {}..={}",
+                            n.get_ref(),
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                    .at(n.span())
+                    .help(format!(
+                        "choose a value from {} to {}",
+                        range.start(),
+                        range.end()
+                    )),
                 );
                 None
             }
@@ -166,10 +229,13 @@ impl Cx<'_> {
                 Ok(port) if port > 0 => port,
                 _ => {
                     self.err(
-                        Diagnostic::error("invalid-port", format!("`{}` is not a TCP port", p.get_ref()))
-                            .at(p.span())
-                            .label(format!("`{key}` takes a port from 1 to 65535"))
-                            .help("choose a port from 1 to 65535"),
+                        Diagnostic::error(
+                            "invalid-port",
+                            format!("`{}` is not a TCP port", p.get_ref()),
+                        )
+                        .at(p.span())
+                        .label(format!("`{key}` takes a port from 1 to 65535"))
+                        .help("choose a port from 1 to 65535"),
                     );
                     default
                 }
@@ -190,7 +256,14 @@ impl Cx<'_> {
             return None;
         }
         if s.len() > max {
-            self.err(Diagnostic::error("invalid-text", format!("`{key}` is longer than {max} bytes")).at(v.span()).help("shorten it"));
+            self.err(
+                Diagnostic::error(
+                    "invalid-text",
+                    format!("`{key}` is longer than {max} bytes"),
+                )
+                .at(v.span())
+                .help("shorten it"),
+            );
             return None;
         }
         Some(s.clone())
@@ -201,10 +274,13 @@ impl Cx<'_> {
             Ok(net) if net.trunc() == net => Some(net),
             Ok(net) => {
                 self.err(
-                    Diagnostic::error("invalid-cidr", format!("`{}` has host bits set", v.get_ref()))
-                        .at(v.span())
-                        .label(format!("`{key}` takes a network"))
-                        .help(format!("did you mean `{}`?", net.trunc())),
+                    Diagnostic::error(
+                        "invalid-cidr",
+                        format!("`{}` has host bits set", v.get_ref()),
+                    )
+                    .at(v.span())
+                    .label(format!("`{key}` takes a network"))
+                    .help(format!("did you mean `{}`?", net.trunc())),
                 );
                 None
             }
@@ -212,17 +288,34 @@ impl Cx<'_> {
                 let help = if IpAddr::from_str(v.get_ref().trim()).is_ok() {
                     format!("add a prefix length, e.g. `{}/32`", v.get_ref().trim())
                 } else {
-                    "write a network as ADDRESS/PREFIX, e.g. `10.20.1.0/24` or `fd00::/64`".to_string()
+                    "write a network as ADDRESS/PREFIX, e.g. `10.20.1.0/24` or `fd00::/64`"
+                        .to_string()
                 };
-                self.err(Diagnostic::error("invalid-cidr", format!("`{}` is not a CIDR network", v.get_ref())).at(v.span()).label(format!("`{key}` takes a network")).help(help));
+                self.err(
+                    Diagnostic::error(
+                        "invalid-cidr",
+                        format!("`{}` is not a CIDR network", v.get_ref()),
+                    )
+                    .at(v.span())
+                    .label(format!("`{key}` takes a network"))
+                    .help(help),
+                );
                 None
             }
         }
     }
 
-    fn cidrs(&mut self, v: &Option<Spanned<Vec<Spanned<String>>>>, key: &str) -> Option<Vec<IpNet>> {
+    fn cidrs(
+        &mut self,
+        v: &Option<Spanned<Vec<Spanned<String>>>>,
+        key: &str,
+    ) -> Option<Vec<IpNet>> {
         let v = v.as_ref()?;
-        let mut out: Vec<IpNet> = v.get_ref().iter().filter_map(|c| self.cidr(c, key)).collect();
+        let mut out: Vec<IpNet> = v
+            .get_ref()
+            .iter()
+            .filter_map(|c| self.cidr(c, key))
+            .collect();
         out.sort();
         out.dedup();
         Some(out)
@@ -251,7 +344,13 @@ impl Cx<'_> {
                         .help("pin a release tag, e.g. `1.27-alpine`, so that every build runs the same image"),
                 );
             } else if !is_image_tag(tag) {
-                self.err(Diagnostic::error("invalid-image", format!("`{tag}` is not an image tag")).at(t.span()).help("tags are 1 to 128 of A-Z a-z 0-9 _ . - and do not start with . or -"));
+                self.err(
+                    Diagnostic::error("invalid-image", format!("`{tag}` is not an image tag"))
+                        .at(t.span())
+                        .help(
+                            "tags are 1 to 128 of A-Z a-z 0-9 _ . - and do not start with . or -",
+                        ),
+                );
             } else {
                 img.tag = tag.clone();
             }
@@ -260,10 +359,73 @@ impl Cx<'_> {
             if is_digest(d.get_ref()) {
                 img.digest = Some(d.get_ref().clone());
             } else {
-                self.err(Diagnostic::error("invalid-image", format!("`{}` is not an image digest", d.get_ref())).at(d.span()).help("write `sha256:` followed by 64 lower-case hex digits"));
+                self.err(
+                    Diagnostic::error(
+                        "invalid-image",
+                        format!("`{}` is not an image digest", d.get_ref()),
+                    )
+                    .at(d.span())
+                    .help("write `sha256:` followed by 64 lower-case hex digits"),
+                );
             }
         }
         img
+    }
+}
+
+/// A default value as `explain` prints it: in TOML notation.
+trait TomlText {
+    fn toml_text(&self) -> String;
+}
+
+impl TomlText for bool {
+    fn toml_text(&self) -> String {
+        self.to_string()
+    }
+}
+
+macro_rules! toml_number {
+    ($($t:ty),*) => {$(impl TomlText for $t {
+        fn toml_text(&self) -> String {
+            self.to_string()
+        }
+    })*};
+}
+toml_number!(u8, u16, u32, i64);
+
+impl TomlText for &str {
+    fn toml_text(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl TomlText for String {
+    fn toml_text(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl TomlText for Bytes {
+    fn toml_text(&self) -> String {
+        format!("\"{}\"", self.human())
+    }
+}
+
+impl TomlText for Millicores {
+    fn toml_text(&self) -> String {
+        self.cores()
+    }
+}
+
+impl TomlText for Vec<String> {
+    fn toml_text(&self) -> String {
+        format!(
+            "[{}]",
+            self.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 
@@ -276,7 +438,11 @@ fn is_image_repository(s: &str) -> bool {
         && s.len() <= 255
         && s.split('/').all(|part| {
             !part.is_empty()
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b':'))
+                && part.bytes().all(|b| {
+                    b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || matches!(b, b'.' | b'_' | b'-' | b':')
+                })
         })
         && !s.starts_with(['.', '-', ':'])
 }
@@ -284,33 +450,55 @@ fn is_image_repository(s: &str) -> bool {
 fn is_image_tag(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
         && !s.starts_with(['.', '-'])
 }
 
 fn is_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !l.starts_with('-') && !l.ends_with('-')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
         })
 }
 
 fn is_env_var_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') && !s.starts_with(|c: char| c.is_ascii_digit())
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
 fn is_label_key(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')) && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+        })
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// Which services run unless a profile says otherwise.
 fn enabled_by_default(kind: ServiceKind) -> bool {
-    !matches!(kind, ServiceKind::ApiWebsocket | ServiceKind::AgentBackend | ServiceKind::LocalSandbox)
+    !matches!(
+        kind,
+        ServiceKind::ApiWebsocket | ServiceKind::AgentBackend | ServiceKind::LocalSandbox
+    )
 }
 
 fn service_layer(layer: &Layer, kind: ServiceKind) -> Option<&ServiceLayer> {
@@ -333,27 +521,52 @@ fn service_layer(layer: &Layer, kind: ServiceKind) -> Option<&ServiceLayer> {
 }
 
 /// Validate one resolved site.
-pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Diagnostics) -> Option<ValidSite> {
+pub fn validate_site(
+    rs: &ResolvedSite<'_>,
+    sources: &SourceMap,
+    diags: &mut Diagnostics,
+) -> Option<ValidSite> {
     let before = diags.error_count();
     let layer = &rs.layer;
-    let anchor = rs.profile_span.clone().unwrap_or_else(|| sources.file(rs.file).whole());
+    let anchor = rs
+        .profile_span
+        .clone()
+        .unwrap_or_else(|| sources.file(rs.file).whole());
     let target = layer.target.as_ref().map(|t| *t.get_ref());
-    let mut cx = Cx { diags, defaults: Vec::new(), anchor, target: target.unwrap_or(Target::Compose) };
+    let mut cx = Cx {
+        diags,
+        defaults: Vec::new(),
+        anchor,
+        target: target.unwrap_or(Target::Compose),
+    };
     if target.is_none() {
-        cx.missing("target", "set `target = \"compose\"` or `target = \"helm\"` in the site's profile");
+        cx.missing(
+            "target",
+            "set `target = \"compose\"` or `target = \"helm\"` in the site's profile",
+        );
     }
     let target = cx.target;
 
-    let description = layer.description.as_ref().and_then(|d| cx.text(d, "description", 1024)).unwrap_or_default();
+    let description = layer
+        .description
+        .as_ref()
+        .and_then(|d| cx.text(d, "description", 1024))
+        .unwrap_or_default();
 
     // Release and images.
     let dify_version = match layer.dify.as_ref().and_then(|d| d.version.as_ref()) {
         Some(v) if dify::SUPPORTED_RELEASES.contains(&v.get_ref().as_str()) => v.get_ref().clone(),
         Some(v) => {
             cx.err(
-                Diagnostic::error("unsupported-release", format!("Dify `{}` is not a release dify-cfg knows", v.get_ref()))
-                    .at(v.span())
-                    .help(format!("supported releases: {}", dify::SUPPORTED_RELEASES.join(", "))),
+                Diagnostic::error(
+                    "unsupported-release",
+                    format!("Dify `{}` is not a release dify-cfg knows", v.get_ref()),
+                )
+                .at(v.span())
+                .help(format!(
+                    "supported releases: {}",
+                    dify::SUPPORTED_RELEASES.join(", ")
+                )),
             );
             dify::SUPPORTED_RELEASES[0].to_string()
         }
@@ -368,12 +581,28 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
     };
     let defaults = dify::release_images(&dify_version);
     let il = layer.images.clone().unwrap_or_default();
-    let postgres_default = if vector_store == VectorStore::Pgvector { &defaults.postgres_pgvector } else { &defaults.postgres };
+    let postgres_default = if vector_store == VectorStore::Pgvector {
+        &defaults.postgres_pgvector
+    } else {
+        &defaults.postgres
+    };
     let images = Images {
         sandbox: cx.image(&il.sandbox, "images.sandbox", &defaults.sandbox),
-        plugin_daemon: cx.image(&il.plugin_daemon, "images.plugin-daemon", &defaults.plugin_daemon),
-        agent_backend: cx.image(&il.agent_backend, "images.agent-backend", &defaults.agent_backend),
-        local_sandbox: cx.image(&il.local_sandbox, "images.local-sandbox", &defaults.local_sandbox),
+        plugin_daemon: cx.image(
+            &il.plugin_daemon,
+            "images.plugin-daemon",
+            &defaults.plugin_daemon,
+        ),
+        agent_backend: cx.image(
+            &il.agent_backend,
+            "images.agent-backend",
+            &defaults.agent_backend,
+        ),
+        local_sandbox: cx.image(
+            &il.local_sandbox,
+            "images.local-sandbox",
+            &defaults.local_sandbox,
+        ),
         postgres: cx.image(&il.postgres, "images.postgres", postgres_default),
         redis: cx.image(&il.redis, "images.redis", &defaults.redis),
         nginx: cx.image(&il.nginx, "images.nginx", &defaults.nginx),
@@ -383,7 +612,14 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
     let registry = match &bl.registry {
         Some(r) if is_image_repository(r.get_ref()) => r.get_ref().clone(),
         Some(r) => {
-            cx.err(Diagnostic::error("invalid-image", format!("`{}` is not a registry path", r.get_ref())).at(r.span()).help("write a registry and path such as `registry.example.org/dify`"));
+            cx.err(
+                Diagnostic::error(
+                    "invalid-image",
+                    format!("`{}` is not a registry path", r.get_ref()),
+                )
+                .at(r.span())
+                .help("write a registry and path such as `registry.example.org/dify`"),
+            );
             String::new()
         }
         None => {
@@ -411,7 +647,14 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
                 if ["linux/amd64", "linux/arm64"].contains(&item.get_ref().as_str()) {
                     out.push(item.get_ref().clone());
                 } else {
-                    cx.err(Diagnostic::error("invalid-value", format!("`{}` is not a platform Dify publishes", item.get_ref())).at(item.span()).help("Dify builds for `linux/amd64` and `linux/arm64`"));
+                    cx.err(
+                        Diagnostic::error(
+                            "invalid-value",
+                            format!("`{}` is not a platform Dify publishes", item.get_ref()),
+                        )
+                        .at(item.span())
+                        .help("Dify builds for `linux/amd64` and `linux/arm64`"),
+                    );
                 }
             }
             out.sort();
@@ -419,9 +662,12 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
             out
         }
         None => {
-            let p = if target == Target::Compose { vec!["linux/amd64".to_string(), "linux/arm64".to_string()] } else { vec!["linux/amd64".to_string()] };
-            cx.default("build.platforms", p.join(","));
-            p
+            let p = if target == Target::Compose {
+                vec!["linux/amd64".to_string(), "linux/arm64".to_string()]
+            } else {
+                vec!["linux/amd64".to_string()]
+            };
+            cx.default("build.platforms", p)
         }
     };
 
@@ -436,7 +682,10 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
             let memory = match &d.memory {
                 Some(_) => cx.bytes(&d.memory, "device.memory", None),
                 None => {
-                    cx.missing("device.memory", "set the box's memory, e.g. `memory = \"4GiB\"`");
+                    cx.missing(
+                        "device.memory",
+                        "set the box's memory, e.g. `memory = \"4GiB\"`",
+                    );
                     None
                 }
             };
@@ -451,18 +700,37 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
                 Some(r) => match parse_percent(r.get_ref()) {
                     Ok(p) if p < 100 => Some(p),
                     Ok(_) => {
-                        cx.err(Diagnostic::error("out-of-range", "a reserve of 100% leaves nothing for the services").at(r.span()).help("keep 10% to 30% for the OS and Docker, e.g. `20%`"));
+                        cx.err(
+                            Diagnostic::error(
+                                "out-of-range",
+                                "a reserve of 100% leaves nothing for the services",
+                            )
+                            .at(r.span())
+                            .help("keep 10% to 30% for the OS and Docker, e.g. `20%`"),
+                        );
                         None
                     }
                     Err(e) => {
-                        cx.err(Diagnostic::error("invalid-unit", e.message).at(r.span()).label("`device.reserve` takes a percentage").help(e.help));
+                        cx.err(
+                            Diagnostic::error("invalid-unit", e.message)
+                                .at(r.span())
+                                .label("`device.reserve` takes a percentage")
+                                .help(e.help),
+                        );
                         None
                     }
                 },
-                None => Some(cx.default("device.reserve", 20u8)),
+                None => {
+                    cx.default("device.reserve", "20%");
+                    Some(20)
+                }
             };
             match (memory, cpus, reserve) {
-                (Some(memory), Some(cpus), Some(reserve_percent)) => Some(Device { memory, cpus, reserve_percent }),
+                (Some(memory), Some(cpus), Some(reserve_percent)) => Some(Device {
+                    memory,
+                    cpus,
+                    reserve_percent,
+                }),
                 _ => None,
             }
         }
@@ -480,8 +748,14 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
     // Database and Redis, external or bundled.
     let dl = layer.database.clone().unwrap_or_default();
     let rl = layer.redis.clone().unwrap_or_default();
-    let db_external = dl.external.as_ref().and_then(|e| external(&mut cx, e, "database.external", 5432));
-    let redis_external = rl.external.as_ref().and_then(|e| external(&mut cx, e, "redis.external", 6379));
+    let db_external = dl
+        .external
+        .as_ref()
+        .and_then(|e| external(&mut cx, e, "database.external", 5432));
+    let redis_external = rl
+        .external
+        .as_ref()
+        .and_then(|e| external(&mut cx, e, "redis.external", 6379));
 
     // Services.
     let mut services = BTreeMap::new();
@@ -500,9 +774,14 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
         let enabled = match (explicit, decided_by) {
             (Some(e), Some((implied, by))) if *e.get_ref() && !implied => {
                 cx.err(
-                    Diagnostic::error("inconsistent", format!("`{key}` is enabled but `{by}` turns it off"))
-                        .at(e.span())
-                        .help(format!("change `{by}` instead of enabling the service directly")),
+                    Diagnostic::error(
+                        "inconsistent",
+                        format!("`{key}` is enabled but `{by}` turns it off"),
+                    )
+                    .at(e.span())
+                    .help(format!(
+                        "change `{by}` instead of enabling the service directly"
+                    )),
                 );
                 false
             }
@@ -533,22 +812,52 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
         };
         memory_spans.insert(kind, sl.memory.as_ref().map(|m| m.span()));
         let cpus = cx.cores(&sl.cpus, &format!("{key}.cpus"), Some(Millicores(1000)));
-        let memory_request = cx.bytes(&sl.memory_request, &format!("{key}.memory-request"), memory);
-        let cpus_request = cx.cores(&sl.cpus_request, &format!("{key}.cpus-request"), cpus);
+        // Requests matter to helm sites only; compose sites do not list them.
+        let (memory_request, cpus_request) = if target == Target::Helm {
+            (
+                cx.bytes(&sl.memory_request, &format!("{key}.memory-request"), memory),
+                cx.cores(&sl.cpus_request, &format!("{key}.cpus-request"), cpus),
+            )
+        } else {
+            (memory, cpus)
+        };
         if target == Target::Compose {
-            for (v, what) in [(sl.memory_request.as_ref().map(|s| s.span()), "memory-request"), (sl.cpus_request.as_ref().map(|s| s.span()), "cpus-request")] {
+            for (v, what) in [
+                (
+                    sl.memory_request.as_ref().map(|s| s.span()),
+                    "memory-request",
+                ),
+                (sl.cpus_request.as_ref().map(|s| s.span()), "cpus-request"),
+            ] {
                 if let Some(span) = v {
-                    cx.err(Diagnostic::error("helm-only", format!("`{key}.{what}` applies to helm sites only")).at(span).help("docker compose enforces limits only; remove it"));
+                    cx.err(
+                        Diagnostic::error(
+                            "helm-only",
+                            format!("`{key}.{what}` applies to helm sites only"),
+                        )
+                        .at(span)
+                        .help("docker compose enforces limits only; remove it"),
+                    );
                 }
             }
         }
-        if let (Some(req), Some(lim), Some(s)) = (memory_request, memory, &sl.memory_request) {
-            if req > lim {
-                cx.err(Diagnostic::error("request-above-limit", format!("`{key}.memory-request` ({req}) is above its limit ({lim})")).at(s.span()).help("a request may not exceed the limit"));
-            }
+        if let (Some(req), Some(lim), Some(s)) = (memory_request, memory, &sl.memory_request)
+            && req > lim
+        {
+            cx.err(
+                Diagnostic::error(
+                    "request-above-limit",
+                    format!("`{key}.memory-request` ({req}) is above its limit ({lim})"),
+                )
+                .at(s.span())
+                .help("a request may not exceed the limit"),
+            );
         }
         let replicas = cx.int(&sl.replicas, &format!("{key}.replicas"), 1..=100, 1);
-        let takes_workers = matches!(kind, ServiceKind::Api | ServiceKind::Worker | ServiceKind::ApiWebsocket);
+        let takes_workers = matches!(
+            kind,
+            ServiceKind::Api | ServiceKind::Worker | ServiceKind::ApiWebsocket
+        );
         let workers = if takes_workers {
             cx.int(&sl.workers, &format!("{key}.workers"), 1..=64, 1)
         } else {
@@ -558,10 +867,22 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
             None
         };
         let worker_connections = if matches!(kind, ServiceKind::Api | ServiceKind::ApiWebsocket) {
-            cx.int(&sl.worker_connections, &format!("{key}.worker-connections"), 1..=10_000, if kind == ServiceKind::Api { 10 } else { 1000 })
+            cx.int(
+                &sl.worker_connections,
+                &format!("{key}.worker-connections"),
+                1..=10_000,
+                if kind == ServiceKind::Api { 10 } else { 1000 },
+            )
         } else {
             if let Some(w) = &sl.worker_connections {
-                cx.err(Diagnostic::error("not-applicable", format!("`{key}.worker-connections` applies to api and api-websocket only")).at(w.span()).help("remove it"));
+                cx.err(
+                    Diagnostic::error(
+                        "not-applicable",
+                        format!("`{key}.worker-connections` applies to api and api-websocket only"),
+                    )
+                    .at(w.span())
+                    .help("remove it"),
+                );
             }
             None
         };
@@ -578,32 +899,94 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
             ServiceKind::Redis => images.redis.clone(),
             ServiceKind::Nginx => images.nginx.clone(),
             ServiceKind::SsrfProxy => images.ssrf_proxy.clone(),
-            ServiceKind::Web => ImageRef { repository: format!("{registry}/dify-web"), tag: dify_version.clone(), digest: None },
-            _ => ImageRef { repository: format!("{registry}/dify-api"), tag: dify_version.clone(), digest: None },
+            ServiceKind::Web => ImageRef {
+                repository: format!("{registry}/dify-web"),
+                tag: dify_version.clone(),
+                digest: None,
+            },
+            _ => ImageRef {
+                repository: format!("{registry}/dify-api"),
+                tag: dify_version.clone(),
+                digest: None,
+            },
         };
-        if let (Some(memory), Some(cpus), Some(memory_request), Some(cpus_request), Some(replicas)) = (memory, cpus, memory_request, cpus_request, replicas) {
-            services.insert(kind, Service { kind, memory, cpus, memory_request, cpus_request, replicas, workers, worker_connections, autoscaling, image });
+        if let (
+            Some(memory),
+            Some(cpus),
+            Some(memory_request),
+            Some(cpus_request),
+            Some(replicas),
+        ) = (memory, cpus, memory_request, cpus_request, replicas)
+        {
+            services.insert(
+                kind,
+                Service {
+                    kind,
+                    memory,
+                    cpus,
+                    memory_request,
+                    cpus_request,
+                    replicas,
+                    workers,
+                    worker_connections,
+                    autoscaling,
+                    image,
+                },
+            );
         }
     }
     for needed in [ServiceKind::Api, ServiceKind::Worker, ServiceKind::Web] {
-        if let Some(e) = service_layer(layer, needed).and_then(|s| s.enabled.as_ref()) {
-            if !*e.get_ref() {
-                cx.err(Diagnostic::error("required-service", format!("Dify cannot run without `{}`", needed.key())).at(e.span()).help("only optional services (sandbox, plugin-daemon, agent-backend, ...) can be switched off"));
-            }
+        if let Some(e) = service_layer(layer, needed).and_then(|s| s.enabled.as_ref())
+            && !*e.get_ref()
+        {
+            cx.err(Diagnostic::error("required-service", format!("Dify cannot run without `{}`", needed.key())).at(e.span()).help("only optional services (sandbox, plugin-daemon, agent-backend, ...) can be switched off"));
         }
     }
 
     // Database tuning.
-    let engine = dl.engine.as_ref().map(|e| *e.get_ref()).unwrap_or(config::DbEngine::Postgresql);
+    let engine = dl
+        .engine
+        .as_ref()
+        .map(|e| *e.get_ref())
+        .unwrap_or(config::DbEngine::Postgresql);
     let database = Database {
         engine,
         external: db_external,
-        max_connections: cx.int(&dl.max_connections, "database.max-connections", 10..=10_000, 100).unwrap_or(100),
-        shared_buffers: cx.bytes(&dl.shared_buffers, "database.shared-buffers", Some(Bytes::mib(128))).unwrap_or_default(),
-        work_mem: cx.bytes(&dl.work_mem, "database.work-mem", Some(Bytes::mib(4))).unwrap_or_default(),
-        maintenance_work_mem: cx.bytes(&dl.maintenance_work_mem, "database.maintenance-work-mem", Some(Bytes::mib(64))).unwrap_or_default(),
-        effective_cache_size: cx.bytes(&dl.effective_cache_size, "database.effective-cache-size", Some(Bytes::mib(4096))).unwrap_or_default(),
-        pool_size: cx.int(&dl.pool_size, "database.pool-size", 1..=1000, 30).unwrap_or(30),
+        max_connections: cx
+            .int(
+                &dl.max_connections,
+                "database.max-connections",
+                10..=10_000,
+                100,
+            )
+            .unwrap_or(100),
+        shared_buffers: cx
+            .bytes(
+                &dl.shared_buffers,
+                "database.shared-buffers",
+                Some(Bytes::mib(128)),
+            )
+            .unwrap_or_default(),
+        work_mem: cx
+            .bytes(&dl.work_mem, "database.work-mem", Some(Bytes::mib(4)))
+            .unwrap_or_default(),
+        maintenance_work_mem: cx
+            .bytes(
+                &dl.maintenance_work_mem,
+                "database.maintenance-work-mem",
+                Some(Bytes::mib(64)),
+            )
+            .unwrap_or_default(),
+        effective_cache_size: cx
+            .bytes(
+                &dl.effective_cache_size,
+                "database.effective-cache-size",
+                Some(Bytes::mib(4096)),
+            )
+            .unwrap_or_default(),
+        pool_size: cx
+            .int(&dl.pool_size, "database.pool-size", 1..=1000, 30)
+            .unwrap_or(30),
         name: "dify".to_string(),
         plugin_name: "dify_plugin".to_string(),
     };
@@ -619,7 +1002,9 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
     }
 
     // Redis.
-    let maxmemory = cx.bytes(&rl.maxmemory, "redis.maxmemory", Some(Bytes::mib(256))).unwrap_or_default();
+    let maxmemory = cx
+        .bytes(&rl.maxmemory, "redis.maxmemory", Some(Bytes::mib(256)))
+        .unwrap_or_default();
     let policy = match &rl.policy {
         Some(p) => *p.get_ref(),
         None => {
@@ -627,26 +1012,37 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
             EvictionPolicy::VolatileLru
         }
     };
-    if let Some(p) = &rl.policy {
-        if p.get_ref().evicts_any_key() {
-            cx.err(
+    if let Some(p) = &rl.policy
+        && p.get_ref().evicts_any_key()
+    {
+        cx.err(
                 Diagnostic::warning("redis-eviction", format!("`{}` may evict Celery's queued tasks", p.get_ref().as_str()))
                     .at(p.span())
                     .label("Redis is also the Celery broker")
                     .help("use `volatile-lru`: it evicts only keys with a TTL (the cache) and leaves the task queues alone"),
             );
-        }
     }
     if let Some(redis) = services.get(&ServiceKind::Redis) {
         let need = Bytes(maxmemory.0 + redis_overhead(maxmemory).0);
         if redis.memory < need {
             let span = memory_spans.get(&ServiceKind::Redis).cloned().flatten();
             cx.err(
-                Diagnostic::error("redis-overhead", format!("the redis limit ({}) leaves no room above `maxmemory` ({maxmemory})", redis.memory))
-                    .at_opt(span)
-                    .label(format!("needs at least {need}"))
-                    .note(format!("Redis needs maxmemory plus {} for buffers and persistence", redis_overhead(maxmemory)))
-                    .help(format!("raise `services.redis.memory` to {need} or lower `redis.maxmemory`")),
+                Diagnostic::error(
+                    "redis-overhead",
+                    format!(
+                        "the redis limit ({}) leaves no room above `maxmemory` ({maxmemory})",
+                        redis.memory
+                    ),
+                )
+                .at_opt(span)
+                .label(format!("needs at least {need}"))
+                .note(format!(
+                    "Redis needs maxmemory plus {} for buffers and persistence",
+                    redis_overhead(maxmemory)
+                ))
+                .help(format!(
+                    "raise `services.redis.memory` to {need} or lower `redis.maxmemory`"
+                )),
             );
         }
     }
@@ -661,34 +1057,71 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
     }
 
     let network = network(&mut cx, layer, target, &rs.name);
-    let lan_span = layer.network.as_ref().and_then(|n| n.lan.as_ref()).map(|l| l.span());
+    let lan_span = layer
+        .network
+        .as_ref()
+        .and_then(|n| n.lan.as_ref())
+        .map(|l| l.span());
 
     let ll = layer.login.clone().unwrap_or_default();
     let login = Login {
         allow_register: cx.flag(&ll.allow_register, "login.allow-register", false),
-        allow_create_workspace: cx.flag(&ll.allow_create_workspace, "login.allow-create-workspace", false),
+        allow_create_workspace: cx.flag(
+            &ll.allow_create_workspace,
+            "login.allow-create-workspace",
+            false,
+        ),
         email_password: cx.flag(&ll.email_password, "login.email-password", true),
         email_code: cx.flag(&ll.email_code, "login.email-code", false),
         social_oauth: cx.flag(&ll.social_oauth, "login.social-oauth", false),
     };
 
     let hl = layer.helm.clone().unwrap_or_default();
+    // Compose sites do not use these; do not list their defaults in `explain`.
+    let mut helm_defaults = Vec::new();
+    if target == Target::Compose {
+        std::mem::swap(&mut helm_defaults, &mut cx.defaults);
+    }
     let helm = Helm {
         namespace: helm_name(&mut cx, &hl.namespace, "helm.namespace", "dify"),
-        secret_store: helm_name(&mut cx, &hl.secret_store, "helm.secret-store", "dify-secrets"),
+        secret_store: helm_name(
+            &mut cx,
+            &hl.secret_store,
+            "helm.secret-store",
+            "dify-secrets",
+        ),
         secret_store_kind: match &hl.secret_store_kind {
-            Some(k) if ["SecretStore", "ClusterSecretStore"].contains(&k.get_ref().as_str()) => k.get_ref().clone(),
+            Some(k) if ["SecretStore", "ClusterSecretStore"].contains(&k.get_ref().as_str()) => {
+                k.get_ref().clone()
+            }
             Some(k) => {
-                cx.err(Diagnostic::error("invalid-value", format!("`{}` is not a secret store kind", k.get_ref())).at(k.span()).help("use `SecretStore` or `ClusterSecretStore`"));
+                cx.err(
+                    Diagnostic::error(
+                        "invalid-value",
+                        format!("`{}` is not a secret store kind", k.get_ref()),
+                    )
+                    .at(k.span())
+                    .help("use `SecretStore` or `ClusterSecretStore`"),
+                );
                 String::new()
             }
             None => cx.default("helm.secret-store-kind", "ClusterSecretStore".to_string()),
         },
-        ingress_class: hl.ingress_class.as_ref().map(|c| helm_name(&mut cx, &Some(c.clone()), "helm.ingress-class", "")),
+        ingress_class: hl
+            .ingress_class
+            .as_ref()
+            .map(|c| helm_name(&mut cx, &Some(c.clone()), "helm.ingress-class", "")),
     };
+    if target == Target::Compose {
+        std::mem::swap(&mut helm_defaults, &mut cx.defaults);
+    }
     if target == Target::Compose && layer.helm.is_some() {
         // Harmless, but probably a profile meant for the other target.
-        cx.err(Diagnostic::warning("helm-only", "`[helm]` has no effect on a compose site").at(cx.anchor.clone()).help("remove `[helm]` from the chain of this site"));
+        cx.err(
+            Diagnostic::warning("helm-only", "`[helm]` has no effect on a compose site")
+                .at(cx.anchor.clone())
+                .help("remove `[helm]` from the chain of this site"),
+        );
     }
 
     let env = env(&mut cx, layer);
@@ -697,16 +1130,30 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
     let wave = match layer.rollout.as_ref().and_then(|r| r.wave.as_ref()) {
         Some(w) if (1..=100).contains(w.get_ref()) => *w.get_ref() as u32,
         Some(w) => {
-            cx.err(Diagnostic::error("out-of-range", format!("wave {} is outside 1..=100", w.get_ref())).at(w.span()).help("wave 1 is the canary; later waves follow"));
+            cx.err(
+                Diagnostic::error(
+                    "out-of-range",
+                    format!("wave {} is outside 1..=100", w.get_ref()),
+                )
+                .at(w.span())
+                .help("wave 1 is the canary; later waves follow"),
+            );
             1
         }
-        None => cx.default("rollout.wave", 1),
+        None => cx.default("rollout.wave", 1u32),
     };
 
     let mut labels = BTreeMap::new();
     for (k, v) in layer.labels.iter().flatten() {
         if !is_label_key(k.get_ref()) {
-            cx.err(Diagnostic::error("invalid-name", format!("`{}` is not a valid label name", k.get_ref())).at(k.span()).help("label names are lower-case letters, digits, `-`, `.` and `_`, at most 63"));
+            cx.err(
+                Diagnostic::error(
+                    "invalid-name",
+                    format!("`{}` is not a valid label name", k.get_ref()),
+                )
+                .at(k.span())
+                .help("label names are lower-case letters, digits, `-`, `.` and `_`, at most 63"),
+            );
             continue;
         }
         if let Some(text) = cx.text(v, &format!("labels.{}", k.get_ref()), 256) {
@@ -716,7 +1163,14 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
 
     // The memory budget of the box.
     if let Some(device) = &device {
-        budget(&mut cx, device, &services, &memory_spans, sources, &rs.chain_files);
+        budget(
+            &mut cx,
+            device,
+            &services,
+            &memory_spans,
+            sources,
+            &rs.chain_files,
+        );
     }
 
     let (Some(network), true) = (network, cx.diags.error_count() == before) else {
@@ -730,11 +1184,20 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
         target,
         dify_version,
         images,
-        build: Build { registry, api_base, web_base, platforms },
+        build: Build {
+            registry,
+            api_base,
+            web_base,
+            platforms,
+        },
         device,
         services,
         database,
-        redis: Redis { maxmemory, policy, external: redis_external },
+        redis: Redis {
+            maxmemory,
+            policy,
+            external: redis_external,
+        },
         vector_store,
         network,
         login,
@@ -746,7 +1209,9 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
         labels,
     };
     for (name, why) in required_secrets(&site) {
-        let needs_db = name != "DB_PASSWORD" || site.database.external.is_some() || site.services.contains_key(&ServiceKind::Db);
+        let needs_db = name != "DB_PASSWORD"
+            || site.database.external.is_some()
+            || site.services.contains_key(&ServiceKind::Db);
         if needs_db && !site.secrets.contains_key(name) {
             cx.err(
                 Diagnostic::error("missing-secret", format!("secret `{name}` is not given: {why}"))
@@ -758,28 +1223,69 @@ pub fn validate_site(rs: &ResolvedSite<'_>, sources: &SourceMap, diags: &mut Dia
             );
         }
     }
+    // A secret file reaches only the services that can read one.
+    for (name, kind) in crate::plan::unsupported_file_secrets(&site) {
+        let span = layer
+            .secrets
+            .iter()
+            .flatten()
+            .find(|(k, _)| k.get_ref() == &name)
+            .map(|(_, v)| v.span());
+        cx.err(
+            Diagnostic::error("secret-ref", format!("`{name}` is read from a file, but the {} service reads it only from its environment", kind.key()))
+                .at_opt(span)
+                .help(format!("give `{name}` as `{{ env = \"VAR\" }}`: the {} image has no way to read a secret file", kind.key())),
+        );
+    }
     if cx.diags.error_count() != before {
         return None;
     }
-    Some(ValidSite { site, defaults: cx.defaults, lan_span })
+    Some(ValidSite {
+        site,
+        defaults: cx.defaults,
+        lan_span,
+    })
 }
 
 fn helm_name(cx: &mut Cx<'_>, v: &Option<Spanned<String>>, key: &str, default: &str) -> String {
     match v {
         Some(n) if is_hostname(n.get_ref()) => n.get_ref().clone(),
         Some(n) => {
-            cx.err(Diagnostic::error("invalid-name", format!("`{}` is not a valid Kubernetes name", n.get_ref())).at(n.span()).help(format!("`{key}` takes lower-case letters, digits and dashes")));
+            cx.err(
+                Diagnostic::error(
+                    "invalid-name",
+                    format!("`{}` is not a valid Kubernetes name", n.get_ref()),
+                )
+                .at(n.span())
+                .help(format!(
+                    "`{key}` takes lower-case letters, digits and dashes"
+                )),
+            );
             String::new()
         }
         None => cx.default(key, default.to_string()),
     }
 }
 
-fn external(cx: &mut Cx<'_>, e: &config::ExternalLayer, key: &str, default_port: u16) -> Option<External> {
+fn external(
+    cx: &mut Cx<'_>,
+    e: &config::ExternalLayer,
+    key: &str,
+    default_port: u16,
+) -> Option<External> {
     let host = match &e.host {
-        Some(h) if is_hostname(h.get_ref()) || IpAddr::from_str(h.get_ref()).is_ok() => h.get_ref().clone(),
+        Some(h) if is_hostname(h.get_ref()) || IpAddr::from_str(h.get_ref()).is_ok() => {
+            h.get_ref().clone()
+        }
         Some(h) => {
-            cx.err(Diagnostic::error("invalid-name", format!("`{}` is not a host name or address", h.get_ref())).at(h.span()).help("write a DNS name such as `db.internal.example.org` or an IP address"));
+            cx.err(
+                Diagnostic::error(
+                    "invalid-name",
+                    format!("`{}` is not a host name or address", h.get_ref()),
+                )
+                .at(h.span())
+                .help("write a DNS name such as `db.internal.example.org` or an IP address"),
+            );
             return None;
         }
         None => {
@@ -791,45 +1297,118 @@ fn external(cx: &mut Cx<'_>, e: &config::ExternalLayer, key: &str, default_port:
     let database = match &e.database {
         Some(d) if is_label_key(d.get_ref()) => Some(d.get_ref().clone()),
         Some(d) => {
-            cx.err(Diagnostic::error("invalid-name", format!("`{}` is not a database name", d.get_ref())).at(d.span()).help("use lower-case letters, digits, `_` and `-`"));
+            cx.err(
+                Diagnostic::error(
+                    "invalid-name",
+                    format!("`{}` is not a database name", d.get_ref()),
+                )
+                .at(d.span())
+                .help("use lower-case letters, digits, `_` and `-`"),
+            );
             None
         }
         None => None,
     };
-    Some(External { host, port, database })
+    Some(External {
+        host,
+        port,
+        database,
+    })
 }
 
-fn autoscaling(cx: &mut Cx<'_>, a: &config::AutoscalingLayer, key: &str, kind: ServiceKind, target: Target) -> Option<Autoscaling> {
-    let anchor = a.enabled.as_ref().map(|e| e.span()).or(a.min_replicas.as_ref().map(|m| m.span())).unwrap_or(cx.anchor.clone());
+fn autoscaling(
+    cx: &mut Cx<'_>,
+    a: &config::AutoscalingLayer,
+    key: &str,
+    kind: ServiceKind,
+    target: Target,
+) -> Option<Autoscaling> {
+    let anchor = a
+        .enabled
+        .as_ref()
+        .map(|e| e.span())
+        .or(a.min_replicas.as_ref().map(|m| m.span()))
+        .unwrap_or(cx.anchor.clone());
     if target == Target::Compose {
-        cx.err(Diagnostic::error("helm-only", format!("`{key}.autoscaling` applies to helm sites only")).at(anchor).help("a compose site runs a fixed number of replicas; set `replicas`"));
+        cx.err(
+            Diagnostic::error(
+                "helm-only",
+                format!("`{key}.autoscaling` applies to helm sites only"),
+            )
+            .at(anchor)
+            .help("a compose site runs a fixed number of replicas; set `replicas`"),
+        );
         return None;
     }
-    if !matches!(kind, ServiceKind::Api | ServiceKind::Worker | ServiceKind::Web | ServiceKind::Sandbox) {
-        cx.err(Diagnostic::error("not-applicable", format!("the chart autoscales api, worker, web and sandbox, not {}", kind.key())).at(anchor).help("remove `autoscaling` here"));
+    if !matches!(
+        kind,
+        ServiceKind::Api | ServiceKind::Worker | ServiceKind::Web | ServiceKind::Sandbox
+    ) {
+        cx.err(
+            Diagnostic::error(
+                "not-applicable",
+                format!(
+                    "the chart autoscales api, worker, web and sandbox, not {}",
+                    kind.key()
+                ),
+            )
+            .at(anchor)
+            .help("remove `autoscaling` here"),
+        );
         return None;
     }
     if a.enabled.as_ref().is_some_and(|e| !*e.get_ref()) {
         return None;
     }
-    let min = cx.int(&a.min_replicas, &format!("{key}.autoscaling.min-replicas"), 1..=1000, 1)?;
-    let max = cx.int(&a.max_replicas, &format!("{key}.autoscaling.max-replicas"), 1..=1000, 3)?;
+    let min = cx.int(
+        &a.min_replicas,
+        &format!("{key}.autoscaling.min-replicas"),
+        1..=1000,
+        1,
+    )?;
+    let max = cx.int(
+        &a.max_replicas,
+        &format!("{key}.autoscaling.max-replicas"),
+        1..=1000,
+        3,
+    )?;
     let target_cpu = match &a.target_cpu {
         Some(t) => match parse_percent(t.get_ref()) {
             Ok(p) if p > 0 => p,
             Ok(_) | Err(_) => {
-                cx.err(Diagnostic::error("invalid-unit", format!("`{}` is not a CPU target", t.get_ref())).at(t.span()).help("write a percentage from 1% to 100%, e.g. `70%`"));
+                cx.err(
+                    Diagnostic::error(
+                        "invalid-unit",
+                        format!("`{}` is not a CPU target", t.get_ref()),
+                    )
+                    .at(t.span())
+                    .help("write a percentage from 1% to 100%, e.g. `70%`"),
+                );
                 return None;
             }
         },
-        None => cx.default(&format!("{key}.autoscaling.target-cpu"), 70u8),
+        None => {
+            cx.default(&format!("{key}.autoscaling.target-cpu"), "70%");
+            70
+        }
     };
     if min > max {
         let span = a.min_replicas.as_ref().map(|m| m.span()).unwrap_or(anchor);
-        cx.err(Diagnostic::error("out-of-range", format!("min-replicas ({min}) is above max-replicas ({max})")).at(span).help("min-replicas must not exceed max-replicas"));
+        cx.err(
+            Diagnostic::error(
+                "out-of-range",
+                format!("min-replicas ({min}) is above max-replicas ({max})"),
+            )
+            .at(span)
+            .help("min-replicas must not exceed max-replicas"),
+        );
         return None;
     }
-    Some(Autoscaling { min_replicas: min, max_replicas: max, target_cpu_percent: target_cpu })
+    Some(Autoscaling {
+        min_replicas: min,
+        max_replicas: max,
+        target_cpu_percent: target_cpu,
+    })
 }
 
 fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option<Network> {
@@ -839,13 +1418,23 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
         Some(l) => match cx.cidr(l, "network.lan") {
             Some(IpNet::V4(n)) => Some(n),
             Some(IpNet::V6(_)) => {
-                cx.err(Diagnostic::error("invalid-cidr", "`network.lan` is the IPv4 LAN; put an IPv6 LAN in `network.lan6`").at(l.span()).help("move this network to `lan6`"));
+                cx.err(
+                    Diagnostic::error(
+                        "invalid-cidr",
+                        "`network.lan` is the IPv4 LAN; put an IPv6 LAN in `network.lan6`",
+                    )
+                    .at(l.span())
+                    .help("move this network to `lan6`"),
+                );
                 None
             }
             None => None,
         },
         None if compose => {
-            cx.missing("network.lan", "set the site's LAN, e.g. `lan = \"10.20.1.0/24\"`");
+            cx.missing(
+                "network.lan",
+                "set the site's LAN, e.g. `lan = \"10.20.1.0/24\"`",
+            );
             None
         }
         None => None,
@@ -854,7 +1443,11 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
         Some(l) => match cx.cidr(l, "network.lan6") {
             Some(IpNet::V6(n)) => Some(n),
             Some(IpNet::V4(_)) => {
-                cx.err(Diagnostic::error("invalid-cidr", "`network.lan6` takes an IPv6 network").at(l.span()).help("put the IPv4 LAN in `network.lan`"));
+                cx.err(
+                    Diagnostic::error("invalid-cidr", "`network.lan6` takes an IPv6 network")
+                        .at(l.span())
+                        .help("put the IPv4 LAN in `network.lan`"),
+                );
                 None
             }
             None => None,
@@ -864,19 +1457,32 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
     let address = match &nl.address {
         Some(a) => match Ipv4Addr::from_str(a.get_ref()) {
             Ok(addr) => {
-                if let Some(lan) = lan {
-                    if !lan.contains(&addr) || addr == lan.network() || addr == lan.broadcast() {
-                        cx.err(
-                            Diagnostic::error("address-outside-lan", format!("`{addr}` is not a host address in the site's LAN {lan}"))
-                                .at(a.span())
-                                .help(format!("choose a host address inside {lan}, e.g. `{}`", lan.hosts().nth(9).unwrap_or(lan.network()))),
-                        );
-                    }
+                if let Some(lan) = lan
+                    && (!lan.contains(&addr) || addr == lan.network() || addr == lan.broadcast())
+                {
+                    cx.err(
+                        Diagnostic::error(
+                            "address-outside-lan",
+                            format!("`{addr}` is not a host address in the site's LAN {lan}"),
+                        )
+                        .at(a.span())
+                        .help(format!(
+                            "choose a host address inside {lan}, e.g. `{}`",
+                            lan.hosts().nth(9).unwrap_or(lan.network())
+                        )),
+                    );
                 }
                 Some(addr)
             }
             Err(_) => {
-                cx.err(Diagnostic::error("invalid-address", format!("`{}` is not an IPv4 address", a.get_ref())).at(a.span()).help("write the box's LAN address, e.g. `10.20.1.10`"));
+                cx.err(
+                    Diagnostic::error(
+                        "invalid-address",
+                        format!("`{}` is not an IPv4 address", a.get_ref()),
+                    )
+                    .at(a.span())
+                    .help("write the box's LAN address, e.g. `10.20.1.10`"),
+                );
                 None
             }
         },
@@ -888,18 +1494,33 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
     };
     let admin = cx.cidrs(&nl.admin, "network.admin").unwrap_or_default();
     if compose && admin.is_empty() && nl.admin.is_none() {
-        cx.missing("network.admin", "name the networks that administer the site, e.g. `admin = [\"10.0.0.0/24\"]`");
+        cx.missing(
+            "network.admin",
+            "name the networks that administer the site, e.g. `admin = [\"10.0.0.0/24\"]`",
+        );
     }
     let ssh_from = match cx.cidrs(&nl.ssh_from, "network.ssh-from") {
         Some(s) => s,
         None => {
-            cx.default("network.ssh-from", admin.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","));
+            cx.default(
+                "network.ssh-from",
+                admin.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            );
             admin.clone()
         }
     };
     // Lock-out: the admin network must be able to reach SSH.
-    if compose && !admin.is_empty() && !ssh_from.iter().any(|s| admin.iter().any(|a| a.contains(s) || s.contains(a))) {
-        let span = nl.ssh_from.as_ref().map(|s| s.span()).or(nl.admin.as_ref().map(|a| a.span()));
+    if compose
+        && !admin.is_empty()
+        && !ssh_from
+            .iter()
+            .any(|s| admin.iter().any(|a| a.contains(s) || s.contains(a)))
+    {
+        let span = nl
+            .ssh_from
+            .as_ref()
+            .map(|s| s.span())
+            .or(nl.admin.as_ref().map(|a| a.span()));
         cx.err(
             Diagnostic::error("ssh-lockout", "no admin network may reach SSH on the box")
                 .at_opt(span)
@@ -912,7 +1533,14 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
     let hostname = match &nl.hostname {
         Some(h) if is_hostname(h.get_ref()) => h.get_ref().clone(),
         Some(h) => {
-            cx.err(Diagnostic::error("invalid-name", format!("`{}` is not a host name", h.get_ref())).at(h.span()).help("write a lower-case DNS name such as `clinic-01.example.org`"));
+            cx.err(
+                Diagnostic::error(
+                    "invalid-name",
+                    format!("`{}` is not a host name", h.get_ref()),
+                )
+                .at(h.span())
+                .help("write a lower-case DNS name such as `clinic-01.example.org`"),
+            );
             String::new()
         }
         None => match address {
@@ -927,7 +1555,11 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
             if known.contains(&r.get_ref().as_str()) {
                 public_routes.push(r.get_ref().clone());
             } else {
-                let d = Diagnostic::error("unknown-route", format!("`{}` is not a route prefix Dify serves", r.get_ref())).at(r.span());
+                let d = Diagnostic::error(
+                    "unknown-route",
+                    format!("`{}` is not a route prefix Dify serves", r.get_ref()),
+                )
+                .at(r.span());
                 cx.err(match did_you_mean(r.get_ref(), known.iter().copied()) {
                     Some(s) => d.help(format!("did you mean `{s}`?")),
                     None => d.help(format!("route prefixes: {}", known.join(", "))),
@@ -935,7 +1567,7 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
             }
         }
     } else {
-        cx.default("network.public-routes", "/v1");
+        cx.default("network.public-routes", vec!["/v1".to_string()]);
         public_routes.push("/v1".to_string());
     }
     public_routes.sort();
@@ -947,18 +1579,35 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
             let name = match &e.name {
                 Some(n) if is_valid_name(n.get_ref()) => Some(n.get_ref().clone()),
                 Some(n) => {
-                    cx.err(Diagnostic::error("invalid-name", format!("`{}` is not a valid rule name", n.get_ref())).at(n.span()).help("use lower-case letters, digits and dashes, e.g. `llm-gateway`"));
+                    cx.err(
+                        Diagnostic::error(
+                            "invalid-name",
+                            format!("`{}` is not a valid rule name", n.get_ref()),
+                        )
+                        .at(n.span())
+                        .help("use lower-case letters, digits and dashes, e.g. `llm-gateway`"),
+                    );
                     None
                 }
                 None => {
-                    cx.err(Diagnostic::error("missing-key", format!("`{key}` has no `name`")).at(rules.span()).help("name each egress rule, e.g. `name = \"llm-gateway\"`"));
+                    cx.err(
+                        Diagnostic::error("missing-key", format!("`{key}` has no `name`"))
+                            .at(rules.span())
+                            .help("name each egress rule, e.g. `name = \"llm-gateway\"`"),
+                    );
                     None
                 }
             };
             let cidr = match &e.cidr {
                 Some(c) => cx.cidr(c, &format!("{key}.cidr")),
                 None => {
-                    cx.err(Diagnostic::error("missing-key", format!("`{key}` has no `cidr`")).at(rules.span()).help("give the network of the endpoint, e.g. `cidr = \"10.0.0.40/32\"`"));
+                    cx.err(
+                        Diagnostic::error("missing-key", format!("`{key}` has no `cidr`"))
+                            .at(rules.span())
+                            .help(
+                                "give the network of the endpoint, e.g. `cidr = \"10.0.0.40/32\"`",
+                            ),
+                    );
                     None
                 }
             };
@@ -972,8 +1621,16 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
                         }
                     }
                 }
-                Some(p) => cx.err(Diagnostic::error("missing-key", format!("`{key}.ports` is empty")).at(p.span()).help("list the ports, e.g. `ports = [443]`")),
-                None => cx.err(Diagnostic::error("missing-key", format!("`{key}` has no `ports`")).at(rules.span()).help("list the ports, e.g. `ports = [443]`")),
+                Some(p) => cx.err(
+                    Diagnostic::error("missing-key", format!("`{key}.ports` is empty"))
+                        .at(p.span())
+                        .help("list the ports, e.g. `ports = [443]`"),
+                ),
+                None => cx.err(
+                    Diagnostic::error("missing-key", format!("`{key}` has no `ports`"))
+                        .at(rules.span())
+                        .help("list the ports, e.g. `ports = [443]`"),
+                ),
             }
             ports.sort();
             ports.dedup();
@@ -985,7 +1642,18 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
     if compose && (lan.is_none() || address.is_none()) {
         return None;
     }
-    Some(Network { hostname, lan, address, lan6, admin, ssh_from, ssh_port, http_port, public_routes, egress })
+    Some(Network {
+        hostname,
+        lan,
+        address,
+        lan6,
+        admin,
+        ssh_from,
+        ssh_port,
+        http_port,
+        public_routes,
+        egress,
+    })
 }
 
 fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
@@ -994,7 +1662,12 @@ fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
     for (k, v) in layer.env.iter().flatten() {
         let name = k.get_ref();
         if !dify::is_env_name(name) {
-            let d = Diagnostic::error("unknown-env", format!("`{name}` is not a setting Dify knows")).at(k.span()).label("not in Dify's settings");
+            let d = Diagnostic::error(
+                "unknown-env",
+                format!("`{name}` is not a setting Dify knows"),
+            )
+            .at(k.span())
+            .label("not in Dify's settings");
             cx.err(match did_you_mean(name, names.iter().copied()) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help("`[env]` takes the names of Dify's settings, e.g. `LOG_LEVEL`"),
@@ -1003,27 +1676,44 @@ fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
         }
         if dify::is_secret_name(name) {
             cx.err(
-                Diagnostic::error("literal-secret", format!("`{name}` is a secret and may not be written in a file"))
-                    .at(v.span())
-                    .label("a literal secret")
-                    .help(format!("move it to `[secrets]` as a reference: `{name} = {{ env = \"{name}\" }}`")),
+                Diagnostic::error(
+                    "literal-secret",
+                    format!("`{name}` is a secret and may not be written in a file"),
+                )
+                .at(v.span())
+                .label("a literal secret")
+                .help(format!(
+                    "move it to `[secrets]` as a reference: `{name} = {{ env = \"{name}\" }}`"
+                )),
             );
             continue;
         }
         if let Some((_, key)) = MANAGED_ENV.iter().find(|(n, _)| n == name) {
             cx.err(
-                Diagnostic::error("env-conflict", format!("`{name}` is set by dify-cfg from `{key}`"))
-                    .at(k.span())
-                    .help(format!("set `{key}` instead")),
+                Diagnostic::error(
+                    "env-conflict",
+                    format!("`{name}` is set by dify-cfg from `{key}`"),
+                )
+                .at(k.span())
+                .help(format!("set `{key}` instead")),
             );
             continue;
         }
         let value = v.get_ref().render();
-        if let Some(c) = value.chars().find(|c| (c.is_control() && *c != '\t') || is_bidi_control(*c)) {
+        if let Some(c) = value
+            .chars()
+            .find(|c| (c.is_control() && *c != '\t') || is_bidi_control(*c))
+        {
             cx.err(
-                Diagnostic::error("invalid-text", format!("the value of `{name}` contains the control character U+{:04X}", c as u32))
-                    .at(v.span())
-                    .help("environment values are written on one line"),
+                Diagnostic::error(
+                    "invalid-text",
+                    format!(
+                        "the value of `{name}` contains the control character U+{:04X}",
+                        c as u32
+                    ),
+                )
+                .at(v.span())
+                .help("environment values are written on one line"),
             );
             continue;
         }
@@ -1038,10 +1728,16 @@ fn secrets(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> BTreeMap<String, S
     for (k, v) in layer.secrets.iter().flatten() {
         let name = k.get_ref();
         if !dify::is_env_name(name) {
-            let d = Diagnostic::error("unknown-env", format!("`{name}` is not a setting Dify knows")).at(k.span());
+            let d = Diagnostic::error(
+                "unknown-env",
+                format!("`{name}` is not a setting Dify knows"),
+            )
+            .at(k.span());
             cx.err(match did_you_mean(name, names.iter().copied()) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
-                None => d.help("`[secrets]` takes the names of Dify's settings, e.g. `DB_PASSWORD`"),
+                None => {
+                    d.help("`[secrets]` takes the names of Dify's settings, e.g. `DB_PASSWORD`")
+                }
             });
             continue;
         }
@@ -1060,50 +1756,110 @@ fn secrets(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> BTreeMap<String, S
             }
             SecretValue::Ref(r) => r,
         };
-        let kinds = [r.env.is_some(), r.file.is_some(), r.remote.is_some()].iter().filter(|b| **b).count();
+        let kinds = [r.env.is_some(), r.file.is_some(), r.remote.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         let bad = |cx: &mut Cx<'_>, msg: String, help: &str| {
-            cx.err(Diagnostic::error("secret-ref", msg).at(v.span()).help(help.to_string()));
+            cx.err(
+                Diagnostic::error("secret-ref", msg)
+                    .at(v.span())
+                    .help(help.to_string()),
+            );
         };
         if kinds != 1 {
-            bad(cx, format!("`{name}` must name exactly one of `env`, `file` or `remote`"), "write `{ env = \"NAME\" }`, `{ file = \"/path\" }` or `{ remote = \"key\", property = \"prop\" }`");
+            bad(
+                cx,
+                format!("`{name}` must name exactly one of `env`, `file` or `remote`"),
+                "write `{ env = \"NAME\" }`, `{ file = \"/path\" }` or `{ remote = \"key\", property = \"prop\" }`",
+            );
             continue;
         }
         if r.property.is_some() && r.remote.is_none() {
-            bad(cx, format!("`{name}`: `property` goes with `remote`"), "remove `property`, or use `remote`");
+            bad(
+                cx,
+                format!("`{name}`: `property` goes with `remote`"),
+                "remove `property`, or use `remote`",
+            );
             continue;
         }
         let secret = if let Some(env) = &r.env {
             if !is_env_var_name(env) {
-                bad(cx, format!("`{env}` is not an environment variable name"), "use upper-case letters, digits and `_`, e.g. `CLINIC_DB_PASSWORD`");
+                bad(
+                    cx,
+                    format!("`{env}` is not an environment variable name"),
+                    "use upper-case letters, digits and `_`, e.g. `CLINIC_DB_PASSWORD`",
+                );
                 continue;
             }
             SecretRef::Env { name: env.clone() }
         } else if let Some(path) = &r.file {
-            if !path.starts_with('/') || path.contains("..") || path.chars().any(|c| c.is_control() || c == '"' || c == '\'' || c == '$' || c == '\\' || c == ' ') {
-                bad(cx, format!("`{path}` is not a usable secret file path"), "write an absolute path without spaces, quotes, `$` or `..`, e.g. `/etc/dify/secrets/db_password`");
+            if !path.starts_with('/')
+                || path.contains("..")
+                || path.chars().any(|c| {
+                    c.is_control() || c == '"' || c == '\'' || c == '$' || c == '\\' || c == ' '
+                })
+            {
+                bad(
+                    cx,
+                    format!("`{path}` is not a usable secret file path"),
+                    "write an absolute path without spaces, quotes, `$` or `..`, e.g. `/etc/dify/secrets/db_password`",
+                );
                 continue;
             }
             SecretRef::File { path: path.clone() }
         } else {
             let key = r.remote.clone().unwrap_or_default();
             let Some(property) = r.property.clone() else {
-                bad(cx, format!("`{name}`: `remote` needs a `property`"), "add `property = \"password\"` (the field within the remote secret)");
+                bad(
+                    cx,
+                    format!("`{name}`: `remote` needs a `property`"),
+                    "add `property = \"password\"` (the field within the remote secret)",
+                );
                 continue;
             };
-            let ok = |s: &str| !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+            let ok = |s: &str| {
+                !s.is_empty()
+                    && s.len() <= 253
+                    && s.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/')
+                    })
+            };
             if !ok(&key) || !ok(&property) {
-                bad(cx, format!("`{name}`: the remote key or property has characters a secret store does not take"), "use letters, digits, `-`, `_`, `.` and `/`");
+                bad(
+                    cx,
+                    format!(
+                        "`{name}`: the remote key or property has characters a secret store does not take"
+                    ),
+                    "use letters, digits, `-`, `_`, `.` and `/`",
+                );
                 continue;
             }
             SecretRef::Remote { key, property }
         };
         let fits = match (&secret, target) {
-            (SecretRef::Remote { .. }, Target::Compose) => Some("a compose site reads secrets from `env` or `file`"),
-            (SecretRef::Env { .. } | SecretRef::File { .. }, Target::Helm) => Some("a helm site reads secrets from the external secret store: `{ remote = ..., property = ... }`"),
+            (SecretRef::Remote { .. }, Target::Compose) => {
+                Some("a compose site reads secrets from `env` or `file`")
+            }
+            (SecretRef::Env { .. } | SecretRef::File { .. }, Target::Helm) => Some(
+                "a helm site reads secrets from the external secret store: `{ remote = ..., property = ... }`",
+            ),
             _ => None,
         };
         if let Some(why) = fits {
-            bad(cx, format!("`{name}` uses a kind of reference this site's target cannot read"), why);
+            bad(
+                cx,
+                format!("`{name}` uses a kind of reference this site's target cannot read"),
+                why,
+            );
+            continue;
+        }
+        if target == Target::Helm && dify::helm_secret_refs(name).is_empty() {
+            bad(
+                cx,
+                format!("the dify-helm chart's external secrets have no place for `{name}`"),
+                "give helm sites only the secrets the chart reads from its secret store (SECRET_KEY, DB_PASSWORD, REDIS_PASSWORD, PLUGIN_DAEMON_KEY, ...)",
+            );
             continue;
         }
         out.insert(name.clone(), secret);
@@ -1121,7 +1877,10 @@ fn budget(
     sources: &SourceMap,
     chain_files: &[crate::source::FileId],
 ) {
-    let total: u64 = services.values().map(|s| s.memory.0 * u64::from(s.replicas)).sum();
+    let total: u64 = services
+        .values()
+        .map(|s| s.memory.0 * u64::from(s.replicas))
+        .sum();
     let budget = device.budget();
     if total <= budget.0 {
         return;
@@ -1134,14 +1893,34 @@ fn budget(
     };
     let culprit = services
         .values()
-        .filter_map(|s| spans.get(&s.kind).cloned().flatten().map(|sp| (rank(&sp), s.memory, sp)))
+        .filter_map(|s| {
+            spans
+                .get(&s.kind)
+                .cloned()
+                .flatten()
+                .map(|sp| (rank(&sp), s.memory, sp))
+        })
         .max_by_key(|(r, m, _)| (*r, *m))
         .map(|(_, _, sp)| sp);
     let mut table = String::from("memory budget of this box:\n");
-    table.push_str(&format!("  {:<15} {:>10} {:>9}  {}\n", "service", "limit", "replicas", "set at"));
+    table.push_str(&format!(
+        "  {:<15} {:>10} {:>9}  {}\n",
+        "service", "limit", "replicas", "set at"
+    ));
     for s in services.values() {
-        let at = spans.get(&s.kind).cloned().flatten().map(|sp| sources.location(&sp).to_string()).unwrap_or_else(|| "-".into());
-        table.push_str(&format!("  {:<15} {:>10} {:>9}  {}\n", s.kind.key(), s.memory.human(), s.replicas, at));
+        let at = spans
+            .get(&s.kind)
+            .cloned()
+            .flatten()
+            .map(|sp| sources.location(&sp).to_string())
+            .unwrap_or_else(|| "-".into());
+        table.push_str(&format!(
+            "  {:<15} {:>10} {:>9}  {}\n",
+            s.kind.key(),
+            s.memory.human(),
+            s.replicas,
+            at
+        ));
     }
     table.push_str(&format!("  {:<15} {:>10}\n", "sum", Bytes(total).human()));
     table.push_str(&format!(
@@ -1151,7 +1930,11 @@ fn budget(
         device.memory.human(),
         device.reserve_percent
     ));
-    table.push_str(&format!("  {:<15} {:>10}", "over by", Bytes(total - budget.0).human_approx()));
+    table.push_str(&format!(
+        "  {:<15} {:>10}",
+        "over by",
+        Bytes(total - budget.0).human_approx()
+    ));
     cx.err(
         Diagnostic::error("memory-budget", format!("the services need {} but the box has {} for them", Bytes(total).human_approx(), budget.human_approx()))
             .at_opt(culprit)
@@ -1166,16 +1949,26 @@ fn budget(
 pub fn validate_fleet(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diagnostics) {
     for (i, a) in sites.iter().enumerate() {
         for b in &sites[..i] {
-            if let (Some(la), Some(lb)) = (a.site.network.lan, b.site.network.lan) {
-                if la.contains(&lb.network()) || lb.contains(&la.network()) {
-                    let other = b.lan_span.as_ref().map(|s| sources.location(s).to_string()).unwrap_or_else(|| b.site.file.clone());
-                    diags.push(
-                        Diagnostic::error("overlapping-lan", format!("the LAN of `{}` ({la}) overlaps the LAN of `{}` ({lb})", a.site.name, b.site.name))
-                            .at_opt(a.lan_span.clone())
-                            .note(format!("`{}` sets its LAN at {other}", b.site.name))
-                            .help("give every site its own LAN, e.g. 10.20.N.0/24 for clinic N"),
-                    );
-                }
+            if let (Some(la), Some(lb)) = (a.site.network.lan, b.site.network.lan)
+                && (la.contains(&lb.network()) || lb.contains(&la.network()))
+            {
+                let other = b
+                    .lan_span
+                    .as_ref()
+                    .map(|s| sources.location(s).to_string())
+                    .unwrap_or_else(|| b.site.file.clone());
+                diags.push(
+                    Diagnostic::error(
+                        "overlapping-lan",
+                        format!(
+                            "the LAN of `{}` ({la}) overlaps the LAN of `{}` ({lb})",
+                            a.site.name, b.site.name
+                        ),
+                    )
+                    .at_opt(a.lan_span.clone())
+                    .note(format!("`{}` sets its LAN at {other}", b.site.name))
+                    .help("give every site its own LAN, e.g. 10.20.N.0/24 for clinic N"),
+                );
             }
         }
     }
@@ -1184,7 +1977,7 @@ pub fn validate_fleet(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diag
 impl Bytes {
     /// For messages: exact binary units when exact, else MiB with decimals.
     pub fn human_approx(self) -> String {
-        if self.0 % MIB == 0 || self.0 < MIB {
+        if self.0.is_multiple_of(MIB) || self.0 < MIB {
             self.human()
         } else {
             format!("{:.1}MiB", self.0 as f64 / MIB as f64)

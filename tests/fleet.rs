@@ -19,17 +19,34 @@ fn example_fleet_is_valid() {
         "{}",
         analysis.diagnostics.render_text(&inputs.sources, false)
     );
-    assert!(analysis.diagnostics.is_empty(), "no warnings expected either");
-    let names: Vec<&str> = analysis.sites.iter().map(|s| s.site.name.as_str()).collect();
+    assert!(
+        analysis.diagnostics.is_empty(),
+        "no warnings expected either"
+    );
+    let names: Vec<&str> = analysis
+        .sites
+        .iter()
+        .map(|s| s.site.name.as_str())
+        .collect();
     assert_eq!(names.len(), 11);
-    let c1 = &analysis.sites.iter().find(|s| s.site.name == "clinic-01").unwrap().site;
+    let c1 = &analysis
+        .sites
+        .iter()
+        .find(|s| s.site.name == "clinic-01")
+        .unwrap()
+        .site;
     assert_eq!(c1.profile_chain, vec!["multi-branch", "edge-4gb"]);
     assert_eq!(c1.target, Target::Compose);
     assert_eq!(c1.wave, 1);
     assert_eq!(c1.services[&ServiceKind::Api].memory.human(), "512MiB");
     assert!(!c1.services.contains_key(&ServiceKind::ApiWebsocket));
     assert!(!c1.login.allow_register);
-    let hq = &analysis.sites.iter().find(|s| s.site.name == "hq").unwrap().site;
+    let hq = &analysis
+        .sites
+        .iter()
+        .find(|s| s.site.name == "hq")
+        .unwrap()
+        .site;
     assert_eq!(hq.target, Target::Helm);
     assert!(hq.database.external.is_some());
     assert!(!hq.services.contains_key(&ServiceKind::Db));

@@ -16,13 +16,13 @@ fn names_in(dir: &Path, out: &mut BTreeSet<String>) {
         let text = std::fs::read_to_string(e.path()).unwrap();
         for line in text.lines() {
             let line = line.trim_start().trim_start_matches('#').trim_start();
-            if let Some((k, _)) = line.split_once('=') {
-                if !k.is_empty()
-                    && k.starts_with(|c: char| c.is_ascii_uppercase())
-                    && k.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-                {
-                    out.insert(k.to_string());
-                }
+            if let Some((k, _)) = line.split_once('=')
+                && !k.is_empty()
+                && k.starts_with(|c: char| c.is_ascii_uppercase())
+                && k.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
+                out.insert(k.to_string());
             }
         }
     }
@@ -30,11 +30,19 @@ fn names_in(dir: &Path, out: &mut BTreeSet<String>) {
 
 #[test]
 fn env_names_match_dify_reference() {
-    let Some(reference) = support::reference() else { return };
+    let Some(reference) = support::reference() else {
+        return;
+    };
     let mut expected = BTreeSet::new();
     names_in(&reference.join("dify-1.16.0"), &mut expected);
-    let carried: BTreeSet<String> = dify_cfg::dify::env_names().iter().map(|s| s.to_string()).collect();
+    let carried: BTreeSet<String> = dify_cfg::dify::env_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let missing: Vec<_> = expected.difference(&carried).collect();
     let extra: Vec<_> = carried.difference(&expected).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing from env-names.txt: {missing:?}; not in Dify: {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing from env-names.txt: {missing:?}; not in Dify: {extra:?}"
+    );
 }

@@ -1,0 +1,142 @@
+//! `dify-cfg build`: select sites, render them (all in memory first, so a
+//! failure writes nothing), then write or compare each site's tree.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::cli::{BuildArgs, Format, Output};
+use crate::emit::{OutDir, SiteTree, differences, with_manifest};
+use crate::load::Inputs;
+use crate::pipeline::{analyze, read_inputs, select};
+use crate::render::Renderer;
+use crate::validate::ValidSite;
+
+/// Render the selected sites into trees (manifest included).
+pub fn render_all(
+    inputs: &Inputs,
+    sites: &[&ValidSite],
+    rs_files: &BTreeMap<String, Vec<crate::source::FileId>>,
+) -> Result<Vec<SiteTree>, crate::diagnostic::Diagnostics> {
+    let renderer = Renderer::new(&inputs.sources, &inputs.templates)?;
+    let mut trees = Vec::new();
+    let mut errors = crate::diagnostic::Diagnostics::new();
+    for v in sites {
+        match renderer.render_site(&v.site) {
+            Ok(files) => {
+                let mut input_hashes: Vec<(&str, &str)> = rs_files
+                    .get(&v.site.name)
+                    .into_iter()
+                    .flatten()
+                    .chain(inputs.templates.values())
+                    .map(|id| {
+                        let f = inputs.sources.file(*id);
+                        (f.path.as_str(), f.sha256.as_str())
+                    })
+                    .collect();
+                input_hashes.sort();
+                let files: BTreeMap<String, Vec<u8>> =
+                    files.into_iter().map(|f| (f.path, f.bytes)).collect();
+                trees.push(with_manifest(&v.site, &input_hashes, files));
+            }
+            Err(d) => errors.extend(d),
+        }
+    }
+    if errors.has_errors() {
+        Err(errors.sorted())
+    } else {
+        Ok(trees)
+    }
+}
+
+pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
+    let (inputs, diags) = read_inputs(root);
+    let analysis = analyze(&inputs, diags);
+    out.diagnostics(&analysis.diagnostics, &inputs);
+    if analysis.diagnostics.has_errors() {
+        return 2;
+    }
+    let profiles: Vec<&str> = inputs.profiles.keys().map(String::as_str).collect();
+    let chosen = match select(
+        &analysis.sites,
+        args.profile.as_deref(),
+        &args.sites,
+        &profiles,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            out.error(&e.0);
+            return 2;
+        }
+    };
+    let files: BTreeMap<String, Vec<crate::source::FileId>> = analysis
+        .resolved
+        .iter()
+        .map(|r| (r.name.clone(), r.chain_files.clone()))
+        .collect();
+    let trees = match render_all(&inputs, &chosen, &files) {
+        Ok(t) => t,
+        Err(d) => {
+            out.diagnostics(&d, &inputs);
+            return 2;
+        }
+    };
+    let out_dir = args.out.clone().unwrap_or_else(|| root.join("out"));
+
+    if args.check {
+        let mut report = Vec::new();
+        for t in &trees {
+            report.push((t.name.clone(), differences(&out_dir.join(&t.name), t)));
+        }
+        let differs = report.iter().any(|(_, d)| !d.is_empty());
+        match out.format {
+            Format::Text => {
+                for (name, diffs) in &report {
+                    if diffs.is_empty() {
+                        println!("{name}: up to date");
+                    } else {
+                        for d in diffs {
+                            println!("{d}");
+                        }
+                    }
+                }
+            }
+            Format::Json => out.json(&serde_json::json!({
+                "sites": report.iter().map(|(n, d)| serde_json::json!({ "site": n, "differences": d })).collect::<Vec<_>>(),
+                "up-to-date": !differs,
+            })),
+        }
+        return i32::from(differs);
+    }
+
+    let dir = match OutDir::open(&out_dir, root) {
+        Ok(d) => d,
+        Err(e) => {
+            out.error(&e.to_string());
+            return 2;
+        }
+    };
+    let mut report = Vec::new();
+    for t in &trees {
+        match dir.write_site(t) {
+            Ok(changed) => report.push((t.name.clone(), changed)),
+            Err(e) => {
+                out.error(&e.to_string());
+                return 2;
+            }
+        }
+    }
+    match out.format {
+        Format::Text => {
+            let changed = report.iter().filter(|(_, c)| *c).count();
+            for (name, c) in &report {
+                println!("{name}: {}", if *c { "written" } else { "unchanged" });
+            }
+            eprintln!("built {} site{} into {} ({changed} changed)", report.len(), if report.len() == 1 { "" } else { "s" }, out_dir.display());
+        }
+        Format::Json => out.json(&serde_json::json!({
+            "out": out_dir.display().to_string(),
+            "sites": report.iter().map(|(n, c)| serde_json::json!({ "site": n, "changed": c })).collect::<Vec<_>>(),
+        })),
+    }
+    0
+}

@@ -1,0 +1,1131 @@
+//! Stage 6: render. Every site's [`plan`](crate::plan) is formatted through
+//! minijinja templates, in a fixed order, into bytes.
+//!
+//! - Undefined variables are errors ([`UndefinedBehavior::Strict`]).
+//! - Templates whose name ends in `.yaml` print every `{{ }}` as JSON
+//!   ([`AutoEscape::Json`]): a JSON string is a YAML scalar, so no input
+//!   string can change the structure of a YAML file. dify-cfg's formatter
+//!   also escapes the characters YAML treats as line breaks or refuses
+//!   (U+0085, U+2028, U+2029, DEL, C1 controls), which plain JSON leaves raw.
+//! - Filters: `toyaml` (a value as block YAML, every scalar JSON-escaped),
+//!   `comment` (text made safe for a one-line comment), `dotenv` (a value
+//!   single-quoted for a compose env file), `quote` (a JSON string).
+//! - Output: LF line endings, exactly one trailing newline, sorted by path.
+//!   Render does no I/O and reads no clock.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use minijinja::value::Value as MjValue;
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
+use serde_json::Value;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::model::Site;
+use crate::plan::{self, Artifact, BuiltImages, BuiltKind};
+use crate::source::{FileId, SourceFile, SourceMap};
+
+/// One rendered output file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    /// Path under the site's output directory, with `/`.
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The template set of one compiler run, compiled once.
+pub struct Renderer<'s> {
+    sources: &'s SourceMap,
+    env: Environment<'s>,
+    templates: BTreeMap<String, FileId>,
+}
+
+impl std::fmt::Debug for Renderer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("templates", &self.templates)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'s> Renderer<'s> {
+    /// Compile the templates. `templates` maps a template name (e.g.
+    /// `compose.yaml`) to its file in `sources`. Syntax errors become
+    /// `template-syntax` diagnostics located in the template; all of them
+    /// are reported together.
+    pub fn new(
+        sources: &'s SourceMap,
+        templates: &BTreeMap<String, FileId>,
+    ) -> Result<Self, Diagnostics> {
+        let mut env = environment();
+        let mut diags = Diagnostics::new();
+        for (name, &id) in templates {
+            let file = sources.file(id);
+            if let Err(e) = env.add_template_owned(name.clone(), file.text.as_str()) {
+                diags.push(located(
+                    Diagnostic::error(
+                        "template-syntax",
+                        format!("template `{name}` does not parse: {}", describe(&e)),
+                    )
+                    .help("fix the template; minijinja syntax is Jinja2's"),
+                    &e,
+                    file,
+                ));
+            }
+        }
+        for name in plan::TEMPLATE_NAMES {
+            if !templates.contains_key(*name) {
+                diags.push(
+                    Diagnostic::error("template-missing", format!("there is no template `{name}`"))
+                        .help(format!("add `templates/{name}` or remove the config root's `templates/` override")),
+                );
+            }
+        }
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        Ok(Renderer {
+            sources,
+            env,
+            templates: templates.clone(),
+        })
+    }
+
+    /// Render every output file of a site, sorted by path. The Dockerfiles
+    /// come first: the compose file and Helm values name the images built
+    /// from them by the hash of their bytes.
+    pub fn render_site(&self, site: &Site) -> Result<Vec<RenderedFile>, Diagnostics> {
+        let mut diags = Diagnostics::new();
+        for (what, value) in unsafe_values(site) {
+            diags.push(
+                Diagnostic::error(
+                    "unsafe-value",
+                    format!(
+                        "site `{}`: {what} `{}` cannot be written into its outputs safely",
+                        site.name,
+                        value.escape_debug()
+                    ),
+                )
+                .help("validation should have refused this value; please report it"),
+            );
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let plan = plan::plan(site);
+        let mut files = Vec::new();
+        let mut defined: BTreeMap<BuiltKind, Vec<u8>> = BTreeMap::new();
+        for artifact in &plan.builds {
+            match self.render_artifact(site, artifact) {
+                Ok(file) => {
+                    if let Some(kind) = artifact.defines {
+                        defined.insert(kind, file.bytes.clone());
+                    }
+                    files.push(file);
+                }
+                Err(d) => diags.push(*d),
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let image = |kind| {
+            plan::built_image(
+                site,
+                kind,
+                defined.get(&kind).map_or(&[][..], Vec::as_slice),
+            )
+        };
+        let built = BuiltImages {
+            api: image(BuiltKind::Api),
+            web: image(BuiltKind::Web),
+        };
+        for artifact in plan.deploy_artifacts(&built) {
+            match self.render_artifact(site, &artifact) {
+                Ok(file) => files.push(file),
+                Err(d) => diags.push(*d),
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    fn render_artifact(
+        &self,
+        site: &Site,
+        artifact: &Artifact,
+    ) -> Result<RenderedFile, Box<Diagnostic>> {
+        let rendered = self
+            .env
+            .get_template(artifact.template)
+            .and_then(|t| t.render(MjValue::from_serialize(&artifact.context)));
+        match rendered {
+            Ok(text) => Ok(RenderedFile {
+                path: artifact.path.clone(),
+                bytes: normalize(&text).into_bytes(),
+            }),
+            Err(e) => {
+                let failing = e.name().unwrap_or(artifact.template).to_string();
+                let d = Diagnostic::error(
+                    "template-error",
+                    format!(
+                        "template `{failing}` failed for site `{}` ({}): {}",
+                        site.name,
+                        artifact.path,
+                        describe(&e)
+                    ),
+                )
+                .help("a template may use only the variables the planner provides; see compiler/plan.rs");
+                Err(Box::new(match self.templates.get(&failing) {
+                    Some(&id) => located(d, &e, self.sources.file(id)),
+                    None => d,
+                }))
+            }
+        }
+    }
+}
+
+/// Values that non-YAML outputs (nginx, iptables, Dockerfiles, the env
+/// file's keys, compose's `${...}` references) print without escaping. They
+/// are validated names; this checks it again, so that a gap in validation
+/// cannot turn into an injected directive.
+fn unsafe_values(site: &Site) -> Vec<(&'static str, String)> {
+    fn only(value: &str, allowed: impl Fn(char) -> bool) -> bool {
+        !value.is_empty() && value.chars().all(allowed)
+    }
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let image_char = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+    let mut bad = Vec::new();
+    let mut check = |what: &'static str, value: &str, ok: bool| {
+        if !ok {
+            bad.push((what, value.to_string()));
+        }
+    };
+    check(
+        "host name",
+        &site.network.hostname,
+        only(&site.network.hostname, |c| {
+            c.is_ascii_alphanumeric() || ".-:".contains(c)
+        }),
+    );
+    check(
+        "Dify version",
+        &site.dify_version,
+        only(&site.dify_version, |c| {
+            c.is_ascii_alphanumeric() || "._-".contains(c)
+        }),
+    );
+    for image in [&site.build.api_base, &site.build.web_base] {
+        let r = image.reference();
+        check("base image", &r, only(&r, image_char));
+    }
+    for route in &site.network.public_routes {
+        check(
+            "route",
+            route,
+            route.starts_with('/')
+                && only(route, |c| c.is_ascii_alphanumeric() || "/_-".contains(c)),
+        );
+    }
+    for key in site.env.keys() {
+        check("setting name", key, only(key, name_char));
+    }
+    for r in site.secrets.values() {
+        if let crate::model::SecretRef::Env { name } = r {
+            check("environment variable", name, only(name, name_char));
+        }
+    }
+    bad
+}
+
+/// The minijinja environment every template runs in.
+fn environment<'s>() -> Environment<'s> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(true);
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".yaml") || name.ends_with(".yml") {
+            AutoEscape::Json
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_formatter(format_value);
+    env.add_filter("toyaml", toyaml);
+    env.add_filter("comment", comment);
+    env.add_filter("dotenv", dotenv);
+    env.add_filter("quote", quote);
+    env
+}
+
+/// minijinja's error as one line: kind and detail, without the location
+/// (the diagnostic carries that).
+fn describe(e: &Error) -> String {
+    let mut s = e.kind().to_string();
+    if let Some(detail) = e.detail() {
+        let _ = write!(s, ": {detail}");
+    }
+    if let Some(line) = e.line() {
+        let _ = write!(s, " (line {line})");
+    }
+    s
+}
+
+/// Locate a diagnostic in the template the error names: the error's byte
+/// range when minijinja has it, else the start of its line.
+fn located(d: Diagnostic, e: &Error, file: &SourceFile) -> Diagnostic {
+    let len = file.text.len();
+    let local = match (e.range(), e.line()) {
+        (Some(r), _) if r.start <= len => r.start..r.end.min(len).max(r.start),
+        (_, Some(line)) => {
+            let start = line_start(&file.text, line);
+            let end = file.text[start..].find('\n').map_or(len, |i| start + i);
+            start..end
+        }
+        _ => 0..0,
+    };
+    d.at(file.base + local.start..file.base + local.end)
+}
+
+/// Byte offset of the start of 1-based `line`.
+fn line_start(text: &str, line: usize) -> usize {
+    if line <= 1 {
+        return 0;
+    }
+    text.match_indices('\n')
+        .nth(line - 2)
+        .map_or(text.len(), |(i, _)| i + 1)
+}
+
+/// LF line endings and exactly one trailing newline.
+fn normalize(text: &str) -> String {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = text.trim_end_matches('\n').to_string();
+    out.push('\n');
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Escaping
+
+/// The formatter: in YAML templates, every value is printed as JSON with
+/// YAML's extra line breaks and non-printables escaped; elsewhere
+/// minijinja's default applies.
+fn format_value(out: &mut Output, state: &State, value: &MjValue) -> Result<(), Error> {
+    if state.auto_escape() != AutoEscape::Json || value.is_safe() {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    if value.is_undefined() {
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "an undefined value cannot be printed",
+        ));
+    }
+    let json = serde_json::to_value(value)
+        .map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?;
+    out.write_str(&json_inline(&json)).map_err(Error::from)
+}
+
+/// JSON on one line, spaced for reading (`["a", "b"]`, `{"k": 1}`), with
+/// every string escaped for YAML.
+pub fn json_inline(value: &Value) -> String {
+    match value {
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(json_inline).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(map) => {
+            let entries: Vec<String> = sorted(map)
+                .into_iter()
+                .map(|(k, v)| format!("{}: {}", json_string(k), json_inline(v)))
+                .collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+        other => scalar(other),
+    }
+}
+
+/// Whether YAML (1.1 or 1.2) accepts a character as printable, and does
+/// not read it as a line break.
+fn yaml_plain_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\x20'..='\x7e' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+        && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
+}
+
+/// Escape, inside JSON text, every character YAML would not take as is.
+/// Such characters only occur inside JSON strings (the JSON syntax is
+/// ASCII), where `\uXXXX` means the same character to both JSON and YAML.
+pub fn yaml_safe(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if yaml_plain_char(c) {
+            out.push(c);
+        } else {
+            let mut buf = [0u16; 2];
+            for unit in c.encode_utf16(&mut buf) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
+    out
+}
+
+/// A string as a JSON (and so YAML) double-quoted scalar.
+pub fn json_string(s: &str) -> String {
+    yaml_safe(&serde_json::to_string(s).expect("a string serializes"))
+}
+
+/// `{{ x|quote }}`: a JSON string, for Dockerfile labels and the like.
+fn quote(value: String) -> MjValue {
+    MjValue::from_safe_string(json_string(&value))
+}
+
+/// `{{ x|comment }}`: text for a one-line comment; line breaks and control
+/// characters become spaces.
+fn comment(value: MjValue) -> MjValue {
+    let text = value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string);
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    MjValue::from_safe_string(clean)
+}
+
+/// `{{ x|dotenv }}`: a value single-quoted for a compose env file (read
+/// literally: no `$` expansion, no escapes). The planner keeps values that
+/// cannot be written this way out of env files.
+fn dotenv(value: String) -> Result<MjValue, Error> {
+    if !plan::dotenv_representable(&value) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "a value with a quote, a control character or a trailing backslash cannot be written in an env file",
+        ));
+    }
+    Ok(MjValue::from_safe_string(format!("'{value}'")))
+}
+
+/// `{{ x|toyaml }}`: a value as block-style YAML, every scalar escaped.
+fn toyaml(value: MjValue) -> Result<MjValue, Error> {
+    let json = serde_json::to_value(&value)
+        .map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?;
+    Ok(MjValue::from_safe_string(to_yaml(&json)))
+}
+
+/// Block-style YAML for a JSON value: mappings and sequences in block
+/// style, keys bare when they are plain identifiers, every other key and
+/// every string scalar as a JSON string. Ends without a newline.
+pub fn to_yaml(value: &Value) -> String {
+    let mut out = String::new();
+    match value {
+        Value::Object(m) if !m.is_empty() => write_map(&mut out, m, 0, false),
+        Value::Array(a) if !a.is_empty() => write_seq(&mut out, a, 0),
+        other => out.push_str(&scalar(other)),
+    }
+    out.trim_end_matches('\n').to_string()
+}
+
+fn indent(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+/// Write a mapping at `level` spaces; when `inline`, its first key follows
+/// a `- ` already written.
+fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, level: usize, inline: bool) {
+    for (i, (k, v)) in sorted(map).into_iter().enumerate() {
+        if !(inline && i == 0) {
+            indent(out, level);
+        }
+        out.push_str(&key(k));
+        out.push(':');
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                out.push('\n');
+                write_map(out, m, level + 2, false);
+            }
+            Value::Array(a) if !a.is_empty() => {
+                out.push('\n');
+                write_seq(out, a, level + 2);
+            }
+            other => {
+                out.push(' ');
+                out.push_str(&scalar(other));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn write_seq(out: &mut String, items: &[Value], level: usize) {
+    for item in items {
+        indent(out, level);
+        out.push('-');
+        match item {
+            Value::Object(m) if !m.is_empty() => {
+                out.push(' ');
+                write_map(out, m, level + 2, true);
+            }
+            Value::Array(a) if !a.is_empty() => {
+                out.push('\n');
+                write_seq(out, a, level + 2);
+            }
+            other => {
+                out.push(' ');
+                out.push_str(&scalar(other));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// A mapping's entries by key, whatever order serde_json keeps.
+fn sorted(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => json_string(s),
+        Value::Array(_) => "[]".into(),
+        Value::Object(_) => "{}".into(),
+    }
+}
+
+/// A mapping key: bare when it is a plain identifier no YAML version reads
+/// as anything but a string, else a JSON string.
+fn key(k: &str) -> String {
+    const SPECIAL: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null"];
+    let plain = k
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !SPECIAL.contains(&k.to_ascii_lowercase().as_str());
+    if plain { k.to_string() } else { json_string(k) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_yaml_ng::Value as Yaml;
+
+    use super::*;
+    use crate::model::{SecretRef, ServiceKind};
+    use crate::plan::fixtures::{cloud, edge};
+    use crate::source::FileKind;
+    use crate::templates::BUILTIN_TEMPLATES;
+
+    fn builtin_sources() -> (SourceMap, BTreeMap<String, FileId>) {
+        let mut sources = SourceMap::new();
+        let mut templates = BTreeMap::new();
+        for (name, text) in BUILTIN_TEMPLATES {
+            let id = sources.add(
+                format!("templates/{name}"),
+                FileKind::Template,
+                (*text).to_string(),
+            );
+            templates.insert((*name).to_string(), id);
+        }
+        (sources, templates)
+    }
+
+    fn render(site: &Site) -> BTreeMap<String, String> {
+        let (sources, templates) = builtin_sources();
+        let renderer = Renderer::new(&sources, &templates).expect("built-in templates compile");
+        let files = match renderer.render_site(site) {
+            Ok(f) => f,
+            Err(d) => panic!("{}", d.render_text(&sources, false)),
+        };
+        files
+            .into_iter()
+            .map(|f| (f.path, String::from_utf8(f.bytes).expect("UTF-8 output")))
+            .collect()
+    }
+
+    fn yaml(text: &str) -> Yaml {
+        serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
+    }
+
+    fn get<'a>(v: &'a Yaml, path: &[&str]) -> &'a Yaml {
+        path.iter().fold(v, |v, k| &v[*k])
+    }
+
+    fn env_of(service: &Yaml) -> BTreeMap<String, String> {
+        match &service["environment"] {
+            Yaml::Mapping(m) => m
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap().to_string(),
+                        v.as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn edge_site_renders_the_compose_file_set() {
+        let files = render(&edge());
+        let paths: Vec<&str> = files.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            [
+                "compose.yaml",
+                "dify.env",
+                "docker/api.Dockerfile",
+                "docker/api.Dockerfile.dockerignore",
+                "docker/web.Dockerfile",
+                "docker/web.Dockerfile.dockerignore",
+                "firewall/rules.v4",
+                "firewall/rules.v6",
+                "nginx/default.conf",
+            ]
+        );
+        for (path, text) in &files {
+            assert!(
+                text.ends_with('\n') && !text.ends_with("\n\n"),
+                "{path} must end with one newline"
+            );
+            assert!(!text.contains('\r'), "{path} has CR");
+            assert!(
+                !text.contains(env!("CARGO_MANIFEST_DIR")),
+                "{path} has a path of the build machine"
+            );
+        }
+    }
+
+    #[test]
+    fn cloud_site_renders_helm_values() {
+        let files = render(&cloud());
+        let paths: Vec<&str> = files.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            [
+                "docker/api.Dockerfile",
+                "docker/api.Dockerfile.dockerignore",
+                "docker/web.Dockerfile",
+                "docker/web.Dockerfile.dockerignore",
+                "helm/values.yaml",
+            ]
+        );
+        let values = yaml(&files["helm/values.yaml"]);
+        assert_eq!(
+            get(&values, &["api", "resources", "limits", "memory"]).as_str(),
+            Some("2Gi")
+        );
+        assert_eq!(
+            get(&values, &["api", "autoscaling", "minReplicas"]).as_u64(),
+            Some(2)
+        );
+        assert_eq!(
+            get(&values, &["externalSecret", "secretStore", "name"]).as_str(),
+            Some("clinic-vault")
+        );
+        assert!(
+            get(
+                &values,
+                &["externalSecret", "api", "remoteRefs", "S3_ACCESS_KEY"]
+            )
+            .is_null()
+        );
+        let tag = get(&values, &["image", "api", "tag"]).as_str().unwrap();
+        assert!(
+            tag.starts_with("1.16.0-") && tag.len() == "1.16.0-".len() + 12,
+            "{tag}"
+        );
+    }
+
+    #[test]
+    fn compose_parses_and_publishes_only_nginx_on_the_address() {
+        let files = render(&edge());
+        let compose = yaml(&files["compose.yaml"]);
+        let services = compose["services"].as_mapping().expect("services");
+        let names: BTreeSet<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
+        let expected: BTreeSet<&str> = edge().services.keys().map(|k| k.compose_name()).collect();
+        assert_eq!(names, expected);
+        for (name, svc) in services {
+            let name = name.as_str().unwrap();
+            match name {
+                "nginx" => {
+                    let ports: Vec<&str> = svc["ports"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .map(|p| p.as_str().unwrap())
+                        .collect();
+                    assert_eq!(ports, ["10.20.1.10:80:80"]);
+                }
+                _ => assert!(svc.get("ports").is_none(), "{name} publishes a port"),
+            }
+            assert_eq!(svc["restart"].as_str(), Some("unless-stopped"));
+            assert!(
+                svc["mem_limit"].as_str().is_some(),
+                "{name} has no memory limit"
+            );
+            let image = svc["image"].as_str().unwrap();
+            assert!(
+                image.contains(':') && !image.ends_with(":latest"),
+                "{name}: {image}"
+            );
+        }
+        assert_eq!(
+            get(&compose, &["services", "db_postgres", "mem_limit"]).as_str(),
+            Some("448m")
+        );
+        assert_eq!(
+            get(&compose, &["networks", "ssrf_proxy_network", "internal"]).as_bool(),
+            Some(true)
+        );
+        let sandbox_nets = get(&compose, &["services", "sandbox", "networks"])
+            .as_sequence()
+            .unwrap();
+        assert_eq!(sandbox_nets.len(), 1);
+        assert_eq!(sandbox_nets[0].as_str(), Some("ssrf_proxy_network"));
+    }
+
+    #[test]
+    fn compose_names_the_built_images_by_dockerfile_hash() {
+        let files = render(&edge());
+        let compose = yaml(&files["compose.yaml"]);
+        let hash = crate::source::sha256_hex(files["docker/api.Dockerfile"].as_bytes());
+        let expected = format!(
+            "registry.clinics.example.org/dify/dify-api:1.16.0-{}",
+            &hash[..12]
+        );
+        for svc in ["api", "worker", "worker_beat"] {
+            assert_eq!(
+                get(&compose, &["services", svc, "image"]).as_str(),
+                Some(expected.as_str())
+            );
+        }
+        let hash = crate::source::sha256_hex(files["docker/web.Dockerfile"].as_bytes());
+        let expected = format!(
+            "registry.clinics.example.org/dify/dify-web:1.16.0-{}",
+            &hash[..12]
+        );
+        assert_eq!(
+            get(&compose, &["services", "web", "image"]).as_str(),
+            Some(expected.as_str())
+        );
+    }
+
+    #[test]
+    fn api_dockerfile_layers_dependencies_before_source() {
+        let files = render(&edge());
+        let df = &files["docker/api.Dockerfile"];
+        let pos = |needle: &str| {
+            df.find(needle)
+                .unwrap_or_else(|| panic!("no `{needle}` in\n{df}"))
+        };
+        let lock = pos("COPY pyproject.toml uv.lock ./");
+        let sync = pos("uv sync --frozen --no-dev");
+        let source = pos("COPY --chown=1001:1001 . /app/api/");
+        assert!(
+            lock < sync && sync < source,
+            "dependency layers must come before the source"
+        );
+        assert!(df.contains("--mount=type=cache"));
+        assert!(df.contains("FROM python:3.12-slim-bookworm AS base"));
+        assert!(df.contains("FROM base AS packages") && df.contains("FROM base AS production"));
+        assert!(df.contains("COPY --from=packages"));
+        assert!(df.contains("\nUSER 1001:1001\n") && df.contains("\nEXPOSE 5001\n"));
+        assert!(df.contains("ENTRYPOINT [\"/bin/bash\", \"/entrypoint.sh\"]"));
+        assert!(df.contains("HEALTHCHECK") && df.contains("/health"));
+        assert!(df.contains("LABEL org.opencontainers.image.revision=\"1.16.0\""));
+        // The last USER is not root and nothing after it switches back.
+        let last_user = df.rfind("\nUSER ").unwrap();
+        assert!(!df[last_user..].contains("USER root") && !df[last_user..].starts_with("\nUSER 0"));
+        // The build is shared by sites: no site name in it.
+        assert!(!df.contains("clinic-01"));
+        let web = &files["docker/web.Dockerfile"];
+        assert!(
+            web.find("COPY package.json pnpm-lock.yaml ./").unwrap()
+                < web.find("pnpm install --frozen-lockfile").unwrap()
+        );
+        assert!(
+            web.find("pnpm install --frozen-lockfile").unwrap()
+                < web.find("RUN pnpm build").unwrap()
+        );
+        assert!(web.contains("EXPOSE 3000") && web.contains("wget"));
+    }
+
+    #[test]
+    fn pinned_digests_reach_the_dockerfile() {
+        let mut site = edge();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        site.build.api_base.digest = Some(digest.clone());
+        let files = render(&site);
+        assert!(
+            files["docker/api.Dockerfile"]
+                .contains(&format!("FROM python:3.12-slim-bookworm@{digest} AS base"))
+        );
+    }
+
+    /// Every environment key of Dify's own services, and every setting in
+    /// dify.env, is a Dify setting or one of the image's own names.
+    #[test]
+    fn every_env_name_is_known() {
+        for site in [edge(), with_everything(edge())] {
+            let files = render(&site);
+            for line in files["dify.env"].lines() {
+                if line.starts_with('#') || line.is_empty() {
+                    continue;
+                }
+                let (name, _) = line.split_once('=').expect("NAME=value");
+                assert!(
+                    crate::dify::is_env_name(name),
+                    "dify.env sets unknown `{name}`"
+                );
+            }
+            let compose = yaml(&files["compose.yaml"]);
+            for (name, svc) in compose["services"].as_mapping().unwrap() {
+                let name = name.as_str().unwrap();
+                let kind = ServiceKind::ALL
+                    .into_iter()
+                    .find(|k| k.compose_name() == name)
+                    .unwrap();
+                let own = crate::dify::image_env_names(kind);
+                for var in env_of(svc).keys() {
+                    assert!(
+                        crate::dify::is_env_name(var) || own.contains(&var.as_str()),
+                        "{name} sets `{var}`, neither a Dify setting nor one of the image's own"
+                    );
+                }
+            }
+        }
+    }
+
+    fn with_everything(mut site: Site) -> Site {
+        let api = site.services[&ServiceKind::Api].clone();
+        let pd = site.services[&ServiceKind::PluginDaemon].clone();
+        for (kind, from) in [
+            (ServiceKind::ApiWebsocket, &api),
+            (ServiceKind::AgentBackend, &pd),
+            (ServiceKind::LocalSandbox, &pd),
+        ] {
+            let mut s = from.clone();
+            s.kind = kind;
+            site.services.insert(kind, s);
+        }
+        site.features.collaboration = true;
+        site.features.plugin_debugging = true;
+        site.secrets.insert(
+            "DIFY_AGENT_SHELLCTL_AUTH_TOKEN".into(),
+            SecretRef::Env {
+                name: "DIFY_SHELLCTL_TOKEN".into(),
+            },
+        );
+        site
+    }
+
+    #[test]
+    fn secrets_appear_only_as_references() {
+        let site = edge();
+        let files = render(&site);
+        let compose = yaml(&files["compose.yaml"]);
+        let mut seen = 0;
+        for (_, svc) in compose["services"].as_mapping().unwrap() {
+            for (var, value) in env_of(svc) {
+                if crate::dify::is_secret_name(&var)
+                    || [
+                        "API_KEY",
+                        "SERVER_KEY",
+                        "DIFY_INNER_API_KEY",
+                        "POSTGRES_PASSWORD",
+                        "REDISCLI_AUTH",
+                    ]
+                    .contains(&var.as_str())
+                {
+                    seen += 1;
+                    assert!(
+                        value.contains("${DIFY_") && value.contains(":?"),
+                        "{var} = {value} is not a reference"
+                    );
+                }
+            }
+        }
+        assert!(seen >= 10, "expected the secrets to be wired, saw {seen}");
+        for name in site.secrets.keys() {
+            assert!(
+                !files["dify.env"].contains(&format!("{name}=")),
+                "dify.env sets secret {name}"
+            );
+        }
+        let values = render(&cloud());
+        let text = &values["helm/values.yaml"];
+        assert!(
+            !text.contains("difyai123456") && !text.contains("password: \""),
+            "no secret values in helm values"
+        );
+    }
+
+    #[test]
+    fn hostile_strings_stay_inert() {
+        let hostile = "x\n---\nevil: {{ 7*7 }} ${HOME} \"q\" 'q': y\u{2028}z\u{85}\u{7f}# end";
+        let mut site = edge();
+        site.description = hostile.to_string();
+        site.labels.insert("note".into(), hostile.to_string());
+        site.env
+            .insert("MAIL_DEFAULT_SEND_FROM".into(), hostile.to_string());
+        site.env
+            .insert("LOG_TZ".into(), "UTC${HOME}{{ x }}: ---".to_string());
+        let files = render(&site);
+        let text = &files["compose.yaml"];
+        let compose = yaml(text);
+        let unescape = |v: &Yaml| v.as_str().unwrap().replace("$$", "$");
+        // Still one document with the same top-level keys.
+        let keys: Vec<&str> = compose
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            ["name", "x-dify-cfg", "services", "networks", "volumes"]
+        );
+        assert_eq!(
+            unescape(get(&compose, &["x-dify-cfg", "description"])),
+            hostile
+        );
+        assert_eq!(
+            unescape(get(&compose, &["x-dify-cfg", "labels", "note"])),
+            hostile
+        );
+        assert_eq!(
+            unescape(get(&compose, &["services", "api", "labels", "note"])),
+            hostile
+        );
+        assert_eq!(
+            unescape(get(
+                &compose,
+                &["services", "api", "environment", "MAIL_DEFAULT_SEND_FROM"]
+            )),
+            hostile
+        );
+        assert!(get(&compose, &["evil"]).is_null());
+        // The representable value went to dify.env, single-quoted and literal.
+        assert!(files["dify.env"].contains("LOG_TZ='UTC${HOME}{{ x }}: ---'"));
+        // The unrepresentable one is named, not written.
+        assert!(files["dify.env"].contains("#   MAIL_DEFAULT_SEND_FROM"));
+        assert!(!files["dify.env"].contains("evil"));
+        // Comments elsewhere stay on one line.
+        for path in ["nginx/default.conf", "firewall/rules.v4", "dify.env"] {
+            assert!(!files[path].contains("\n---"), "{path}");
+        }
+    }
+
+    #[test]
+    fn hostile_strings_stay_inert_in_helm_values() {
+        let hostile = "a\nb: c\n- d\u{2028}{{ e }}";
+        let mut site = cloud();
+        site.description = hostile.into();
+        site.env
+            .insert("MAIL_DEFAULT_SEND_FROM".into(), hostile.into());
+        let files = render(&site);
+        let values = yaml(&files["helm/values.yaml"]);
+        let env = get(&values, &["api", "extraEnv"]).as_sequence().unwrap();
+        let entry = env
+            .iter()
+            .find(|e| e["name"].as_str() == Some("MAIL_DEFAULT_SEND_FROM"))
+            .unwrap();
+        assert_eq!(entry["value"].as_str(), Some(hostile));
+        assert!(get(&values, &["b"]).is_null());
+    }
+
+    /// `cargo test --lib dump_rendered -- --ignored` writes the two fixture
+    /// sites to `$DIFY_CFG_DUMP` for a look with the real tools.
+    #[test]
+    #[ignore]
+    fn dump_rendered() {
+        let Ok(dir) = std::env::var("DIFY_CFG_DUMP") else {
+            return;
+        };
+        let mut full = with_everything(edge());
+        full.name = "clinic-full".into();
+        full.secrets.insert(
+            "REDIS_PASSWORD".into(),
+            SecretRef::File {
+                path: "/etc/dify/redis_password".into(),
+            },
+        );
+        full.secrets.insert(
+            "DB_PASSWORD".into(),
+            SecretRef::File {
+                path: "/etc/dify/db_password".into(),
+            },
+        );
+        full.network.lan6 = Some("fd00:20:1::/64".parse().unwrap());
+        full.network.admin.push("fd00:0:0:1::/64".parse().unwrap());
+        full.network
+            .ssh_from
+            .push("fd00:0:0:1::/64".parse().unwrap());
+        full.network.public_routes =
+            vec!["/v1/chat-messages".into(), "/v1/completion-messages".into()];
+        let mut hostile = edge();
+        hostile.name = "clinic-hostile".into();
+        let text = "x\n---\nevil: {{ 7*7 }} ${HOME} \"q\" 'q': y\u{2028}z\u{85}\u{7f}# end";
+        hostile.description = text.into();
+        hostile.labels.insert("note".into(), text.into());
+        hostile
+            .env
+            .insert("MAIL_DEFAULT_SEND_FROM".into(), text.into());
+        let mut hostile_hq = cloud();
+        hostile_hq.name = "hq-hostile".into();
+        hostile_hq.description = text.into();
+        hostile_hq
+            .env
+            .insert("MAIL_DEFAULT_SEND_FROM".into(), text.into());
+        for site in [edge(), cloud(), full, hostile, hostile_hq] {
+            for (path, text) in render(&site) {
+                let p = std::path::Path::new(&dir).join(&site.name).join(path);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, text).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        for site in [edge(), cloud()] {
+            assert_eq!(render(&site), render(&site));
+        }
+    }
+
+    #[test]
+    fn firewall_files_are_restore_format() {
+        let files = render(&edge());
+        for path in ["firewall/rules.v4", "firewall/rules.v6"] {
+            let text = &files[path];
+            assert!(text.contains("\n*filter\n"), "{path}");
+            assert!(text.trim_end().ends_with("COMMIT"), "{path}");
+            assert!(text.contains(":DOCKER-USER - [0:0]") && text.contains(":DIFY-INPUT - [0:0]"));
+            for line in text.lines().filter(|l| l.starts_with("-A ")) {
+                assert!(line.contains("-m comment --comment \"dify-cfg: "), "{line}");
+                assert!(line.contains(" -j "), "{line}");
+            }
+        }
+        let v4 = &files["firewall/rules.v4"];
+        assert!(v4.contains(
+            "-A DIFY-DOCKER -o dify-br0 -s 10.20.1.0/24 -p tcp -m conntrack --ctstate NEW --ctorigdst 10.20.1.10 --ctorigdstport 80"
+        ));
+        assert!(
+            v4.contains(
+                "-A DIFY-INPUT -s 10.0.0.0/28 -p tcp --dport 22 -m conntrack --ctstate NEW"
+            )
+        );
+        assert!(v4.contains("-A DIFY-DOCKER -i dify-br0 -d 10.0.0.40/32 -p tcp --dport 443"));
+        let v6 = &files["firewall/rules.v6"];
+        assert!(v6.contains("--icmpv6-type neighbour-solicitation -m hl --hl-eq 255"));
+        assert!(!v6.contains("--icmp-type "));
+    }
+
+    #[test]
+    fn nginx_allows_lan_only_on_public_routes() {
+        let files = render(&edge());
+        let conf = &files["nginx/default.conf"];
+        let block = |path: &str| {
+            let start = conf
+                .find(&format!("location {path} {{"))
+                .unwrap_or_else(|| panic!("no {path}\n{conf}"));
+            &conf[start..start + conf[start..].find('}').unwrap()]
+        };
+        assert!(block("/v1").contains("allow 10.20.1.0/24;"));
+        assert!(block("/v1").contains("allow 10.0.0.0/24;"));
+        assert!(!block("/console/api").contains("10.20.1.0/24"));
+        assert!(block("/console/api").contains("deny all;"));
+        assert!(block("/e/").contains("proxy_pass $dify_plugin_daemon;"));
+        assert!(conf.contains("resolver 127.0.0.11 valid=10s ipv6=off;"));
+        assert!(conf.contains("set $dify_api http://api:5001;"));
+        assert!(conf.contains("server_name clinic-01.clinics.example.org;"));
+        assert!(!conf.contains("socket.io"));
+    }
+
+    #[test]
+    fn template_errors_are_located() {
+        let mut sources = SourceMap::new();
+        let mut templates = BTreeMap::new();
+        for (name, text) in BUILTIN_TEMPLATES {
+            let text = match *name {
+                "nginx.conf" => "line one\n{% if %}\n",
+                "rules.v4" => "ok\n{{ no_such_variable }}\n",
+                _ => text,
+            };
+            let id = sources.add(
+                format!("templates/{name}"),
+                FileKind::Template,
+                text.to_string(),
+            );
+            templates.insert((*name).to_string(), id);
+        }
+        let diags = Renderer::new(&sources, &templates).unwrap_err();
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "template-syntax");
+        let loc = sources.location(d.span.as_ref().unwrap());
+        assert_eq!((loc.path.as_str(), loc.line), ("templates/nginx.conf", 2));
+
+        let fixed = sources.add(
+            "templates/nginx.conf".into(),
+            FileKind::Template,
+            "ok\n".into(),
+        );
+        templates.insert("nginx.conf".into(), fixed);
+        let renderer = Renderer::new(&sources, &templates).unwrap();
+        let diags = renderer.render_site(&edge()).unwrap_err();
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, "template-error");
+        assert!(
+            d.message.contains("no_such_variable") || d.message.contains("undefined"),
+            "{}",
+            d.message
+        );
+        let loc = sources.location(d.span.as_ref().unwrap());
+        assert_eq!((loc.path.as_str(), loc.line), ("templates/rules.v4", 2));
+    }
+
+    #[test]
+    fn values_printed_raw_are_checked_again() {
+        let mut site = edge();
+        site.network.hostname = "x;\n}\nserver {".into();
+        site.build.api_base.tag = "3.12\nRUN curl evil".into();
+        let (sources, templates) = builtin_sources();
+        let renderer = Renderer::new(&sources, &templates).unwrap();
+        let diags = renderer.render_site(&site).unwrap_err();
+        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["unsafe-value", "unsafe-value"]);
+    }
+
+    #[test]
+    fn toyaml_round_trips_through_a_yaml_parser() {
+        let value = serde_json::json!({
+            "a": {"b": [1, "two", {"c": null, "d": [true]}], "e": {}},
+            "on": "yes",
+            "weird key": "v\u{2028}w",
+            "list": [[1, 2], []],
+        });
+        let text = to_yaml(&value);
+        let back: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(back, value, "{text}");
+    }
+}
