@@ -36,6 +36,17 @@ pub fn render_all(
                 input_hashes.sort();
                 let files: BTreeMap<String, Vec<u8>> =
                     files.into_iter().map(|f| (f.path, f.bytes)).collect();
+                let template = |name: &str| {
+                    inputs
+                        .templates
+                        .get(name)
+                        .map(|id| inputs.sources.file(*id).whole())
+                };
+                let crossed = crate::crosscheck::check_site(&v.site, &files, template);
+                if crossed.has_errors() {
+                    errors.extend(crossed);
+                    continue;
+                }
                 trees.push(with_manifest(&v.site, &input_hashes, files));
             }
             Err(d) => errors.extend(d),

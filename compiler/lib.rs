@@ -2,6 +2,7 @@
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod crosscheck;
 pub mod diagnostic;
 pub mod dify;
 pub mod emit;

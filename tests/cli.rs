@@ -308,3 +308,31 @@ fn check_passes_on_the_example_fleet() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("11 sites are valid"));
 }
+
+#[test]
+fn a_published_port_the_firewall_does_not_open_is_refused() {
+    let dir = fleet();
+    let r = root_arg(dir.path());
+    assert_eq!(
+        dify_cfg(&["--root", &r, "build", "--profile", "edge"], dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
+    let before = snapshot(&dir.path().join("out"));
+    // A site's own compose template that publishes one more port.
+    let tpl = fs::read_to_string(support::repo().join("templates/compose.yaml")).unwrap();
+    let edited = tpl.replacen(
+        "      - {{ p }}\n{% endfor %}",
+        "      - {{ p }}\n      - {{ p | replace(\":80:80\", \":8080:80\") }}\n{% endfor %}",
+        1,
+    );
+    assert_ne!(tpl, edited, "the template changed shape; update this test");
+    fs::write(dir.path().join("templates/compose.yaml"), edited).unwrap();
+    let o = dify_cfg(&["--root", &r, "build", "--profile", "edge"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("error[port-mismatch]: site `clinic-01`: compose publishes port 8080 of `nginx` but the firewall opens no path to it"), "{err}");
+    assert!(err.contains("--> templates/rules.v4:1:1"), "{err}");
+    assert_eq!(snapshot(&dir.path().join("out")), before);
+}

@@ -1,0 +1,330 @@
+//! The cross-check of a compose site's rendered files, read back the way the
+//! tools read them: the host ports compose publishes, the openings the
+//! firewall makes for published ports, and the ports nginx listens on must
+//! agree. A published port with no opening is unreachable (or, with a
+//! hand-edited firewall, unfiltered); an opening with no listener is a hole
+//! waiting for a service. Templates can be overridden per config root, so
+//! this runs on the output, not on the plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::model::{ServiceKind, Site, Target};
+use crate::source::Span;
+
+/// A host port compose publishes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Published {
+    pub service: String,
+    pub host_ip: Option<String>,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+/// Published ports of a compose file.
+pub fn published_ports(compose: &str) -> Result<Vec<Published>, String> {
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(compose).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
+        return Ok(out);
+    };
+    for (name, svc) in services {
+        let service = name.as_str().unwrap_or_default().to_string();
+        for p in svc
+            .get("ports")
+            .and_then(|p| p.as_sequence())
+            .into_iter()
+            .flatten()
+        {
+            let parsed = match p {
+                serde_yaml_ng::Value::String(s) => parse_short(s),
+                serde_yaml_ng::Value::Number(n) => n
+                    .as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .map(|n| (None, n, n)),
+                serde_yaml_ng::Value::Mapping(m) => {
+                    let num = |k: &str| {
+                        m.get(k)
+                            .and_then(|v| {
+                                v.as_u64()
+                                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                            })
+                            .and_then(|n| u16::try_from(n).ok())
+                    };
+                    let target = num("target");
+                    let published = num("published").or(target);
+                    let ip = m
+                        .get("host_ip")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string);
+                    target.zip(published).map(|(t, p)| (ip, p, t))
+                }
+                _ => None,
+            };
+            let (host_ip, host_port, container_port) = parsed.ok_or_else(|| {
+                format!("service `{service}` has a port entry dify-cfg cannot read: {p:?}")
+            })?;
+            out.push(Published {
+                service: service.clone(),
+                host_ip,
+                host_port,
+                container_port,
+            });
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `IP:HOST:CONTAINER`, `HOST:CONTAINER` or `PORT`, with an optional `/tcp`.
+fn parse_short(s: &str) -> Option<(Option<String>, u16, u16)> {
+    let s = s.split('/').next()?;
+    let parts: Vec<&str> = s.rsplitn(3, ':').collect();
+    match parts.as_slice() {
+        [c] => c.parse().ok().map(|c| (None, c, c)),
+        [c, h] => Some((None, h.parse().ok()?, c.parse().ok()?)),
+        [c, h, ip] => Some((
+            Some(ip.trim_matches(['[', ']']).to_string()),
+            h.parse().ok()?,
+            c.parse().ok()?,
+        )),
+        _ => None,
+    }
+}
+
+/// An opening the firewall makes: for a published port (matched by the
+/// original destination after Docker's DNAT) or for a host service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Opening {
+    Published { address: Option<String>, port: u16 },
+    Host { port: u16 },
+}
+
+/// Openings of an iptables-restore file: `--ctorigdstport` rules that
+/// accept or return, and `--dport` rules of the host's input chain.
+pub fn firewall_openings(rules: &str) -> BTreeSet<Opening> {
+    let mut out = BTreeSet::new();
+    for line in rules
+        .lines()
+        .filter(|l| l.starts_with("-A ") || l.starts_with("-I "))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let after = |flag: &str| {
+            words
+                .iter()
+                .position(|w| *w == flag)
+                .and_then(|i| words.get(i + 1))
+                .copied()
+        };
+        let verdict = after("-j").unwrap_or_default();
+        if !matches!(verdict, "ACCEPT" | "RETURN") {
+            continue;
+        }
+        if let Some(port) = after("--ctorigdstport").and_then(|p| p.parse().ok()) {
+            out.insert(Opening::Published {
+                address: after("--ctorigdst").map(|a| a.split('/').next().unwrap_or(a).to_string()),
+                port,
+            });
+        } else if words.get(1).is_some_and(|c| c.contains("INPUT"))
+            && let Some(port) = after("--dport").and_then(|p| p.parse().ok())
+        {
+            out.insert(Opening::Host { port });
+        }
+    }
+    out
+}
+
+/// Ports of nginx's `listen` directives.
+pub fn nginx_listens(conf: &str) -> BTreeSet<u16> {
+    conf.lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("listen "))
+        .filter_map(|rest| {
+            let addr = rest.split([' ', ';']).next()?;
+            addr.rsplit(':').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Check one rendered compose site. `template` gives the span to point at
+/// for an output (the template that produced it).
+pub fn check_site(
+    site: &Site,
+    files: &BTreeMap<String, Vec<u8>>,
+    template: impl Fn(&str) -> Option<Span>,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    if site.target != Target::Compose {
+        return diags;
+    }
+    let text = |p: &str| {
+        files
+            .get(p)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    let place =
+        |d: Diagnostic, tpl: &str, help: &str| d.at_opt(template(tpl)).help(help.to_string());
+    let mismatch = |msg: String, tpl: &str, help: &str| {
+        place(
+            Diagnostic::error("port-mismatch", format!("site `{}`: {msg}", site.name)),
+            tpl,
+            help,
+        )
+    };
+    let published = match published_ports(&text("compose.yaml")) {
+        Ok(p) => p,
+        Err(e) => {
+            diags.push(mismatch(
+                format!("compose.yaml cannot be read back: {e}"),
+                "compose.yaml",
+                "the compose template must produce valid YAML",
+            ));
+            return diags;
+        }
+    };
+    let mut openings = firewall_openings(&text("firewall/rules.v4"));
+    openings.extend(firewall_openings(&text("firewall/rules.v6")));
+    let listens = nginx_listens(&text("nginx/default.conf"));
+
+    for p in &published {
+        let may_publish = p.service == ServiceKind::Nginx.compose_name()
+            || (p.service == ServiceKind::PluginDaemon.compose_name()
+                && site.features.plugin_debugging);
+        if !may_publish {
+            diags.push(mismatch(
+                format!(
+                    "compose publishes port {} of `{}`; only nginx publishes ports",
+                    p.host_port, p.service
+                ),
+                "compose.yaml",
+                "route the service through nginx instead of publishing it",
+            ));
+        }
+        let bound = p
+            .host_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "0.0.0.0" && *ip != "::");
+        if bound.is_none()
+            || site
+                .network
+                .address
+                .is_some_and(|a| bound != Some(a.to_string().as_str()))
+        {
+            diags.push(mismatch(
+                format!(
+                    "compose publishes port {} of `{}` on {}, not on the box's LAN address",
+                    p.host_port,
+                    p.service,
+                    p.host_ip.as_deref().unwrap_or("every address")
+                ),
+                "compose.yaml",
+                "publish ports as `ADDRESS:PORT:PORT` with the site's `network.address`",
+            ));
+        }
+        let opened = openings.iter().any(|o| matches!(o, Opening::Published { address, port } if *port == p.host_port && (address.is_none() || address.as_deref() == bound)));
+        if !opened {
+            diags.push(mismatch(format!("compose publishes port {} of `{}` but the firewall opens no path to it", p.host_port, p.service),
+                "rules.v4",
+                "a listener with no opening: open it in the firewall template, or stop publishing it",
+            ));
+        }
+        if p.service == ServiceKind::Nginx.compose_name() && !listens.contains(&p.container_port) {
+            diags.push(mismatch(
+                format!(
+                    "compose forwards port {} to nginx's port {}, where nginx does not listen",
+                    p.host_port, p.container_port
+                ),
+                "nginx.conf",
+                "publish the port nginx listens on (`network.http-port`)",
+            ));
+        }
+    }
+    for o in &openings {
+        match o {
+            Opening::Published { port, .. } => {
+                if !published.iter().any(|p| p.host_port == *port) {
+                    diags.push(mismatch(
+                        format!(
+                            "the firewall opens port {port} but compose publishes nothing there"
+                        ),
+                        "rules.v4",
+                        "an opening with no listener: remove it from the firewall template",
+                    ));
+                }
+            }
+            Opening::Host { port } => {
+                if *port != site.network.ssh_port {
+                    diags.push(mismatch(
+                        format!(
+                            "the firewall opens host port {port}, which is not SSH ({})",
+                            site.network.ssh_port
+                        ),
+                        "rules.v4",
+                        "the box itself serves only SSH; everything else goes through nginx",
+                    ));
+                }
+            }
+        }
+    }
+    if !openings.contains(&Opening::Host {
+        port: site.network.ssh_port,
+    }) {
+        diags.push(place(
+            Diagnostic::error(
+                "ssh-lockout",
+                format!(
+                    "site `{}`: the firewall does not open SSH (port {}) to the admin networks",
+                    site.name, site.network.ssh_port
+                ),
+            ),
+            "rules.v4",
+            "the administrators would be locked out; keep the SSH rule in the firewall template",
+        ));
+    }
+    diags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_compose_ports_in_every_syntax() {
+        let compose = "services:\n  nginx:\n    ports:\n      - \"10.0.0.1:80:80\"\n      - \"8080:80/tcp\"\n      - 443\n      - target: 5003\n        published: \"5003\"\n        host_ip: 10.0.0.1\n  api: {}\n";
+        let p = published_ports(compose).unwrap();
+        let got: Vec<_> = p
+            .iter()
+            .map(|p| (p.host_ip.clone(), p.host_port, p.container_port))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (None, 443, 443),
+                (None, 8080, 80),
+                (Some("10.0.0.1".into()), 80, 80),
+                (Some("10.0.0.1".into()), 5003, 5003),
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_firewall_openings_and_nginx_listens() {
+        let rules = "*filter\n-A DIFY-INPUT -s 10.0.0.0/28 -p tcp --dport 22 -j ACCEPT\n-A DIFY-DOCKER -o br -p tcp -m conntrack --ctstate NEW --ctorigdst 10.20.1.10 --ctorigdstport 80 -j RETURN\n-A DIFY-DOCKER -i br -d 10.0.0.40/32 -p tcp --dport 443 -j RETURN\n-A DIFY-DOCKER -p tcp --ctorigdstport 9 -j DROP\nCOMMIT\n";
+        let o = firewall_openings(rules);
+        assert_eq!(
+            o.into_iter().collect::<Vec<_>>(),
+            vec![
+                Opening::Published {
+                    address: Some("10.20.1.10".into()),
+                    port: 80
+                },
+                Opening::Host { port: 22 }
+            ]
+        );
+        assert_eq!(
+            nginx_listens("server {\n    listen 80 default_server;\n    listen [::]:8080;\n}\n"),
+            BTreeSet::from([80, 8080])
+        );
+    }
+}
