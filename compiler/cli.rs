@@ -73,6 +73,8 @@ pub struct ExplainArgs {
 pub struct Output {
     pub format: Format,
     pub color: bool,
+    /// JSON mode: diagnostics waiting to go into the command's one report.
+    pending: std::cell::RefCell<Vec<serde_json::Value>>,
 }
 
 impl Output {
@@ -81,10 +83,12 @@ impl Output {
         Output {
             format,
             color: !no_color && std::io::stderr().is_terminal(),
+            pending: Default::default(),
         }
     }
 
-    /// Diagnostics go to stderr as text, or to stdout as one JSON document.
+    /// Text: diagnostics go to stderr now. JSON: they go into the one JSON
+    /// document the command prints on stdout, under `diagnostics`.
     pub fn diagnostics(&self, diags: &Diagnostics, inputs: &Inputs) {
         if diags.is_empty() {
             return;
@@ -94,12 +98,22 @@ impl Output {
                 let _ = std::io::stderr()
                     .write_all(diags.render_text(&inputs.sources, self.color).as_bytes());
             }
-            Format::Json => self.json(&diags.to_json(&inputs.sources)),
+            Format::Json => {
+                if let Some(items) = diags.to_json(&inputs.sources)["diagnostics"].as_array() {
+                    self.pending.borrow_mut().extend(items.iter().cloned());
+                }
+            }
         }
     }
 
+    /// Print the command's JSON report, with the diagnostics collected so far.
     pub fn json(&self, value: &serde_json::Value) {
-        let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+        let mut value = value.clone();
+        if let Some(obj) = value.as_object_mut() {
+            let pending: Vec<_> = self.pending.borrow_mut().drain(..).collect();
+            obj.insert("diagnostics".into(), serde_json::Value::Array(pending));
+        }
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');
         let _ = std::io::stdout().write_all(text.as_bytes());
     }
@@ -110,39 +124,48 @@ impl Output {
             Format::Json => self.json(&serde_json::json!({ "error": message })),
         }
     }
+
+    /// JSON mode: print diagnostics no report has carried yet.
+    pub fn finish(&self) {
+        if self.format == Format::Json && !self.pending.borrow().is_empty() {
+            self.json(&serde_json::json!({}));
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> i32 {
     let out = Output::new(cli.format);
-    match cli.command {
+    let code = match cli.command {
         Command::Check => check(&cli.root, &out),
         Command::Build(args) => crate::build::run(&cli.root, &args, &out),
         Command::Explain(args) => explain(&cli.root, &args, &out),
-    }
+    };
+    out.finish();
+    code
 }
 
 fn check(root: &std::path::Path, out: &Output) -> i32 {
     let (inputs, diags) = read_inputs(root);
-    let analysis = analyze(&inputs, diags);
+    let mut analysis = analyze(&inputs, diags);
+    // Templates are inputs too: a template that does not parse fails `check`,
+    // not only `build`.
+    if let Err(d) = crate::render::Renderer::new(&inputs.sources, &inputs.templates) {
+        analysis.diagnostics.extend(d);
+    }
+    out.diagnostics(&analysis.diagnostics, &inputs);
     if analysis.diagnostics.has_errors() {
-        out.diagnostics(&analysis.diagnostics, &inputs);
         return 2;
     }
     match out.format {
-        Format::Text => {
-            out.diagnostics(&analysis.diagnostics, &inputs);
-            println!(
-                "ok: {} profiles and {} sites are valid",
-                inputs.profiles.len(),
-                analysis.sites.len()
-            );
-        }
-        Format::Json => {
-            let mut report = analysis.diagnostics.to_json(&inputs.sources);
-            report["ok"] = serde_json::Value::Bool(true);
-            report["sites"] = analysis.sites.iter().map(|s| s.site.name.clone()).collect();
-            out.json(&report);
-        }
+        Format::Text => println!(
+            "ok: {} profiles and {} sites are valid",
+            inputs.profiles.len(),
+            analysis.sites.len()
+        ),
+        Format::Json => out.json(&serde_json::json!({
+            "ok": true,
+            "sites": analysis.sites.iter().map(|s| s.site.name.clone()).collect::<Vec<_>>(),
+        })),
     }
     0
 }
@@ -167,6 +190,9 @@ fn explain(root: &std::path::Path, args: &ExplainArgs, out: &Output) -> i32 {
         out.error(&format!("site `{}` has no key `{key}`", args.site));
         return 2;
     }
+    // The effective values are shown even when the fleet has errors: they
+    // are what one needs to find the mistake. The exit code still says so.
+    out.diagnostics(&analysis.diagnostics, &inputs);
     match out.format {
         Format::Text => print!("{}", crate::explain::to_text(&rs.name, &rs.chain, &entries)),
         Format::Json => out.json(&serde_json::json!({
@@ -175,10 +201,9 @@ fn explain(root: &std::path::Path, args: &ExplainArgs, out: &Output) -> i32 {
             "entries": entries,
         })),
     }
-    let site_errors = analysis.diagnostics.has_errors();
-    if site_errors {
-        out.diagnostics(&analysis.diagnostics, &inputs);
-        return 2;
+    if analysis.diagnostics.has_errors() {
+        2
+    } else {
+        0
     }
-    0
 }

@@ -150,7 +150,7 @@ pub struct ServiceLayer {
     /// gevent connections per gunicorn worker (api).
     pub worker_connections: Option<S<i64>>,
     /// Horizontal autoscaling (helm only; api, worker, web, sandbox).
-    pub autoscaling: Option<AutoscalingLayer>,
+    pub autoscaling: Option<S<AutoscalingLayer>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -292,7 +292,7 @@ pub struct NetworkLayer {
     /// Route prefixes open to the site LAN (e.g. `["/v1"]`).
     pub public_routes: Option<S<Vec<S<String>>>>,
     /// Where the containers may open connections to (LLM endpoints).
-    pub egress: Option<S<Vec<EgressLayer>>>,
+    pub egress: Option<S<Vec<S<EgressLayer>>>>,
     pub http_port: Option<S<i64>>,
 }
 
@@ -362,11 +362,54 @@ impl EnvValue {
 }
 
 /// What a `[secrets]` entry says: a reference, or (a mistake) a literal.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+/// Not `#[serde(untagged)]`: a table must read as a [`SecretRef`] with its
+/// own errors (an unknown key in it is an unknown key, not a literal).
+#[derive(Debug, Clone, PartialEq)]
 pub enum SecretValue {
     Ref(SecretRef),
-    Literal(toml::Value),
+    Literal,
+}
+
+impl<'de> Deserialize<'de> for SecretValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a secret reference such as { env = \"NAME\" }")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<SecretValue, A::Error> {
+                SecretRef::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(SecretValue::Ref)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<SecretValue, E> {
+                Ok(SecretValue::Literal)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<SecretValue, E> {
+                Ok(SecretValue::Literal)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<SecretValue, E> {
+                Ok(SecretValue::Literal)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<SecretValue, E> {
+                Ok(SecretValue::Literal)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<SecretValue, E> {
+                Ok(SecretValue::Literal)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SecretValue, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(SecretValue::Literal)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Where a secret's value lives. The compiler writes only the reference.

@@ -63,6 +63,19 @@ pub fn load(root: &Path, diags: &mut Diagnostics) -> Inputs {
         ) {
             let id = inputs.sources.add(rel, FileKind::Profile, text);
             let stem = inputs.sources.file(id).stem().to_string();
+            if let Some(first) = inputs.profiles.get(&stem) {
+                let first = inputs.sources.file(*first).path.clone();
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate-profile",
+                        format!("profile `{stem}` is defined twice"),
+                    )
+                    .at(inputs.sources.file(id).whole())
+                    .note(format!("first defined in {first}"))
+                    .help("profile names are file names; give each profile file a unique name"),
+                );
+                continue;
+            }
             inputs.profiles.insert(stem, id);
         }
     }
@@ -180,15 +193,22 @@ fn read(
             return None;
         }
         Ok(real) if !real.is_file() => {
-            diags.push(Diagnostic::error(
-                "io",
-                format!("`{rel}` is not a regular file"),
-            ));
+            let id = sources.add(rel.clone(), kind, String::new());
+            diags.push(
+                Diagnostic::error("io", format!("`{rel}` is not a regular file"))
+                    .at(sources.file(id).whole())
+                    .help("inputs are plain files"),
+            );
             return None;
         }
         Ok(_) => {}
         Err(e) => {
-            diags.push(Diagnostic::error("io", format!("cannot read `{rel}`: {e}")));
+            let id = sources.add(rel.clone(), kind, String::new());
+            diags.push(
+                Diagnostic::error("io", format!("cannot read `{rel}`: {e}"))
+                    .at(sources.file(id).whole())
+                    .help("a link must point at a file inside the config root"),
+            );
             return None;
         }
     }
@@ -228,7 +248,11 @@ fn read(
             }
         },
         Err(e) => {
-            diags.push(Diagnostic::error("io", format!("cannot read `{rel}`: {e}")));
+            let id = sources.add(rel.clone(), kind, String::new());
+            diags.push(
+                Diagnostic::error("io", format!("cannot read `{rel}`: {e}"))
+                    .at(sources.file(id).whole()),
+            );
             None
         }
     }

@@ -176,6 +176,10 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
             Some(s) => d.help(format!("did you mean `{s}`?")),
             None => d.help(format!("expected one of: {}", expected.join(", "))),
         }
+    } else if message.starts_with("invalid type: integer") && message.contains(" as i128") {
+        Diagnostic::error("out-of-range", format!("the number is too large{place}"))
+            .label("does not fit in 64 bits")
+            .help("no setting takes a number this large; check the value")
     } else if message.starts_with("invalid type") {
         let (found, expected) = message
             .trim_start_matches("invalid type: ")
@@ -209,10 +213,19 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
     d.at_opt(span)
 }
 
+/// serde's words for types, in TOML's words.
 fn plain(s: &str) -> String {
-    s.replace("struct ", "")
-        .replace("a sequence", "an array")
-        .replace("a map", "a table")
+    let s = s.replace("struct ", "");
+    match s.as_str() {
+        "i64" | "u64" | "i32" | "u32" | "u16" | "u8" => "an integer".to_string(),
+        "f64" | "f32" => "a number".to_string(),
+        "sequence" | "a sequence" => "an array".to_string(),
+        "map" | "a map" => "a table".to_string(),
+        "a boolean" | "bool" => "a boolean (`true` or `false`)".to_string(),
+        _ => s
+            .replace("a sequence", "an array")
+            .replace("a map", "a table"),
+    }
 }
 
 fn type_help(expected: &str) -> String {

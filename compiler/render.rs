@@ -227,7 +227,8 @@ fn unsafe_values(site: &Site) -> Vec<(&'static str, String)> {
             "route",
             route,
             route.starts_with('/')
-                && only(route, |c| c.is_ascii_alphanumeric() || "/_-".contains(c)),
+                && !route.contains("..")
+                && only(route, |c| c.is_ascii_alphanumeric() || "/_-.".contains(c)),
         );
     }
     for key in site.env.keys() {

@@ -281,11 +281,21 @@ fn unknown_profile(name: &str, span: Span, known: &BTreeSet<&str>, key: &str) ->
     }
 }
 
+/// Tables whose entries are atomic: a child's entry replaces the parent's
+/// whole (a secret reference switched from `env` to `file` must not keep the
+/// parent's `env`).
+const ATOMIC_ENTRIES: &[&str] = &["secrets"];
+
 /// Deep merge: tables key by key, anything else replaced by the child.
 pub fn merge_table<'a>(base: &mut Table<'a>, child: Table<'a>) {
+    merge_at(base, child, true);
+}
+
+fn merge_at<'a>(base: &mut Table<'a>, child: Table<'a>, deep: bool) {
     for (k, v) in child {
         let key = k.get_ref().to_string();
-        let both_tables = matches!(v.get_ref(), DeValue::Table(_))
+        let both_tables = deep
+            && matches!(v.get_ref(), DeValue::Table(_))
             && matches!(
                 base.get(key.as_str()).map(|b| b.get_ref()),
                 Some(DeValue::Table(_))
@@ -295,7 +305,7 @@ pub fn merge_table<'a>(base: &mut Table<'a>, child: Table<'a>) {
                 continue;
             };
             if let (DeValue::Table(bt), DeValue::Table(ct)) = (b.get_mut(), v.into_inner()) {
-                merge_table(bt, ct);
+                merge_at(bt, ct, !ATOMIC_ENTRIES.contains(&key.as_str()));
             }
         } else {
             base.remove(key.as_str());
@@ -374,6 +384,39 @@ mod tests {
         assert_eq!(
             inputs.sources.location(&dev_mem.span()).path,
             "profiles/base.toml"
+        );
+    }
+
+    #[test]
+    fn a_child_replaces_a_secret_reference_whole() {
+        let inputs = inputs(
+            &[(
+                "base",
+                "[secrets]\nDB_PASSWORD = { env = \"DB_PW\" }\nREDIS_PASSWORD = { env = \"R\" }\n",
+            )],
+            &[(
+                "s1",
+                "profile = \"base\"\n[secrets]\nDB_PASSWORD = { file = \"/etc/dify/db\" }\n",
+            )],
+        );
+        let mut diags = Diagnostics::new();
+        let fleet = resolve(&inputs, &mut diags);
+        assert!(diags.is_empty(), "{diags:?}");
+        let secrets = fleet.sites[0].layer.secrets.clone().unwrap();
+        let db = secrets
+            .iter()
+            .find(|(k, _)| k.get_ref() == "DB_PASSWORD")
+            .unwrap()
+            .1
+            .get_ref()
+            .clone();
+        let crate::config::SecretValue::Ref(r) = db else {
+            panic!("a reference")
+        };
+        assert_eq!((r.env, r.file.as_deref()), (None, Some("/etc/dify/db")));
+        assert!(
+            secrets.iter().any(|(k, _)| k.get_ref() == "REDIS_PASSWORD"),
+            "other secrets are inherited"
         );
     }
 

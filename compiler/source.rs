@@ -38,7 +38,7 @@ impl SourceFile {
     /// The stem of the file name: `profiles/edge-4gb.toml` gives `edge-4gb`.
     pub fn stem(&self) -> &str {
         let name = self.path.rsplit('/').next().unwrap_or(&self.path);
-        name.split_once('.').map_or(name, |(stem, _)| stem)
+        name.rsplit_once('.').map_or(name, |(stem, _)| stem)
     }
 
     /// Local byte offset to 1-based (line, column); the column counts chars.
@@ -182,5 +182,7 @@ mod tests {
         let mut map = SourceMap::new();
         let id = map.add("sites/clinic-01.toml".into(), FileKind::Site, String::new());
         assert_eq!(map.file(id).stem(), "clinic-01");
+        let id = map.add("sites/a..b.toml".into(), FileKind::Site, String::new());
+        assert_eq!(map.file(id).stem(), "a..b", "only the extension goes");
     }
 }

@@ -888,7 +888,11 @@ pub fn validate_site(
         };
         let autoscaling = match &sl.autoscaling {
             None => None,
-            Some(a) => autoscaling(&mut cx, a, &key, kind, target),
+            // Point at `enabled = true` when it is there, else the table.
+            Some(a) => {
+                let at = a.get_ref().enabled.as_ref().map_or(a.span(), |e| e.span());
+                autoscaling(&mut cx, a.get_ref(), at, &key, kind, target)
+            }
         };
         let image = match kind {
             ServiceKind::Sandbox => images.sandbox.clone(),
@@ -1319,16 +1323,11 @@ fn external(
 fn autoscaling(
     cx: &mut Cx<'_>,
     a: &config::AutoscalingLayer,
+    anchor: Span,
     key: &str,
     kind: ServiceKind,
     target: Target,
 ) -> Option<Autoscaling> {
-    let anchor = a
-        .enabled
-        .as_ref()
-        .map(|e| e.span())
-        .or(a.min_replicas.as_ref().map(|m| m.span()))
-        .unwrap_or(cx.anchor.clone());
     if target == Target::Compose {
         cx.err(
             Diagnostic::error(
@@ -1492,6 +1491,7 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
         }
         None => None,
     };
+    let errors_before_networks = cx.diags.error_count();
     let admin = cx.cidrs(&nl.admin, "network.admin").unwrap_or_default();
     if compose && admin.is_empty() && nl.admin.is_none() {
         cx.missing(
@@ -1509,8 +1509,11 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
             admin.clone()
         }
     };
-    // Lock-out: the admin network must be able to reach SSH.
+    // Lock-out: the admin network must be able to reach SSH. Judged only
+    // when every network parsed: a dropped entry would fake a lock-out.
+    let networks_ok = cx.diags.error_count() == errors_before_networks;
     if compose
+        && networks_ok
         && !admin.is_empty()
         && !ssh_from
             .iter()
@@ -1574,7 +1577,9 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
     public_routes.dedup();
     let mut egress = Vec::new();
     if let Some(rules) = &nl.egress {
-        for (i, e) in rules.get_ref().iter().enumerate() {
+        for (i, item) in rules.get_ref().iter().enumerate() {
+            let e = item.get_ref();
+            let at = item.span();
             let key = format!("network.egress[{i}]");
             let name = match &e.name {
                 Some(n) if is_valid_name(n.get_ref()) => Some(n.get_ref().clone()),
@@ -1592,7 +1597,7 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
                 None => {
                     cx.err(
                         Diagnostic::error("missing-key", format!("`{key}` has no `name`"))
-                            .at(rules.span())
+                            .at(at.clone())
                             .help("name each egress rule, e.g. `name = \"llm-gateway\"`"),
                     );
                     None
@@ -1603,7 +1608,7 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
                 None => {
                     cx.err(
                         Diagnostic::error("missing-key", format!("`{key}` has no `cidr`"))
-                            .at(rules.span())
+                            .at(at.clone())
                             .help(
                                 "give the network of the endpoint, e.g. `cidr = \"10.0.0.40/32\"`",
                             ),
@@ -1628,7 +1633,7 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
                 ),
                 None => cx.err(
                     Diagnostic::error("missing-key", format!("`{key}` has no `ports`"))
-                        .at(rules.span())
+                        .at(at.clone())
                         .help("list the ports, e.g. `ports = [443]`"),
                 ),
             }
@@ -1742,7 +1747,7 @@ fn secrets(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> BTreeMap<String, S
             continue;
         }
         let r = match v.get_ref() {
-            SecretValue::Literal(_) => {
+            SecretValue::Literal => {
                 cx.err(
                     Diagnostic::error("literal-secret", format!("`{name}` is given as a literal value"))
                         .at(v.span())
