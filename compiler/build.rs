@@ -84,13 +84,17 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
         .iter()
         .map(|r| (r.name.clone(), r.chain_files.clone()))
         .collect();
-    let trees = match render_all(&inputs, &chosen, &files) {
+    let mut trees = match render_all(&inputs, &chosen, &files) {
         Ok(t) => t,
         Err(d) => {
             out.diagnostics(&d, &inputs);
             return 2;
         }
     };
+    // The images these sites run, built once each: out/_images/.
+    let pairs: Vec<_> = chosen.iter().map(|v| &v.site).zip(trees.iter()).collect();
+    let images = crate::bake::tree(&crate::bake::images(&pairs));
+    trees.push(images);
     let out_dir = args.out.clone().unwrap_or_else(|| root.join("out"));
 
     if args.check {
@@ -138,11 +142,16 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
     }
     match out.format {
         Format::Text => {
+            let sites = report.iter().filter(|(n, _)| n != crate::bake::IMAGES_DIR).count();
             let changed = report.iter().filter(|(_, c)| *c).count();
             for (name, c) in &report {
                 println!("{name}: {}", if *c { "written" } else { "unchanged" });
             }
-            eprintln!("built {} site{} into {} ({changed} changed)", report.len(), if report.len() == 1 { "" } else { "s" }, out_dir.display());
+            eprintln!(
+                "built {sites} site{} and their image plan into {} ({changed} changed)",
+                if sites == 1 { "" } else { "s" },
+                out_dir.display()
+            );
         }
         Format::Json => out.json(&serde_json::json!({
             "out": out_dir.display().to_string(),

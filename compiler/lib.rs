@@ -1,4 +1,5 @@
 //! dify-cfg: a GitOps config compiler for Dify fleets.
+pub mod bake;
 pub mod build;
 pub mod cli;
 pub mod config;

@@ -34,7 +34,8 @@ fn sites() -> Vec<(String, PathBuf)> {
         .unwrap()
         .flatten()
         .filter(|e| {
-            e.file_type().unwrap().is_dir() && !e.file_name().to_string_lossy().starts_with('.')
+            e.file_type().unwrap().is_dir()
+                && !e.file_name().to_string_lossy().starts_with(['.', '_'])
         })
         .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
         .collect();
@@ -249,5 +250,171 @@ fn helm_values_use_only_key_paths_the_chart_has() {
     assert_eq!(
         dify_cfg::plan::unknown_key_paths(&typo, &chart),
         vec!["api.replicaz".to_string()]
+    );
+}
+
+/// Every image a compose file or Helm values names is built by a target of
+/// the bake file, or is an upstream image pinned by a tag other than `latest`.
+#[test]
+fn every_image_is_baked_or_pinned_upstream() {
+    let bake: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(built().join("_images/docker-bake.json")).unwrap())
+            .unwrap();
+    let baked: std::collections::BTreeSet<String> = bake["target"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|t| {
+            t["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(
+        baked.len(),
+        2,
+        "the example fleet shares one api and one web image: {baked:?}"
+    );
+    let registry = "registry.clinics.example.org/dify/";
+    let mut named = Vec::new();
+    for (site, dir) in sites() {
+        if let Ok(text) = std::fs::read_to_string(dir.join("compose.yaml")) {
+            let doc: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+            for (svc, def) in doc["services"].as_object().unwrap() {
+                named.push((
+                    format!("{site}/{svc}"),
+                    def["image"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        if let Ok(text) = std::fs::read_to_string(dir.join("helm/values.yaml")) {
+            let doc: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+            for (component, image) in doc["image"].as_object().unwrap() {
+                let reference = format!(
+                    "{}:{}",
+                    image["repository"].as_str().unwrap(),
+                    image["tag"].as_str().unwrap()
+                );
+                named.push((format!("{site}/helm {component}"), reference));
+            }
+        }
+    }
+    assert!(named.len() > 90, "{}", named.len());
+    for (who, reference) in named {
+        if reference.starts_with(registry) {
+            assert!(
+                baked.contains(&reference),
+                "{who} runs {reference}, which no bake target builds"
+            );
+        } else {
+            let (repo, tag) = reference.rsplit_once(':').unwrap_or((&reference, ""));
+            assert!(
+                !repo.is_empty() && !tag.is_empty() && tag != "latest",
+                "{who} runs an unpinned image {reference}"
+            );
+        }
+    }
+}
+
+/// A Dockerfile's instructions with their stage, continuation lines joined.
+fn instructions(dockerfile: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stage = String::new();
+    let mut current = String::new();
+    for line in dockerfile.lines() {
+        let t = line.trim();
+        if current.is_empty() && (t.is_empty() || t.starts_with('#')) {
+            continue;
+        }
+        if let Some(head) = t.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(t);
+        let ins = std::mem::take(&mut current);
+        if ins.starts_with("FROM ") {
+            stage = ins.rsplit(' ').next().unwrap().to_string();
+        }
+        out.push((stage.clone(), ins));
+    }
+    out
+}
+
+/// The stages a stage builds on (`FROM <stage>`), itself included.
+fn ancestry(instrs: &[(String, String)], stage: &str) -> Vec<String> {
+    let mut chain = vec![stage.to_string()];
+    let mut cur = stage.to_string();
+    while let Some((_, from)) = instrs
+        .iter()
+        .find(|(s, i)| *s == cur && i.starts_with("FROM "))
+    {
+        let parent = from.split_whitespace().nth(1).unwrap().to_string();
+        if !instrs.iter().any(|(s, _)| *s == parent) {
+            break;
+        }
+        chain.push(parent.clone());
+        cur = parent;
+    }
+    chain
+}
+
+/// Files copied from the build context before the dependency install, in
+/// its stage and the stages under it: only the manifests may be there, so
+/// that editing any source file leaves the dependency layer cached.
+fn layer_problems(dockerfile: &str, install: &str, manifests: &[&str]) -> Vec<String> {
+    let instrs = instructions(dockerfile);
+    let Some(at) = instrs
+        .iter()
+        .position(|(_, i)| i.starts_with("RUN") && i.contains(install))
+    else {
+        return vec![format!("no dependency install `{install}`")];
+    };
+    let chain = ancestry(&instrs, &instrs[at].0);
+    let mut problems = Vec::new();
+    for (stage, ins) in &instrs[..at] {
+        if !chain.contains(stage)
+            || !(ins.starts_with("COPY ") || ins.starts_with("ADD "))
+            || ins.contains("--from=")
+        {
+            continue;
+        }
+        let words: Vec<&str> = ins
+            .split_whitespace()
+            .skip(1)
+            .filter(|w| !w.starts_with("--"))
+            .collect();
+        for src in &words[..words.len().saturating_sub(1)] {
+            if !manifests.contains(src) {
+                problems.push(format!("`{ins}` copies `{src}` before `{install}`"));
+            }
+        }
+    }
+    let source_copied_later = instrs[at..].iter().any(|(_, i)| {
+        i.starts_with("COPY") && !i.contains("--from=") && i.split_whitespace().any(|w| w == ".")
+    });
+    if !source_copied_later {
+        problems.push("the source is not copied after the dependency install".to_string());
+    }
+    problems
+}
+
+#[test]
+fn dependency_layers_survive_source_edits() {
+    for (site, dir) in sites() {
+        let api = std::fs::read_to_string(dir.join("docker/api.Dockerfile")).unwrap();
+        let p = layer_problems(&api, "uv sync", &["pyproject.toml", "uv.lock"]);
+        assert!(p.is_empty(), "{site} api: {p:?}");
+        let web = std::fs::read_to_string(dir.join("docker/web.Dockerfile")).unwrap();
+        let p = layer_problems(&web, "pnpm install", &["package.json", "pnpm-lock.yaml"]);
+        assert!(p.is_empty(), "{site} web: {p:?}");
+    }
+    // The check itself: a Dockerfile that copies the source first fails it.
+    let bad = "FROM python:3.12-slim AS base\nWORKDIR /app\nCOPY . .\nFROM base AS deps\nCOPY pyproject.toml uv.lock ./\nRUN uv sync --frozen\nCOPY . .\n";
+    assert_eq!(
+        layer_problems(bad, "uv sync", &["pyproject.toml", "uv.lock"]),
+        vec!["`COPY . .` copies `.` before `uv sync`"]
     );
 }
