@@ -289,6 +289,74 @@ pub fn check_site(
 mod tests {
     use super::*;
 
+    fn files(compose_port: &str, opening_port: u16, listen: u16) -> BTreeMap<String, Vec<u8>> {
+        let mut f = BTreeMap::new();
+        f.insert(
+            "compose.yaml".to_string(),
+            format!("services:\n  nginx:\n    ports:\n      - \"{compose_port}\"\n").into_bytes(),
+        );
+        f.insert(
+            "firewall/rules.v4".to_string(),
+            format!(
+                "*filter\n-A DIFY-INPUT -s 10.0.0.0/28 -p tcp --dport 22 -j ACCEPT\n-A DIFY-DOCKER -p tcp -m conntrack --ctorigdst 10.20.1.10 --ctorigdstport {opening_port} -j RETURN\nCOMMIT\n"
+            )
+            .into_bytes(),
+        );
+        f.insert(
+            "nginx/default.conf".to_string(),
+            format!("server {{\n    listen {listen};\n}}\n").into_bytes(),
+        );
+        f
+    }
+
+    fn codes(d: &Diagnostics) -> Vec<String> {
+        d.iter()
+            .map(|d| format!("{}: {}", d.code, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn agreeing_outputs_pass() {
+        let mut site = crate::plan::fixtures::edge();
+        site.network.address = Some("10.20.1.10".parse().unwrap());
+        site.network.ssh_port = 22;
+        let d = check_site(&site, &files("10.20.1.10:80:80", 80, 80), |_| None);
+        assert!(d.is_empty(), "{:?}", codes(&d));
+    }
+
+    #[test]
+    fn a_listener_without_an_opening_and_an_opening_without_a_listener_fail() {
+        let mut site = crate::plan::fixtures::edge();
+        site.network.address = Some("10.20.1.10".parse().unwrap());
+        site.network.ssh_port = 22;
+        let d = check_site(&site, &files("10.20.1.10:80:80", 8080, 80), |_| None);
+        let c = codes(&d);
+        assert!(
+            c.iter()
+                .any(|m| m.contains("publishes port 80 of `nginx` but the firewall opens no path")),
+            "{c:?}"
+        );
+        assert!(
+            c.iter()
+                .any(|m| m.contains("opens port 8080 but compose publishes nothing")),
+            "{c:?}"
+        );
+        // Published on every address, and to a port nginx does not listen on.
+        let d = check_site(&site, &files("80:8000", 80, 80), |_| None);
+        let c = codes(&d);
+        assert!(c.iter().any(|m| m.contains("on every address")), "{c:?}");
+        assert!(
+            c.iter()
+                .any(|m| m.contains("nginx's port 8000, where nginx does not listen")),
+            "{c:?}"
+        );
+        // SSH closed: the administrators would be locked out.
+        let mut f = files("10.20.1.10:80:80", 80, 80);
+        f.insert("firewall/rules.v4".into(), b"*filter\n-A DIFY-DOCKER -p tcp --ctorigdst 10.20.1.10 --ctorigdstport 80 -j RETURN\nCOMMIT\n".to_vec());
+        let d = check_site(&site, &f, |_| None);
+        assert!(d.iter().any(|d| d.code == "ssh-lockout"), "{:?}", codes(&d));
+    }
+
     #[test]
     fn reads_compose_ports_in_every_syntax() {
         let compose = "services:\n  nginx:\n    ports:\n      - \"10.0.0.1:80:80\"\n      - \"8080:80/tcp\"\n      - 443\n      - target: 5003\n        published: \"5003\"\n        host_ip: 10.0.0.1\n  api: {}\n";
