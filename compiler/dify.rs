@@ -259,47 +259,30 @@ pub const WEB_ENV_NAMES: &[&str] = &[
     "TOP_K_MAX_VALUE",
 ];
 
+/// The remote references the chart's api and worker secrets both carry.
+const API_REMOTE_REFS: &[&str] = &[
+    "SECRET_KEY",
+    "CODE_EXECUTION_API_KEY",
+    "DB_USERNAME",
+    "DB_PASSWORD",
+    "REDIS_PASSWORD",
+    "WEAVIATE_API_KEY",
+    "RESEND_API_KEY",
+    "PLUGIN_DAEMON_KEY",
+    "INNER_API_KEY_FOR_PLUGIN",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "OTLP_API_KEY",
+    "AGENT_BACKEND_API_TOKEN",
+];
+
 /// The dify-helm chart's `externalSecret` components whose secrets dify-cfg
 /// writes, and the `remoteRefs` keys each declares by default. A key a site
 /// does not fill is set to null, which removes the chart's default (whose
 /// store key a site's store would not have).
 pub const HELM_REMOTE_REF_DEFAULTS: &[(&str, &[&str])] = &[
-    (
-        "api",
-        &[
-            "SECRET_KEY",
-            "CODE_EXECUTION_API_KEY",
-            "DB_USERNAME",
-            "DB_PASSWORD",
-            "REDIS_PASSWORD",
-            "WEAVIATE_API_KEY",
-            "RESEND_API_KEY",
-            "PLUGIN_DAEMON_KEY",
-            "INNER_API_KEY_FOR_PLUGIN",
-            "S3_ACCESS_KEY",
-            "S3_SECRET_KEY",
-            "OTLP_API_KEY",
-            "AGENT_BACKEND_API_TOKEN",
-        ],
-    ),
-    (
-        "worker",
-        &[
-            "SECRET_KEY",
-            "CODE_EXECUTION_API_KEY",
-            "DB_USERNAME",
-            "DB_PASSWORD",
-            "REDIS_PASSWORD",
-            "WEAVIATE_API_KEY",
-            "RESEND_API_KEY",
-            "PLUGIN_DAEMON_KEY",
-            "INNER_API_KEY_FOR_PLUGIN",
-            "S3_ACCESS_KEY",
-            "S3_SECRET_KEY",
-            "OTLP_API_KEY",
-            "AGENT_BACKEND_API_TOKEN",
-        ],
-    ),
+    ("api", API_REMOTE_REFS),
+    ("worker", API_REMOTE_REFS),
     ("sandbox", &["API_KEY"]),
     (
         "agentBackend",

@@ -451,21 +451,7 @@ fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, level: usiz
         }
         out.push_str(&key(k));
         out.push(':');
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                out.push('\n');
-                write_map(out, m, level + 2, false);
-            }
-            Value::Array(a) if !a.is_empty() => {
-                out.push('\n');
-                write_seq(out, a, level + 2);
-            }
-            other => {
-                out.push(' ');
-                out.push_str(&scalar(other));
-                out.push('\n');
-            }
-        }
+        write_child(out, v, level + 2, false);
     }
 }
 
@@ -473,20 +459,26 @@ fn write_seq(out: &mut String, items: &[Value], level: usize) {
     for item in items {
         indent(out, level);
         out.push('-');
-        match item {
-            Value::Object(m) if !m.is_empty() => {
-                out.push(' ');
-                write_map(out, m, level + 2, true);
-            }
-            Value::Array(a) if !a.is_empty() => {
-                out.push('\n');
-                write_seq(out, a, level + 2);
-            }
-            other => {
-                out.push(' ');
-                out.push_str(&scalar(other));
-                out.push('\n');
-            }
+        write_child(out, item, level + 2, true);
+    }
+}
+
+/// The value after `key:` or `-`: a nested block at `level`, or a scalar on
+/// the same line. A mapping inside a sequence starts on the dash's line.
+fn write_child(out: &mut String, v: &Value, level: usize, after_dash: bool) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push(if after_dash { ' ' } else { '\n' });
+            write_map(out, m, level, after_dash);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            write_seq(out, a, level);
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&scalar(other));
+            out.push('\n');
         }
     }
 }
