@@ -15,7 +15,6 @@ use crate::validate::ValidSite;
 pub fn render_all(
     inputs: &Inputs,
     sites: &[&ValidSite],
-    rs_files: &BTreeMap<String, Vec<crate::source::FileId>>,
 ) -> Result<Vec<SiteTree>, crate::diagnostic::Diagnostics> {
     let renderer = Renderer::new(&inputs.sources, &inputs.templates)?;
     let mut trees = Vec::new();
@@ -23,10 +22,9 @@ pub fn render_all(
     for v in sites {
         match renderer.render_site(&v.site) {
             Ok(files) => {
-                let mut input_hashes: Vec<(&str, &str)> = rs_files
-                    .get(&v.site.name)
-                    .into_iter()
-                    .flatten()
+                let mut input_hashes: Vec<(&str, &str)> = v
+                    .chain_files
+                    .iter()
                     .chain(inputs.templates.values())
                     .map(|id| {
                         let f = inputs.sources.file(*id);
@@ -79,12 +77,7 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
             return 2;
         }
     };
-    let files: BTreeMap<String, Vec<crate::source::FileId>> = analysis
-        .resolved
-        .iter()
-        .map(|r| (r.name.clone(), r.chain_files.clone()))
-        .collect();
-    let mut trees = match render_all(&inputs, &chosen, &files) {
+    let mut trees = match render_all(&inputs, &chosen) {
         Ok(t) => t,
         Err(d) => {
             out.diagnostics(&d, &inputs);

@@ -112,10 +112,6 @@ impl Diagnostics {
         self.items.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
         self.items.iter()
     }
@@ -202,8 +198,7 @@ fn render_one(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     } else {
         Renderer::plain()
     };
-    let mut title = level.primary_title(d.message.as_str()).id(d.code);
-    let _ = &mut title;
+    let title = level.primary_title(d.message.as_str()).id(d.code);
     let mut group = Group::with_title(title);
     if let Some(span) = &d.span {
         let (id, local) = sources.localize(span);

@@ -160,6 +160,20 @@ fn list(
     out
 }
 
+/// Register `rel` as an empty file and report `d` at its start: a file
+/// that cannot be used still gets a `path:line:col`.
+fn reject(
+    rel: &str,
+    kind: FileKind,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+    d: Diagnostic,
+) -> Option<(String, String)> {
+    let id = sources.add(rel.to_string(), kind, String::new());
+    diags.push(d.at(sources.file(id).whole()));
+    None
+}
+
 /// Read one input. A file that cannot be used still gets an entry in the
 /// source map (empty, or its text with bad bytes replaced), so that its
 /// diagnostic can point at `path:line:col`.
@@ -181,51 +195,54 @@ fn read(
     // A link may point anywhere; only what stays inside the root is read.
     match path.canonicalize() {
         Ok(real) if !real.starts_with(canonical_root) => {
-            let id = sources.add(rel.clone(), kind, String::new());
-            diags.push(
+            return reject(
+                &rel,
+                kind,
+                sources,
+                diags,
                 Diagnostic::error(
                     "outside-root",
                     format!("`{rel}` is a link to a file outside the config root"),
                 )
-                .at(sources.file(id).whole())
                 .help("copy the file into the repository instead of linking to it"),
             );
-            return None;
         }
         Ok(real) if !real.is_file() => {
-            let id = sources.add(rel.clone(), kind, String::new());
-            diags.push(
+            return reject(
+                &rel,
+                kind,
+                sources,
+                diags,
                 Diagnostic::error("io", format!("`{rel}` is not a regular file"))
-                    .at(sources.file(id).whole())
                     .help("inputs are plain files"),
             );
-            return None;
         }
         Ok(_) => {}
         Err(e) => {
-            let id = sources.add(rel.clone(), kind, String::new());
-            diags.push(
+            return reject(
+                &rel,
+                kind,
+                sources,
+                diags,
                 Diagnostic::error("io", format!("cannot read `{rel}`: {e}"))
-                    .at(sources.file(id).whole())
                     .help("a link must point at a file inside the config root"),
             );
-            return None;
         }
     }
-    match std::fs::metadata(path) {
-        Ok(m) if m.len() > MAX_INPUT_BYTES => {
-            let id = sources.add(rel.clone(), kind, String::new());
-            diags.push(
-                Diagnostic::error(
-                    "too-large",
-                    format!("`{rel}` is {} bytes; inputs are limited to 1 MiB", m.len()),
-                )
-                .at(sources.file(id).whole())
-                .help("a profile or site file is a few KiB; is this the right file?"),
-            );
-            return None;
-        }
-        _ => {}
+    if let Ok(m) = std::fs::metadata(path)
+        && m.len() > MAX_INPUT_BYTES
+    {
+        return reject(
+            &rel,
+            kind,
+            sources,
+            diags,
+            Diagnostic::error(
+                "too-large",
+                format!("`{rel}` is {} bytes; inputs are limited to 1 MiB", m.len()),
+            )
+            .help("a profile or site file is a few KiB; is this the right file?"),
+        );
     }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
@@ -247,13 +264,12 @@ fn read(
                 None
             }
         },
-        Err(e) => {
-            let id = sources.add(rel.clone(), kind, String::new());
-            diags.push(
-                Diagnostic::error("io", format!("cannot read `{rel}`: {e}"))
-                    .at(sources.file(id).whole()),
-            );
-            None
-        }
+        Err(e) => reject(
+            &rel,
+            kind,
+            sources,
+            diags,
+            Diagnostic::error("io", format!("cannot read `{rel}`: {e}")),
+        ),
     }
 }

@@ -243,10 +243,6 @@ impl Device {
         let mib = u128::from(crate::units::MIB);
         Bytes((exact / mib * mib) as u64)
     }
-
-    pub fn cpu_budget(&self) -> Millicores {
-        Millicores(self.cpus.0)
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -37,10 +37,8 @@ pub fn parse_file<'a>(
     id: FileId,
     diags: &mut Diagnostics,
 ) -> Option<ParsedFile<'a>> {
-    let file = sources.file(id);
     let table = parse_table(sources, id, diags)?;
     let layer = read_layer::<Layer>(&table, diags)?;
-    let _ = file;
     Some(ParsedFile { id, table, layer })
 }
 

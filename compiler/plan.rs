@@ -3007,16 +3007,24 @@ mod tests {
         assert!(paths.contains(&"externalSecret.secretStore.kind".to_string()));
     }
 
-    /// The chart's values.yaml, when the reference data is present.
+    /// The chart's values.yaml, when the reference data is present
+    /// (`../shared/reference` beside the checkout, or DIFY_CFG_REFERENCE).
+    /// Absent, the test skips with a printed reason, except in CI
+    /// (DIFY_CFG_REQUIRE_REFERENCE=1), where it fails, as tests/support does.
     fn chart_values() -> Option<Value> {
-        let dir =
-            std::env::var("DIFY_CFG_REFERENCE").unwrap_or_else(|_| "/work/shared/reference".into());
+        let dir = std::env::var("DIFY_CFG_REFERENCE")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference").into());
         let path = format!("{dir}/dify-helm-{}/values.yaml", dify::HELM_CHART_VERSION);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 Some(serde_yaml_ng::from_str(&text).expect("the chart's values.yaml parses"))
             }
             Err(e) => {
+                let required = std::env::var("DIFY_CFG_REQUIRE_REFERENCE").is_ok_and(|v| v == "1");
+                assert!(
+                    !required,
+                    "cannot read {path}: {e} (DIFY_CFG_REQUIRE_REFERENCE=1)"
+                );
                 println!("skipped: cannot read {path}: {e}");
                 None
             }

@@ -64,6 +64,17 @@ impl Bytes {
     }
 }
 
+impl Bytes {
+    /// For messages: exact binary units when exact, else MiB with decimals.
+    pub fn human_approx(self) -> String {
+        if self.0.is_multiple_of(MIB) || self.0 < MIB {
+            self.human()
+        } else {
+            format!("{:.1}MiB", self.0 as f64 / MIB as f64)
+        }
+    }
+}
+
 impl std::fmt::Display for Bytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.human())

@@ -30,6 +30,9 @@ pub struct ValidSite {
     pub defaults: Vec<(String, String)>,
     /// Where the site's LAN was set, for fleet checks.
     pub lan_span: Option<Span>,
+    /// The files the site was compiled from: its profiles, root first, then
+    /// the site file (the manifest's inputs, with the templates).
+    pub chain_files: Vec<crate::source::FileId>,
 }
 
 /// Redis needs room beyond `maxmemory` for buffers, fragmentation and
@@ -1248,6 +1251,7 @@ pub fn validate_site(
         site,
         defaults: cx.defaults,
         lan_span,
+        chain_files: rs.chain_files.clone(),
     })
 }
 
@@ -1931,7 +1935,7 @@ fn budget(
     table.push_str(&format!(
         "  {:<15} {:>10}  ({} less {}% reserve)\n",
         "budget",
-        Bytes(budget.0 / MIB * MIB).human(),
+        budget.human(),
         device.memory.human(),
         device.reserve_percent
     ));
@@ -1975,17 +1979,6 @@ pub fn validate_fleet(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diag
                     .help("give every site its own LAN, e.g. 10.20.N.0/24 for clinic N"),
                 );
             }
-        }
-    }
-}
-
-impl Bytes {
-    /// For messages: exact binary units when exact, else MiB with decimals.
-    pub fn human_approx(self) -> String {
-        if self.0.is_multiple_of(MIB) || self.0 < MIB {
-            self.human()
-        } else {
-            format!("{:.1}MiB", self.0 as f64 / MIB as f64)
         }
     }
 }

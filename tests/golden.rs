@@ -18,12 +18,7 @@ fn rendered_sites_match_their_snapshots() {
         "hq".to_string(),
     ];
     let chosen = select(&analysis.sites, None, &names, &profiles).unwrap();
-    let files = analysis
-        .resolved
-        .iter()
-        .map(|r| (r.name.clone(), r.chain_files.clone()))
-        .collect();
-    let trees = dify_cfg::build::render_all(&inputs, &chosen, &files)
+    let trees = dify_cfg::build::render_all(&inputs, &chosen)
         .unwrap_or_else(|d| panic!("{}", d.render_text(&inputs.sources, false)));
     assert_eq!(trees.len(), 3);
     let mut settings = insta::Settings::clone_current();
