@@ -11,42 +11,16 @@ use crate::pipeline::{analyze, read_inputs, select};
 use crate::render::Renderer;
 use crate::validate::ValidSite;
 
-/// Render the selected sites into trees (manifest included).
+/// Render the selected sites into trees (manifest included), all or none.
 pub fn render_all(
     inputs: &Inputs,
     sites: &[&ValidSite],
 ) -> Result<Vec<SiteTree>, crate::diagnostic::Diagnostics> {
-    let renderer = Renderer::new(&inputs.sources, &inputs.templates)?;
     let mut trees = Vec::new();
     let mut errors = crate::diagnostic::Diagnostics::new();
-    for v in sites {
-        match renderer.render_site(&v.site) {
-            Ok(files) => {
-                let mut input_hashes: Vec<(&str, &str)> = v
-                    .chain_files
-                    .iter()
-                    .chain(inputs.templates.values())
-                    .map(|id| {
-                        let f = inputs.sources.file(*id);
-                        (f.path.as_str(), f.sha256.as_str())
-                    })
-                    .collect();
-                input_hashes.sort();
-                let files: BTreeMap<String, Vec<u8>> =
-                    files.into_iter().map(|f| (f.path, f.bytes)).collect();
-                let template = |name: &str| {
-                    inputs
-                        .templates
-                        .get(name)
-                        .map(|id| inputs.sources.file(*id).whole())
-                };
-                let crossed = crate::crosscheck::check_site(&v.site, &files, template);
-                if crossed.has_errors() {
-                    errors.extend(crossed);
-                    continue;
-                }
-                trees.push(with_manifest(&v.site, &input_hashes, files));
-            }
+    for result in render_each(inputs, sites)? {
+        match result {
+            Ok(t) => trees.push(t),
             Err(d) => errors.extend(d),
         }
     }
@@ -55,6 +29,49 @@ pub fn render_all(
     } else {
         Ok(trees)
     }
+}
+
+/// Render each site on its own: one result per site, in order. The outer
+/// error is a template set that does not compile.
+pub fn render_each(
+    inputs: &Inputs,
+    sites: &[&ValidSite],
+) -> Result<Vec<Result<SiteTree, crate::diagnostic::Diagnostics>>, crate::diagnostic::Diagnostics> {
+    let renderer = Renderer::new(&inputs.sources, &inputs.templates)?;
+    Ok(sites
+        .iter()
+        .map(|v| render_one(inputs, &renderer, v))
+        .collect())
+}
+
+fn render_one(
+    inputs: &Inputs,
+    renderer: &Renderer,
+    v: &ValidSite,
+) -> Result<SiteTree, crate::diagnostic::Diagnostics> {
+    let files = renderer.render_site(&v.site)?;
+    let mut input_hashes: Vec<(&str, &str)> = v
+        .chain_files
+        .iter()
+        .chain(inputs.templates.values())
+        .map(|id| {
+            let f = inputs.sources.file(*id);
+            (f.path.as_str(), f.sha256.as_str())
+        })
+        .collect();
+    input_hashes.sort();
+    let files: BTreeMap<String, Vec<u8>> = files.into_iter().map(|f| (f.path, f.bytes)).collect();
+    let template = |name: &str| {
+        inputs
+            .templates
+            .get(name)
+            .map(|id| inputs.sources.file(*id).whole())
+    };
+    let crossed = crate::crosscheck::check_site(&v.site, &files, template);
+    if crossed.has_errors() {
+        return Err(crossed);
+    }
+    Ok(with_manifest(&v.site, &input_hashes, files))
 }
 
 pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
@@ -69,6 +86,7 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
         &analysis.sites,
         args.profile.as_deref(),
         &args.sites,
+        args.wave,
         &profiles,
     ) {
         Ok(c) => c,

@@ -42,6 +42,83 @@ pub enum Command {
     Build(BuildArgs),
     /// Print a site's effective configuration with the file:line that set each value.
     Explain(ExplainArgs),
+    /// Commit each site's rendered tree on its site branch (git objects only;
+    /// HEAD, the index and the working tree are not touched).
+    Commit(CommitArgs),
+    /// Show how a fresh render differs from each site branch.
+    Diff(DiffArgs),
+    /// Recompile each site branch's source commit and compare, file by file.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CommitArgs {
+    /// Commit only this site (repeatable).
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+    /// Commit the sites whose profile chain includes this profile (a name or a unique prefix).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Commit only the sites of this rollout wave.
+    #[arg(long)]
+    pub wave: Option<u32>,
+    /// Site branches are `<prefix><site>`; default: each site's `gitops.branch-prefix` (`sites/`).
+    #[arg(long)]
+    pub branch_prefix: Option<String>,
+    /// Commit to `<rollout-prefix><site>` on top of the site branch and write the
+    /// pull request's title and body to `out/_rollout/<site>.{title,md}`.
+    #[arg(long)]
+    pub pr: bool,
+    /// The prefix of rollout branches (with `--pr`).
+    #[arg(long, default_value = "rollout/")]
+    pub rollout_prefix: String,
+    /// Show what would be committed; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Commit on top of a branch whose tip dify-cfg did not make.
+    #[arg(long)]
+    pub force: bool,
+    /// Commit even though input files differ from HEAD (compiles the working tree).
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Where `--pr` writes `_rollout/`; default `out/` under the root.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// Diff only this site (repeatable).
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+    /// Diff the sites whose profile chain includes this profile.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Diff only the sites of this rollout wave.
+    #[arg(long)]
+    pub wave: Option<u32>,
+    /// Site branches are `<prefix><site>`; default: each site's `gitops.branch-prefix`.
+    #[arg(long)]
+    pub branch_prefix: Option<String>,
+    /// A summary per file instead of the full diff.
+    #[arg(long)]
+    pub stat: bool,
+    /// Exit 1 when any site differs from its branch.
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Audit only this site's branch (repeatable).
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+    /// Judge staleness against the sources at this revision.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    /// Audit the branches `<prefix><site>` (`rollout/` audits open rollouts).
+    #[arg(long, default_value = "sites/")]
+    pub branch_prefix: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +129,9 @@ pub struct BuildArgs {
     /// Build only this site (repeatable).
     #[arg(long = "site")]
     pub sites: Vec<String>,
+    /// Build only the sites of this rollout wave (1 is the canary).
+    #[arg(long)]
+    pub wave: Option<u32>,
     /// Where to write; default `out/` under the root.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -139,6 +219,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Check => check(&cli.root, &out),
         Command::Build(args) => crate::build::run(&cli.root, &args, &out),
         Command::Explain(args) => explain(&cli.root, &args, &out),
+        Command::Commit(args) => crate::gitops::commit(&cli.root, &args, &out),
+        Command::Diff(args) => crate::gitops::diff(&cli.root, &args, &out),
+        Command::Audit(args) => crate::gitops::audit(&cli.root, &args, &out),
     };
     out.finish();
     code
@@ -165,6 +248,7 @@ fn check(root: &std::path::Path, out: &Output) -> i32 {
         Format::Json => out.json(&serde_json::json!({
             "ok": true,
             "sites": analysis.sites.iter().map(|s| s.site.name.clone()).collect::<Vec<_>>(),
+            "waves": analysis.sites.iter().map(|s| s.site.wave).collect::<std::collections::BTreeSet<_>>(),
         })),
     }
     0

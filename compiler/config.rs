@@ -48,6 +48,7 @@ pub struct Layer {
     pub secrets: Option<BTreeMap<S<String>, S<SecretValue>>>,
     pub rollout: Option<RolloutLayer>,
     pub labels: Option<BTreeMap<S<String>, S<String>>>,
+    pub gitops: Option<GitopsLayer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -431,4 +432,28 @@ pub struct SecretRef {
 pub struct RolloutLayer {
     /// Rollout wave: 1 is the canary.
     pub wave: Option<S<i64>>,
+}
+
+/// Where the site's rendered tree is published and how the site picks it up:
+/// compose boxes pull their branch with `deploy/apply.sh` on a systemd
+/// timer, helm sites are synced by Argo CD from `argocd/application.yaml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GitopsLayer {
+    /// URL of the config repository holding the site branches
+    /// (`https://`, `ssh://` or `user@host:path`).
+    pub repository: Option<S<String>>,
+    /// Prefix of the site branches, ending in `/` (`sites/`).
+    pub branch_prefix: Option<S<String>>,
+    /// Compose only: how often the box polls its branch (`5min`).
+    pub pull_interval: Option<S<String>>,
+    /// Compose only: how long a new release has to prove healthy before the
+    /// firewall and compose are rolled back (`120s`).
+    pub confirm_timeout: Option<S<String>>,
+    /// Helm only: the namespace Argo CD runs in (`argocd`).
+    pub argocd_namespace: Option<S<String>>,
+    /// Helm only: the Argo CD project of the site's application (`default`).
+    pub argocd_project: Option<S<String>>,
+    /// Helm only: the API server URL of the destination cluster.
+    pub cluster: Option<S<String>>,
 }

@@ -1,6 +1,7 @@
 //! dify-cfg: a GitOps config compiler for Dify fleets.
 pub mod bake;
 pub mod build;
+pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod crosscheck;
@@ -8,6 +9,8 @@ pub mod diagnostic;
 pub mod dify;
 pub mod emit;
 pub mod explain;
+pub mod git;
+pub mod gitops;
 pub mod load;
 pub mod model;
 pub mod parse;

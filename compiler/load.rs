@@ -24,43 +24,156 @@ pub struct Inputs {
     pub templates: BTreeMap<String, FileId>,
 }
 
-/// Read the inputs under `root`. Problems with individual files are
-/// diagnostics; a root without `profiles/` is one too.
-pub fn load(root: &Path, diags: &mut Diagnostics) -> Inputs {
-    let mut inputs = Inputs::default();
-    let canonical_root = match root.canonicalize() {
-        Ok(r) => r,
-        Err(e) => {
-            diags.push(
-                Diagnostic::error(
-                    "bad-root",
-                    format!("cannot read the config root `{}`: {e}", root.display()),
-                )
-                .help("pass the directory that holds `profiles/` and `sites/` with `--root`"),
-            );
-            return inputs;
+/// Why an input file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// A link whose target leaves the config root.
+    OutsideRoot,
+    /// A link to a directory, a device, ...
+    NotAFile,
+    /// Larger than [`MAX_INPUT_BYTES`].
+    TooLarge(u64),
+    /// Anything else, as the OS or git said it.
+    Other(String),
+}
+
+/// Where the inputs come from: the working tree ([`WorkTree`]) or the tree of
+/// a git commit (`git::CommitTree`, for `audit` and `commit`). Paths are
+/// relative to the config root and use `/`.
+pub trait InputSource {
+    /// The root for messages, e.g. a directory or `commit abc123`.
+    fn describe(&self) -> String;
+    /// Whether the root has the directory `dir`.
+    fn has_dir(&self, dir: &str) -> bool;
+    /// Every file (or link) under `dir`, hidden names and editor backups
+    /// skipped, in [`path_order`]. An error is reported as a diagnostic.
+    fn files(&self, dir: &str) -> Result<Vec<String>, String>;
+    /// The bytes of one file, following a link only while it stays inside
+    /// the root.
+    fn read(&self, rel: &str) -> Result<Vec<u8>, ReadError>;
+}
+
+/// The order inputs are loaded in: component by component, so `a/b` sorts
+/// before `a-b` (as a sorted directory walk visits them) on every source.
+pub fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
+/// Whether a walk skips this file name: hidden files and editor backups.
+pub fn is_skipped_name(name: &str) -> bool {
+    name.starts_with('.') || name.ends_with('~')
+}
+
+/// The config root on disk.
+pub struct WorkTree {
+    root: PathBuf,
+    /// The root with links resolved, to tell where a link leads.
+    canonical_root: std::io::Result<PathBuf>,
+}
+
+impl WorkTree {
+    pub fn new(root: &Path) -> Self {
+        WorkTree {
+            root: root.to_path_buf(),
+            canonical_root: root.canonicalize(),
         }
-    };
-    if !root.join("profiles").is_dir() {
+    }
+}
+
+impl InputSource for WorkTree {
+    fn describe(&self) -> String {
+        format!("`{}`", self.root.display())
+    }
+
+    fn has_dir(&self, dir: &str) -> bool {
+        self.root.join(dir).is_dir()
+    }
+
+    fn files(&self, dir: &str) -> Result<Vec<String>, String> {
+        let base = self.root.join(dir);
+        if !base.exists() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(&base)
+            .sort_by_file_name()
+            .follow_links(false)
+        {
+            let e = entry.map_err(|e| e.to_string())?;
+            if is_skipped_name(&e.file_name().to_string_lossy()) {
+                continue;
+            }
+            if e.file_type().is_file() || e.file_type().is_symlink() {
+                out.push(relative(&self.root, e.path()));
+            }
+        }
+        out.sort_by(|a, b| path_order(a, b));
+        Ok(out)
+    }
+
+    fn read(&self, rel: &str) -> Result<Vec<u8>, ReadError> {
+        let path = self.root.join(rel);
+        let canonical_root = self
+            .canonical_root
+            .as_ref()
+            .map_err(|e| ReadError::Other(e.to_string()))?;
+        // A link may point anywhere; only what stays inside the root is read.
+        match path.canonicalize() {
+            Ok(real) if !real.starts_with(canonical_root) => return Err(ReadError::OutsideRoot),
+            Ok(real) if !real.is_file() => return Err(ReadError::NotAFile),
+            Ok(_) => {}
+            Err(e) => return Err(ReadError::Other(e.to_string())),
+        }
+        if let Ok(m) = std::fs::metadata(&path)
+            && m.len() > MAX_INPUT_BYTES
+        {
+            return Err(ReadError::TooLarge(m.len()));
+        }
+        std::fs::read(&path).map_err(|e| ReadError::Other(e.to_string()))
+    }
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Read the inputs under `root` on disk.
+pub fn load(root: &Path, diags: &mut Diagnostics) -> Inputs {
+    if let Err(e) = root.canonicalize() {
         diags.push(
             Diagnostic::error(
                 "bad-root",
-                format!("`{}` has no `profiles/` directory", root.display()),
+                format!("cannot read the config root `{}`: {e}", root.display()),
+            )
+            .help("pass the directory that holds `profiles/` and `sites/` with `--root`"),
+        );
+        return Inputs::default();
+    }
+    load_from(&WorkTree::new(root), diags)
+}
+
+/// Read the inputs of any source. Problems with individual files are
+/// diagnostics; a root without `profiles/` is one too.
+pub fn load_from(src: &dyn InputSource, diags: &mut Diagnostics) -> Inputs {
+    let mut inputs = Inputs::default();
+    if !src.has_dir("profiles") {
+        diags.push(
+            Diagnostic::error(
+                "bad-root",
+                format!("{} has no `profiles/` directory", src.describe()),
             )
             .help("run dify-cfg in a config repository, or pass one with `--root DIR`"),
         );
         return inputs;
     }
 
-    for path in list(root, "profiles", diags, |p| has_ext(p, "toml")) {
-        if let Some((rel, text)) = read(
-            root,
-            &canonical_root,
-            &path,
-            &mut inputs.sources,
-            FileKind::Profile,
-            diags,
-        ) {
+    for rel in list(src, "profiles", diags, |p| p.ends_with(".toml")) {
+        if let Some(text) = read(src, &rel, &mut inputs.sources, FileKind::Profile, diags) {
             let id = inputs.sources.add(rel, FileKind::Profile, text);
             let stem = inputs.sources.file(id).stem().to_string();
             if let Some(first) = inputs.profiles.get(&stem) {
@@ -79,29 +192,15 @@ pub fn load(root: &Path, diags: &mut Diagnostics) -> Inputs {
             inputs.profiles.insert(stem, id);
         }
     }
-    for path in list(root, "sites", diags, |p| has_ext(p, "toml")) {
-        if let Some((rel, text)) = read(
-            root,
-            &canonical_root,
-            &path,
-            &mut inputs.sources,
-            FileKind::Site,
-            diags,
-        ) {
+    for rel in list(src, "sites", diags, |p| p.ends_with(".toml")) {
+        if let Some(text) = read(src, &rel, &mut inputs.sources, FileKind::Site, diags) {
             let id = inputs.sources.add(rel, FileKind::Site, text);
             inputs.sites.push(id);
         }
     }
     // Templates: the root's own `templates/` wins, the built-in set fills in.
-    for path in list(root, "templates", diags, |_| true) {
-        if let Some((rel, text)) = read(
-            root,
-            &canonical_root,
-            &path,
-            &mut inputs.sources,
-            FileKind::Template,
-            diags,
-        ) {
+    for rel in list(src, "templates", diags, |_| true) {
+        if let Some(text) = read(src, &rel, &mut inputs.sources, FileKind::Template, diags) {
             let name = rel.trim_start_matches("templates/").to_string();
             let id = inputs.sources.add(rel, FileKind::Template, text);
             inputs.templates.insert(name, id);
@@ -120,44 +219,23 @@ pub fn load(root: &Path, diags: &mut Diagnostics) -> Inputs {
     inputs
 }
 
-fn has_ext(path: &Path, ext: &str) -> bool {
-    path.extension().is_some_and(|e| e == ext)
-}
-
-/// Files under `root/dir`, sorted by path; hidden files and editor backups
-/// are skipped.
+/// Files under `dir` that `keep` accepts.
 fn list(
-    root: &Path,
+    src: &dyn InputSource,
     dir: &str,
     diags: &mut Diagnostics,
-    keep: impl Fn(&Path) -> bool,
-) -> Vec<PathBuf> {
-    let base = root.join(dir);
-    if !base.exists() {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(&base)
-        .sort_by_file_name()
-        .follow_links(false)
-    {
-        match entry {
-            Ok(e) => {
-                let name = e.file_name().to_string_lossy();
-                if name.starts_with('.') || name.ends_with('~') {
-                    continue;
-                }
-                if (e.file_type().is_file() || e.file_type().is_symlink()) && keep(e.path()) {
-                    out.push(e.path().to_path_buf());
-                }
-            }
-            Err(e) => diags.push(Diagnostic::error(
+    keep: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    match src.files(dir) {
+        Ok(files) => files.into_iter().filter(|p| keep(p)).collect(),
+        Err(e) => {
+            diags.push(Diagnostic::error(
                 "io",
                 format!("cannot list `{dir}/`: {e}"),
-            )),
+            ));
+            Vec::new()
         }
     }
-    out
 }
 
 /// Register `rel` as an empty file and report `d` at its start: a file
@@ -168,7 +246,7 @@ fn reject(
     sources: &mut SourceMap,
     diags: &mut Diagnostics,
     d: Diagnostic,
-) -> Option<(String, String)> {
+) -> Option<String> {
     let id = sources.add(rel.to_string(), kind, String::new());
     diags.push(d.at(sources.file(id).whole()));
     None
@@ -178,25 +256,17 @@ fn reject(
 /// source map (empty, or its text with bad bytes replaced), so that its
 /// diagnostic can point at `path:line:col`.
 fn read(
-    root: &Path,
-    canonical_root: &Path,
-    path: &Path,
+    src: &dyn InputSource,
+    rel: &str,
     sources: &mut SourceMap,
     kind: FileKind,
     diags: &mut Diagnostics,
-) -> Option<(String, String)> {
-    let rel = path
-        .strip_prefix(root)
-        .unwrap_or(path)
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/");
-    // A link may point anywhere; only what stays inside the root is read.
-    match path.canonicalize() {
-        Ok(real) if !real.starts_with(canonical_root) => {
+) -> Option<String> {
+    let bytes = match src.read(rel) {
+        Ok(b) => b,
+        Err(ReadError::OutsideRoot) => {
             return reject(
-                &rel,
+                rel,
                 kind,
                 sources,
                 diags,
@@ -207,9 +277,9 @@ fn read(
                 .help("copy the file into the repository instead of linking to it"),
             );
         }
-        Ok(real) if !real.is_file() => {
+        Err(ReadError::NotAFile) => {
             return reject(
-                &rel,
+                rel,
                 kind,
                 sources,
                 diags,
@@ -217,10 +287,22 @@ fn read(
                     .help("inputs are plain files"),
             );
         }
-        Ok(_) => {}
-        Err(e) => {
+        Err(ReadError::TooLarge(len)) => {
             return reject(
-                &rel,
+                rel,
+                kind,
+                sources,
+                diags,
+                Diagnostic::error(
+                    "too-large",
+                    format!("`{rel}` is {len} bytes; inputs are limited to 1 MiB"),
+                )
+                .help("a profile or site file is a few KiB; is this the right file?"),
+            );
+        }
+        Err(ReadError::Other(e)) => {
+            return reject(
+                rel,
                 kind,
                 sources,
                 diags,
@@ -228,48 +310,24 @@ fn read(
                     .help("a link must point at a file inside the config root"),
             );
         }
-    }
-    if let Ok(m) = std::fs::metadata(path)
-        && m.len() > MAX_INPUT_BYTES
-    {
-        return reject(
-            &rel,
-            kind,
-            sources,
-            diags,
-            Diagnostic::error(
-                "too-large",
-                format!("`{rel}` is {} bytes; inputs are limited to 1 MiB", m.len()),
-            )
-            .help("a profile or site file is a few KiB; is this the right file?"),
-        );
-    }
-    match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Some((rel, text)),
-            Err(e) => {
-                let at = e.utf8_error().valid_up_to();
-                let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                let id = sources.add(rel.clone(), kind, lossy);
-                let base = sources.file(id).base;
-                diags.push(
-                    Diagnostic::error(
-                        "encoding",
-                        format!("`{rel}` is not UTF-8 (invalid byte at offset {at})"),
-                    )
-                    .at(base + at..base + at + '\u{FFFD}'.len_utf8())
-                    .label("not UTF-8")
-                    .help("save the file as UTF-8"),
-                );
-                None
-            }
-        },
-        Err(e) => reject(
-            &rel,
-            kind,
-            sources,
-            diags,
-            Diagnostic::error("io", format!("cannot read `{rel}`: {e}")),
-        ),
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let id = sources.add(rel.to_string(), kind, lossy);
+            let base = sources.file(id).base;
+            diags.push(
+                Diagnostic::error(
+                    "encoding",
+                    format!("`{rel}` is not UTF-8 (invalid byte at offset {at})"),
+                )
+                .at(base + at..base + at + '\u{FFFD}'.len_utf8())
+                .label("not UTF-8")
+                .help("save the file as UTF-8"),
+            );
+            None
+        }
     }
 }

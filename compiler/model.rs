@@ -9,7 +9,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 pub use crate::config::{DbEngine, EvictionPolicy, Target, VectorStore};
-use crate::units::{Bytes, Millicores};
+use crate::units::{Bytes, Millicores, TimeSpan};
 
 /// Everything the renderers need about one site.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +43,7 @@ pub struct Site {
     pub secrets: BTreeMap<String, SecretRef>,
     pub wave: u32,
     pub labels: BTreeMap<String, String>,
+    pub gitops: Gitops,
 }
 
 /// Every service dify-cfg knows, in the order outputs list them.
@@ -342,4 +343,47 @@ pub enum SecretRef {
     File { path: String },
     /// A key and property in the External Secrets store.
     Remote { key: String, property: String },
+}
+
+/// Where the site's rendered tree is published and how the site applies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gitops {
+    /// The config repository: `https://host/path`, `ssh://[user@]host/path`
+    /// or `user@host:path`, validated to be inert in a shell word and a YAML
+    /// scalar.
+    pub repository: String,
+    /// Prefix of the site branches, ending in `/`: the branch of site S is
+    /// `{branch_prefix}{S}` (see [`Gitops::branch`]).
+    pub branch_prefix: String,
+    /// Compose sites: the pull agent's schedule and confirmation window.
+    pub pull: Option<Pull>,
+    /// Helm sites: where the Argo CD application goes.
+    pub argocd: Option<ArgoCd>,
+}
+
+impl Gitops {
+    /// The branch holding the rendered tree of site `site`.
+    pub fn branch(&self, site: &str) -> String {
+        format!("{}{site}", self.branch_prefix)
+    }
+}
+
+/// The pull agent of a compose box (`deploy/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Pull {
+    /// How often the box polls its branch.
+    pub interval: TimeSpan,
+    /// How long a new release has to prove healthy after the firewall
+    /// changed, before everything is rolled back.
+    pub confirm_timeout: TimeSpan,
+}
+
+/// The Argo CD application of a helm site (`argocd/application.yaml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArgoCd {
+    /// The namespace Argo CD watches for applications.
+    pub namespace: String,
+    pub project: String,
+    /// The API server URL of the destination cluster.
+    pub cluster: String,
 }

@@ -89,11 +89,13 @@ pub fn resolve_profile<'n>(
 }
 
 /// Select the sites to build: those whose chain includes the profile (when
-/// given) and whose names were asked for (when given).
+/// given), whose names were asked for (when given) and in the rollout wave
+/// (when given).
 pub fn select<'v>(
     sites: &'v [ValidSite],
     profile: Option<&str>,
     names: &[String],
+    wave: Option<u32>,
     all_profiles: &[&str],
 ) -> Result<Vec<&'v ValidSite>, SelectionError> {
     let profile = match profile {
@@ -116,8 +118,21 @@ pub fn select<'v>(
                 .is_none_or(|p| s.site.profile_chain.contains(p))
         })
         .filter(|s| names.is_empty() || names.contains(&s.site.name))
+        .filter(|s| wave.is_none_or(|w| s.site.wave == w))
         .collect();
     if chosen.is_empty() {
+        if let Some(w) = wave {
+            let waves: std::collections::BTreeSet<u32> =
+                sites.iter().map(|s| s.site.wave).collect();
+            return Err(SelectionError(format!(
+                "no selected site is in wave {w}; the fleet's waves are {}",
+                waves
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         return Err(SelectionError(match profile {
             Some(p) => format!(
                 "no site uses profile `{p}`{}",

@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 
 use crate::dify;
 use crate::model::{ImageRef, SecretRef, Service, ServiceKind, Site, Target, VectorStore, is_v4};
+use crate::units::{TimeSpan, TimeUnit};
 
 /// Template names, one per output kind.
 pub const TEMPLATE_COMPOSE: &str = "compose.yaml";
@@ -37,6 +38,10 @@ pub const TEMPLATE_NGINX: &str = "nginx.conf";
 pub const TEMPLATE_RULES_V4: &str = "rules.v4";
 pub const TEMPLATE_RULES_V6: &str = "rules.v6";
 pub const TEMPLATE_HELM_VALUES: &str = "values.yaml";
+pub const TEMPLATE_APPLY: &str = "apply.sh";
+pub const TEMPLATE_PULL_SERVICE: &str = "dify-cfg-pull.service";
+pub const TEMPLATE_PULL_TIMER: &str = "dify-cfg-pull.timer";
+pub const TEMPLATE_ARGOCD_APPLICATION: &str = "application.yaml";
 
 /// Every template the planner uses.
 pub const TEMPLATE_NAMES: &[&str] = &[
@@ -50,6 +55,10 @@ pub const TEMPLATE_NAMES: &[&str] = &[
     TEMPLATE_RULES_V4,
     TEMPLATE_RULES_V6,
     TEMPLATE_HELM_VALUES,
+    TEMPLATE_APPLY,
+    TEMPLATE_PULL_SERVICE,
+    TEMPLATE_PULL_TIMER,
+    TEMPLATE_ARGOCD_APPLICATION,
 ];
 
 /// Linux bridge names of the compose networks. Fixed names let the firewall
@@ -144,6 +153,8 @@ pub enum Context {
     Nginx(NginxContext),
     Firewall(FirewallContext),
     Helm(HelmContext),
+    Pull(Box<PullContext>),
+    ArgoCd(ArgoCdContext),
 }
 
 /// Everything to render for one site.
@@ -263,7 +274,7 @@ pub fn plan(site: &Site) -> SitePlan {
     let deploy = match site.target {
         Target::Compose => {
             let env = EnvPlan::new(site);
-            vec![
+            let mut deploy = vec![
                 Artifact {
                     path: "compose.yaml".into(),
                     template: TEMPLATE_COMPOSE,
@@ -294,14 +305,40 @@ pub fn plan(site: &Site) -> SitePlan {
                     defines: None,
                     context: Context::Firewall(firewall(site, Family::V6)),
                 },
-            ]
+            ];
+            if let Some(pull) = pull_agent(site) {
+                for (path, template) in [
+                    (PULL_SCRIPT, TEMPLATE_APPLY),
+                    (PULL_SERVICE, TEMPLATE_PULL_SERVICE),
+                    (PULL_TIMER, TEMPLATE_PULL_TIMER),
+                ] {
+                    deploy.push(Artifact {
+                        path: path.into(),
+                        template,
+                        defines: None,
+                        context: Context::Pull(Box::new(pull.clone())),
+                    });
+                }
+            }
+            deploy
         }
-        Target::Helm => vec![Artifact {
-            path: "helm/values.yaml".into(),
-            template: TEMPLATE_HELM_VALUES,
-            defines: None,
-            context: Context::Helm(helm(site)),
-        }],
+        Target::Helm => {
+            let mut deploy = vec![Artifact {
+                path: "helm/values.yaml".into(),
+                template: TEMPLATE_HELM_VALUES,
+                defines: None,
+                context: Context::Helm(helm(site)),
+            }];
+            if let Some(app) = argocd_application(site) {
+                deploy.push(Artifact {
+                    path: ARGOCD_APPLICATION.into(),
+                    template: TEMPLATE_ARGOCD_APPLICATION,
+                    defines: None,
+                    context: Context::ArgoCd(app),
+                });
+            }
+            deploy
+        }
     };
     SitePlan {
         site: site.name.clone(),
@@ -1776,6 +1813,11 @@ pub struct Rule {
 
 pub const CHAIN_INPUT: &str = "DIFY-INPUT";
 pub const CHAIN_DOCKER: &str = "DIFY-DOCKER";
+/// The chains a rules file declares (creating or flushing them).
+pub const FIREWALL_DECLARED: [&str; 3] = [CHAIN_INPUT, CHAIN_DOCKER, "DOCKER-USER"];
+/// The chains a rules file empties before adding its rules: the ones it
+/// owns. The pull agent saves and restores exactly these.
+pub const FIREWALL_FLUSHED: [&str; 4] = ["INPUT", CHAIN_INPUT, CHAIN_DOCKER, "DOCKER-USER"];
 
 fn rule(chain: &'static str, target: &'static str, comment: impl AsRef<str>) -> Rule {
     Rule {
@@ -1973,8 +2015,8 @@ fn firewall(site: &Site, family: Family) -> FirewallContext {
         } else {
             "ip6tables-restore --noflush"
         },
-        chains: vec![CHAIN_INPUT, CHAIN_DOCKER, "DOCKER-USER"],
-        flush: vec!["INPUT", CHAIN_INPUT, CHAIN_DOCKER, "DOCKER-USER"],
+        chains: FIREWALL_DECLARED.to_vec(),
+        flush: FIREWALL_FLUSHED.to_vec(),
         rules,
     }
 }
@@ -2203,6 +2245,207 @@ fn helm(site: &Site) -> HelmContext {
     }
 }
 
+// ---------------------------------------------------------------------------
+// GitOps: the pull agent of a compose box, the Argo CD application of a
+// helm site
+
+/// Where the pull agent's files go in the site tree.
+pub const PULL_SCRIPT: &str = "deploy/apply.sh";
+pub const PULL_SERVICE: &str = "deploy/dify-cfg-pull.service";
+pub const PULL_TIMER: &str = "deploy/dify-cfg-pull.timer";
+pub const ARGOCD_APPLICATION: &str = "argocd/application.yaml";
+
+/// Where the operator installs the pull agent on a box: the script (copied
+/// from a verified tree) and the two units.
+pub const PULL_INSTALL_SCRIPT: &str = "/opt/dify-cfg/apply.sh";
+pub const PULL_UNIT_DIR: &str = "/etc/systemd/system";
+/// The agent's state: the mirror, releases, the applied commit.
+pub const PULL_STATE_DIR: &str = "/var/lib/dify-cfg";
+/// The operator's file of `export NAME=...` lines for the secret
+/// references of compose.yaml. Never in the repository.
+pub const PULL_SECRETS_ENV: &str = "/etc/dify-cfg/secrets.env";
+/// Releases kept on the box: the running one and two before it.
+pub const PULL_KEEP_RELEASES: u32 = 3;
+/// Exit status of apply.sh when another run (or a pending rollback) holds
+/// the lock: EX_TEMPFAIL, not a failure of the unit.
+pub const PULL_BUSY_EXIT: u8 = 75;
+/// How long after boot the first pull runs: docker and the network are up.
+pub const PULL_BOOT_DELAY: TimeSpan = TimeSpan::new(2, TimeUnit::Minutes);
+/// The longest one run may take (a hung fetch or pull ends there, and the
+/// run's interrupt handler rolls the firewall back).
+pub const PULL_RUN_LIMIT: TimeSpan = TimeSpan::new(1, TimeUnit::Hours);
+
+/// The dify-helm chart's Helm repository and chart name.
+pub const HELM_CHART_REPOSITORY: &str = "https://borispolonsky.github.io/dify-helm";
+pub const HELM_CHART_NAME: &str = "dify";
+/// The Helm release name the values file's header documents.
+pub const HELM_RELEASE_NAME: &str = "dify";
+
+/// A string as one POSIX sh word that the shell takes literally: in single
+/// quotes, with each `'` written `'\''` (close, escaped quote, reopen).
+/// Inside single quotes no character is special, so any string can be
+/// quoted so, except one with a NUL byte, which no shell word can hold.
+pub fn sh_quote(s: &str) -> Option<String> {
+    if s.contains('\0') {
+        return None;
+    }
+    Some(format!("'{}'", s.replace('\'', r"'\''")))
+}
+
+/// A deploy file of the tree and where the operator installs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Installed {
+    pub release: &'static str,
+    pub installed: String,
+}
+
+/// What the pull agent's three files (apply.sh and its systemd service and
+/// timer) say.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullContext {
+    pub site: SiteInfo,
+    pub repository: String,
+    /// The site branch, `{prefix}{site}`.
+    pub branch: String,
+    pub state_dir: &'static str,
+    pub secrets_env: &'static str,
+    pub install_script: &'static str,
+    pub unit_dir: &'static str,
+    pub service_unit: &'static str,
+    pub timer_unit: &'static str,
+    /// The deploy files and where they are installed, so that apply.sh can
+    /// say when a release changes them.
+    pub installed: Vec<Installed>,
+    /// The confirmation window, in seconds (apply.sh) and as written.
+    pub confirm_timeout_seconds: u64,
+    pub confirm_timeout: String,
+    /// systemd time spans of the timer and the service.
+    pub pull_interval: String,
+    pub boot_delay: String,
+    pub randomized_delay: String,
+    pub run_limit: String,
+    pub keep_releases: u32,
+    pub busy_exit: u8,
+    /// Files a release must have besides those its manifest lists.
+    pub required: Vec<&'static str>,
+    pub rules_v4: &'static str,
+    pub rules_v6: &'static str,
+    /// The chains the rules files declare and flush: what a rollback puts
+    /// back from the saved rules.
+    pub firewall_declared: String,
+    pub firewall_flushed: String,
+}
+
+/// The timer's random delay: a tenth of the interval, between 1s and 60s, so
+/// that a fleet does not fetch all at once and a short interval stays short.
+pub fn randomized_delay(interval: TimeSpan) -> TimeSpan {
+    let tenth = (interval.seconds() / 10).clamp(1, 60);
+    TimeSpan::new(tenth as u32, TimeUnit::Seconds)
+}
+
+fn pull_agent(site: &Site) -> Option<PullContext> {
+    let pull = site.gitops.pull?;
+    let installed = [
+        (PULL_SCRIPT, PULL_INSTALL_SCRIPT.to_string()),
+        (
+            PULL_SERVICE,
+            format!("{PULL_UNIT_DIR}/{TEMPLATE_PULL_SERVICE}"),
+        ),
+        (PULL_TIMER, format!("{PULL_UNIT_DIR}/{TEMPLATE_PULL_TIMER}")),
+    ]
+    .into_iter()
+    .map(|(release, installed)| Installed { release, installed })
+    .collect();
+    Some(PullContext {
+        site: site_info(site),
+        repository: site.gitops.repository.clone(),
+        branch: site.gitops.branch(&site.name),
+        state_dir: PULL_STATE_DIR,
+        secrets_env: PULL_SECRETS_ENV,
+        install_script: PULL_INSTALL_SCRIPT,
+        unit_dir: PULL_UNIT_DIR,
+        service_unit: TEMPLATE_PULL_SERVICE,
+        timer_unit: TEMPLATE_PULL_TIMER,
+        installed,
+        confirm_timeout_seconds: pull.confirm_timeout.seconds(),
+        confirm_timeout: pull.confirm_timeout.systemd(),
+        pull_interval: pull.interval.systemd(),
+        boot_delay: PULL_BOOT_DELAY.systemd(),
+        randomized_delay: randomized_delay(pull.interval).systemd(),
+        run_limit: PULL_RUN_LIMIT.systemd(),
+        keep_releases: PULL_KEEP_RELEASES,
+        busy_exit: PULL_BUSY_EXIT,
+        required: vec!["compose.yaml", "firewall/rules.v4", "firewall/rules.v6"],
+        rules_v4: "firewall/rules.v4",
+        rules_v6: "firewall/rules.v6",
+        firewall_declared: FIREWALL_DECLARED.join(" "),
+        firewall_flushed: FIREWALL_FLUSHED.join(" "),
+    })
+}
+
+/// The Argo CD `Application` of a helm site.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArgoCdContext {
+    pub site: SiteInfo,
+    pub branch: String,
+    /// The manifest; the template prints it with `toyaml`.
+    pub application: Value,
+}
+
+/// The application: the dify-helm chart at the pinned version, with the
+/// values file from the site branch (a second source, referenced as
+/// `$values`), into the site's namespace. No automated sync: merging the
+/// site's pull request is the approval, a person syncs.
+fn argocd_application(site: &Site) -> Option<ArgoCdContext> {
+    let argo = site.gitops.argocd.as_ref()?;
+    let branch = site.gitops.branch(&site.name);
+    let application = json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": format!("dify-{}", site.name),
+            "namespace": argo.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "dify-cfg",
+                "app.kubernetes.io/part-of": "dify",
+                "dify-cfg/site": site.name,
+                "dify-cfg/wave": site.wave.to_string(),
+            },
+        },
+        "spec": {
+            "project": argo.project,
+            "sources": [
+                {
+                    "repoURL": HELM_CHART_REPOSITORY,
+                    "chart": HELM_CHART_NAME,
+                    "targetRevision": dify::HELM_CHART_VERSION,
+                    "helm": {
+                        "releaseName": HELM_RELEASE_NAME,
+                        "valueFiles": ["$values/helm/values.yaml"],
+                    },
+                },
+                {
+                    "repoURL": site.gitops.repository,
+                    "targetRevision": branch,
+                    "ref": "values",
+                },
+            ],
+            "destination": {
+                "server": argo.cluster,
+                "namespace": site.helm.namespace,
+            },
+            "syncPolicy": {
+                "syncOptions": ["CreateNamespace=true"],
+            },
+        },
+    });
+    Some(ArgoCdContext {
+        site: site_info(site),
+        branch,
+        application,
+    })
+}
+
 fn helm_external_secret(site: &Site, notes: &mut Vec<String>) -> Value {
     let mut refs: BTreeMap<&str, BTreeMap<&str, Value>> = BTreeMap::new();
     for (name, r) in &site.secrets {
@@ -2332,7 +2575,7 @@ pub(crate) mod fixtures {
     use crate::config::{DbEngine, EvictionPolicy};
     use crate::dify::release_images;
     use crate::model::*;
-    use crate::units::{Bytes, Millicores};
+    use crate::units::{Bytes, Millicores, TimeSpan, TimeUnit};
 
     fn service(kind: ServiceKind, mib: u64, millicores: u32, image: &ImageRef) -> Service {
         Service {
@@ -2505,6 +2748,15 @@ pub(crate) mod fixtures {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            gitops: Gitops {
+                repository: "https://git.clinics.example.org/platform/dify-fleet.git".into(),
+                branch_prefix: "sites/".into(),
+                pull: Some(Pull {
+                    interval: TimeSpan::new(5, TimeUnit::Minutes),
+                    confirm_timeout: TimeSpan::new(120, TimeUnit::Seconds),
+                }),
+                argocd: None,
+            },
         }
     }
 
@@ -2653,6 +2905,12 @@ pub(crate) mod fixtures {
         site.labels = [("site".to_string(), "hq".to_string())]
             .into_iter()
             .collect();
+        site.gitops.pull = None;
+        site.gitops.argocd = Some(ArgoCd {
+            namespace: "argocd".into(),
+            project: "default".into(),
+            cluster: "https://kubernetes.default.svc".into(),
+        });
         site
     }
 }
@@ -2684,6 +2942,9 @@ mod tests {
             paths,
             [
                 "compose.yaml",
+                "deploy/apply.sh",
+                "deploy/dify-cfg-pull.service",
+                "deploy/dify-cfg-pull.timer",
                 "dify.env",
                 "docker/api.Dockerfile",
                 "docker/api.Dockerfile.dockerignore",
@@ -2698,6 +2959,7 @@ mod tests {
         assert_eq!(
             paths,
             [
+                "argocd/application.yaml",
                 "docker/api.Dockerfile",
                 "docker/api.Dockerfile.dockerignore",
                 "docker/web.Dockerfile",
@@ -3143,5 +3405,132 @@ mod tests {
         assert!(!dotenv_representable("it's"));
         assert!(!dotenv_representable("a\nb"));
         assert!(!dotenv_representable("ends\\"));
+    }
+
+    #[test]
+    fn sh_quote_writes_one_literal_word() {
+        assert_eq!(sh_quote("").as_deref(), Some("''"));
+        assert_eq!(
+            sh_quote("sites/clinic-01").as_deref(),
+            Some("'sites/clinic-01'")
+        );
+        assert_eq!(sh_quote("it's").as_deref(), Some(r"'it'\''s'"));
+        assert_eq!(sh_quote("''").as_deref(), Some(r"''\'''\'''"));
+        assert_eq!(sh_quote("a\0b"), None);
+    }
+
+    /// The quoted word, read back by a real shell, is the string again:
+    /// nothing in it is expanded, run or split.
+    #[test]
+    fn sh_quote_round_trips_through_sh() {
+        let hostile = [
+            "",
+            "plain",
+            "it's",
+            "'",
+            "'\\''",
+            "$(touch /tmp/dify-cfg-pwned)",
+            "`id`",
+            "${HOME}$HOME",
+            "a b\tc\nd",
+            "*?[a]~",
+            "\\",
+            "\"",
+            "; rm -rf / #",
+            "-n",
+            "ünïcödé \u{2028}",
+        ];
+        for s in hostile {
+            let word = sh_quote(s).unwrap();
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf '%s' {word}"))
+                .output()
+                .expect("run /bin/sh");
+            assert!(out.status.success(), "{s:?}");
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap(),
+                s,
+                "{s:?} via {word}"
+            );
+        }
+    }
+
+    #[test]
+    fn timer_delay_is_a_tenth_of_the_interval_within_bounds() {
+        let d = |amount, unit| randomized_delay(TimeSpan::new(amount, unit)).systemd();
+        assert_eq!(d(5, TimeUnit::Minutes), "30s");
+        assert_eq!(d(30, TimeUnit::Seconds), "3s");
+        assert_eq!(d(24, TimeUnit::Hours), "60s");
+        assert_eq!(d(5, TimeUnit::Seconds), "1s");
+    }
+
+    #[test]
+    fn a_compose_site_gets_the_pull_agent_and_no_argocd() {
+        let site = edge();
+        let pull = pull_agent(&site).expect("a pull agent");
+        assert_eq!(pull.branch, "sites/clinic-01");
+        assert_eq!(
+            pull.repository,
+            "https://git.clinics.example.org/platform/dify-fleet.git"
+        );
+        assert_eq!(pull.confirm_timeout_seconds, 120);
+        assert_eq!(pull.pull_interval, "5min");
+        assert_eq!(pull.randomized_delay, "30s");
+        // The rollback restores exactly what the rules files own.
+        let fw = firewall(&site, Family::V4);
+        assert_eq!(pull.firewall_declared, fw.chains.join(" "));
+        assert_eq!(pull.firewall_flushed, fw.flush.join(" "));
+        let paths = plan(&site).paths();
+        for (release, _) in pull.installed.iter().map(|i| (i.release, &i.installed)) {
+            assert!(paths.contains(&release.to_string()), "{release}");
+        }
+        for required in &pull.required {
+            assert!(paths.contains(&required.to_string()), "{required}");
+        }
+        assert!(argocd_application(&site).is_none());
+        let mut other = site.clone();
+        other.gitops.branch_prefix = "fleet/clinics/".into();
+        assert_eq!(
+            pull_agent(&other).unwrap().branch,
+            "fleet/clinics/clinic-01"
+        );
+    }
+
+    #[test]
+    fn a_helm_site_gets_the_argocd_application_and_no_pull_agent() {
+        let site = cloud();
+        assert!(pull_agent(&site).is_none());
+        let app = argocd_application(&site)
+            .expect("an application")
+            .application;
+        assert_eq!(app["apiVersion"], "argoproj.io/v1alpha1");
+        assert_eq!(app["kind"], "Application");
+        assert_eq!(app["metadata"]["namespace"], "argocd");
+        let spec = &app["spec"];
+        assert_eq!(spec["project"], "default");
+        let chart = &spec["sources"][0];
+        assert_eq!(chart["repoURL"], HELM_CHART_REPOSITORY);
+        assert_eq!(chart["chart"], "dify");
+        assert_eq!(chart["targetRevision"], dify::HELM_CHART_VERSION);
+        assert_eq!(
+            chart["helm"]["valueFiles"],
+            json!(["$values/helm/values.yaml"])
+        );
+        let values = &spec["sources"][1];
+        assert_eq!(values["repoURL"], site.gitops.repository);
+        assert_eq!(values["targetRevision"], "sites/hq");
+        assert_eq!(values["ref"], "values");
+        assert_eq!(spec["sources"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            spec["destination"],
+            json!({"server": "https://kubernetes.default.svc", "namespace": "dify"})
+        );
+        // Merging the pull request is the approval: no automated sync.
+        assert!(spec["syncPolicy"]["automated"].is_null());
+        assert_eq!(
+            spec["syncPolicy"]["syncOptions"],
+            json!(["CreateNamespace=true"])
+        );
     }
 }

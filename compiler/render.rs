@@ -7,6 +7,10 @@
 //!   string can change the structure of a YAML file. dify-cfg's formatter
 //!   also escapes the characters YAML treats as line breaks or refuses
 //!   (U+0085, U+2028, U+2029, DEL, C1 controls), which plain JSON leaves raw.
+//! - Templates whose name ends in `.sh` print every `{{ }}` as one
+//!   single-quoted sh word ([`plan::sh_quote`]), so no input string can
+//!   change what a script runs; only `|comment` text (for `#` lines) is
+//!   printed as is.
 //! - Filters: `toyaml` (a value as block YAML, every scalar JSON-escaped),
 //!   `comment` (text made safe for a one-line comment), `dotenv` (a value
 //!   single-quoted for a compose env file), `quote` (a JSON string).
@@ -239,6 +243,23 @@ fn unsafe_values(site: &Site) -> Vec<(&'static str, String)> {
             check("environment variable", name, only(name, name_char));
         }
     }
+    // The systemd units print these unquoted (a `%` would be a specifier).
+    let gitops = &site.gitops;
+    check(
+        "repository",
+        &gitops.repository,
+        crate::validate::repository_problem(&gitops.repository).is_none(),
+    );
+    check(
+        "branch prefix",
+        &gitops.branch_prefix,
+        crate::validate::branch_prefix_problem(&gitops.branch_prefix).is_none(),
+    );
+    check(
+        "site name",
+        &site.name,
+        crate::resolve::is_valid_name(&site.name),
+    );
     bad
 }
 
@@ -252,6 +273,8 @@ fn environment<'s>() -> Environment<'s> {
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".yaml") || name.ends_with(".yml") {
             AutoEscape::Json
+        } else if name.ends_with(".sh") {
+            AutoEscape::Custom(SH_ESCAPE)
         } else {
             AutoEscape::None
         }
@@ -314,10 +337,16 @@ fn normalize(text: &str) -> String {
 // ---------------------------------------------------------------------------
 // Escaping
 
+/// The auto-escape mode of shell scripts.
+const SH_ESCAPE: &str = "sh";
+
 /// The formatter: in YAML templates, every value is printed as JSON with
-/// YAML's extra line breaks and non-printables escaped; elsewhere
-/// minijinja's default applies.
+/// YAML's extra line breaks and non-printables escaped; in shell scripts,
+/// as a single-quoted word; elsewhere minijinja's default applies.
 fn format_value(out: &mut Output, state: &State, value: &MjValue) -> Result<(), Error> {
+    if state.auto_escape() == AutoEscape::Custom(SH_ESCAPE) && !value.is_safe() {
+        return out.write_str(&sh_word(value)?).map_err(Error::from);
+    }
     if state.auto_escape() != AutoEscape::Json || value.is_safe() {
         return minijinja::escape_formatter(out, state, value);
     }
@@ -330,6 +359,29 @@ fn format_value(out: &mut Output, state: &State, value: &MjValue) -> Result<(), 
     let json = serde_json::to_value(value)
         .map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?;
     out.write_str(&json_inline(&json)).map_err(Error::from)
+}
+
+/// A string or number as a single-quoted sh word. Anything else (a list, a
+/// map, none, undefined) is an error: a template must say how to print it.
+fn sh_word(value: &MjValue) -> Result<String, Error> {
+    let text = match value.kind() {
+        minijinja::value::ValueKind::String => value.as_str().unwrap_or_default().to_string(),
+        minijinja::value::ValueKind::Number | minijinja::value::ValueKind::Bool => {
+            value.to_string()
+        }
+        kind => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("a {kind} cannot be printed as a shell word"),
+            ));
+        }
+    };
+    plan::sh_quote(&text).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "a value with a NUL byte cannot be a shell word",
+        )
+    })
 }
 
 /// JSON on one line, spaced for reading (`["a", "b"]`, `{"k": 1}`), with
@@ -585,6 +637,9 @@ mod tests {
             paths,
             [
                 "compose.yaml",
+                "deploy/apply.sh",
+                "deploy/dify-cfg-pull.service",
+                "deploy/dify-cfg-pull.timer",
                 "dify.env",
                 "docker/api.Dockerfile",
                 "docker/api.Dockerfile.dockerignore",
@@ -615,6 +670,7 @@ mod tests {
         assert_eq!(
             paths,
             [
+                "argocd/application.yaml",
                 "docker/api.Dockerfile",
                 "docker/api.Dockerfile.dockerignore",
                 "docker/web.Dockerfile",
@@ -1120,5 +1176,106 @@ mod tests {
         let text = to_yaml(&value);
         let back: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
         assert_eq!(back, value, "{text}");
+    }
+
+    /// Render `site` with the built-in templates, `apply.sh` replaced.
+    fn render_with_script(site: &Site, script: &str) -> Result<String, Diagnostics> {
+        let (mut sources, mut templates) = builtin_sources();
+        let id = sources.add(
+            "templates/apply.sh".into(),
+            FileKind::Template,
+            script.to_string(),
+        );
+        templates.insert("apply.sh".into(), id);
+        let renderer = Renderer::new(&sources, &templates).unwrap();
+        renderer.render_site(site).map(|files| {
+            let file = files
+                .into_iter()
+                .find(|f| f.path == "deploy/apply.sh")
+                .unwrap();
+            String::from_utf8(file.bytes).unwrap()
+        })
+    }
+
+    #[test]
+    fn shell_templates_print_every_value_as_one_quoted_word() {
+        let hostile = "it's $(touch /tmp/dify-cfg-pwned) `id` ${HOME}; exit 3 # x";
+        let mut site = edge();
+        site.description = hostile.into();
+        let script = render_with_script(
+            &site,
+            "#!/bin/sh\n# {{ site.description|comment }}\nX={{ site.description }}\nN={{ confirm_timeout_seconds }}\nprintf '%s|%s' \"$X\" \"$N\"\n",
+        )
+        .unwrap();
+        assert!(script.contains(r"X='it'\''s $(touch"), "{script}");
+        assert!(script.contains("N='120'"), "{script}");
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("{hostile}|120")
+        );
+        // A list has no single shell word: the template must say how.
+        let err = render_with_script(&site, "{{ required }}\n").unwrap_err();
+        assert_eq!(err.iter().next().unwrap().code, "template-error");
+    }
+
+    #[test]
+    fn the_rendered_pull_agent_quotes_its_values() {
+        let files = render(&edge());
+        let script = &files["deploy/apply.sh"];
+        assert!(script.starts_with("#!/bin/sh\n"), "{script}");
+        for line in [
+            "SITE='clinic-01'",
+            "BRANCH='sites/clinic-01'",
+            "DEFAULT_REPOSITORY='https://git.clinics.example.org/platform/dify-fleet.git'",
+            "DEFAULT_CONFIRM_TIMEOUT='120'",
+            "FIREWALL_FLUSHED='INPUT DIFY-INPUT DIFY-DOCKER DOCKER-USER'",
+        ] {
+            assert!(script.lines().any(|l| l == line), "no line {line}");
+        }
+        let timer = &files["deploy/dify-cfg-pull.timer"];
+        assert!(
+            timer.lines().any(|l| l == "OnUnitActiveSec=5min"),
+            "{timer}"
+        );
+        let service = &files["deploy/dify-cfg-pull.service"];
+        assert!(
+            service
+                .lines()
+                .any(|l| l == "ExecStart=/bin/sh /opt/dify-cfg/apply.sh"),
+            "{service}"
+        );
+    }
+
+    #[test]
+    fn unsafe_gitops_values_are_checked_again() {
+        let mut site = edge();
+        site.gitops.repository = "https://x.org/a.git\nExecStartPre=/bin/evil".into();
+        site.gitops.branch_prefix = "sites/%n/".into();
+        let (sources, templates) = builtin_sources();
+        let renderer = Renderer::new(&sources, &templates).unwrap();
+        let diags = renderer.render_site(&site).unwrap_err();
+        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["unsafe-value", "unsafe-value"]);
+    }
+
+    #[test]
+    fn the_argocd_application_is_one_yaml_document() {
+        let files = render(&cloud());
+        let app = yaml(&files["argocd/application.yaml"]);
+        assert_eq!(get(&app, &["kind"]).as_str(), Some("Application"));
+        assert_eq!(
+            get(&app, &["spec", "sources"]).as_sequence().unwrap().len(),
+            2
+        );
+        assert_eq!(
+            app["spec"]["sources"][1]["targetRevision"].as_str(),
+            Some("sites/hq")
+        );
     }
 }

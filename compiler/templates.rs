@@ -10,7 +10,20 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         "api.Dockerfile.dockerignore",
         include_str!("../templates/api.Dockerfile.dockerignore"),
     ),
+    (
+        "application.yaml",
+        include_str!("../templates/application.yaml"),
+    ),
+    ("apply.sh", include_str!("../templates/apply.sh")),
     ("compose.yaml", include_str!("../templates/compose.yaml")),
+    (
+        "dify-cfg-pull.service",
+        include_str!("../templates/dify-cfg-pull.service"),
+    ),
+    (
+        "dify-cfg-pull.timer",
+        include_str!("../templates/dify-cfg-pull.timer"),
+    ),
     ("dify.env", include_str!("../templates/dify.env")),
     ("nginx.conf", include_str!("../templates/nginx.conf")),
     ("rules.v4", include_str!("../templates/rules.v4")),

@@ -216,6 +216,125 @@ pub fn cores_to_millicores(cores: f64) -> Result<Millicores, UnitError> {
     Ok(Millicores(m as u32))
 }
 
+/// A span of time as systemd writes it: a whole number of seconds, minutes
+/// or hours (`30s`, `5min`, `2h`). Only these three units are accepted: `m`
+/// means minutes to systemd but months to many readers, and a day or more is
+/// never a sensible pull interval or confirmation window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct TimeSpan {
+    pub amount: u32,
+    pub unit: TimeUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeUnit {
+    Seconds,
+    Minutes,
+    Hours,
+}
+
+impl TimeUnit {
+    /// The unit as systemd (and the input language) writes it.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            TimeUnit::Seconds => "s",
+            TimeUnit::Minutes => "min",
+            TimeUnit::Hours => "h",
+        }
+    }
+
+    fn seconds(self) -> u64 {
+        match self {
+            TimeUnit::Seconds => 1,
+            TimeUnit::Minutes => 60,
+            TimeUnit::Hours => 3600,
+        }
+    }
+}
+
+impl TimeSpan {
+    pub const fn new(amount: u32, unit: TimeUnit) -> TimeSpan {
+        TimeSpan { amount, unit }
+    }
+
+    /// The span in seconds.
+    pub fn seconds(self) -> u64 {
+        u64::from(self.amount) * self.unit.seconds()
+    }
+
+    /// systemd form, as written: `5min`.
+    pub fn systemd(self) -> String {
+        format!("{}{}", self.amount, self.unit.suffix())
+    }
+}
+
+impl std::fmt::Display for TimeSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.systemd())
+    }
+}
+
+/// Parse `30s`, `5min`, `2h`: a positive whole number and one of the units
+/// `s`, `min`, `h`, nothing else (no spaces, no sums such as `1h 30min`).
+pub fn parse_time_span(text: &str) -> Result<TimeSpan, UnitError> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let example = if num.is_empty() || num.len() > 6 {
+        "5"
+    } else {
+        num
+    };
+    let unit = match unit {
+        "s" => TimeUnit::Seconds,
+        "min" => TimeUnit::Minutes,
+        "h" => TimeUnit::Hours,
+        _ => {
+            let (message, hint) = match unit {
+                "" => (format!("`{text}` has no unit"), "s"),
+                "m" => ("`m` is an ambiguous unit of time".to_string(), "min"),
+                "sec" | "secs" | "second" | "seconds" => {
+                    (format!("`{unit}` is not a unit dify-cfg accepts"), "s")
+                }
+                "mins" | "minute" | "minutes" => {
+                    (format!("`{unit}` is not a unit dify-cfg accepts"), "min")
+                }
+                "hr" | "hrs" | "hour" | "hours" => {
+                    (format!("`{unit}` is not a unit dify-cfg accepts"), "h")
+                }
+                _ => (
+                    format!("`{text}` is not a span of time dify-cfg accepts"),
+                    "min",
+                ),
+            };
+            return Err(UnitError {
+                message,
+                help: format!(
+                    "write a whole number of seconds, minutes or hours, e.g. `{example}{hint}` (units: s, min, h)"
+                ),
+            });
+        }
+    };
+    let amount = match num.parse::<u32>() {
+        Ok(n) if n > 0 && !num.starts_with('0') => n,
+        Ok(0) => {
+            return Err(UnitError {
+                message: format!("`{text}` is not more than zero"),
+                help: "write a positive whole number, e.g. `5min`".into(),
+            });
+        }
+        _ => {
+            return Err(UnitError {
+                message: format!("`{text}` is not a span of time"),
+                help: "write a positive whole number without leading zeros or signs, then s, min or h, e.g. `5min`".into(),
+            });
+        }
+    };
+    Ok(TimeSpan { amount, unit })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +389,61 @@ mod tests {
         assert_eq!(Millicores(250).kubernetes(), "250m");
         assert!(cores_to_millicores(0.0).is_err());
         assert!(cores_to_millicores(0.0001).is_err());
+    }
+
+    #[test]
+    fn time_spans_parse_in_three_units() {
+        assert_eq!(
+            parse_time_span("30s"),
+            Ok(TimeSpan::new(30, TimeUnit::Seconds))
+        );
+        assert_eq!(
+            parse_time_span("5min"),
+            Ok(TimeSpan::new(5, TimeUnit::Minutes))
+        );
+        assert_eq!(
+            parse_time_span("24h"),
+            Ok(TimeSpan::new(24, TimeUnit::Hours))
+        );
+        assert_eq!(parse_time_span("5min").unwrap().seconds(), 300);
+        assert_eq!(parse_time_span("2h").unwrap().seconds(), 7200);
+        assert_eq!(parse_time_span("120s").unwrap().systemd(), "120s");
+    }
+
+    #[test]
+    fn broken_or_ambiguous_time_spans_are_refused() {
+        for bad in [
+            "5m",
+            "0s",
+            "2d",
+            "5",
+            "min",
+            "",
+            " 5min",
+            "5min ",
+            "5 min",
+            "1h30min",
+            "-5s",
+            "+5s",
+            "05s",
+            "1.5h",
+            "5MIN",
+            "99999999999s",
+        ] {
+            assert!(parse_time_span(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(parse_time_span("5m").unwrap_err().help.contains("`5min`"));
+        assert!(
+            parse_time_span("0s")
+                .unwrap_err()
+                .message
+                .contains("more than zero")
+        );
+        assert!(
+            parse_time_span("2d")
+                .unwrap_err()
+                .help
+                .contains("s, min, h")
+        );
     }
 }

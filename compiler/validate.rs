@@ -19,7 +19,10 @@ use crate::dify;
 use crate::model::*;
 use crate::resolve::{ResolvedSite, is_valid_name};
 use crate::source::{SourceMap, Span};
-use crate::units::{Bytes, MIB, Millicores, cores_to_millicores, parse_bytes, parse_percent};
+use crate::units::{
+    Bytes, MIB, Millicores, TimeSpan, TimeUnit, cores_to_millicores, parse_bytes, parse_percent,
+    parse_time_span,
+};
 
 /// A site that passed validation, with what `explain` needs to know about
 /// the values nobody set.
@@ -417,6 +420,12 @@ impl TomlText for Bytes {
 impl TomlText for Millicores {
     fn toml_text(&self) -> String {
         self.cores()
+    }
+}
+
+impl TomlText for TimeSpan {
+    fn toml_text(&self) -> String {
+        format!("\"{self}\"")
     }
 }
 
@@ -1168,6 +1177,8 @@ pub fn validate_site(
         }
     }
 
+    let gitops = gitops(&mut cx, layer, target);
+
     // The memory budget of the box.
     if let Some(device) = &device {
         budget(
@@ -1180,7 +1191,8 @@ pub fn validate_site(
         );
     }
 
-    let (Some(network), true) = (network, cx.diags.error_count() == before) else {
+    let (Some(network), Some(gitops), true) = (network, gitops, cx.diags.error_count() == before)
+    else {
         return None;
     };
     let site = Site {
@@ -1214,6 +1226,7 @@ pub fn validate_site(
         secrets,
         wave,
         labels,
+        gitops,
     };
     for (name, why) in required_secrets(&site) {
         let needs_db = name != "DB_PASSWORD"
@@ -1252,6 +1265,470 @@ pub fn validate_site(
         defaults: cx.defaults,
         lan_span,
         chain_files: rs.chain_files.clone(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// [gitops]
+
+/// Default prefix of the site branches.
+pub const DEFAULT_BRANCH_PREFIX: &str = "sites/";
+/// Default poll interval of a compose box.
+pub const DEFAULT_PULL_INTERVAL: TimeSpan = TimeSpan::new(5, TimeUnit::Minutes);
+/// Default confirmation window of an apply.
+pub const DEFAULT_CONFIRM_TIMEOUT: TimeSpan = TimeSpan::new(120, TimeUnit::Seconds);
+/// Accepted poll intervals: often enough to matter, not a busy loop.
+const PULL_INTERVAL_RANGE: (TimeSpan, TimeSpan) = (
+    TimeSpan::new(30, TimeUnit::Seconds),
+    TimeSpan::new(24, TimeUnit::Hours),
+);
+/// Accepted confirmation windows: long enough for compose to recreate the
+/// containers and see them healthy, short enough that a lock-out ends soon.
+const CONFIRM_TIMEOUT_RANGE: (TimeSpan, TimeSpan) = (
+    TimeSpan::new(10, TimeUnit::Seconds),
+    TimeSpan::new(30, TimeUnit::Minutes),
+);
+const DEFAULT_ARGOCD_NAMESPACE: &str = "argocd";
+const DEFAULT_ARGOCD_PROJECT: &str = "default";
+const DEFAULT_CLUSTER: &str = "https://kubernetes.default.svc";
+
+const REPOSITORY_HELP: &str = "write `https://host/path`, `ssh://[user@]host[:port]/path` or `user@host:path`, with letters, digits and `. _ ~ / + -` in the path; keep credentials out of the URL (a deploy key or a credential helper on the box)";
+
+/// Characters a shell, systemd or YAML could read as something other than
+/// part of a URL. Refused with their own message before the URL's shape is
+/// judged (the shape check would refuse them too).
+const URL_SPECIAL: &str = "'\"`$;\\|&<>(){}[]*?!#%^=,";
+
+/// `user` in `user@host`: letters, digits, `.`, `_`, `-`, not starting with
+/// `-` (which ssh would read as an option).
+fn is_url_user(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !s.starts_with(['-', '.'])
+}
+
+/// A DNS name or IPv4 address in a URL (any case; no label starts or ends
+/// with `-`, so none can be read as an option).
+fn is_url_host(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// `host` or `host:port`.
+fn url_host_port_problem(authority: &str) -> Option<String> {
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if !is_url_host(host) {
+        return Some(format!("`{host}` is not a host name"));
+    }
+    if let Some(p) = port
+        && !(p.bytes().all(|b| b.is_ascii_digit())
+            && !p.starts_with('0')
+            && p.parse::<u16>().is_ok_and(|n| n > 0))
+    {
+        return Some(format!("`{p}` is not a port"));
+    }
+    None
+}
+
+/// The path part of a URL: not empty, `[A-Za-z0-9._~/+-]`.
+fn url_path_problem(path: &str) -> Option<String> {
+    if path.trim_matches('/').is_empty() {
+        return Some("it names no repository path".to_string());
+    }
+    path.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._~/+-".contains(*c)))
+        .map(|c| format!("`{c}` is not allowed in the path"))
+}
+
+fn char_name(c: char) -> String {
+    if c.is_whitespace() {
+        format!("whitespace (U+{:04X})", c as u32)
+    } else if c.is_control() || is_bidi_control(c) {
+        format!("the control character U+{:04X}", c as u32)
+    } else if c == '`' {
+        "a backtick".to_string()
+    } else {
+        format!("`{c}`")
+    }
+}
+
+/// Why `url` is not a repository URL dify-cfg accepts; `None` when it is.
+/// Accepted: `https://host[:port]/path`, `ssh://[user@]host[:port]/path`
+/// and scp-like `user@host:path`. Such a URL is inert as a shell word and
+/// as a YAML scalar even before quoting, and cannot be read as an option
+/// by git or ssh.
+pub fn repository_problem(url: &str) -> Option<String> {
+    if url.is_empty() {
+        return Some("it is empty".to_string());
+    }
+    if url.len() > 512 {
+        return Some("it is longer than 512 bytes".to_string());
+    }
+    if let Some(c) = url
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || is_bidi_control(*c))
+    {
+        return Some(format!("it contains {}", char_name(c)));
+    }
+    if let Some(c) = url.chars().find(|c| URL_SPECIAL.contains(*c)) {
+        return Some(format!(
+            "it contains {}, which a shell or a config file could interpret",
+            char_name(c)
+        ));
+    }
+    if let Some(c) = url.chars().find(|c| !c.is_ascii()) {
+        return Some(format!(
+            "it contains the non-ASCII character {}",
+            char_name(c)
+        ));
+    }
+    if let Some(rest) = url.strip_prefix("https://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if authority.contains('@') {
+            return Some("an https URL may not carry a user or credentials".to_string());
+        }
+        return url_host_port_problem(authority).or_else(|| url_path_problem(path));
+    }
+    if let Some(rest) = url.strip_prefix("ssh://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host_port = match authority.split_once('@') {
+            Some((user, hp)) if is_url_user(user) => hp,
+            Some((user, _)) => return Some(format!("`{user}` is not a user name")),
+            None => authority,
+        };
+        return url_host_port_problem(host_port).or_else(|| url_path_problem(path));
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        return Some(match scheme {
+            "http" | "git" => format!(
+                "`{scheme}://` is unauthenticated: anyone on the path could change what the sites apply"
+            ),
+            _ => format!("`{scheme}://` is not https or ssh"),
+        });
+    }
+    // scp-like: user@host:path
+    let Some((user, rest)) = url.split_once('@') else {
+        return Some("it is not an https, ssh or `user@host:path` URL".to_string());
+    };
+    if !is_url_user(user) {
+        return Some(format!("`{user}` is not a user name"));
+    }
+    let Some((host, path)) = rest.split_once(':') else {
+        return Some("a `user@host:path` URL needs the `:` after the host".to_string());
+    };
+    if !is_url_host(host) {
+        return Some(format!("`{host}` is not a host name"));
+    }
+    url_path_problem(path)
+}
+
+/// Why `prefix` is not a usable branch prefix; `None` when it is. The rules
+/// are git's for a ref name (`git check-ref-format`) on a narrower alphabet,
+/// plus a trailing `/` and no leading `-`.
+pub fn branch_prefix_problem(prefix: &str) -> Option<String> {
+    if prefix.is_empty() {
+        return Some("it is empty".to_string());
+    }
+    if prefix.len() > 128 {
+        return Some("it is longer than 128 bytes".to_string());
+    }
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_./".contains(*c)))
+    {
+        return Some(format!(
+            "{} is not allowed in a branch name here",
+            char_name(c)
+        ));
+    }
+    if !prefix.ends_with('/') {
+        return Some("it does not end in `/`".to_string());
+    }
+    if prefix.starts_with(['/', '.', '-']) {
+        return Some(format!("it starts with `{}`", &prefix[..1]));
+    }
+    if prefix.contains("//") {
+        return Some("it contains `//`".to_string());
+    }
+    if prefix.contains("..") {
+        return Some("it contains `..`".to_string());
+    }
+    for part in prefix.trim_end_matches('/').split('/') {
+        if part.starts_with('.') {
+            return Some(format!("the component `{part}` starts with `.`"));
+        }
+        if part.ends_with(".lock") {
+            return Some(format!("the component `{part}` ends in `.lock`"));
+        }
+    }
+    None
+}
+
+/// Why `url` is not a cluster API server URL (`https://host[:port][/path]`).
+pub fn cluster_problem(url: &str) -> Option<String> {
+    if let Some(c) = url
+        .chars()
+        .find(|c| !(c.is_ascii_graphic()) || URL_SPECIAL.contains(*c))
+    {
+        return Some(format!("it contains {}", char_name(c)));
+    }
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Some("it is not an https URL".to_string());
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return Some("it may not carry a user or credentials".to_string());
+    }
+    url_host_port_problem(authority).or_else(|| {
+        path.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "._~/+-".contains(*c)))
+            .map(|c| format!("`{c}` is not allowed in the path"))
+    })
+}
+
+/// A Kubernetes namespace name: a DNS label.
+fn is_dns_label(s: &str) -> bool {
+    is_hostname(s) && s.len() <= 63 && !s.contains('.')
+}
+
+fn time_span(
+    cx: &mut Cx<'_>,
+    v: &Option<Spanned<String>>,
+    key: &str,
+    default: TimeSpan,
+    (min, max): (TimeSpan, TimeSpan),
+) -> Option<TimeSpan> {
+    let Some(v) = v else {
+        return Some(cx.default(key, default));
+    };
+    match parse_time_span(v.get_ref()) {
+        Ok(span) if span.seconds() < min.seconds() || span.seconds() > max.seconds() => {
+            cx.err(
+                Diagnostic::error(
+                    "out-of-range",
+                    format!("`{key}` is {span}, outside {min}..={max}"),
+                )
+                .at(v.span())
+                .help(format!("choose a span from {min} to {max}")),
+            );
+            None
+        }
+        Ok(span) => Some(span),
+        Err(e) => {
+            cx.err(
+                Diagnostic::error("invalid-unit", e.message)
+                    .at(v.span())
+                    .label(format!("`{key}` takes a span of time"))
+                    .help(e.help),
+            );
+            None
+        }
+    }
+}
+
+/// `[gitops]`: the repository and branch of the site, and how the site
+/// applies it (the pull agent on compose, Argo CD on helm). Keys of the
+/// other target are errors, and their defaults are not recorded.
+fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<Gitops> {
+    let gl = layer.gitops.clone().unwrap_or_default();
+    let before = cx.diags.error_count();
+    let repository = match &gl.repository {
+        Some(r) => match repository_problem(r.get_ref()) {
+            None => Some(r.get_ref().clone()),
+            Some(why) => {
+                cx.err(
+                    Diagnostic::error(
+                        "invalid-value",
+                        format!(
+                            "`{}` is not a repository URL dify-cfg accepts: {why}",
+                            r.get_ref().escape_debug()
+                        ),
+                    )
+                    .at(r.span())
+                    .label("`gitops.repository` takes a git URL")
+                    .help(REPOSITORY_HELP),
+                );
+                None
+            }
+        },
+        None => {
+            cx.missing(
+                "gitops.repository",
+                "set `[gitops] repository = \"https://git.example.org/platform/dify-fleet.git\"` in the root profile: the sites fetch their branches from there",
+            );
+            None
+        }
+    };
+    let branch_prefix = match &gl.branch_prefix {
+        Some(p) => match branch_prefix_problem(p.get_ref()) {
+            None => Some(p.get_ref().clone()),
+            Some(why) => {
+                cx.err(
+                    Diagnostic::error(
+                        "invalid-value",
+                        format!(
+                            "`{}` is not a branch prefix: {why}",
+                            p.get_ref().escape_debug()
+                        ),
+                    )
+                    .at(p.span())
+                    .help("write a prefix such as `sites/` or `fleet/clinics/`: letters, digits, `-`, `_`, `.` and `/`, ending in `/`, without `..`, `//`, a leading `/`, `.` or `-`, or a component ending in `.lock`"),
+                );
+                None
+            }
+        },
+        None => Some(cx.default("gitops.branch-prefix", DEFAULT_BRANCH_PREFIX.to_string())),
+    };
+    let not_applicable = |cx: &mut Cx<'_>, v: &Option<Spanned<String>>, key: &str, help: &str| {
+        if let Some(v) = v {
+            cx.err(
+                Diagnostic::error(
+                    "not-applicable",
+                    format!(
+                        "`gitops.{key}` applies to {} sites only",
+                        match target {
+                            Target::Compose => "helm",
+                            Target::Helm => "compose",
+                        }
+                    ),
+                )
+                .at(v.span())
+                .help(help.to_string()),
+            );
+        }
+    };
+    let (pull, argocd) = match target {
+        Target::Compose => {
+            for (v, key) in [
+                (&gl.argocd_namespace, "argocd-namespace"),
+                (&gl.argocd_project, "argocd-project"),
+                (&gl.cluster, "cluster"),
+            ] {
+                not_applicable(
+                    cx,
+                    v,
+                    key,
+                    "remove it: a compose box applies its branch itself with deploy/apply.sh; Argo CD syncs helm sites",
+                );
+            }
+            let interval = time_span(
+                cx,
+                &gl.pull_interval,
+                "gitops.pull-interval",
+                DEFAULT_PULL_INTERVAL,
+                PULL_INTERVAL_RANGE,
+            );
+            let confirm_timeout = time_span(
+                cx,
+                &gl.confirm_timeout,
+                "gitops.confirm-timeout",
+                DEFAULT_CONFIRM_TIMEOUT,
+                CONFIRM_TIMEOUT_RANGE,
+            );
+            let pull = match (interval, confirm_timeout) {
+                (Some(interval), Some(confirm_timeout)) => Some(Pull {
+                    interval,
+                    confirm_timeout,
+                }),
+                _ => None,
+            };
+            (pull, None)
+        }
+        Target::Helm => {
+            for (v, key) in [
+                (&gl.pull_interval, "pull-interval"),
+                (&gl.confirm_timeout, "confirm-timeout"),
+            ] {
+                not_applicable(
+                    cx,
+                    v,
+                    key,
+                    "remove it: Argo CD syncs a helm site; the pull agent runs on compose boxes only",
+                );
+            }
+            let namespace = match &gl.argocd_namespace {
+                Some(n) if is_dns_label(n.get_ref()) => n.get_ref().clone(),
+                Some(n) => {
+                    cx.err(
+                        Diagnostic::error(
+                            "invalid-name",
+                            format!("`{}` is not a Kubernetes namespace name", n.get_ref().escape_debug()),
+                        )
+                        .at(n.span())
+                        .help("`gitops.argocd-namespace` takes lower-case letters, digits and dashes, at most 63"),
+                    );
+                    String::new()
+                }
+                None => cx.default(
+                    "gitops.argocd-namespace",
+                    DEFAULT_ARGOCD_NAMESPACE.to_string(),
+                ),
+            };
+            let project = match &gl.argocd_project {
+                Some(n) if is_hostname(n.get_ref()) => n.get_ref().clone(),
+                Some(n) => {
+                    cx.err(
+                        Diagnostic::error(
+                            "invalid-name",
+                            format!("`{}` is not an Argo CD project name", n.get_ref().escape_debug()),
+                        )
+                        .at(n.span())
+                        .help("`gitops.argocd-project` takes lower-case letters, digits, dashes and dots"),
+                    );
+                    String::new()
+                }
+                None => cx.default("gitops.argocd-project", DEFAULT_ARGOCD_PROJECT.to_string()),
+            };
+            let cluster = match &gl.cluster {
+                Some(c) => match cluster_problem(c.get_ref()) {
+                    None => c.get_ref().clone(),
+                    Some(why) => {
+                        cx.err(
+                            Diagnostic::error(
+                                "invalid-value",
+                                format!(
+                                    "`{}` is not a cluster API server URL: {why}",
+                                    c.get_ref().escape_debug()
+                                ),
+                            )
+                            .at(c.span())
+                            .help("write the API server's https URL as Argo CD knows it, e.g. `https://kubernetes.default.svc`"),
+                        );
+                        String::new()
+                    }
+                },
+                None => cx.default("gitops.cluster", DEFAULT_CLUSTER.to_string()),
+            };
+            (
+                None,
+                Some(ArgoCd {
+                    namespace,
+                    project,
+                    cluster,
+                }),
+            )
+        }
+    };
+    if cx.diags.error_count() != before {
+        return None;
+    }
+    Some(Gitops {
+        repository: repository?,
+        branch_prefix: branch_prefix?,
+        pull,
+        argocd,
     })
 }
 
@@ -1980,5 +2457,181 @@ pub fn validate_fleet(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diag
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_urls_of_the_three_shapes_are_accepted() {
+        for ok in [
+            "https://git.clinics.example.org/platform/dify-fleet.git",
+            "https://git.example.org:8443/a/b",
+            "https://10.0.0.5/fleet.git",
+            "ssh://git@git.example.org/platform/dify-fleet.git",
+            "ssh://git.example.org:2222/platform/dify-fleet.git",
+            "git@github.com:clinics/dify-fleet.git",
+            "deploy_user@git.example.org:~/fleet.git",
+            "git@git.example.org:/srv/git/fleet+config.git",
+        ] {
+            assert_eq!(repository_problem(ok), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn repository_urls_that_are_not_inert_or_not_git_urls_are_refused() {
+        for (bad, why) in [
+            ("", "empty"),
+            ("https://git.example.org/a.git;reboot", "`;`"),
+            ("https://git.example.org/$(id)/a.git", "`$`"),
+            ("https://git.example.org/`id`/a.git", "a backtick"),
+            ("https://git.example.org/a'b.git", "`'`"),
+            ("https://git.example.org/a\"b.git", "`\"`"),
+            ("https://git.example.org/a b.git", "whitespace"),
+            ("https://git.example.org/a\nb.git", "whitespace"),
+            ("https://git.example.org/a\u{202e}b.git", "control"),
+            ("https://git.example.org/a|b.git", "`|`"),
+            ("https://git.example.org/a&b.git", "`&`"),
+            ("https://git.example.org/a%20b.git", "`%`"),
+            ("https://gït.example.org/a.git", "non-ASCII"),
+            ("http://git.example.org/a.git", "unauthenticated"),
+            ("git://git.example.org/a.git", "unauthenticated"),
+            ("file:///srv/git/a.git", "not https or ssh"),
+            (
+                "https://deploy:hunter2@git.example.org/a.git",
+                "credentials",
+            ),
+            ("https://git.example.org", "no repository path"),
+            ("https://git.example.org/", "no repository path"),
+            ("https://-oProxyCommand/a.git", "not a host name"),
+            ("https://git.example.org:0/a.git", "not a port"),
+            ("https://git.example.org:99999/a.git", "not a port"),
+            (
+                "ssh://-oProxyCommand@git.example.org/a.git",
+                "not a user name",
+            ),
+            ("git@-oProxyCommand:a.git", "not a host name"),
+            ("-u@git.example.org:a.git", "not a user name"),
+            ("git@git.example.org", "needs the `:`"),
+            ("git.example.org:a.git", "not an https, ssh"),
+            ("/srv/git/a.git", "not an https, ssh"),
+        ] {
+            let problem = repository_problem(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(problem.contains(why), "{bad:?}: {problem}");
+        }
+        assert!(repository_problem(&format!("https://x.org/{}", "a".repeat(600))).is_some());
+    }
+
+    #[test]
+    fn branch_prefixes_follow_git_ref_rules_and_end_in_a_slash() {
+        for ok in ["sites/", "fleet/clinics/", "release-2026_a.b/"] {
+            assert_eq!(branch_prefix_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("sites", "does not end in `/`"),
+            ("/sites/", "starts with `/`"),
+            (".sites/", "starts with `.`"),
+            ("-sites/", "starts with `-`"),
+            ("sites//x/", "`//`"),
+            ("sites/../", "`..`"),
+            ("a..b/", "`..`"),
+            ("x.lock/", "ends in `.lock`"),
+            ("a/.hidden/", "starts with `.`"),
+            ("sites /", "whitespace"),
+            ("sites/$x/", "`$`"),
+            ("sites~/", "`~`"),
+            ("sites:/", "`:`"),
+            ("sites@{1}/", "`@`"),
+        ] {
+            let problem = branch_prefix_problem(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(problem.contains(why), "{bad:?}: {problem}");
+        }
+    }
+
+    #[test]
+    fn cluster_urls_are_https_api_servers() {
+        for ok in [
+            "https://kubernetes.default.svc",
+            "https://10.0.0.1:6443",
+            "https://k8s.example.org/prefix",
+        ] {
+            assert_eq!(cluster_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "http://kubernetes.default.svc",
+            "https://admin@kubernetes.default.svc",
+            "https://k8s.example.org/a b",
+            "https://k8s.example.org/$(id)",
+            "kubernetes.default.svc",
+        ] {
+            assert!(cluster_problem(bad).is_some(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_example_fleet_gets_its_gitops_defaults() {
+        let (inputs, diags) =
+            crate::pipeline::read_inputs(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
+        let analysis = crate::pipeline::analyze(&inputs, diags);
+        assert!(!analysis.diagnostics.has_errors());
+        let site = |name: &str| analysis.sites.iter().find(|s| s.site.name == name).unwrap();
+        let clinic = site("clinic-01");
+        let g = &clinic.site.gitops;
+        assert_eq!(
+            g.repository,
+            "https://git.clinics.example.org/platform/dify-fleet.git"
+        );
+        assert_eq!(g.branch_prefix, "sites/");
+        assert_eq!(g.branch("clinic-01"), "sites/clinic-01");
+        assert_eq!(
+            g.pull,
+            Some(Pull {
+                interval: TimeSpan::new(5, TimeUnit::Minutes),
+                confirm_timeout: TimeSpan::new(120, TimeUnit::Seconds),
+            })
+        );
+        assert_eq!(g.argocd, None);
+        let defaults: Vec<(&str, &str)> = clinic
+            .defaults
+            .iter()
+            .filter(|(k, _)| k.starts_with("gitops."))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            defaults,
+            [
+                ("gitops.branch-prefix", "\"sites/\""),
+                ("gitops.pull-interval", "\"5min\""),
+                ("gitops.confirm-timeout", "\"120s\""),
+            ]
+        );
+        let hq = site("hq");
+        assert_eq!(hq.site.gitops.pull, None);
+        assert_eq!(
+            hq.site.gitops.argocd,
+            Some(ArgoCd {
+                namespace: "argocd".into(),
+                project: "default".into(),
+                cluster: "https://kubernetes.default.svc".into(),
+            })
+        );
+        let defaults: Vec<&str> = hq
+            .defaults
+            .iter()
+            .filter(|(k, _)| k.starts_with("gitops."))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(
+            defaults,
+            [
+                "gitops.branch-prefix",
+                "gitops.argocd-namespace",
+                "gitops.argocd-project",
+                "gitops.cluster",
+            ]
+        );
     }
 }

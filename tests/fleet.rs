@@ -57,7 +57,7 @@ fn edge_prefix_selects_the_ten_clinics() {
     let (inputs, diags) = read_inputs(root());
     let analysis = analyze(&inputs, diags);
     let profiles: Vec<&str> = inputs.profiles.keys().map(String::as_str).collect();
-    let chosen = select(&analysis.sites, Some("edge"), &[], &profiles).unwrap();
+    let chosen = select(&analysis.sites, Some("edge"), &[], None, &profiles).unwrap();
     let names: Vec<&str> = chosen.iter().map(|s| s.site.name.as_str()).collect();
     assert_eq!(names.len(), 10);
     assert!(names.iter().all(|n| n.starts_with("clinic-")));

@@ -17,7 +17,7 @@ fn rendered_sites_match_their_snapshots() {
         "clinic-10".to_string(),
         "hq".to_string(),
     ];
-    let chosen = select(&analysis.sites, None, &names, &profiles).unwrap();
+    let chosen = select(&analysis.sites, None, &names, None, &profiles).unwrap();
     let trees = dify_cfg::build::render_all(&inputs, &chosen)
         .unwrap_or_else(|d| panic!("{}", d.render_text(&inputs.sources, false)));
     assert_eq!(trees.len(), 3);

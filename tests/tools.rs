@@ -1,10 +1,12 @@
 //! Every generated file of the example fleet is accepted by the real tool
 //! that consumes it: hadolint, docker compose, nginx, iptables-restore and
 //! ip6tables-restore (legacy and nft backends), check-jsonschema against the
-//! dify-helm chart's schema.
+//! dify-helm chart's schema, shellcheck for the pull agent, and
+//! `systemd-analyze verify` for its units where systemd is installed.
 //!
 //! `.ci/run` installs the tools and sets DIFY_CFG_REQUIRE_TOOLS=1, so a
 //! missing tool fails there; elsewhere the check skips with a printed reason.
+//! systemd-analyze is optional everywhere (it is not installed by `.ci/run`).
 
 mod support;
 
@@ -417,4 +419,143 @@ fn dependency_layers_survive_source_edits() {
         layer_problems(bad, "uv sync", &["pyproject.toml", "uv.lock"]),
         vec!["`COPY . .` copies `.` before `uv sync`"]
     );
+}
+
+/// Every compose site's pull agent passes shellcheck as a POSIX sh script,
+/// with every optional check of the default set and no check disabled.
+#[test]
+fn shellcheck_accepts_every_pull_agent() {
+    if !have("shellcheck", &["--version"]) {
+        return;
+    }
+    let mut seen = 0;
+    for (site, dir) in sites() {
+        let script = dir.join("deploy/apply.sh");
+        if !script.exists() {
+            assert!(
+                dir.join("helm/values.yaml").exists(),
+                "{site}: a compose site without deploy/apply.sh"
+            );
+            continue;
+        }
+        seen += 1;
+        let text = std::fs::read_to_string(&script).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n"), "{site}: not a sh script");
+        assert!(
+            !text.contains("shellcheck disable"),
+            "{site}: apply.sh disables a shellcheck check"
+        );
+        let (ok, out) = run(Command::new("shellcheck")
+            .args(["--shell=sh", "--severity=style", "--norc"])
+            .arg(&script));
+        assert!(ok && out.trim().is_empty(), "shellcheck on {site}:\n{out}");
+    }
+    assert_eq!(seen, 10, "the ten clinics have a pull agent");
+    // The check itself: a script with an unquoted expansion fails it.
+    let bad = tempfile::tempdir().unwrap();
+    let path = bad.path().join("bad.sh");
+    std::fs::write(&path, "#!/bin/sh\nrm -rf $1/x\n").unwrap();
+    let (ok, _) = run(Command::new("shellcheck").arg("--norc").arg(&path));
+    assert!(!ok, "shellcheck accepted an unquoted expansion");
+}
+
+/// `systemd-analyze verify` accepts the pull agent's units and prints
+/// nothing (it only warns, exit 0, about unknown keys and bad values).
+#[test]
+fn systemd_accepts_the_pull_agent_units() {
+    let available = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        eprintln!("skipped: `systemd-analyze` is not installed here");
+        return;
+    }
+    let verify = |dir: &Path| {
+        run(Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(dir.join("dify-cfg-pull.service"))
+            .arg(dir.join("dify-cfg-pull.timer"))
+            .env("SYSTEMD_LOG_COLOR", "0"))
+    };
+    for (site, dir) in sites() {
+        let deploy = dir.join("deploy");
+        if !deploy.exists() {
+            continue;
+        }
+        let (ok, out) = verify(&deploy);
+        assert!(
+            ok && out.trim().is_empty(),
+            "systemd-analyze on {site}:\n{out}"
+        );
+    }
+    // The check itself: an unknown key is reported.
+    let bad = tempfile::tempdir().unwrap();
+    let clinic = built().join("clinic-01/deploy");
+    for unit in ["dify-cfg-pull.service", "dify-cfg-pull.timer"] {
+        let text = std::fs::read_to_string(clinic.join(unit)).unwrap();
+        std::fs::write(
+            bad.path().join(unit),
+            text.replace("OnBootSec=", "OnBootSecs="),
+        )
+        .unwrap();
+    }
+    let (_, out) = verify(bad.path());
+    assert!(out.contains("OnBootSecs"), "{out}");
+}
+
+/// The Argo CD application of the helm site, read as YAML: the chart at
+/// the pinned version with the values file from the site branch.
+#[test]
+fn argocd_application_points_at_the_chart_and_the_site_branch() {
+    let mut seen = 0;
+    for (site, dir) in sites() {
+        let path = dir.join("argocd/application.yaml");
+        if !path.exists() {
+            continue;
+        }
+        seen += 1;
+        let app: serde_json::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(app["apiVersion"], "argoproj.io/v1alpha1");
+        assert_eq!(app["kind"], "Application");
+        assert_eq!(app["metadata"]["name"], format!("dify-{site}"));
+        assert_eq!(app["metadata"]["namespace"], "argocd");
+        let spec = &app["spec"];
+        assert_eq!(spec["project"], "default");
+        let sources = spec["sources"].as_array().unwrap();
+        assert_eq!(sources.len(), 2, "{site}");
+        let chart = &sources[0];
+        assert_eq!(
+            chart["repoURL"],
+            "https://borispolonsky.github.io/dify-helm"
+        );
+        assert_eq!(chart["chart"], "dify");
+        assert_eq!(chart["targetRevision"], dify_cfg::dify::HELM_CHART_VERSION);
+        assert_eq!(
+            chart["helm"]["valueFiles"],
+            serde_json::json!(["$values/helm/values.yaml"])
+        );
+        assert!(
+            dir.join("helm/values.yaml").exists(),
+            "{site}: the value file is in the tree"
+        );
+        let values = &sources[1];
+        assert_eq!(
+            values["repoURL"],
+            "https://git.clinics.example.org/platform/dify-fleet.git"
+        );
+        assert_eq!(values["targetRevision"], format!("sites/{site}"));
+        assert_eq!(values["ref"], "values");
+        assert_eq!(
+            spec["destination"],
+            serde_json::json!({"server": "https://kubernetes.default.svc", "namespace": "dify"})
+        );
+        assert!(spec["syncPolicy"].get("automated").is_none(), "{site}");
+        assert_eq!(
+            spec["syncPolicy"]["syncOptions"],
+            serde_json::json!(["CreateNamespace=true"])
+        );
+    }
+    assert_eq!(seen, 1, "hq is the one helm site");
 }

@@ -80,3 +80,215 @@ pub fn dify_cfg(args: &[&str], cwd: &Path) -> std::process::Output {
         .output()
         .expect("run dify-cfg")
 }
+
+/// An in-memory config root for [`dify_cfg::load::load_from`]: relative
+/// path (with `/`) to bytes.
+#[derive(Debug, Clone, Default)]
+pub struct MemSource {
+    pub files: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+impl dify_cfg::load::InputSource for MemSource {
+    fn describe(&self) -> String {
+        "an in-memory config root".to_string()
+    }
+
+    fn has_dir(&self, dir: &str) -> bool {
+        let prefix = format!("{dir}/");
+        self.files.keys().any(|p| p.starts_with(&prefix))
+    }
+
+    fn files(&self, dir: &str) -> Result<Vec<String>, String> {
+        let prefix = format!("{dir}/");
+        let mut out: Vec<String> = self
+            .files
+            .keys()
+            .filter(|p| p.starts_with(&prefix))
+            .filter(|p| {
+                !p.split('/')
+                    .any(|part| part.is_empty() || dify_cfg::load::is_skipped_name(part))
+            })
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| dify_cfg::load::path_order(a, b));
+        Ok(out)
+    }
+
+    fn read(&self, rel: &str) -> Result<Vec<u8>, dify_cfg::load::ReadError> {
+        match self.files.get(rel) {
+            Some(b) if b.len() as u64 > dify_cfg::load::MAX_INPUT_BYTES => {
+                Err(dify_cfg::load::ReadError::TooLarge(b.len() as u64))
+            }
+            Some(b) => Ok(b.clone()),
+            None => Err(dify_cfg::load::ReadError::Other("no such file".into())),
+        }
+    }
+}
+
+/// The example fleet's profiles and sites (not its templates: the built-in
+/// ones are the same files), by relative path.
+pub fn fleet_files() -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for dir in ["profiles", "sites"] {
+        for e in std::fs::read_dir(repo().join(dir)).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".toml") {
+                out.insert(format!("{dir}/{name}"), std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// An error diagnostic as a test sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub code: String,
+    /// `path:line:col`, when the diagnostic has a place.
+    pub at: Option<String>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "error[{}] at {}: {}",
+            self.code,
+            self.at.as_deref().unwrap_or("(no location)"),
+            self.message
+        )
+    }
+}
+
+/// What compiling a config root gave: every site's tree plus `_images`
+/// (as `build` writes them), or the errors of the stage that stopped it.
+#[derive(Debug)]
+pub enum Compiled {
+    Built(Vec<dify_cfg::emit::SiteTree>),
+    /// `check` fails: errors of load, parse, resolve or validate.
+    Invalid(Vec<Finding>),
+    /// `check` passes but rendering fails (the cross-check, or a template).
+    RenderFailed(Vec<Finding>),
+}
+
+fn findings(
+    diags: &dify_cfg::diagnostic::Diagnostics,
+    sources: &dify_cfg::source::SourceMap,
+) -> Vec<Finding> {
+    diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| Finding {
+            code: d.code.to_string(),
+            at: d.span.as_ref().map(|s| sources.location(s).to_string()),
+            message: d.message.clone(),
+            help: d.help.clone(),
+        })
+        .collect()
+}
+
+/// Load, analyze and render loaded inputs, as `check` then `build` do.
+pub fn compile_inputs(
+    inputs: &dify_cfg::load::Inputs,
+    diags: dify_cfg::diagnostic::Diagnostics,
+) -> Compiled {
+    let analysis = dify_cfg::pipeline::analyze(inputs, diags);
+    if analysis.diagnostics.has_errors() {
+        return Compiled::Invalid(findings(&analysis.diagnostics, &inputs.sources));
+    }
+    let chosen: Vec<&dify_cfg::validate::ValidSite> = analysis.sites.iter().collect();
+    match dify_cfg::build::render_all(inputs, &chosen) {
+        Ok(mut trees) => {
+            let pairs: Vec<_> = chosen.iter().map(|v| &v.site).zip(trees.iter()).collect();
+            let images = dify_cfg::bake::tree(&dify_cfg::bake::images(&pairs));
+            trees.push(images);
+            Compiled::Built(trees)
+        }
+        Err(d) => Compiled::RenderFailed(findings(&d, &inputs.sources)),
+    }
+}
+
+/// Compile an in-memory config root.
+pub fn compile_mem(files: &std::collections::BTreeMap<String, Vec<u8>>) -> Compiled {
+    let src = MemSource {
+        files: files.clone(),
+    };
+    let mut diags = dify_cfg::diagnostic::Diagnostics::new();
+    let inputs = dify_cfg::load::load_from(&src, &mut diags);
+    compile_inputs(&inputs, diags)
+}
+
+/// Compile a config root on disk.
+pub fn compile_dir(root: &Path) -> Compiled {
+    let (inputs, diags) = dify_cfg::pipeline::read_inputs(root);
+    compile_inputs(&inputs, diags)
+}
+
+/// Whether an environment the test needs is there. When it is not, the
+/// reason is printed and the test skips, unless `DIFY_CFG_REQUIRE_TOOLS=1`
+/// (CI), where it fails.
+pub fn available(what: &str, ok: bool, why: &str) -> bool {
+    if !ok {
+        let required = std::env::var("DIFY_CFG_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "{what} is not available (DIFY_CFG_REQUIRE_TOOLS=1): {why}"
+        );
+        eprintln!("skipped: {what} is not available here: {why}");
+    }
+    ok
+}
+
+/// Run git in `dir` with a fixed identity and clock and no user config.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_output(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Run git in `dir` as [`git`] does, returning its output whatever the exit.
+pub fn git_output(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Ana Operator")
+        .env("GIT_AUTHOR_EMAIL", "ana@clinics.example.org")
+        .env("GIT_AUTHOR_DATE", "2026-11-02T09:00:00+01:00")
+        .env("GIT_COMMITTER_NAME", "Ana Operator")
+        .env("GIT_COMMITTER_EMAIL", "ana@clinics.example.org")
+        .env("GIT_COMMITTER_DATE", "2026-11-02T09:00:00+01:00")
+        .output()
+        .expect("git runs (install git)")
+}
+
+/// A clinic site file like the example fleet's, numbered `n` (1..=250):
+/// LAN `10.20.n.0/24`, address `.10`, in wave 3.
+pub fn clinic_site(n: usize, extra: &str) -> String {
+    format!(
+        "profile = \"multi-branch\"\ndescription = \"Branch clinic {n}\"\n\n[network]\nhostname = \"clinic-{n:03}.clinics.example.org\"\nlan = \"10.20.{n}.0/24\"\naddress = \"10.20.{n}.10\"\n\n[labels]\nclinic = \"{n:03}\"\n{extra}"
+    )
+}
+
+/// Every site name's `sites/*` branch and its tip.
+pub fn site_branches(root: &Path) -> std::collections::BTreeMap<String, String> {
+    git(
+        root,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short) %(objectname)",
+            "refs/heads/sites/",
+        ],
+    )
+    .lines()
+    .filter_map(|l| l.split_once(' '))
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect()
+}

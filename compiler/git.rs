@@ -1,0 +1,529 @@
+//! The git stage, and the only module that touches git (through git2). It
+//! reads inputs from commits, writes site trees and commits as objects,
+//! and moves site branches with a compare-and-swap. It never checks out,
+//! never writes the index or the working tree, and never fetches or pushes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, TreeWalkMode, TreeWalkResult};
+
+use crate::load::{InputSource, MAX_INPUT_BYTES, ReadError, is_skipped_name, path_order};
+
+/// The input directories of a config root: a change under them changes
+/// what the compiler reads.
+pub const INPUT_DIRS: [&str; 3] = ["profiles", "sites", "templates"];
+
+/// A regular file in a tree dify-cfg writes.
+const FILE_MODE: i32 = 0o100_644;
+const LINK_MODE: u32 = 0o120_000;
+/// How many links in a row `CommitTree` follows.
+const MAX_LINK_HOPS: usize = 8;
+
+/// Operational failures of the git stage (not user mistakes in the inputs).
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("`{root}` is not inside a git repository: {source}")]
+    NotARepository { root: PathBuf, source: git2::Error },
+    #[error("the git repository at `{0}` has no working tree; run dify-cfg in a clone")]
+    Bare(PathBuf),
+    #[error("the config repository has no commits yet; commit the profiles and sites first")]
+    NoCommits,
+    #[error("{what}: {source}")]
+    Git { what: String, source: git2::Error },
+    #[error(
+        "branch `{branch}` moved while dify-cfg was working (expected {expected}, found {found}); nothing was written, run the command again"
+    )]
+    Moved {
+        branch: String,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "branch `{branch}` is locked by another git process (a `.lock` file exists); nothing was written, try again when it is done"
+    )]
+    Locked { branch: String },
+}
+
+/// Attach what was being done to a git2 error.
+fn ctx<T>(r: Result<T, git2::Error>, what: impl FnOnce() -> String) -> Result<T, GitError> {
+    r.map_err(|source| GitError::Git {
+        what: what(),
+        source,
+    })
+}
+
+/// The short form of a commit id, for messages.
+pub fn short(oid: Oid) -> String {
+    oid.to_string()[..12].to_string()
+}
+
+/// A commit as dify-cfg reads it.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub id: Oid,
+    pub tree: Oid,
+    pub parents: Vec<Oid>,
+    pub message: String,
+    /// The message's trailers (`Key: value` lines of its last paragraph).
+    pub trailers: Vec<(String, String)>,
+}
+
+impl CommitInfo {
+    pub fn trailer(&self, key: &str) -> Option<&str> {
+        self.trailers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The subject line.
+    pub fn subject(&self) -> &str {
+        self.message.lines().next().unwrap_or_default()
+    }
+}
+
+/// One compare-and-swap update of a branch: from `old` (None: the branch
+/// must not exist) to `new`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub branch: String,
+    pub old: Option<Oid>,
+    pub new: Oid,
+}
+
+/// The config repository, opened once per command.
+pub struct Repo {
+    repo: Repository,
+    /// The config root's path inside the repository: `""` or `dir/`.
+    prefix: String,
+}
+
+impl Repo {
+    /// Open the repository that holds `root`.
+    pub fn discover(root: &Path) -> Result<Repo, GitError> {
+        let repo = Repository::discover(root).map_err(|source| GitError::NotARepository {
+            root: root.to_path_buf(),
+            source,
+        })?;
+        let Some(workdir) = repo.workdir() else {
+            return Err(GitError::Bare(repo.path().to_path_buf()));
+        };
+        let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let (root_c, work_c) = (canon(root), canon(workdir));
+        let prefix = root_c
+            .strip_prefix(&work_c)
+            .map(|rel| {
+                rel.components()
+                    .map(|c| format!("{}/", c.as_os_str().to_string_lossy()))
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        Ok(Repo { repo, prefix })
+    }
+
+    /// The commit `rev` names (`HEAD`, a branch, an id, ...).
+    pub fn resolve(&self, rev: &str) -> Result<Oid, GitError> {
+        let obj = ctx(self.repo.revparse_single(rev), || {
+            format!("cannot resolve `{rev}`")
+        })?;
+        let commit = ctx(obj.peel_to_commit(), || format!("`{rev}` is not a commit"))?;
+        Ok(commit.id())
+    }
+
+    /// The commit HEAD points at.
+    pub fn head(&self) -> Result<Oid, GitError> {
+        match self.repo.head() {
+            Ok(r) => ctx(r.peel_to_commit(), || "cannot read HEAD".into()).map(|c| c.id()),
+            Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => {
+                Err(GitError::NoCommits)
+            }
+            Err(source) => Err(GitError::Git {
+                what: "cannot read HEAD".into(),
+                source,
+            }),
+        }
+    }
+
+    /// Input files of the working tree that differ from HEAD (modified,
+    /// added, deleted or untracked; ignored files are not inputs a clone
+    /// would have either, but they are reported too, since a build reads
+    /// them).
+    pub fn dirty_inputs(&self) -> Result<Vec<String>, GitError> {
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(true)
+            .recurse_ignored_dirs(true)
+            .disable_pathspec_match(false);
+        for dir in INPUT_DIRS {
+            opts.pathspec(format!("{}{dir}/", self.prefix));
+        }
+        let statuses = ctx(self.repo.statuses(Some(&mut opts)), || {
+            "cannot read the status of the working tree".into()
+        })?;
+        let mut out: Vec<String> = statuses
+            .iter()
+            .filter(|s| s.status() != git2::Status::CURRENT)
+            .filter_map(|s| s.path().ok().map(str::to_string))
+            .filter(|p| {
+                let name = p.rsplit('/').next().unwrap_or(p);
+                !is_skipped_name(name)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The config root as it is in `commit`, as an input source.
+    pub fn inputs_at(&self, commit: Oid) -> Result<CommitTree, GitError> {
+        let c = ctx(self.repo.find_commit(commit), || {
+            format!("cannot read commit {commit}")
+        })?;
+        let tree = ctx(c.tree(), || format!("cannot read the tree of {commit}"))?;
+        let odb = ctx(self.repo.odb(), || "cannot open the object database".into())?;
+        // Every blob and link of the commit, by path from the repository's
+        // top: links may point anywhere inside the root.
+        let mut entries: BTreeMap<String, (Oid, u32)> = BTreeMap::new();
+        let mut dirs: BTreeSet<String> = BTreeSet::new();
+        ctx(
+            tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+                let path = format!("{dir}{}", entry.name().unwrap_or_default());
+                match entry.kind() {
+                    Some(ObjectType::Blob) => {
+                        entries.insert(path, (entry.id(), entry.filemode() as u32));
+                    }
+                    Some(ObjectType::Tree) => {
+                        dirs.insert(path);
+                    }
+                    _ => {}
+                }
+                TreeWalkResult::Ok
+            }),
+            || format!("cannot walk the tree of {commit}"),
+        )?;
+        let read_blob = |oid: Oid| -> Result<Vec<u8>, ReadError> {
+            let (size, _) = odb
+                .read_header(oid)
+                .map_err(|e| ReadError::Other(e.message().to_string()))?;
+            if size as u64 > MAX_INPUT_BYTES {
+                return Err(ReadError::TooLarge(size as u64));
+            }
+            odb.read(oid)
+                .map(|o| o.data().to_vec())
+                .map_err(|e| ReadError::Other(e.message().to_string()))
+        };
+        let mut files = BTreeMap::new();
+        for (path, (oid, mode)) in &entries {
+            let Some(rel) = path.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            if !INPUT_DIRS.iter().any(|d| rel.starts_with(&format!("{d}/"))) {
+                continue;
+            }
+            let content = if *mode == LINK_MODE {
+                follow_link(path, *oid, &self.prefix, &entries, &dirs, &read_blob)
+            } else {
+                read_blob(*oid)
+            };
+            files.insert(rel.to_string(), content);
+        }
+        let dirs = dirs
+            .iter()
+            .filter_map(|d| d.strip_prefix(&self.prefix))
+            .filter(|d| !d.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok(CommitTree {
+            commit,
+            files,
+            dirs,
+        })
+    }
+
+    /// The commit a branch points at, if the branch exists.
+    pub fn tip(&self, branch: &str) -> Result<Option<Oid>, GitError> {
+        match self.repo.find_reference(&format!("refs/heads/{branch}")) {
+            Ok(r) => Ok(r.target()),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(source) => Err(GitError::Git {
+                what: format!("cannot read branch `{branch}`"),
+                source,
+            }),
+        }
+    }
+
+    /// Branches whose names start with `prefix`, as (rest of the name, tip),
+    /// sorted. Nested names (`prefix/a/b`) are not site branches.
+    pub fn branches(&self, prefix: &str) -> Result<Vec<(String, Oid)>, GitError> {
+        let full = format!("refs/heads/{prefix}");
+        let refs = ctx(self.repo.references(), || "cannot list branches".into())?;
+        let mut out = Vec::new();
+        for r in refs {
+            let r = ctx(r, || "cannot list branches".into())?;
+            if let (Ok(name), Some(target)) = (r.name(), r.target())
+                && let Some(rest) = name.strip_prefix(&full)
+                && !rest.is_empty()
+                && !rest.contains('/')
+            {
+                out.push((rest.to_string(), target));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Read a commit's message, trailers, tree and parents.
+    pub fn commit_info(&self, id: Oid) -> Result<CommitInfo, GitError> {
+        let c = ctx(self.repo.find_commit(id), || {
+            format!("cannot read commit {id}")
+        })?;
+        let message = String::from_utf8_lossy(c.message_bytes()).into_owned();
+        let trailers = git2::message_trailers_strs(&message)
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(CommitInfo {
+            id,
+            tree: c.tree_id(),
+            parents: c.parent_ids().collect(),
+            message,
+            trailers,
+        })
+    }
+
+    /// Every file of a tree, by path (links as their target text).
+    pub fn tree_files(&self, tree: Oid) -> Result<BTreeMap<String, Vec<u8>>, GitError> {
+        let t = ctx(self.repo.find_tree(tree), || {
+            format!("cannot read tree {tree}")
+        })?;
+        let mut ids = Vec::new();
+        ctx(
+            t.walk(TreeWalkMode::PreOrder, |dir, entry| {
+                if entry.kind() == Some(ObjectType::Blob) {
+                    ids.push((
+                        format!("{dir}{}", entry.name().unwrap_or_default()),
+                        entry.id(),
+                    ));
+                }
+                TreeWalkResult::Ok
+            }),
+            || format!("cannot walk tree {tree}"),
+        )?;
+        let mut out = BTreeMap::new();
+        for (path, id) in ids {
+            let blob = ctx(self.repo.find_blob(id), || format!("cannot read `{path}`"))?;
+            out.insert(path, blob.content().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Write `files` as blobs and trees; returns the root tree.
+    pub fn write_tree(&self, files: &BTreeMap<String, Vec<u8>>) -> Result<Oid, GitError> {
+        #[derive(Default)]
+        struct Dir<'a> {
+            files: BTreeMap<&'a str, &'a [u8]>,
+            dirs: BTreeMap<&'a str, Dir<'a>>,
+        }
+        fn write(repo: &Repository, dir: &Dir<'_>) -> Result<Oid, git2::Error> {
+            let mut builder = repo.treebuilder(None)?;
+            for (name, bytes) in &dir.files {
+                builder.insert(name, repo.blob(bytes)?, FILE_MODE)?;
+            }
+            for (name, sub) in &dir.dirs {
+                builder.insert(name, write(repo, sub)?, 0o040_000)?;
+            }
+            builder.write()
+        }
+        let mut top = Dir::default();
+        for (path, bytes) in files {
+            let mut parts: Vec<&str> = path.split('/').collect();
+            let name = parts.pop().unwrap_or_default();
+            let mut dir = &mut top;
+            for p in parts {
+                dir = dir.dirs.entry(p).or_default();
+            }
+            dir.files.insert(name, bytes);
+        }
+        ctx(write(&self.repo, &top), || {
+            "cannot write the site tree".into()
+        })
+    }
+
+    /// Write a commit object (no branch moves). Author and committer,
+    /// names and times, are those of `identity`, the source commit, so the
+    /// same source gives the same commit id on any machine.
+    pub fn write_commit(
+        &self,
+        tree: Oid,
+        parent: Option<Oid>,
+        identity: Oid,
+        message: &str,
+    ) -> Result<Oid, GitError> {
+        let source = ctx(self.repo.find_commit(identity), || {
+            format!("cannot read commit {identity}")
+        })?;
+        let tree = ctx(self.repo.find_tree(tree), || {
+            format!("cannot read tree {tree}")
+        })?;
+        let parent = match parent {
+            Some(p) => Some(ctx(self.repo.find_commit(p), || {
+                format!("cannot read commit {p}")
+            })?),
+            None => None,
+        };
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        ctx(
+            self.repo.commit(
+                None,
+                &source.author(),
+                &source.committer(),
+                message,
+                &tree,
+                &parents,
+            ),
+            || "cannot write the commit".into(),
+        )
+    }
+
+    /// Move every branch of `updates` at once, each only if it still points
+    /// where it did when the command read it. All refs are locked first; if
+    /// one moved or is locked, none is written.
+    pub fn update_branches(&self, updates: &[RefUpdate], reason: &str) -> Result<(), GitError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let sig = self
+            .repo
+            .signature()
+            .or_else(|_| Signature::now("dify-cfg", "dify-cfg@localhost"));
+        let sig = ctx(sig, || "cannot make a reflog signature".into())?;
+        let mut tx = ctx(self.repo.transaction(), || {
+            "cannot start a ref transaction".into()
+        })?;
+        for u in updates {
+            let name = format!("refs/heads/{}", u.branch);
+            if let Err(e) = tx.lock_ref(&name) {
+                return Err(if e.code() == ErrorCode::Locked {
+                    GitError::Locked {
+                        branch: u.branch.clone(),
+                    }
+                } else {
+                    GitError::Git {
+                        what: format!("cannot lock branch `{}`", u.branch),
+                        source: e,
+                    }
+                });
+            }
+        }
+        // Locked: nobody else can move them now. Check nobody did since
+        // they were read.
+        for u in updates {
+            let now = self.tip(&u.branch)?;
+            if now != u.old {
+                let show = |o: Option<Oid>| o.map_or("no branch".to_string(), short);
+                return Err(GitError::Moved {
+                    branch: u.branch.clone(),
+                    expected: show(u.old),
+                    found: show(now),
+                });
+            }
+        }
+        for u in updates {
+            let name = format!("refs/heads/{}", u.branch);
+            ctx(tx.set_target(&name, u.new, Some(&sig), reason), || {
+                format!("cannot update branch `{}`", u.branch)
+            })?;
+        }
+        ctx(tx.commit(), || "cannot write the branches".into())
+    }
+}
+
+/// Follow a link stored in a commit (its blob holds the target path), as
+/// the working-tree loader follows links on disk: only while it stays
+/// inside the config root.
+fn follow_link(
+    path: &str,
+    oid: Oid,
+    prefix: &str,
+    entries: &BTreeMap<String, (Oid, u32)>,
+    dirs: &BTreeSet<String>,
+    read_blob: &dyn Fn(Oid) -> Result<Vec<u8>, ReadError>,
+) -> Result<Vec<u8>, ReadError> {
+    let (mut path, mut oid) = (path.to_string(), oid);
+    for _ in 0..MAX_LINK_HOPS {
+        let target = String::from_utf8(read_blob(oid)?)
+            .map_err(|_| ReadError::Other("the link's target is not UTF-8".into()))?;
+        if target.starts_with('/') {
+            return Err(ReadError::OutsideRoot);
+        }
+        let mut parts: Vec<&str> = path.split('/').collect();
+        parts.pop();
+        for comp in target.split('/') {
+            match comp {
+                "" | "." => {}
+                ".." => {
+                    if parts.pop().is_none() {
+                        return Err(ReadError::OutsideRoot);
+                    }
+                }
+                c => parts.push(c),
+            }
+        }
+        let resolved = parts.join("/");
+        if !resolved.starts_with(prefix) {
+            return Err(ReadError::OutsideRoot);
+        }
+        match entries.get(&resolved) {
+            Some((next, mode)) if *mode == LINK_MODE => (path, oid) = (resolved, *next),
+            Some((next, _)) => return read_blob(*next),
+            None if dirs.contains(&resolved) => return Err(ReadError::NotAFile),
+            None => {
+                return Err(ReadError::Other(format!(
+                    "the link leads to `{target}`, which does not exist"
+                )));
+            }
+        }
+    }
+    Err(ReadError::Other("too many links in a row".into()))
+}
+
+/// The config root as a commit has it: what `audit` recompiles.
+pub struct CommitTree {
+    pub commit: Oid,
+    files: BTreeMap<String, Result<Vec<u8>, ReadError>>,
+    dirs: BTreeSet<String>,
+}
+
+impl InputSource for CommitTree {
+    fn describe(&self) -> String {
+        format!("commit {}", short(self.commit))
+    }
+
+    fn has_dir(&self, dir: &str) -> bool {
+        self.dirs.contains(dir)
+    }
+
+    fn files(&self, dir: &str) -> Result<Vec<String>, String> {
+        let mut out: Vec<String> = self
+            .files
+            .keys()
+            .filter(|p| p.starts_with(&format!("{dir}/")))
+            .filter(|p| !is_skipped_name(p.rsplit('/').next().unwrap_or(p)))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| path_order(a, b));
+        Ok(out)
+    }
+
+    fn read(&self, rel: &str) -> Result<Vec<u8>, ReadError> {
+        self.files
+            .get(rel)
+            .cloned()
+            .unwrap_or_else(|| Err(ReadError::Other("no such file in the commit".into())))
+    }
+}

@@ -1,0 +1,1052 @@
+//! The GitOps commands: `commit` (site trees onto site branches, or onto
+//! rollout branches with a pull-request body), `diff` (a fresh render
+//! against each site branch) and `audit` (recompile each branch's source
+//! commit from git objects and compare). Git access goes through
+//! [`crate::git`]; rendering through [`crate::build`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use git2::Oid;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::build::render_each;
+use crate::changes::{ChangeKind, Files, Summary, summarize};
+use crate::cli::{AuditArgs, CommitArgs, DiffArgs, Format, Output};
+use crate::diagnostic::Diagnostics;
+use crate::emit::{COMPILER_NAME, COMPILER_VERSION, OutDir, SiteTree};
+use crate::git::{CommitInfo, GitError, RefUpdate, Repo, short};
+use crate::load::{Inputs, load_from};
+use crate::pipeline::{analyze, read_inputs, select};
+use crate::validate::ValidSite;
+
+/// Where rollout pull-request bodies go, under the out directory.
+pub const ROLLOUT_DIR: &str = "_rollout";
+/// The default prefix of site branches.
+pub const DEFAULT_BRANCH_PREFIX: &str = "sites/";
+
+/// The trailer every dify-cfg commit carries: `Compiler: dify-cfg <version>`.
+const COMPILER_TRAILER: &str = "Compiler";
+
+fn compiler_id() -> String {
+    format!("{COMPILER_NAME} {COMPILER_VERSION}")
+}
+
+/// Whether a commit was made by dify-cfg (any version).
+pub fn made_by_dify_cfg(info: &CommitInfo) -> bool {
+    info.trailer(COMPILER_TRAILER)
+        .is_some_and(|v| v.split(' ').next() == Some(COMPILER_NAME))
+}
+
+/// The dify-cfg commit a branch tip stands for: the tip itself, or, when a
+/// pull request was merged with a merge commit, the merged dify-cfg commit
+/// whose tree the merge kept. `None`: someone else made the tip.
+pub fn managed_commit(repo: &Repo, tip: Oid) -> Result<(CommitInfo, Option<CommitInfo>), GitError> {
+    let info = repo.commit_info(tip)?;
+    if made_by_dify_cfg(&info) {
+        return Ok((info.clone(), Some(info)));
+    }
+    for p in info.parents.iter().skip(1) {
+        let merged = repo.commit_info(*p)?;
+        if made_by_dify_cfg(&merged) && merged.tree == info.tree {
+            return Ok((info, Some(merged)));
+        }
+    }
+    Ok((info, None))
+}
+
+/// The branch a site's reviewed tree lives on.
+pub fn site_branch(prefix: Option<&str>, v: &ValidSite) -> String {
+    format!(
+        "{}{}",
+        prefix.unwrap_or(&v.site.gitops.branch_prefix),
+        v.site.name
+    )
+}
+
+/// A failure of a GitOps command: already explained, exit 2.
+#[derive(Debug)]
+pub struct Failed(pub String);
+
+impl From<GitError> for Failed {
+    fn from(e: GitError) -> Self {
+        Failed(e.to_string())
+    }
+}
+
+/// The fleet compiled from one source: the inputs and their valid sites.
+pub struct Compiled {
+    pub inputs: Inputs,
+    pub sites: Vec<ValidSite>,
+    pub diagnostics: Diagnostics,
+}
+
+impl Compiled {
+    pub fn from_inputs(inputs: Inputs, diags: Diagnostics) -> Compiled {
+        let (sites, diagnostics) = {
+            let a = analyze(&inputs, diags);
+            (a.sites, a.diagnostics)
+        };
+        Compiled {
+            inputs,
+            sites,
+            diagnostics,
+        }
+    }
+
+    /// The inputs of a commit, from git objects.
+    pub fn at_commit(repo: &Repo, commit: Oid) -> Result<Compiled, GitError> {
+        let tree = repo.inputs_at(commit)?;
+        let mut diags = Diagnostics::new();
+        let inputs = load_from(&tree, &mut diags);
+        Ok(Compiled::from_inputs(inputs, diags))
+    }
+
+    /// Render the named sites; each gets its files or the reason it has none.
+    pub fn render(&self, names: &[&str]) -> BTreeMap<String, Result<Files, String>> {
+        let mut out = BTreeMap::new();
+        let mut chosen = Vec::new();
+        for name in names {
+            match self.sites.iter().find(|s| s.site.name == *name) {
+                Some(v) => chosen.push(v),
+                None => {
+                    let why = if self.diagnostics.has_errors() {
+                        format!(
+                            "the sources have errors ({} diagnostics), site `{name}` does not compile",
+                            self.diagnostics.error_count()
+                        )
+                    } else {
+                        format!("the sources have no site `{name}`")
+                    };
+                    out.insert((*name).to_string(), Err(why));
+                }
+            }
+        }
+        match render_each(&self.inputs, &chosen) {
+            Ok(results) => {
+                for (v, r) in chosen.iter().zip(results) {
+                    out.insert(
+                        v.site.name.clone(),
+                        r.map(|t| t.files).map_err(|d| {
+                            format!("rendering fails ({} diagnostics)", d.error_count())
+                        }),
+                    );
+                }
+            }
+            Err(_) => {
+                for v in chosen {
+                    out.insert(
+                        v.site.name.clone(),
+                        Err("the templates do not compile".into()),
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// commit
+
+/// What `commit` does for one site.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SiteCommit {
+    pub site: String,
+    pub wave: u32,
+    /// The branch written: `sites/<site>`, or `rollout/<site>` with `--pr`.
+    pub branch: String,
+    /// With `--pr`: the site branch the pull request goes into.
+    pub base: Option<String>,
+    #[serde(skip)]
+    pub old_tip: Option<Oid>,
+    /// The new commit, when there is one.
+    #[serde(serialize_with = "ser_oid")]
+    pub commit: Option<Oid>,
+    pub subject: String,
+    #[serde(skip)]
+    pub message: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// With `--pr`: the pull request's title and markdown body.
+    #[serde(skip)]
+    pub pr: Option<(String, String)>,
+    /// `--pr`: the path of the body file, relative to the out directory.
+    pub pr_body_file: Option<String>,
+}
+
+impl SiteCommit {
+    /// Whether the branch moves (or, in a dry run, would move).
+    pub fn changed(&self) -> bool {
+        !self.summary.is_empty() && (self.commit.is_none() || self.commit != self.old_tip)
+    }
+}
+
+fn ser_oid<S: serde::Serializer>(o: &Option<Oid>, s: S) -> Result<S::Ok, S::Error> {
+    match o {
+        Some(o) => s.serialize_str(&o.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Everything `commit` will write: the objects are already in the
+/// repository (harmless until a branch points at them); the branch
+/// updates are applied by [`publish`], all or none.
+pub struct Prepared {
+    pub sites: Vec<SiteCommit>,
+    pub updates: Vec<RefUpdate>,
+}
+
+/// How to commit.
+#[derive(Debug, Clone, Default)]
+pub struct CommitPlan<'a> {
+    /// Overrides each site's `gitops.branch-prefix`.
+    pub branch_prefix: Option<&'a str>,
+    /// `Some(prefix)`: commit to `<prefix><site>` on top of the site branch.
+    pub rollout_prefix: Option<&'a str>,
+    /// Write to branches whose tips dify-cfg did not make.
+    pub force: bool,
+    /// Write no objects (the plan is computed from object ids alone).
+    pub dry_run: bool,
+    /// The source commit was dirty: say so in a trailer.
+    pub dirty: bool,
+}
+
+/// Work out each site's commit and write its objects (not with `dry_run`).
+pub fn prepare(
+    repo: &Repo,
+    source: Oid,
+    sites: &[(&ValidSite, SiteTree)],
+    plan: &CommitPlan<'_>,
+) -> Result<Prepared, Failed> {
+    let mut out = Prepared {
+        sites: Vec::new(),
+        updates: Vec::new(),
+    };
+    let mut refused = Vec::new();
+    for (v, tree) in sites {
+        if let Some(p) = plan.branch_prefix
+            && p != v.site.gitops.branch_prefix
+            && !plan.force
+        {
+            refused.push(format!(
+                "site `{}` pulls `{}{}` (its gitops.branch-prefix), not `{p}{}`: the site would never see this commit; change gitops.branch-prefix, or pass --force",
+                v.site.name, v.site.gitops.branch_prefix, v.site.name, v.site.name
+            ));
+            continue;
+        }
+        let site_branch = site_branch(plan.branch_prefix, v);
+        let (branch, base) = match plan.rollout_prefix {
+            Some(p) => (format!("{p}{}", v.site.name), Some(site_branch.clone())),
+            None => (site_branch.clone(), None),
+        };
+        for b in std::iter::once(&branch).chain(base.iter()) {
+            if !git2::Reference::is_valid_name(&format!("refs/heads/{b}")) {
+                return Err(Failed(format!("`{b}` is not a valid branch name")));
+            }
+        }
+        let old_tip = repo.tip(&branch)?;
+        if let Some(tip) = old_tip
+            && !plan.force
+        {
+            let (info, managed) = managed_commit(repo, tip)?;
+            if managed.is_none() {
+                refused.push(format!(
+                    "branch `{branch}` ends in {} (\"{}\"), which dify-cfg did not make; pass --force to commit on top of it",
+                    short(tip),
+                    info.subject()
+                ));
+                continue;
+            }
+        }
+        // The commit's parent and the tree it is compared with.
+        let (parent, parent_files) = match &base {
+            None => (old_tip, tip_files(repo, old_tip)?),
+            Some(base_branch) => {
+                let base_tip = repo.tip(base_branch)?;
+                let parent = match base_tip {
+                    Some(t) => Some(t),
+                    // A dry run writes no commit, so it needs no parent.
+                    None if plan.dry_run => None,
+                    None => {
+                        // A new site: its branch starts empty so that the
+                        // first render, too, arrives as a pull request.
+                        let empty = {
+                            let tree = repo.write_tree(&BTreeMap::new())?;
+                            let message = format!(
+                                "{}: start the site branch\n\nAn empty tree: the site's first render arrives as a pull request\ninto this branch.\n\n{COMPILER_TRAILER}: {}\n",
+                                v.site.name,
+                                compiler_id()
+                            );
+                            let id = repo.write_commit(tree, None, source, &message)?;
+                            out.updates.push(RefUpdate {
+                                branch: base_branch.clone(),
+                                old: None,
+                                new: id,
+                            });
+                            id
+                        };
+                        Some(empty)
+                    }
+                };
+                (parent, tip_files(repo, base_tip)?)
+            }
+        };
+        let summary = summarize(&parent_files, &tree.files);
+        let first = parent_files.is_empty();
+        let subject = format!("{}: {}", v.site.name, summary.headline(first));
+        let mut entry = SiteCommit {
+            site: v.site.name.clone(),
+            wave: v.site.wave,
+            branch: branch.clone(),
+            base: base.clone(),
+            old_tip,
+            commit: None,
+            subject: subject.clone(),
+            message: String::new(),
+            summary,
+            pr: None,
+            pr_body_file: None,
+        };
+        if entry.summary.is_empty() {
+            // Nothing to commit; a rollout branch that still proposes an
+            // older tree is left for its pull request to be closed.
+            out.sites.push(entry);
+            continue;
+        }
+        let digests = manifest_digests(&tree.files);
+        entry.message = commit_message(&subject, &entry.summary, source, &digests, plan.dirty);
+        if base.is_some() {
+            entry.pr = Some((subject.clone(), pr_body(v, &entry, source, &digests)));
+            entry.pr_body_file = Some(format!("{ROLLOUT_DIR}/{}.md", v.site.name));
+        }
+        if !plan.dry_run {
+            let tree_id = repo.write_tree(&tree.files)?;
+            let id = repo.write_commit(tree_id, parent, source, &entry.message)?;
+            entry.commit = Some(id);
+            if old_tip != Some(id) {
+                out.updates.push(RefUpdate {
+                    branch,
+                    old: old_tip,
+                    new: id,
+                });
+            }
+        }
+        out.sites.push(entry);
+    }
+    if !refused.is_empty() {
+        return Err(Failed(refused.join("\n")));
+    }
+    Ok(out)
+}
+
+/// Move the branches: all of them, or (if one moved meanwhile) none.
+pub fn publish(repo: &Repo, prepared: &Prepared) -> Result<(), GitError> {
+    repo.update_branches(&prepared.updates, "dify-cfg commit")
+}
+
+fn tip_files(repo: &Repo, tip: Option<Oid>) -> Result<Files, GitError> {
+    match tip {
+        Some(t) => {
+            let info = repo.commit_info(t)?;
+            repo.tree_files(info.tree)
+        }
+        None => Ok(Files::new()),
+    }
+}
+
+/// `input-digest` and `output-digest` of a rendered `manifest.json`.
+fn manifest_digests(files: &Files) -> (String, String) {
+    let m: serde_json::Value = files
+        .get("manifest.json")
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    let get = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+    (get("input-digest"), get("output-digest"))
+}
+
+fn commit_message(
+    subject: &str,
+    summary: &Summary,
+    source: Oid,
+    (input, output): &(String, String),
+    dirty: bool,
+) -> String {
+    let mut m = format!("{subject}\n\nChanged files:\n");
+    for line in summary.file_lines() {
+        m.push_str(&format!("  {line}\n"));
+    }
+    m.push_str("\nRisk flags:");
+    if summary.risks.is_empty() {
+        m.push_str(" none (no ports, images, memory limits or firewall rules change)\n");
+    } else {
+        m.push('\n');
+        for r in &summary.risks {
+            m.push_str(&format!("  - {r}\n"));
+        }
+    }
+    m.push_str(&format!(
+        "\nSource-Commit: {source}\nInput-Digest: {input}\nOutput-Digest: {output}\n{COMPILER_TRAILER}: {}\n",
+        compiler_id()
+    ));
+    if dirty {
+        m.push_str("Source-Dirty: true\n");
+    }
+    m
+}
+
+/// Markdown that cannot be mistaken for markup: code spans can hold
+/// anything but backticks and line breaks.
+fn md_code(s: &str) -> String {
+    format!("`{}`", s.replace(['`', '\n', '\r'], " "))
+}
+
+fn md_text(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\`*_[]<>|".contains(c) {
+            out.push('\\');
+        }
+        if c == '\n' || c == '\r' {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn pr_body(
+    v: &ValidSite,
+    entry: &SiteCommit,
+    source: Oid,
+    (input, output): &(String, String),
+) -> String {
+    let base = entry.base.as_deref().unwrap_or_default();
+    let mut b = format!("# {}\n\n", md_text(&entry.subject));
+    b.push_str(&format!(
+        "Rollout of site {} (wave {}, profiles {}, Dify {}), compiled by {} from source commit {}.\n\
+         Merging this pull request into {} is the approval: the site applies that branch and nothing else.\n\n",
+        md_code(&v.site.name),
+        v.site.wave,
+        md_code(&v.site.profile_chain.join(" <- ")),
+        md_code(&v.site.dify_version),
+        compiler_id(),
+        md_code(&source.to_string()),
+        md_code(base),
+    ));
+    b.push_str("## Risk flags\n\n");
+    if entry.summary.risks.is_empty() {
+        b.push_str("None: no port, image, memory limit or firewall rule changes.\n\n");
+    } else {
+        for r in &entry.summary.risks {
+            b.push_str(&format!("- **{}**: {}\n", r.label(), md_code(&r.detail())));
+        }
+        b.push('\n');
+    }
+    b.push_str(
+        "## Files\n\n| File | Change | Lines added | Lines removed |\n|---|---|---:|---:|\n",
+    );
+    for f in &entry.summary.files {
+        let kind = match f.kind {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Modified => "modified",
+        };
+        b.push_str(&format!(
+            "| {} | {kind} | {} | {} |\n",
+            md_code(&f.path),
+            f.lines_added,
+            f.lines_removed
+        ));
+    }
+    b.push_str(&format!(
+        "\n## Audit\n\n| Trailer | Value |\n|---|---|\n| Source-Commit | {} |\n| Input-Digest | {} |\n| Output-Digest | {} |\n| Compiler | {} |\n\n\
+         Check that this branch is exactly what the sources produce:\n\n\
+         ```sh\ndify-cfg audit --site {} --branch-prefix {}\n```\n",
+        md_code(&source.to_string()),
+        md_code(input),
+        md_code(output),
+        md_code(&compiler_id()),
+        v.site.name,
+        entry.branch.trim_end_matches(&v.site.name),
+    ));
+    b
+}
+
+pub fn commit(root: &Path, args: &CommitArgs, out: &Output) -> i32 {
+    match commit_inner(root, args, out) {
+        Ok(code) => code,
+        Err(Failed(msg)) => {
+            out.error(&msg);
+            2
+        }
+    }
+}
+
+fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Failed> {
+    let repo = Repo::discover(root)?;
+    let head = repo.head()?;
+    let dirty = repo.dirty_inputs()?;
+    if !dirty.is_empty() && !args.allow_dirty {
+        let mut list: Vec<String> = dirty.iter().take(10).map(|p| format!("  {p}")).collect();
+        if dirty.len() > 10 {
+            list.push(format!("  ... and {} more", dirty.len() - 10));
+        }
+        return Err(Failed(format!(
+            "the config repository has uncommitted input files:\n{}\ncommit them first (an audit needs the source commit), or pass --allow-dirty",
+            list.join("\n")
+        )));
+    }
+    // Clean: compile exactly what HEAD holds, as `audit` will. Dirty and
+    // allowed: what the working tree holds.
+    let compiled = if dirty.is_empty() {
+        Compiled::at_commit(&repo, head)?
+    } else {
+        let (inputs, diags) = read_inputs(root);
+        Compiled::from_inputs(inputs, diags)
+    };
+    out.diagnostics(&compiled.diagnostics, &compiled.inputs);
+    if compiled.diagnostics.has_errors() {
+        return Ok(2);
+    }
+    let profiles: Vec<&str> = compiled
+        .inputs
+        .profiles
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let chosen = select(
+        &compiled.sites,
+        args.profile.as_deref(),
+        &args.sites,
+        args.wave,
+        &profiles,
+    )
+    .map_err(|e| Failed(e.0))?;
+    let trees = match crate::build::render_all(&compiled.inputs, &chosen) {
+        Ok(t) => t,
+        Err(d) => {
+            out.diagnostics(&d, &compiled.inputs);
+            return Ok(2);
+        }
+    };
+    let pairs: Vec<(&ValidSite, SiteTree)> = chosen.iter().copied().zip(trees).collect();
+    let plan = CommitPlan {
+        branch_prefix: args.branch_prefix.as_deref(),
+        rollout_prefix: args.pr.then_some(args.rollout_prefix.as_str()),
+        force: args.force,
+        dry_run: args.dry_run,
+        dirty: !dirty.is_empty(),
+    };
+    let prepared = prepare(&repo, head, &pairs, &plan)?;
+    if !args.dry_run {
+        publish(&repo, &prepared)?;
+        if args.pr {
+            write_pr_files(root, args, &prepared)?;
+        }
+    }
+    report_commits(&prepared, head, args, out);
+    Ok(0)
+}
+
+/// `out/_rollout/<site>.md` (title line, then body) and `<site>.title`.
+fn write_pr_files(root: &Path, args: &CommitArgs, prepared: &Prepared) -> Result<(), Failed> {
+    let out_dir = args.out.clone().unwrap_or_else(|| root.join("out"));
+    let dir = OutDir::open(&out_dir, root).map_err(|e| Failed(e.to_string()))?;
+    for s in &prepared.sites {
+        if let Some((title, body)) = &s.pr {
+            dir.write_file(&format!("{ROLLOUT_DIR}/{}.md", s.site), body.as_bytes())
+                .and_then(|_| {
+                    dir.write_file(
+                        &format!("{ROLLOUT_DIR}/{}.title", s.site),
+                        format!("{title}\n").as_bytes(),
+                    )
+                })
+                .map_err(|e| Failed(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+fn report_commits(prepared: &Prepared, head: Oid, args: &CommitArgs, out: &Output) {
+    match out.format {
+        Format::Text => {
+            for s in &prepared.sites {
+                let what = if s.summary.is_empty() {
+                    "unchanged".to_string()
+                } else if args.dry_run {
+                    format!("would commit: {}", s.subject)
+                } else if s.changed() {
+                    let id = s.commit.map(short).unwrap_or_default();
+                    format!("{id} {}", s.subject)
+                } else {
+                    "unchanged (already proposed)".to_string()
+                };
+                println!("{}: {what}", s.branch);
+                if args.dry_run && !s.summary.is_empty() {
+                    for line in s.summary.file_lines() {
+                        println!("    {line}");
+                    }
+                    for r in &s.summary.risks {
+                        println!("    ! {r}");
+                    }
+                }
+            }
+            let changed = prepared.sites.iter().filter(|s| s.changed()).count();
+            eprintln!(
+                "{} {changed} of {} site branch{} from source commit {}",
+                if args.dry_run {
+                    "would update"
+                } else {
+                    "updated"
+                },
+                prepared.sites.len(),
+                if prepared.sites.len() == 1 { "" } else { "es" },
+                short(head)
+            );
+        }
+        Format::Json => out.json(&json!({
+            "source-commit": head.to_string(),
+            "dry-run": args.dry_run,
+            "sites": prepared.sites,
+        })),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// diff
+
+pub fn diff(root: &Path, args: &DiffArgs, out: &Output) -> i32 {
+    match diff_inner(root, args, out) {
+        Ok(code) => code,
+        Err(Failed(msg)) => {
+            out.error(&msg);
+            2
+        }
+    }
+}
+
+fn diff_inner(root: &Path, args: &DiffArgs, out: &Output) -> Result<i32, Failed> {
+    let repo = Repo::discover(root)?;
+    let (inputs, diags) = read_inputs(root);
+    let compiled = Compiled::from_inputs(inputs, diags);
+    out.diagnostics(&compiled.diagnostics, &compiled.inputs);
+    if compiled.diagnostics.has_errors() {
+        return Ok(2);
+    }
+    let profiles: Vec<&str> = compiled
+        .inputs
+        .profiles
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let chosen = select(
+        &compiled.sites,
+        args.profile.as_deref(),
+        &args.sites,
+        args.wave,
+        &profiles,
+    )
+    .map_err(|e| Failed(e.0))?;
+    let trees = match crate::build::render_all(&compiled.inputs, &chosen) {
+        Ok(t) => t,
+        Err(d) => {
+            out.diagnostics(&d, &compiled.inputs);
+            return Ok(2);
+        }
+    };
+    let color = out.format == Format::Text
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut text = String::new();
+    let mut report = Vec::new();
+    let mut differs = false;
+    for (v, tree) in chosen.iter().zip(&trees) {
+        let branch = site_branch(args.branch_prefix.as_deref(), v);
+        let tip = repo.tip(&branch)?;
+        let old = tip_files(&repo, tip)?;
+        let summary = summarize(&old, &tree.files);
+        differs |= !summary.is_empty();
+        if out.format == Format::Text {
+            site_diff_text(
+                &mut text, v, &branch, tip, &old, tree, &summary, args.stat, color,
+            );
+        }
+        report.push(json!({
+            "site": v.site.name,
+            "branch": branch,
+            "tip": tip.map(|t| t.to_string()),
+            "differs": !summary.is_empty(),
+            "files": summary.files,
+            "risks": summary.risks,
+        }));
+    }
+    match out.format {
+        Format::Text => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+        }
+        Format::Json => out.json(&json!({ "sites": report, "differs": differs })),
+    }
+    Ok(if args.exit_code && differs { 1 } else { 0 })
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn site_diff_text(
+    text: &mut String,
+    v: &ValidSite,
+    branch: &str,
+    tip: Option<Oid>,
+    old: &Files,
+    tree: &SiteTree,
+    summary: &Summary,
+    stat: bool,
+    color: bool,
+) {
+    let paint = Paint(color);
+    let name = &v.site.name;
+    let against = tip.map_or_else(
+        || format!("{branch} (no branch yet)"),
+        |t| format!("{branch} @ {}", short(t)),
+    );
+    if summary.is_empty() {
+        text.push_str(&format!("{name}: up to date with {against}\n"));
+        return;
+    }
+    text.push_str(&paint.wrap(
+        "1",
+        &format!(
+            "{name}: {} file{} differ from {against}\n",
+            summary.files.len(),
+            if summary.files.len() == 1 { "" } else { "s" }
+        ),
+    ));
+    for r in &summary.risks {
+        text.push_str(&format!("  {} {r}\n", paint.wrap("33", "!")));
+    }
+    if stat {
+        let width = summary
+            .files
+            .iter()
+            .map(|f| f.path.len())
+            .max()
+            .unwrap_or(0);
+        for f in &summary.files {
+            text.push_str(&format!(
+                "  {:width$} | {:>5} {}{}\n",
+                f.path,
+                f.lines_added + f.lines_removed,
+                paint.wrap("32", &"+".repeat(f.lines_added.min(40))),
+                paint.wrap("31", &"-".repeat(f.lines_removed.min(40))),
+            ));
+        }
+        return;
+    }
+    for f in &summary.files {
+        let a = old
+            .get(&f.path)
+            .map(|b| String::from_utf8_lossy(b))
+            .unwrap_or_default();
+        let b = tree
+            .files
+            .get(&f.path)
+            .map(|b| String::from_utf8_lossy(b))
+            .unwrap_or_default();
+        let from = if f.kind == ChangeKind::Added {
+            "/dev/null".to_string()
+        } else {
+            format!("a/{name}/{}", f.path)
+        };
+        let to = if f.kind == ChangeKind::Removed {
+            "/dev/null".to_string()
+        } else {
+            format!("b/{name}/{}", f.path)
+        };
+        let diff = similar::TextDiff::from_lines(a.as_ref(), b.as_ref());
+        let unified = diff
+            .unified_diff()
+            .context_radius(3)
+            .header(&from, &to)
+            .to_string();
+        for line in unified.lines() {
+            let painted = if line.starts_with("+++") || line.starts_with("---") {
+                paint.wrap("1", line)
+            } else if line.starts_with('+') {
+                paint.wrap("32", line)
+            } else if line.starts_with('-') {
+                paint.wrap("31", line)
+            } else if line.starts_with("@@") {
+                paint.wrap("36", line)
+            } else {
+                line.to_string()
+            };
+            text.push_str(&painted);
+            text.push('\n');
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// audit
+
+/// An audit verdict for one site branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The branch is exactly what its source commit compiles to, and what
+    /// the sources at the audited revision compile to.
+    Reproducible,
+    /// The branch differs from what its source commit compiles to: files
+    /// were edited on the branch (or the source cannot be compiled).
+    Drift,
+    /// The branch reproduces its source, but the sources at the audited
+    /// revision would render something else.
+    Stale,
+    /// The branch's tip was not made by dify-cfg.
+    Unmanaged,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Reproducible => "reproducible",
+            Verdict::Drift => "drift",
+            Verdict::Stale => "stale",
+            Verdict::Unmanaged => "unmanaged",
+        }
+    }
+}
+
+/// The audit of one branch.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AuditEntry {
+    pub site: String,
+    pub branch: String,
+    pub tip: String,
+    pub verdict: Verdict,
+    pub source_commit: Option<String>,
+    pub compiler: Option<String>,
+    /// Files whose bytes differ from a recompile of the source commit.
+    pub drifted: Vec<String>,
+    /// Files the sources at the audited revision would change.
+    pub stale: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Audit every branch `<prefix><site>` (or the named sites') against the
+/// sources at `rev`. Sources are compiled once per distinct commit.
+pub fn audit_branches(
+    repo: &Repo,
+    prefix: &str,
+    sites: &[String],
+    rev: &str,
+) -> Result<Vec<AuditEntry>, Failed> {
+    let rev_id = repo.resolve(rev)?;
+    let mut branches = repo.branches(prefix)?;
+    if !sites.is_empty() {
+        for s in sites {
+            if !branches.iter().any(|(name, _)| name == s) {
+                return Err(Failed(format!("there is no branch `{prefix}{s}`")));
+            }
+        }
+        branches.retain(|(name, _)| sites.contains(name));
+    }
+    // Read every tip, then group the work by source commit.
+    let mut entries = Vec::new();
+    let mut tips: Vec<(CommitInfo, Files)> = Vec::new();
+    let mut by_source: BTreeMap<Oid, Vec<String>> = BTreeMap::new();
+    for (site, tip) in &branches {
+        let (tip_info, managed) = managed_commit(repo, *tip)?;
+        let info = managed.clone().unwrap_or_else(|| tip_info.clone());
+        let files = repo.tree_files(info.tree)?;
+        let mut e = AuditEntry {
+            site: site.clone(),
+            branch: format!("{prefix}{site}"),
+            tip: tip.to_string(),
+            verdict: Verdict::Reproducible,
+            source_commit: info.trailer("Source-Commit").map(str::to_string),
+            compiler: info.trailer(COMPILER_TRAILER).map(str::to_string),
+            drifted: Vec::new(),
+            stale: Vec::new(),
+            notes: Vec::new(),
+        };
+        if managed.is_none() {
+            e.verdict = Verdict::Unmanaged;
+            e.notes.push(format!(
+                "tip \"{}\" has no `Compiler: dify-cfg` trailer",
+                tip_info.subject()
+            ));
+        } else if let Some(src) = &e.source_commit {
+            match Oid::from_str(src)
+                .ok()
+                .and_then(|o| repo.resolve(&o.to_string()).ok())
+            {
+                Some(o) => by_source.entry(o).or_default().push(site.clone()),
+                None => e.notes.push(format!(
+                    "source commit {src} is not in this repository (fetch it?)"
+                )),
+            }
+        }
+        if tip_info.id != info.id {
+            e.notes.push(format!(
+                "merge {} of dify-cfg commit {}",
+                short(tip_info.id),
+                short(info.id)
+            ));
+        }
+        entries.push(e);
+        tips.push((info, files));
+    }
+    by_source.entry(rev_id).or_default();
+    let audited: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.verdict != Verdict::Unmanaged)
+        .map(|e| e.site.as_str())
+        .collect();
+    let mut renders: HashMap<Oid, BTreeMap<String, Result<Files, String>>> = HashMap::new();
+    for (commit, names) in &by_source {
+        let compiled = Compiled::at_commit(repo, *commit)?;
+        let mut wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+        if *commit == rev_id {
+            wanted.extend(audited.iter().copied());
+            wanted.sort_unstable();
+            wanted.dedup();
+        }
+        renders.insert(*commit, compiled.render(&wanted));
+    }
+    let current = &renders[&rev_id];
+    for (e, (_, files)) in entries.iter_mut().zip(&tips) {
+        if e.verdict == Verdict::Unmanaged {
+            continue;
+        }
+        let ours = COMPILER_NAME.to_string() + " " + COMPILER_VERSION;
+        if e.compiler.as_deref() != Some(ours.as_str()) {
+            e.notes.push(format!(
+                "made by {}, this is {ours}: differences may come from the compiler",
+                e.compiler.as_deref().unwrap_or("?")
+            ));
+        }
+        // Drift: the branch against a recompile of its own source.
+        let source = e
+            .source_commit
+            .as_deref()
+            .and_then(|s| Oid::from_str(s).ok())
+            .and_then(|o| renders.get(&o));
+        match (e.source_commit.is_some(), source) {
+            (false, _) => e
+                .notes
+                .push("no Source-Commit trailer (an empty start of a site branch)".into()),
+            (true, None) => e.verdict = Verdict::Drift,
+            (true, Some(r)) => match r.get(&e.site) {
+                Some(Ok(expected)) => {
+                    e.drifted = crate::changes::file_changes(expected, files)
+                        .into_iter()
+                        .map(|f| f.path)
+                        .collect();
+                    if !e.drifted.is_empty() {
+                        e.verdict = Verdict::Drift;
+                    }
+                }
+                Some(Err(why)) => {
+                    e.verdict = Verdict::Drift;
+                    e.notes
+                        .push(format!("cannot recompile the source commit: {why}"));
+                }
+                None => e.verdict = Verdict::Drift,
+            },
+        }
+        // Stale: the branch against what the audited revision renders.
+        match current.get(&e.site) {
+            Some(Ok(now)) => {
+                e.stale = crate::changes::file_changes(files, now)
+                    .into_iter()
+                    .map(|f| f.path)
+                    .collect();
+            }
+            Some(Err(why)) => e.notes.push(format!("at {rev}: {why}")),
+            None => {}
+        }
+        if e.verdict == Verdict::Reproducible && (!e.stale.is_empty() || e.source_commit.is_none())
+        {
+            e.verdict = Verdict::Stale;
+        }
+    }
+    Ok(entries)
+}
+
+pub fn audit(root: &Path, args: &AuditArgs, out: &Output) -> i32 {
+    let result = Repo::discover(root)
+        .map_err(Failed::from)
+        .and_then(|repo| audit_branches(&repo, &args.branch_prefix, &args.sites, &args.rev));
+    let entries = match result {
+        Ok(e) => e,
+        Err(Failed(msg)) => {
+            out.error(&msg);
+            return 2;
+        }
+    };
+    let failed = entries
+        .iter()
+        .any(|e| matches!(e.verdict, Verdict::Drift | Verdict::Stale));
+    match out.format {
+        Format::Text => {
+            if entries.is_empty() {
+                println!("no branches `{}*` to audit", args.branch_prefix);
+            }
+            let width = entries.iter().map(|e| e.site.len()).max().unwrap_or(0);
+            for e in &entries {
+                let mut line = format!(
+                    "{:width$}  {:12}  {} @ {}",
+                    e.site,
+                    e.verdict.as_str(),
+                    e.branch,
+                    &e.tip[..12]
+                );
+                if let Some(src) = &e.source_commit {
+                    line.push_str(&format!(" (source {})", &src[..src.len().min(12)]));
+                }
+                println!("{line}");
+                if !e.drifted.is_empty() {
+                    println!(
+                        "{:width$}  edited on the branch: {}",
+                        "",
+                        e.drifted.join(", ")
+                    );
+                }
+                if !e.stale.is_empty() && e.verdict != Verdict::Drift {
+                    println!(
+                        "{:width$}  {} would change: {}",
+                        "",
+                        args.rev,
+                        e.stale.join(", ")
+                    );
+                }
+                for n in &e.notes {
+                    println!("{:width$}  note: {n}", "");
+                }
+            }
+        }
+        Format::Json => out.json(&json!({
+            "rev": args.rev,
+            "branches": entries,
+            "ok": !failed,
+        })),
+    }
+    i32::from(failed)
+}
