@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use crate::emit::SiteTree;
 use crate::model::Site;
-use crate::plan::{BuiltKind, built_image};
+use crate::plan::{BuiltKind, built_image_of_hash};
+use crate::source::sha256_hex;
 
 /// The directory (under the out directory) the image plan is written to.
 /// Not a valid site name, so it can never collide with a site.
@@ -40,41 +41,94 @@ fn kind_name(kind: BuiltKind) -> &'static str {
 
 /// The distinct images of the given sites, sorted by target name.
 pub fn images(sites: &[(&Site, &SiteTree)]) -> Vec<ImageBuild> {
-    let mut by_ref: BTreeMap<String, ImageBuild> = BTreeMap::new();
+    let mut plan = ImagePlan::default();
     for (site, tree) in sites {
+        plan.add(site, &tree.files);
+    }
+    plan.finish()
+}
+
+/// The image plan built site by site, so a build need not hold every
+/// site's tree at once.
+#[derive(Debug, Default)]
+pub struct ImagePlan {
+    by_ref: BTreeMap<String, ImageBuild>,
+}
+
+impl ImagePlan {
+    /// Add the images of one site, from its rendered files.
+    pub fn add(&mut self, site: &Site, files: &BTreeMap<String, Vec<u8>>) {
         for kind in [BuiltKind::Api, BuiltKind::Web] {
             let name = kind_name(kind);
-            let Some(dockerfile) = tree.files.get(&format!("docker/{name}.Dockerfile")) else {
-                continue;
-            };
-            let dockerignore = tree
-                .files
-                .get(&format!("docker/{name}.Dockerfile.dockerignore"))
-                .cloned()
-                .unwrap_or_default();
-            let image = built_image(site, kind, dockerfile);
-            let reference = format!("{}:{}", image.repository, image.tag);
-            let hash = image.tag.rsplit('-').next().unwrap_or_default().to_string();
-            let entry = by_ref
-                .entry(reference.clone())
-                .or_insert_with(|| ImageBuild {
-                    target: format!("{name}-{}-{hash}", site.dify_version.replace('.', "-")),
-                    kind,
-                    reference,
-                    repository: image.repository.clone(),
-                    release: site.dify_version.clone(),
-                    dockerfile: dockerfile.clone(),
-                    dockerignore,
-                    platforms: BTreeSet::new(),
-                    sites: BTreeSet::new(),
+            if let Some(dockerfile) = files.get(&format!("docker/{name}.Dockerfile")) {
+                self.add_image(site, kind, &sha256_hex(dockerfile), || {
+                    (
+                        dockerfile.clone(),
+                        files
+                            .get(&format!("docker/{name}.Dockerfile.dockerignore"))
+                            .cloned()
+                            .unwrap_or_default(),
+                    )
                 });
-            entry.platforms.extend(site.build.platforms.iter().cloned());
-            entry.sites.insert(site.name.clone());
+            }
         }
     }
-    let mut out: Vec<ImageBuild> = by_ref.into_values().collect();
-    out.sort_by(|a, b| a.target.cmp(&b.target));
-    out
+
+    /// Add the images of a site already built in `dir`, from the sha256 its
+    /// manifest records; the Dockerfile is read only for a new image.
+    pub fn add_built(&mut self, site: &Site, manifest: &serde_json::Value, dir: &std::path::Path) {
+        for kind in [BuiltKind::Api, BuiltKind::Web] {
+            let name = kind_name(kind);
+            let path = format!("docker/{name}.Dockerfile");
+            let hash = manifest["outputs"].as_array().and_then(|outs| {
+                outs.iter()
+                    .find(|o| o["path"].as_str() == Some(path.as_str()))
+                    .and_then(|o| o["sha256"].as_str())
+            });
+            if let Some(hash) = hash {
+                self.add_image(site, kind, hash, || {
+                    let read = |p: &str| std::fs::read(dir.join(p)).unwrap_or_default();
+                    (read(&path), read(&format!("{path}.dockerignore")))
+                });
+            }
+        }
+    }
+
+    fn add_image(
+        &mut self,
+        site: &Site,
+        kind: BuiltKind,
+        dockerfile_sha256: &str,
+        load: impl FnOnce() -> (Vec<u8>, Vec<u8>),
+    ) {
+        let name = kind_name(kind);
+        let image = built_image_of_hash(site, kind, dockerfile_sha256);
+        let reference = format!("{}:{}", image.repository, image.tag);
+        let hash = image.tag.rsplit('-').next().unwrap_or_default().to_string();
+        let entry = self.by_ref.entry(reference.clone()).or_insert_with(|| {
+            let (dockerfile, dockerignore) = load();
+            ImageBuild {
+                target: format!("{name}-{}-{hash}", site.dify_version.replace('.', "-")),
+                kind,
+                reference,
+                repository: image.repository.clone(),
+                release: site.dify_version.clone(),
+                dockerfile,
+                dockerignore,
+                platforms: BTreeSet::new(),
+                sites: BTreeSet::new(),
+            }
+        });
+        entry.platforms.extend(site.build.platforms.iter().cloned());
+        entry.sites.insert(site.name.clone());
+    }
+
+    /// The distinct images, sorted by target name.
+    pub fn finish(self) -> Vec<ImageBuild> {
+        let mut out: Vec<ImageBuild> = self.by_ref.into_values().collect();
+        out.sort_by(|a, b| a.target.cmp(&b.target));
+        out
+    }
 }
 
 /// The files of `out/_images/`: the bake file, and each target's Dockerfile

@@ -1,23 +1,31 @@
-//! `dify-cfg build`: select sites, render them (all in memory first, so a
-//! failure writes nothing), then write or compare each site's tree.
+//! `dify-cfg build`: select sites, skip those whose out tree was built from
+//! the same inputs, render the rest in parallel chunks and stage each beside
+//! its directory; only when every site rendered are the staged trees swapped
+//! in, so a failure changes nothing. Memory holds one chunk of trees at a
+//! time, not the fleet.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use rayon::prelude::*;
+
+use crate::bake::ImagePlan;
 use crate::cli::{BuildArgs, Format, Output};
-use crate::emit::{OutDir, SiteTree, differences, with_manifest};
+use crate::diagnostic::Diagnostics;
+use crate::emit::{OutDir, SiteTree, built_manifest, differences, digest, with_manifest};
 use crate::load::Inputs;
 use crate::pipeline::{analyze, read_inputs, select};
 use crate::render::Renderer;
 use crate::validate::ValidSite;
 
+/// How many sites are rendered at once: enough to keep every core busy,
+/// few enough that a fleet of thousands never sits in memory whole.
+pub const CHUNK: usize = 128;
+
 /// Render the selected sites into trees (manifest included), all or none.
-pub fn render_all(
-    inputs: &Inputs,
-    sites: &[&ValidSite],
-) -> Result<Vec<SiteTree>, crate::diagnostic::Diagnostics> {
+pub fn render_all(inputs: &Inputs, sites: &[&ValidSite]) -> Result<Vec<SiteTree>, Diagnostics> {
     let mut trees = Vec::new();
-    let mut errors = crate::diagnostic::Diagnostics::new();
+    let mut errors = Diagnostics::new();
     for result in render_each(inputs, sites)? {
         match result {
             Ok(t) => trees.push(t),
@@ -31,26 +39,46 @@ pub fn render_all(
     }
 }
 
-/// Render each site on its own: one result per site, in order. The outer
-/// error is a template set that does not compile.
+/// Render each site on its own, in parallel: one result per site, in the
+/// order given. The outer error is a template set that does not compile.
+#[allow(clippy::type_complexity)]
 pub fn render_each(
     inputs: &Inputs,
     sites: &[&ValidSite],
-) -> Result<Vec<Result<SiteTree, crate::diagnostic::Diagnostics>>, crate::diagnostic::Diagnostics> {
+) -> Result<Vec<Result<SiteTree, Diagnostics>>, Diagnostics> {
     let renderer = Renderer::new(&inputs.sources, &inputs.templates)?;
     Ok(sites
-        .iter()
+        .par_iter()
         .map(|v| render_one(inputs, &renderer, v))
         .collect())
 }
 
-fn render_one(
+/// Render `sites` chunk by chunk (each chunk in parallel) and hand every
+/// result to `each`, in order. `each` returning false stops early.
+pub fn render_chunks(
     inputs: &Inputs,
-    renderer: &Renderer,
-    v: &ValidSite,
-) -> Result<SiteTree, crate::diagnostic::Diagnostics> {
-    let files = renderer.render_site(&v.site)?;
-    let mut input_hashes: Vec<(&str, &str)> = v
+    sites: &[&ValidSite],
+    mut each: impl FnMut(&ValidSite, Result<SiteTree, Diagnostics>) -> bool,
+) -> Result<(), Diagnostics> {
+    let renderer = Renderer::new(&inputs.sources, &inputs.templates)?;
+    for chunk in sites.chunks(CHUNK) {
+        let results: Vec<_> = chunk
+            .par_iter()
+            .map(|v| render_one(inputs, &renderer, v))
+            .collect();
+        for (v, r) in chunk.iter().zip(results) {
+            if !each(v, r) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The (path, sha256) of every file a site is compiled from: its profile
+/// chain, its site file and the templates.
+pub fn input_hashes<'i>(inputs: &'i Inputs, v: &ValidSite) -> Vec<(&'i str, &'i str)> {
+    let mut hashes: Vec<(&str, &str)> = v
         .chain_files
         .iter()
         .chain(inputs.templates.values())
@@ -59,7 +87,21 @@ fn render_one(
             (f.path.as_str(), f.sha256.as_str())
         })
         .collect();
-    input_hashes.sort();
+    hashes.sort();
+    hashes
+}
+
+/// The manifest's `input-digest` a site would get, without rendering it.
+pub fn input_digest(inputs: &Inputs, v: &ValidSite) -> String {
+    digest(input_hashes(inputs, v))
+}
+
+fn render_one(
+    inputs: &Inputs,
+    renderer: &Renderer,
+    v: &ValidSite,
+) -> Result<SiteTree, Diagnostics> {
+    let files = renderer.render_site(&v.site)?;
     let files: BTreeMap<String, Vec<u8>> = files.into_iter().map(|f| (f.path, f.bytes)).collect();
     let template = |name: &str| {
         inputs
@@ -71,7 +113,7 @@ fn render_one(
     if crossed.has_errors() {
         return Err(crossed);
     }
-    Ok(with_manifest(&v.site, &input_hashes, files))
+    Ok(with_manifest(&v.site, &input_hashes(inputs, v), files))
 }
 
 pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
@@ -95,43 +137,9 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
             return 2;
         }
     };
-    let mut trees = match render_all(&inputs, &chosen) {
-        Ok(t) => t,
-        Err(d) => {
-            out.diagnostics(&d, &inputs);
-            return 2;
-        }
-    };
-    // The images these sites run, built once each: out/_images/.
-    let pairs: Vec<_> = chosen.iter().map(|v| &v.site).zip(trees.iter()).collect();
-    let images = crate::bake::tree(&crate::bake::images(&pairs));
-    trees.push(images);
     let out_dir = args.out.clone().unwrap_or_else(|| root.join("out"));
-
     if args.check {
-        let mut report = Vec::new();
-        for t in &trees {
-            report.push((t.name.clone(), differences(&out_dir.join(&t.name), t)));
-        }
-        let differs = report.iter().any(|(_, d)| !d.is_empty());
-        match out.format {
-            Format::Text => {
-                for (name, diffs) in &report {
-                    if diffs.is_empty() {
-                        println!("{name}: up to date");
-                    } else {
-                        for d in diffs {
-                            println!("{d}");
-                        }
-                    }
-                }
-            }
-            Format::Json => out.json(&serde_json::json!({
-                "sites": report.iter().map(|(n, d)| serde_json::json!({ "site": n, "differences": d })).collect::<Vec<_>>(),
-                "up-to-date": !differs,
-            })),
-        }
-        return i32::from(differs);
+        return check(&inputs, &chosen, &out_dir, out);
     }
 
     let dir = match OutDir::open(&out_dir, root) {
@@ -141,25 +149,107 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
             return 2;
         }
     };
-    let mut report = Vec::new();
-    for t in &trees {
-        match dir.write_site(t) {
-            Ok(changed) => report.push((t.name.clone(), changed)),
-            Err(e) => {
-                out.error(&e.to_string());
-                return 2;
+    let mut images = ImagePlan::default();
+    let mut changed: BTreeMap<String, bool> = BTreeMap::new();
+    // Incremental: a site whose tree was built from these very inputs (by
+    // this compiler) is neither rendered nor written.
+    let built: Vec<Option<serde_json::Value>> = chosen
+        .par_iter()
+        .map(|v| {
+            if args.full {
+                None
+            } else {
+                built_manifest(&out_dir.join(&v.site.name), &input_digest(&inputs, v))
             }
+        })
+        .collect();
+    let mut todo = Vec::new();
+    for (v, manifest) in chosen.iter().zip(built) {
+        match manifest {
+            Some(m) => {
+                images.add_built(&v.site, &m, &out_dir.join(&v.site.name));
+                changed.insert(v.site.name.clone(), false);
+            }
+            None => todo.push(*v),
         }
     }
+    // Render and stage; nothing is visible until every site rendered.
+    let mut staged = Vec::new();
+    let mut errors = Diagnostics::new();
+    let mut failure = None;
+    let rendered = render_chunks(&inputs, &todo, |v, result| match result {
+        Ok(tree) => {
+            images.add(&v.site, &tree.files);
+            match dir.stage(&tree) {
+                Ok(s) => {
+                    changed.insert(tree.name.clone(), s.is_some());
+                    staged.extend(s);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    false
+                }
+            }
+        }
+        Err(d) => {
+            errors.extend(d);
+            true
+        }
+    });
+    if let Err(d) = rendered {
+        errors.extend(d);
+    }
+    if errors.has_errors() || failure.is_some() {
+        for s in staged {
+            dir.discard(s);
+        }
+        out.diagnostics(&errors.sorted(), &inputs);
+        if let Some(f) = failure {
+            out.error(&f);
+        }
+        return 2;
+    }
+    // The images these sites run, built once each: out/_images/.
+    let images = crate::bake::tree(&images.finish());
+    match dir.stage(&images) {
+        Ok(s) => {
+            changed.insert(images.name.clone(), s.is_some());
+            staged.extend(s);
+        }
+        Err(e) => {
+            for s in staged {
+                dir.discard(s);
+            }
+            out.error(&e.to_string());
+            return 2;
+        }
+    }
+    // Durable first, then visible: one sync, then a swap per site.
+    let swapped = dir.sync().and_then(|()| {
+        for s in staged {
+            dir.swap(s)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = swapped {
+        out.error(&e.to_string());
+        return 2;
+    }
+    let order = chosen
+        .iter()
+        .map(|v| v.site.name.as_str())
+        .chain([crate::bake::IMAGES_DIR]);
+    let report: Vec<(&str, bool)> = order.map(|n| (n, changed[n])).collect();
     match out.format {
         Format::Text => {
-            let sites = report.iter().filter(|(n, _)| n != crate::bake::IMAGES_DIR).count();
-            let changed = report.iter().filter(|(_, c)| *c).count();
+            let sites = report.len() - 1;
+            let written = report.iter().filter(|(_, c)| *c).count();
             for (name, c) in &report {
                 println!("{name}: {}", if *c { "written" } else { "unchanged" });
             }
             eprintln!(
-                "built {sites} site{} and their image plan into {} ({changed} changed)",
+                "built {sites} site{} and their image plan into {} ({written} changed)",
                 if sites == 1 { "" } else { "s" },
                 out_dir.display()
             );
@@ -170,4 +260,56 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
         })),
     }
     0
+}
+
+/// `build --check`: render everything (no shortcuts) and compare with the
+/// out directory, byte for byte; exit 1 when anything differs.
+fn check(inputs: &Inputs, chosen: &[&ValidSite], out_dir: &Path, out: &Output) -> i32 {
+    let mut images = ImagePlan::default();
+    let mut report: Vec<(String, Vec<String>)> = Vec::new();
+    let mut errors = Diagnostics::new();
+    let rendered = render_chunks(inputs, chosen, |v, result| {
+        match result {
+            Ok(tree) => {
+                images.add(&v.site, &tree.files);
+                report.push((
+                    tree.name.clone(),
+                    differences(&out_dir.join(&tree.name), &tree),
+                ));
+            }
+            Err(d) => errors.extend(d),
+        }
+        true
+    });
+    if let Err(d) = rendered {
+        errors.extend(d);
+    }
+    if errors.has_errors() {
+        out.diagnostics(&errors.sorted(), inputs);
+        return 2;
+    }
+    let images = crate::bake::tree(&images.finish());
+    report.push((
+        images.name.clone(),
+        differences(&out_dir.join(&images.name), &images),
+    ));
+    let differs = report.iter().any(|(_, d)| !d.is_empty());
+    match out.format {
+        Format::Text => {
+            for (name, diffs) in &report {
+                if diffs.is_empty() {
+                    println!("{name}: up to date");
+                } else {
+                    for d in diffs {
+                        println!("{d}");
+                    }
+                }
+            }
+        }
+        Format::Json => out.json(&serde_json::json!({
+            "sites": report.iter().map(|(n, d)| serde_json::json!({ "site": n, "differences": d })).collect::<Vec<_>>(),
+            "up-to-date": !differs,
+        })),
+    }
+    i32::from(differs)
 }

@@ -138,6 +138,10 @@ pub struct BuildArgs {
     /// Write nothing; exit 1 if the out directory differs from a fresh build.
     #[arg(long)]
     pub check: bool,
+    /// Render every selected site, even those whose out tree was built from
+    /// the same inputs.
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, clap::Args)]

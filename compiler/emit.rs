@@ -209,6 +209,15 @@ impl OutDir {
             .map_err(|_| EmitError::Busy(path.to_path_buf()))?;
         for e in fs::read_dir(path).map_err(io(path))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            if let Some((site, _)) = name.strip_prefix('.').and_then(|n| n.split_once(OLD_MARK)) {
+                // A two-rename swap was interrupted between its renames:
+                // the site directory is gone and this is its old tree.
+                let dest = path.join(site);
+                if !dest.exists() {
+                    fs::rename(e.path(), &dest).map_err(io(&dest))?;
+                    continue;
+                }
+            }
             if name.contains(TMP_MARK) || name.contains(OLD_MARK) {
                 fs::remove_dir_all(e.path()).map_err(io(&e.path()))?;
             }
@@ -222,30 +231,60 @@ impl OutDir {
     /// Write one site's tree, swapping it in whole. Returns false when the
     /// existing tree was already identical (nothing is written then).
     pub fn write_site(&self, tree: &SiteTree) -> Result<bool, EmitError> {
+        match self.stage(tree)? {
+            None => Ok(false),
+            Some(staged) => {
+                self.sync()?;
+                self.swap(staged)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Write a site's tree beside its directory, not yet visible: `None`
+    /// when the existing tree is already identical. A build stages every
+    /// site, then swaps them in ([`OutDir::swap`]) only once all rendered.
+    pub fn stage(&self, tree: &SiteTree) -> Result<Option<Staged>, EmitError> {
         let dest = self.path.join(&tree.name);
         if dest.is_dir() && differences(&dest, tree).is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
-        let pid = std::process::id();
-        let tmp = self.path.join(format!(".{}{TMP_MARK}{pid}", tree.name));
+        let tmp = self
+            .path
+            .join(format!(".{}{TMP_MARK}{}", tree.name, std::process::id()));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
-        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        for (rel, bytes) in &tree.files {
-            let path = tmp.join(rel);
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(io(parent))?;
-            }
-            let mut f = fs::File::create(&path).map_err(io(&path))?;
-            f.write_all(bytes).map_err(io(&path))?;
-            f.sync_all().map_err(io(&path))?;
+        let staged = Staged {
+            name: tree.name.clone(),
+            tmp,
+        };
+        if let Err(e) = write_files(&staged.tmp, tree) {
+            self.discard(staged);
+            return Err(e);
         }
-        sync_dir(&tmp)?;
+        Ok(Some(staged))
+    }
+
+    /// Make every staged file durable: one `syncfs` of the out directory's
+    /// file system instead of an fsync per file.
+    pub fn sync(&self) -> Result<(), EmitError> {
+        let dir = fs::File::open(&self.path).map_err(io(&self.path))?;
+        rustix::fs::syncfs(&dir).map_err(|e| EmitError::Io {
+            path: self.path.clone(),
+            source: e.into(),
+        })
+    }
+
+    /// Swap a staged tree in: the site directory is the old complete tree
+    /// until this one `renameat2(RENAME_EXCHANGE)`, the new one after.
+    pub fn swap(&self, staged: Staged) -> Result<(), EmitError> {
+        let dest = self.path.join(&staged.name);
+        let tmp = &staged.tmp;
         if dest.exists() {
             let exchanged = rustix::fs::renameat_with(
                 rustix::fs::CWD,
-                &tmp,
+                tmp,
                 rustix::fs::CWD,
                 &dest,
                 rustix::fs::RenameFlags::EXCHANGE,
@@ -253,23 +292,82 @@ impl OutDir {
             match exchanged {
                 Ok(()) => {
                     // `tmp` now holds the old tree.
-                    fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+                    fs::remove_dir_all(tmp).map_err(io(tmp))?;
                 }
                 Err(_) => {
                     // File systems without RENAME_EXCHANGE: two renames; a
-                    // crash between them leaves the old tree in `OLD_MARK`.
-                    let old = self.path.join(format!(".{}{OLD_MARK}{pid}", tree.name));
+                    // crash between them leaves the old tree in `OLD_MARK`,
+                    // which the next run puts back (see `open`).
+                    let old =
+                        self.path
+                            .join(format!(".{}{OLD_MARK}{}", staged.name, std::process::id()));
                     fs::rename(&dest, &old).map_err(io(&dest))?;
-                    fs::rename(&tmp, &dest).map_err(io(&dest))?;
+                    fs::rename(tmp, &dest).map_err(io(&dest))?;
                     fs::remove_dir_all(&old).map_err(io(&old))?;
                 }
             }
         } else {
-            fs::rename(&tmp, &dest).map_err(io(&dest))?;
+            fs::rename(tmp, &dest).map_err(io(&dest))?;
         }
-        sync_dir(&self.path)?;
-        Ok(true)
+        sync_dir(&self.path)
     }
+
+    /// Remove a staged tree that will not be swapped in.
+    pub fn discard(&self, staged: Staged) {
+        let _ = fs::remove_dir_all(&staged.tmp);
+    }
+}
+
+/// A site tree written beside its directory, waiting to be swapped in.
+#[derive(Debug)]
+pub struct Staged {
+    name: String,
+    tmp: PathBuf,
+}
+
+fn write_files(dir: &Path, tree: &SiteTree) -> Result<(), EmitError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    for (rel, bytes) in &tree.files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let mut f = fs::File::create(&path).map_err(io(&path))?;
+        f.write_all(bytes).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// The manifest of an out directory's site tree, if that tree is a
+/// complete build of `input_digest`: its manifest has that input digest
+/// (which covers the compiler version) and every file it lists is there,
+/// with no other file. An incremental build skips such a site without
+/// reading its files; `build --check` and `audit` compare bytes.
+pub fn built_manifest(dir: &Path, input_digest: &str) -> Option<serde_json::Value> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("manifest.json")).ok()?).ok()?;
+    if manifest["input-digest"].as_str() != Some(input_digest) {
+        return None;
+    }
+    let outputs = manifest["outputs"].as_array()?;
+    let mut count = 0;
+    for e in walkdir::WalkDir::new(dir).min_depth(1) {
+        let e = e.ok()?;
+        if e.file_type().is_file() {
+            count += 1;
+        } else if !e.file_type().is_dir() {
+            return None;
+        }
+    }
+    if count != outputs.len() + 1 {
+        return None;
+    }
+    for o in outputs {
+        if !dir.join(o["path"].as_str()?).is_file() {
+            return None;
+        }
+    }
+    Some(manifest)
 }
 
 impl OutDir {

@@ -40,9 +40,10 @@ pub enum GitError {
         found: String,
     },
     #[error(
-        "branch `{branch}` is locked by another git process (a `.lock` file exists); nothing was written, try again when it is done"
+        "branch `{branch}` is locked: `{}` exists, so another git process is writing it, or one was killed while it did; nothing was written. Try again when it is done; if no git process is running, remove that file",
+        lock.display()
     )]
-    Locked { branch: String },
+    Locked { branch: String, lock: PathBuf },
 }
 
 /// Attach what was being done to a git2 error.
@@ -51,6 +52,11 @@ fn ctx<T>(r: Result<T, git2::Error>, what: impl FnOnce() -> String) -> Result<T,
         what: what(),
         source,
     })
+}
+
+/// The id `bytes` have as a git blob (nothing is written).
+pub fn blob_id(bytes: &[u8]) -> Oid {
+    Oid::hash_object(ObjectType::Blob, bytes).unwrap_or(Oid::ZERO_SHA1)
 }
 
 /// The short form of a commit id, for messages.
@@ -322,6 +328,27 @@ impl Repo {
         Ok(out)
     }
 
+    /// The blob id of every file of a tree, by path, without reading blobs.
+    pub fn tree_blob_ids(&self, tree: Oid) -> Result<BTreeMap<String, Oid>, GitError> {
+        let t = ctx(self.repo.find_tree(tree), || {
+            format!("cannot read tree {tree}")
+        })?;
+        let mut out = BTreeMap::new();
+        ctx(
+            t.walk(TreeWalkMode::PreOrder, |dir, entry| {
+                if entry.kind() == Some(ObjectType::Blob) {
+                    out.insert(
+                        format!("{dir}{}", entry.name().unwrap_or_default()),
+                        entry.id(),
+                    );
+                }
+                TreeWalkResult::Ok
+            }),
+            || format!("cannot walk tree {tree}"),
+        )?;
+        Ok(out)
+    }
+
     /// Write `files` as blobs and trees; returns the root tree.
     pub fn write_tree(&self, files: &BTreeMap<String, Vec<u8>>) -> Result<Oid, GitError> {
         #[derive(Default)]
@@ -411,6 +438,7 @@ impl Repo {
                 return Err(if e.code() == ErrorCode::Locked {
                     GitError::Locked {
                         branch: u.branch.clone(),
+                        lock: self.repo.path().join(format!("{name}.lock")),
                     }
                 } else {
                     GitError::Git {

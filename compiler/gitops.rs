@@ -12,12 +12,11 @@ use git2::Oid;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::build::render_each;
 use crate::changes::{ChangeKind, Files, Summary, summarize};
 use crate::cli::{AuditArgs, CommitArgs, DiffArgs, Format, Output};
 use crate::diagnostic::Diagnostics;
 use crate::emit::{COMPILER_NAME, COMPILER_VERSION, OutDir, SiteTree};
-use crate::git::{CommitInfo, GitError, RefUpdate, Repo, short};
+use crate::git::{CommitInfo, GitError, RefUpdate, Repo, blob_id, short};
 use crate::load::{Inputs, load_from};
 use crate::pipeline::{analyze, read_inputs, select};
 use crate::validate::ValidSite;
@@ -104,8 +103,10 @@ impl Compiled {
         Ok(Compiled::from_inputs(inputs, diags))
     }
 
-    /// Render the named sites; each gets its files or the reason it has none.
-    pub fn render(&self, names: &[&str]) -> BTreeMap<String, Result<Files, String>> {
+    /// Render the named sites; each gets the git blob id of each of its
+    /// files (the trees themselves are dropped as they come), or the reason
+    /// it has none.
+    pub fn render_ids(&self, names: &[&str]) -> BTreeMap<String, Result<BlobIds, String>> {
         let mut out = BTreeMap::new();
         let mut chosen = Vec::new();
         for name in names {
@@ -124,28 +125,41 @@ impl Compiled {
                 }
             }
         }
-        match render_each(&self.inputs, &chosen) {
-            Ok(results) => {
-                for (v, r) in chosen.iter().zip(results) {
-                    out.insert(
-                        v.site.name.clone(),
-                        r.map(|t| t.files).map_err(|d| {
-                            format!("rendering fails ({} diagnostics)", d.error_count())
-                        }),
-                    );
-                }
-            }
-            Err(_) => {
-                for v in chosen {
-                    out.insert(
-                        v.site.name.clone(),
-                        Err("the templates do not compile".into()),
-                    );
-                }
+        let rendered = crate::build::render_chunks(&self.inputs, &chosen, |v, r| {
+            let ids = r
+                .map(|t| {
+                    t.files
+                        .iter()
+                        .map(|(p, b)| (p.clone(), blob_id(b)))
+                        .collect()
+                })
+                .map_err(|d| format!("rendering fails ({} diagnostics)", d.error_count()));
+            out.insert(v.site.name.clone(), ids);
+            true
+        });
+        if rendered.is_err() {
+            for v in chosen {
+                out.insert(
+                    v.site.name.clone(),
+                    Err("the templates do not compile".into()),
+                );
             }
         }
         out
     }
+}
+
+/// A tree's files as git blob ids, by path.
+pub type BlobIds = BTreeMap<String, Oid>;
+
+/// Paths whose blob differs between two trees (or that only one has).
+fn differing(a: &BlobIds, b: &BlobIds) -> Vec<String> {
+    let paths: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    paths
+        .into_iter()
+        .filter(|p| a.get(*p) != b.get(*p))
+        .cloned()
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -222,21 +236,49 @@ pub fn prepare(
     sites: &[(&ValidSite, SiteTree)],
     plan: &CommitPlan<'_>,
 ) -> Result<Prepared, Failed> {
-    let mut out = Prepared {
-        sites: Vec::new(),
-        updates: Vec::new(),
-    };
-    let mut refused = Vec::new();
+    let mut p = Preparer::new(repo, source, plan);
     for (v, tree) in sites {
+        p.add(v, tree)?;
+    }
+    p.finish()
+}
+
+/// [`prepare`] one site at a time, so a fleet's trees need not be held at
+/// once.
+pub struct Preparer<'a> {
+    repo: &'a Repo,
+    source: Oid,
+    plan: &'a CommitPlan<'a>,
+    out: Prepared,
+    refused: Vec<String>,
+}
+
+impl<'a> Preparer<'a> {
+    pub fn new(repo: &'a Repo, source: Oid, plan: &'a CommitPlan<'a>) -> Self {
+        Preparer {
+            repo,
+            source,
+            plan,
+            out: Prepared {
+                sites: Vec::new(),
+                updates: Vec::new(),
+            },
+            refused: Vec::new(),
+        }
+    }
+
+    /// The commit of one site (its objects written unless a dry run).
+    pub fn add(&mut self, v: &ValidSite, tree: &SiteTree) -> Result<(), Failed> {
+        let (repo, plan, source) = (self.repo, self.plan, self.source);
         if let Some(p) = plan.branch_prefix
             && p != v.site.gitops.branch_prefix
             && !plan.force
         {
-            refused.push(format!(
+            self.refused.push(format!(
                 "site `{}` pulls `{}{}` (its gitops.branch-prefix), not `{p}{}`: the site would never see this commit; change gitops.branch-prefix, or pass --force",
                 v.site.name, v.site.gitops.branch_prefix, v.site.name, v.site.name
             ));
-            continue;
+            return Ok(());
         }
         let site_branch = site_branch(plan.branch_prefix, v);
         let (branch, base) = match plan.rollout_prefix {
@@ -254,49 +296,46 @@ pub fn prepare(
         {
             let (info, managed) = managed_commit(repo, tip)?;
             if managed.is_none() {
-                refused.push(format!(
+                self.refused.push(format!(
                     "branch `{branch}` ends in {} (\"{}\"), which dify-cfg did not make; pass --force to commit on top of it",
                     short(tip),
                     info.subject()
                 ));
-                continue;
+                return Ok(());
             }
         }
-        // The commit's parent and the tree it is compared with.
-        let (parent, parent_files) = match &base {
-            None => (old_tip, tip_files(repo, old_tip)?),
+        // The commit's parent, and the tip whose tree the new one is
+        // compared with (the site branch's, also with `--pr`).
+        let (parent, compared) = match &base {
+            None => (old_tip, old_tip),
             Some(base_branch) => {
                 let base_tip = repo.tip(base_branch)?;
                 let parent = match base_tip {
                     Some(t) => Some(t),
                     // A dry run writes no commit, so it needs no parent.
                     None if plan.dry_run => None,
-                    None => {
-                        // A new site: its branch starts empty so that the
-                        // first render, too, arrives as a pull request.
-                        let empty = {
-                            let tree = repo.write_tree(&BTreeMap::new())?;
-                            let message = format!(
-                                "{}: start the site branch\n\nAn empty tree: the site's first render arrives as a pull request\ninto this branch.\n\n{COMPILER_TRAILER}: {}\n",
-                                v.site.name,
-                                compiler_id()
-                            );
-                            let id = repo.write_commit(tree, None, source, &message)?;
-                            out.updates.push(RefUpdate {
-                                branch: base_branch.clone(),
-                                old: None,
-                                new: id,
-                            });
-                            id
-                        };
-                        Some(empty)
-                    }
+                    // A new site: its branch starts empty so that the first
+                    // render, too, arrives as a pull request.
+                    None => Some(self.start_branch(v, base_branch)?),
                 };
-                (parent, tip_files(repo, base_tip)?)
+                (parent, base_tip)
             }
         };
-        let summary = summarize(&parent_files, &tree.files);
-        let first = parent_files.is_empty();
+        // Unchanged when the tree ids agree: no blob is read then.
+        let tree_id = match plan.dry_run {
+            true => None,
+            false => Some(repo.write_tree(&tree.files)?),
+        };
+        let compared_tree = match compared {
+            Some(t) => Some(repo.commit_info(t)?.tree),
+            None => None,
+        };
+        let summary = if tree_id.is_some() && tree_id == compared_tree {
+            Summary::default()
+        } else {
+            summarize(&tip_files(repo, compared)?, &tree.files)
+        };
+        let first = !summary.is_empty() && compared_is_empty(repo, compared)?;
         let subject = format!("{}: {}", v.site.name, summary.headline(first));
         let mut entry = SiteCommit {
             site: v.site.name.clone(),
@@ -314,8 +353,8 @@ pub fn prepare(
         if entry.summary.is_empty() {
             // Nothing to commit; a rollout branch that still proposes an
             // older tree is left for its pull request to be closed.
-            out.sites.push(entry);
-            continue;
+            self.out.sites.push(entry);
+            return Ok(());
         }
         let digests = manifest_digests(&tree.files);
         entry.message = commit_message(&subject, &entry.summary, source, &digests, plan.dirty);
@@ -323,24 +362,54 @@ pub fn prepare(
             entry.pr = Some((subject.clone(), pr_body(v, &entry, source, &digests)));
             entry.pr_body_file = Some(format!("{ROLLOUT_DIR}/{}.md", v.site.name));
         }
-        if !plan.dry_run {
-            let tree_id = repo.write_tree(&tree.files)?;
+        if let Some(tree_id) = tree_id {
             let id = repo.write_commit(tree_id, parent, source, &entry.message)?;
             entry.commit = Some(id);
             if old_tip != Some(id) {
-                out.updates.push(RefUpdate {
+                self.out.updates.push(RefUpdate {
                     branch,
                     old: old_tip,
                     new: id,
                 });
             }
         }
-        out.sites.push(entry);
+        self.out.sites.push(entry);
+        Ok(())
     }
-    if !refused.is_empty() {
-        return Err(Failed(refused.join("\n")));
+
+    /// An empty first commit for a new site branch (with `--pr`).
+    fn start_branch(&mut self, v: &ValidSite, branch: &str) -> Result<Oid, Failed> {
+        let tree = self.repo.write_tree(&BTreeMap::new())?;
+        let message = format!(
+            "{}: start the site branch\n\nAn empty tree: the site's first render arrives as a pull request\ninto this branch.\n\n{COMPILER_TRAILER}: {}\n",
+            v.site.name,
+            compiler_id()
+        );
+        let id = self.repo.write_commit(tree, None, self.source, &message)?;
+        self.out.updates.push(RefUpdate {
+            branch: branch.to_string(),
+            old: None,
+            new: id,
+        });
+        Ok(id)
     }
-    Ok(out)
+
+    /// Everything prepared, or every refusal.
+    pub fn finish(self) -> Result<Prepared, Failed> {
+        if self.refused.is_empty() {
+            Ok(self.out)
+        } else {
+            Err(Failed(self.refused.join("\n")))
+        }
+    }
+}
+
+/// Whether a tip is missing or holds an empty tree (a new site branch).
+fn compared_is_empty(repo: &Repo, tip: Option<Oid>) -> Result<bool, GitError> {
+    match tip {
+        None => Ok(true),
+        Some(t) => Ok(repo.tree_blob_ids(repo.commit_info(t)?.tree)?.is_empty()),
+    }
 }
 
 /// Move the branches: all of them, or (if one moved meanwhile) none.
@@ -527,14 +596,6 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
         &profiles,
     )
     .map_err(|e| Failed(e.0))?;
-    let trees = match crate::build::render_all(&compiled.inputs, &chosen) {
-        Ok(t) => t,
-        Err(d) => {
-            out.diagnostics(&d, &compiled.inputs);
-            return Ok(2);
-        }
-    };
-    let pairs: Vec<(&ValidSite, SiteTree)> = chosen.iter().copied().zip(trees).collect();
     let plan = CommitPlan {
         branch_prefix: args.branch_prefix.as_deref(),
         rollout_prefix: args.pr.then_some(args.rollout_prefix.as_str()),
@@ -542,7 +603,34 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
         dry_run: args.dry_run,
         dirty: !dirty.is_empty(),
     };
-    let prepared = prepare(&repo, head, &pairs, &plan)?;
+    // Render chunk by chunk; each tree goes into git objects and is dropped.
+    let mut preparer = Preparer::new(&repo, head, &plan);
+    let mut errors = Diagnostics::new();
+    let mut failed = None;
+    let rendered = crate::build::render_chunks(&compiled.inputs, &chosen, |v, r| match r {
+        Ok(tree) => match preparer.add(v, &tree) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+        Err(d) => {
+            errors.extend(d);
+            true
+        }
+    });
+    if let Err(d) = rendered {
+        errors.extend(d);
+    }
+    if errors.has_errors() {
+        out.diagnostics(&errors.sorted(), &compiled.inputs);
+        return Ok(2);
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let prepared = preparer.finish()?;
     if !args.dry_run {
         publish(&repo, &prepared)?;
         if args.pr {
@@ -869,12 +957,12 @@ pub fn audit_branches(
     }
     // Read every tip, then group the work by source commit.
     let mut entries = Vec::new();
-    let mut tips: Vec<(CommitInfo, Files)> = Vec::new();
+    let mut tips: Vec<BlobIds> = Vec::new();
     let mut by_source: BTreeMap<Oid, Vec<String>> = BTreeMap::new();
     for (site, tip) in &branches {
         let (tip_info, managed) = managed_commit(repo, *tip)?;
         let info = managed.clone().unwrap_or_else(|| tip_info.clone());
-        let files = repo.tree_files(info.tree)?;
+        let files = repo.tree_blob_ids(info.tree)?;
         let mut e = AuditEntry {
             site: site.clone(),
             branch: format!("{prefix}{site}"),
@@ -911,7 +999,7 @@ pub fn audit_branches(
             ));
         }
         entries.push(e);
-        tips.push((info, files));
+        tips.push(files);
     }
     by_source.entry(rev_id).or_default();
     let audited: Vec<&str> = entries
@@ -919,7 +1007,7 @@ pub fn audit_branches(
         .filter(|e| e.verdict != Verdict::Unmanaged)
         .map(|e| e.site.as_str())
         .collect();
-    let mut renders: HashMap<Oid, BTreeMap<String, Result<Files, String>>> = HashMap::new();
+    let mut renders: HashMap<Oid, BTreeMap<String, Result<BlobIds, String>>> = HashMap::new();
     for (commit, names) in &by_source {
         let compiled = Compiled::at_commit(repo, *commit)?;
         let mut wanted: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -928,10 +1016,10 @@ pub fn audit_branches(
             wanted.sort_unstable();
             wanted.dedup();
         }
-        renders.insert(*commit, compiled.render(&wanted));
+        renders.insert(*commit, compiled.render_ids(&wanted));
     }
     let current = &renders[&rev_id];
-    for (e, (_, files)) in entries.iter_mut().zip(&tips) {
+    for (e, files) in entries.iter_mut().zip(&tips) {
         if e.verdict == Verdict::Unmanaged {
             continue;
         }
@@ -955,10 +1043,7 @@ pub fn audit_branches(
             (true, None) => e.verdict = Verdict::Drift,
             (true, Some(r)) => match r.get(&e.site) {
                 Some(Ok(expected)) => {
-                    e.drifted = crate::changes::file_changes(expected, files)
-                        .into_iter()
-                        .map(|f| f.path)
-                        .collect();
+                    e.drifted = differing(expected, files);
                     if !e.drifted.is_empty() {
                         e.verdict = Verdict::Drift;
                     }
@@ -973,12 +1058,7 @@ pub fn audit_branches(
         }
         // Stale: the branch against what the audited revision renders.
         match current.get(&e.site) {
-            Some(Ok(now)) => {
-                e.stale = crate::changes::file_changes(files, now)
-                    .into_iter()
-                    .map(|f| f.path)
-                    .collect();
-            }
+            Some(Ok(now)) => e.stale = differing(files, now),
             Some(Err(why)) => e.notes.push(format!("at {rev}: {why}")),
             None => {}
         }

@@ -133,6 +133,45 @@ impl InputSource for WorkTree {
     }
 }
 
+/// A config root held in memory: relative path to bytes. For tests, the
+/// fuzzer and generated fleets; it has no links.
+#[derive(Debug, Clone, Default)]
+pub struct MemTree {
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl InputSource for MemTree {
+    fn describe(&self) -> String {
+        "the in-memory config root".into()
+    }
+
+    fn has_dir(&self, dir: &str) -> bool {
+        let prefix = format!("{dir}/");
+        self.files.keys().any(|p| p.starts_with(&prefix))
+    }
+
+    fn files(&self, dir: &str) -> Result<Vec<String>, String> {
+        let prefix = format!("{dir}/");
+        let mut out: Vec<String> = self
+            .files
+            .keys()
+            .filter(|p| p.starts_with(&prefix))
+            .filter(|p| !is_skipped_name(p.rsplit('/').next().unwrap_or(p)))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| path_order(a, b));
+        Ok(out)
+    }
+
+    fn read(&self, rel: &str) -> Result<Vec<u8>, ReadError> {
+        match self.files.get(rel) {
+            Some(b) if b.len() as u64 > MAX_INPUT_BYTES => Err(ReadError::TooLarge(b.len() as u64)),
+            Some(b) => Ok(b.clone()),
+            None => Err(ReadError::Other("no such file".into())),
+        }
+    }
+}
+
 fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .unwrap_or(path)

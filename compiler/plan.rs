@@ -117,7 +117,12 @@ impl BuiltImages {
 /// Dockerfile. The same Dockerfile always names the same image, so sites
 /// with the same release and base share it.
 pub fn built_image(site: &Site, kind: BuiltKind, dockerfile: &[u8]) -> ImageRef {
-    let hash = crate::source::sha256_hex(dockerfile);
+    built_image_of_hash(site, kind, &crate::source::sha256_hex(dockerfile))
+}
+
+/// [`built_image`] from the Dockerfile's sha256 (hex), e.g. as a manifest
+/// records it.
+pub fn built_image_of_hash(site: &Site, kind: BuiltKind, hash: &str) -> ImageRef {
     ImageRef {
         repository: format!(
             "{}/{}",
