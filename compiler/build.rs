@@ -14,7 +14,7 @@ use crate::cli::{BuildArgs, Format, Output};
 use crate::diagnostic::Diagnostics;
 use crate::emit::{OutDir, SiteTree, built_manifest, differences, digest, with_manifest};
 use crate::load::Inputs;
-use crate::pipeline::{analyze, read_inputs, select};
+use crate::pipeline::{analyze_lean, read_inputs, select};
 use crate::render::Renderer;
 use crate::validate::ValidSite;
 
@@ -118,7 +118,7 @@ fn render_one(
 
 pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
     let (inputs, diags) = read_inputs(root);
-    let analysis = analyze(&inputs, diags);
+    let analysis = analyze_lean(&inputs, diags);
     out.diagnostics(&analysis.diagnostics, &inputs);
     if analysis.diagnostics.has_errors() {
         return 2;

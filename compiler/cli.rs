@@ -233,7 +233,7 @@ pub fn run(cli: Cli) -> i32 {
 
 fn check(root: &std::path::Path, out: &Output) -> i32 {
     let (inputs, diags) = read_inputs(root);
-    let mut analysis = analyze(&inputs, diags);
+    let mut analysis = crate::pipeline::analyze_lean(&inputs, diags);
     // Templates are inputs too: a template that does not parse fails `check`,
     // not only `build`.
     if let Err(d) = crate::render::Renderer::new(&inputs.sources, &inputs.templates) {

@@ -18,7 +18,7 @@ use crate::diagnostic::Diagnostics;
 use crate::emit::{COMPILER_NAME, COMPILER_VERSION, OutDir, SiteTree};
 use crate::git::{CommitInfo, GitError, RefUpdate, Repo, blob_id, short};
 use crate::load::{Inputs, load_from};
-use crate::pipeline::{analyze, read_inputs, select};
+use crate::pipeline::{analyze_lean, read_inputs, select};
 use crate::validate::ValidSite;
 
 /// Where rollout pull-request bodies go, under the out directory.
@@ -85,7 +85,7 @@ pub struct Compiled {
 impl Compiled {
     pub fn from_inputs(inputs: Inputs, diags: Diagnostics) -> Compiled {
         let (sites, diagnostics) = {
-            let a = analyze(&inputs, diags);
+            let a = analyze_lean(&inputs, diags);
             (a.sites, a.diagnostics)
         };
         Compiled {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::load::{Inputs, load};
-use crate::resolve::{ResolvedSite, resolve};
+use crate::resolve::{ResolvedSite, resolve, resolve_each};
 use crate::validate::{ValidSite, validate_fleet, validate_site};
 
 /// The fleet after validation. `sites` holds the sites that passed; when
@@ -32,6 +32,16 @@ pub fn analyze(inputs: &Inputs, mut diagnostics: Diagnostics) -> Analysis<'_> {
             sites.push(v);
         }
     }
+    finish(inputs, fleet.sites, sites, diagnostics)
+}
+
+/// The fleet-wide checks, then the analysis.
+fn finish<'a>(
+    inputs: &'a Inputs,
+    resolved: Vec<ResolvedSite<'a>>,
+    sites: Vec<ValidSite>,
+    mut diagnostics: Diagnostics,
+) -> Analysis<'a> {
     validate_fleet(&sites, &inputs.sources, &mut diagnostics);
     if inputs.sites.is_empty() && !diagnostics.has_errors() {
         diagnostics.push(
@@ -40,10 +50,23 @@ pub fn analyze(inputs: &Inputs, mut diagnostics: Diagnostics) -> Analysis<'_> {
         );
     }
     Analysis {
-        resolved: fleet.sites,
+        resolved,
         sites,
         diagnostics: diagnostics.sorted(),
     }
+}
+
+/// [`analyze`] without keeping the merged trees: each site is validated as
+/// soon as it is resolved and its tree dropped, so memory grows with the
+/// typed sites only. `resolved` is empty; `explain` uses [`analyze`].
+pub fn analyze_lean(inputs: &Inputs, mut diagnostics: Diagnostics) -> Analysis<'_> {
+    let mut sites = Vec::new();
+    resolve_each(inputs, &mut diagnostics, |rs, diags| {
+        if let Some(v) = validate_site(&rs, &inputs.sources, diags) {
+            sites.push(v);
+        }
+    });
+    finish(inputs, Vec::new(), sites, diagnostics)
 }
 
 /// A mistake in the command line's selection (exit 2).

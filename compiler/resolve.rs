@@ -57,6 +57,19 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// Parse every input and resolve every site's chain.
 pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
+    let mut sites = Vec::new();
+    let profiles = resolve_each(inputs, diags, |rs, _| sites.push(rs));
+    Fleet { profiles, sites }
+}
+
+/// [`resolve`], handing each resolved site to `each` as soon as it is
+/// merged, so a caller that validates and drops it never holds the whole
+/// fleet's merged trees. Returns the parsed profiles.
+pub fn resolve_each<'a>(
+    inputs: &'a Inputs,
+    diags: &mut Diagnostics,
+    mut each: impl FnMut(ResolvedSite<'a>, &mut Diagnostics),
+) -> BTreeMap<String, ParsedFile<'a>> {
     let sources = &inputs.sources;
     let mut profiles = BTreeMap::new();
     for (name, id) in &inputs.profiles {
@@ -153,7 +166,8 @@ pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
         }
     }
 
-    let mut sites = Vec::new();
+    // Each profile's chain merged once, shared by the sites that use it.
+    let mut merged_chains: BTreeMap<String, Spanned<Table<'a>>> = BTreeMap::new();
     let mut names: BTreeMap<String, FileId> = BTreeMap::new();
     for id in &inputs.sites {
         let file = sources.file(*id);
@@ -232,40 +246,51 @@ pub fn resolve<'a>(inputs: &'a Inputs, diags: &mut Diagnostics) -> Fleet<'a> {
         }
         let mut chain_files: Vec<FileId> = chain.iter().rev().map(|p| profiles[p].id).collect();
         chain_files.push(*id);
-        let mut merged: Option<Spanned<Table<'a>>> = None;
-        for layer_table in chain
-            .iter()
-            .rev()
-            .map(|p| &profiles[p].table)
-            .chain(std::iter::once(&parsed.table))
-        {
-            let mut t = layer_table.clone();
-            for k in META_KEYS {
-                t.get_mut().remove(*k);
-            }
-            merged = Some(match merged {
-                None => t,
-                Some(mut base) => {
-                    merge_table(base.get_mut(), t.into_inner());
-                    base
+        let base = merged_chains
+            .entry(chain[0].clone())
+            .or_insert_with(|| {
+                let mut merged: Option<Spanned<Table<'a>>> = None;
+                for layer_table in chain.iter().rev().map(|p| &profiles[p].table) {
+                    let t = without_meta(layer_table);
+                    merged = Some(match merged {
+                        None => t,
+                        Some(mut base) => {
+                            merge_table(base.get_mut(), t.into_inner());
+                            base
+                        }
+                    });
                 }
-            });
-        }
-        let Some(table) = merged else { continue };
+                merged.unwrap_or_else(|| without_meta(&parsed.table))
+            })
+            .clone();
+        let mut table = base;
+        merge_table(table.get_mut(), without_meta(&parsed.table).into_inner());
         let Some(layer) = read_layer::<Layer>(&table, diags) else {
             continue;
         };
-        sites.push(ResolvedSite {
-            name,
-            file: *id,
-            chain,
-            chain_files,
-            table,
-            layer,
-            profile_span: Some(profile.span()),
-        });
+        each(
+            ResolvedSite {
+                name,
+                file: *id,
+                chain,
+                chain_files,
+                table,
+                layer,
+                profile_span: Some(profile.span()),
+            },
+            diags,
+        );
     }
-    Fleet { profiles, sites }
+    profiles
+}
+
+/// A file's tree without the keys that place it in the hierarchy.
+fn without_meta<'a>(table: &Spanned<Table<'a>>) -> Spanned<Table<'a>> {
+    let mut t = table.clone();
+    for k in META_KEYS {
+        t.get_mut().remove(*k);
+    }
+    t
 }
 
 fn unknown_profile(name: &str, span: Span, known: &BTreeSet<&str>, key: &str) -> Diagnostic {
