@@ -410,9 +410,7 @@ fn compose_facts(doc: &Value, f: &mut Facts) {
             f.limits.insert(name.clone(), limit);
         }
     }
-    if let Ok(published) =
-        crate::crosscheck::published_ports(&serde_yaml_ng::to_string(doc).unwrap_or_default())
-    {
+    if let Ok(published) = crate::crosscheck::published_ports_of(doc) {
         for p in published {
             f.openings.insert(format!(
                 "tcp/{} published on {} to {}:{}",

@@ -24,6 +24,11 @@ pub struct Published {
 /// Published ports of a compose file.
 pub fn published_ports(compose: &str) -> Result<Vec<Published>, String> {
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(compose).map_err(|e| e.to_string())?;
+    published_ports_of(&doc)
+}
+
+/// Published ports of a parsed compose file.
+pub fn published_ports_of(doc: &serde_yaml_ng::Value) -> Result<Vec<Published>, String> {
     let mut out = Vec::new();
     let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
         return Ok(out);

@@ -377,6 +377,51 @@ impl<'a> Preparer<'a> {
         Ok(())
     }
 
+    /// Whether a site's branch already holds what its inputs render to:
+    /// the tip it is compared with (the site branch's) was made by
+    /// dify-cfg from inputs with the same `Input-Digest` (which covers
+    /// the compiler version). Such a site needs no rendering; it is
+    /// recorded as unchanged. `audit` is what checks a branch's bytes.
+    pub fn up_to_date(&mut self, v: &ValidSite, input_digest: &str) -> Result<bool, Failed> {
+        let plan = self.plan;
+        if plan.force
+            || plan
+                .branch_prefix
+                .is_some_and(|p| p != v.site.gitops.branch_prefix)
+        {
+            return Ok(false);
+        }
+        let site_branch = site_branch(plan.branch_prefix, v);
+        let Some(tip) = self.repo.tip(&site_branch)? else {
+            return Ok(false);
+        };
+        let (_, Some(managed)) = managed_commit(self.repo, tip)? else {
+            return Ok(false);
+        };
+        if managed.trailer("Input-Digest") != Some(input_digest) {
+            return Ok(false);
+        }
+        let branch = match plan.rollout_prefix {
+            Some(p) => format!("{p}{}", v.site.name),
+            None => site_branch.clone(),
+        };
+        let old_tip = self.repo.tip(&branch)?;
+        self.out.sites.push(SiteCommit {
+            site: v.site.name.clone(),
+            wave: v.site.wave,
+            branch,
+            base: plan.rollout_prefix.map(|_| site_branch),
+            old_tip,
+            commit: None,
+            subject: format!("{}: unchanged", v.site.name),
+            message: String::new(),
+            summary: Summary::default(),
+            pr: None,
+            pr_body_file: None,
+        });
+        Ok(true)
+    }
+
     /// An empty first commit for a new site branch (with `--pr`).
     fn start_branch(&mut self, v: &ValidSite, branch: &str) -> Result<Oid, Failed> {
         let tree = self.repo.write_tree(&BTreeMap::new())?;
@@ -395,8 +440,9 @@ impl<'a> Preparer<'a> {
     }
 
     /// Everything prepared, or every refusal.
-    pub fn finish(self) -> Result<Prepared, Failed> {
+    pub fn finish(mut self) -> Result<Prepared, Failed> {
         if self.refused.is_empty() {
+            self.out.sites.sort_by(|a, b| a.site.cmp(&b.site));
             Ok(self.out)
         } else {
             Err(Failed(self.refused.join("\n")))
@@ -605,9 +651,17 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
     };
     // Render chunk by chunk; each tree goes into git objects and is dropped.
     let mut preparer = Preparer::new(&repo, head, &plan);
+    // Sites whose branch records these very inputs are not rendered again.
+    let mut todo = Vec::new();
+    for v in &chosen {
+        let digest = crate::build::input_digest(&compiled.inputs, v);
+        if !preparer.up_to_date(v, &digest)? {
+            todo.push(*v);
+        }
+    }
     let mut errors = Diagnostics::new();
     let mut failed = None;
-    let rendered = crate::build::render_chunks(&compiled.inputs, &chosen, |v, r| match r {
+    let rendered = crate::build::render_chunks(&compiled.inputs, &todo, |v, r| match r {
         Ok(tree) => match preparer.add(v, &tree) {
             Ok(()) => true,
             Err(e) => {
