@@ -4,12 +4,12 @@
 //! Every stage collects diagnostics into a [`Diagnostics`] list instead of
 //! stopping at the first, and the command line shows them all together.
 
-use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 use serde::Serialize;
 
 use crate::source::{Location, SourceMap, Span};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Severity {
     Error,
@@ -17,7 +17,7 @@ pub enum Severity {
 }
 
 /// One finding about the inputs, with a stable kebab-case code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
     pub severity: Severity,
     pub code: &'static str,
@@ -82,9 +82,27 @@ impl Diagnostic {
 }
 
 /// An ordered collection of diagnostics.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Diagnostics {
     items: Vec<Diagnostic>,
+    /// Hashes of `items`, so that de-duplicating thousands of diagnostics
+    /// (an input made of mistakes) does not take quadratic time.
+    seen: std::collections::HashMap<u64, Vec<usize>>,
+}
+
+impl std::fmt::Debug for Diagnostics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Diagnostics")
+            .field("items", &self.items)
+            .finish()
+    }
+}
+
+fn hash_of(d: &Diagnostic) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    d.hash(&mut h);
+    h.finish()
 }
 
 impl Diagnostics {
@@ -93,7 +111,9 @@ impl Diagnostics {
     }
 
     pub fn push(&mut self, d: Diagnostic) {
-        if !self.items.contains(&d) {
+        let same = self.seen.entry(hash_of(&d)).or_default();
+        if !same.iter().any(|i| self.items[*i] == d) {
+            same.push(self.items.len());
             self.items.push(d);
         }
     }
@@ -128,14 +148,19 @@ impl Diagnostics {
             Some(s) => (0, s.start),
             None => (1, 0),
         });
+        self.seen.clear();
+        for (i, d) in self.items.iter().enumerate() {
+            self.seen.entry(hash_of(d)).or_default().push(i);
+        }
         self
     }
 
     /// Render every diagnostic as text, rustc style.
     pub fn render_text(&self, sources: &SourceMap, color: bool) -> String {
         let mut out = String::new();
+        let mut budget = SNIPPET_BUDGET;
         for d in &self.items {
-            out.push_str(&render_one(d, sources, color));
+            out.push_str(&render_one(d, sources, color, &mut budget));
             out.push('\n');
         }
         let errors = self.error_count();
@@ -188,7 +213,17 @@ struct JsonDiagnostic<'a> {
     help: Option<&'a str>,
 }
 
-fn render_one(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
+/// The longest source excerpt a diagnostic shows; beyond it, only the
+/// `path:line:col` is printed.
+const MAX_SNIPPET_BYTES: usize = 4096;
+
+/// How many bytes of source excerpts one report shows in all. Rendering an
+/// excerpt takes time in its length, so an input made of thousands of
+/// mistakes on long lines gets the rest of its diagnostics without excerpts
+/// instead of taking minutes.
+const SNIPPET_BUDGET: usize = 1 << 20;
+
+fn render_one(d: &Diagnostic, sources: &SourceMap, color: bool, budget: &mut usize) -> String {
     let level = match d.severity {
         Severity::Error => Level::ERROR,
         Severity::Warning => Level::WARNING,
@@ -204,16 +239,35 @@ fn render_one(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
         let (id, local) = sources.localize(span);
         let file = sources.file(id);
         let local = char_aligned(&file.text, local);
-        let mut annotation = AnnotationKind::Primary.span(local);
-        if let Some(label) = &d.label {
-            annotation = annotation.label(label.as_str());
+        // Only the lines the span covers go to the renderer, so that each
+        // diagnostic costs the length of its lines, not of its file.
+        let first = file.text[..local.start].rfind('\n').map_or(0, |i| i + 1);
+        let last = file.text[local.end..]
+            .find('\n')
+            .map_or(file.text.len(), |i| local.end + i);
+        let (line, column) = file.line_col(local.start);
+        if last - first <= MAX_SNIPPET_BYTES.min(*budget) {
+            *budget -= last - first;
+            let mut annotation =
+                AnnotationKind::Primary.span(local.start - first..local.end - first);
+            if let Some(label) = &d.label {
+                annotation = annotation.label(label.as_str());
+            }
+            group = group.element(
+                Snippet::source(&file.text[first..last])
+                    .line_start(line)
+                    .path(file.path.as_str())
+                    .fold(true)
+                    .annotation(annotation),
+            );
+        } else {
+            // A huge line (a generated file): its place without its text.
+            group = group.element(
+                Origin::path(file.path.as_str())
+                    .line(line)
+                    .char_column(column),
+            );
         }
-        group = group.element(
-            Snippet::source(file.text.as_str())
-                .path(file.path.as_str())
-                .fold(true)
-                .annotation(annotation),
-        );
     }
     let mut report = vec![group];
     for note in &d.notes {
@@ -243,21 +297,72 @@ fn char_aligned(text: &str, span: std::ops::Range<usize>) -> std::ops::Range<usi
     start..end
 }
 
+/// The longest word [`did_you_mean`] looks at. Names in the input language
+/// are short; Jaro-Winkler takes time quadratic in the length, so a huge
+/// misspelt key must not be compared with hundreds of candidates.
+const MAX_SUGGEST_LEN: usize = 256;
+
+/// The Jaro-Winkler similarity a suggestion needs.
+const SUGGEST_ABOVE: f64 = 0.8;
+
+/// How often each character occurs (non-ASCII characters share a bucket),
+/// and the length in characters.
+fn char_counts(s: &str) -> ([u32; 128], usize) {
+    let mut counts = [0u32; 128];
+    let mut len = 0;
+    for c in s.chars() {
+        counts[(c as usize).min(127)] += 1;
+        len += 1;
+    }
+    (counts, len)
+}
+
+/// An upper bound of the Jaro-Winkler similarity of a word (given by its
+/// character counts) and a candidate: Jaro matches at most the characters
+/// both have, and Winkler's prefix bonus is at most 0.4 of the rest. Most
+/// candidates of a misspelt name fall below the threshold here, cheaply.
+fn jaro_winkler_bound(word: &([u32; 128], usize), candidate: &str) -> f64 {
+    let mut left = word.0;
+    let (mut m, mut lb) = (0u32, 0usize);
+    for c in candidate.chars() {
+        let slot = &mut left[(c.to_ascii_lowercase() as usize).min(127)];
+        if *slot > 0 {
+            *slot -= 1;
+            m += 1;
+        }
+        lb += 1;
+    }
+    if word.1 == 0 || lb == 0 {
+        return if word.1 == lb { 1.0 } else { 0.0 };
+    }
+    if m == 0 {
+        return 0.0;
+    }
+    let m = f64::from(m);
+    let jaro = (m / word.1 as f64 + m / lb as f64 + 1.0) / 3.0;
+    jaro + 0.4 * (1.0 - jaro)
+}
+
 /// "did you mean" for a misspelt name among known candidates.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    if word.len() > MAX_SUGGEST_LEN {
+        return None;
+    }
     let word_lower = word.to_ascii_lowercase();
+    let word_counts = char_counts(&word_lower);
     candidates
         .into_iter()
+        .filter(|c| jaro_winkler_bound(&word_counts, c) > SUGGEST_ABOVE)
         .map(|c| {
             (
                 strsim::jaro_winkler(&word_lower, &c.to_ascii_lowercase()),
                 c,
             )
         })
-        .filter(|(score, _)| *score > 0.8)
+        .filter(|(score, _)| *score > SUGGEST_ABOVE)
         .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
         .map(|(_, c)| c)
 }
@@ -306,11 +411,80 @@ mod tests {
     }
 
     #[test]
+    fn duplicates_are_dropped_before_and_after_sorting() {
+        let d = |at: usize| Diagnostic::error("x", "m").at(at..at + 1);
+        let mut diags = Diagnostics::new();
+        for i in (0..5_000).rev() {
+            diags.push(d(i));
+            diags.push(d(i));
+        }
+        assert_eq!(diags.error_count(), 5_000);
+        let mut diags = diags.sorted();
+        assert_eq!(diags.iter().next().unwrap().span, Some(0..1));
+        diags.push(d(7));
+        diags.push(d(5_000));
+        assert_eq!(diags.error_count(), 5_001);
+    }
+
+    #[test]
+    fn many_mistakes_on_long_lines_render_bounded_with_their_places() {
+        let line = format!("admin = [{}]\n", vec!["\"x\""; 800].join(","));
+        let text = line.repeat(100);
+        let mut map = SourceMap::new();
+        let id = map.add("sites/x.toml".into(), FileKind::Site, text);
+        let base = map.file(id).base;
+        let mut diags = Diagnostics::new();
+        for l in 0..100 {
+            for i in 0..800 {
+                let at = base + l * line.len() + 9 + i * 4;
+                diags.push(Diagnostic::error("invalid-cidr", "not a CIDR").at(at..at + 3));
+            }
+        }
+        let out = diags.render_text(&map, false);
+        // Bounded: excerpts stop at 1 MiB per report, places go on.
+        assert!(out.len() < 6 << 20, "{} bytes", out.len());
+        // The first ones with their line, the last one with its place only.
+        assert!(out.contains("1 | admin = ["), "{}", &out[..2000]);
+        assert!(
+            out.contains("--> sites/x.toml:100:3206\n"),
+            "{}",
+            &out[out.len() - 2000..]
+        );
+        assert!(out.contains("found 80000 errors"));
+    }
+
+    #[test]
     fn suggests_close_names_only() {
         assert_eq!(
             did_you_mean("memroy", ["memory", "cpus", "reserve"]),
             Some("memory")
         );
         assert_eq!(did_you_mean("zzz", ["memory", "cpus"]), None);
+        // The bound never drops a suggestion the full measure would make.
+        let names = crate::dify::env_names();
+        for word in [
+            "LOG_LEVL",
+            "SECRETKEY",
+            "db_password",
+            "MAIL_FROM",
+            "x",
+            "ZZZ_1",
+        ] {
+            let full = names
+                .iter()
+                .map(|c| {
+                    (
+                        strsim::jaro_winkler(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                        *c,
+                    )
+                })
+                .filter(|(s, _)| *s > SUGGEST_ABOVE)
+                .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+                .map(|(_, c)| c);
+            assert_eq!(did_you_mean(word, names.iter().copied()), full, "{word}");
+        }
+        // A huge word gets no suggestion (it is not even compared).
+        let huge = format!("memory{}", "y".repeat(100_000));
+        assert_eq!(did_you_mean(&huge, ["memory"; 1000]), None);
     }
 }

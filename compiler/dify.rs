@@ -99,6 +99,8 @@ pub fn is_secret_name(name: &str) -> bool {
         "WEB_SENTRY_DSN",
         "SENTRY_DSN",
         "PLUGIN_SENTRY_DSN",
+        // Key ids paired with a secret key, like `_ACCESS_KEY_ID` below.
+        "ANALYTICDB_KEY_ID",
     ];
     const SUFFIXES: &[&str] = &[
         "_API_KEY",
@@ -113,6 +115,13 @@ pub fn is_secret_name(name: &str) -> bool {
         "_KEY_SECRET",
         "_CLIENT_SECRET",
         "_AUTH_TOKEN",
+        // Azure storage account keys and connection strings (which carry
+        // the account key), Chroma's credentials, Tencent Cloud's secret
+        // ids (the id half of a SecretId/SecretKey pair).
+        "_ACCOUNT_KEY",
+        "_CONNECTION_STRING",
+        "_CREDENTIALS",
+        "_SECRET_ID",
     ];
     EXACT.contains(&name) || SUFFIXES.iter().any(|s| name.ends_with(s))
 }
@@ -390,6 +399,18 @@ mod tests {
             "PLUGIN_DAEMON_KEY",
             "CELERY_BROKER_URL",
         ] {
+            assert!(is_secret_name(s), "{s}");
+        }
+        // Settings holding keys or credentials under other names.
+        for s in [
+            "AZURE_BLOB_ACCOUNT_KEY",
+            "PLUGIN_AZURE_BLOB_STORAGE_CONNECTION_STRING",
+            "CHROMA_AUTH_CREDENTIALS",
+            "CHROMA_SERVER_AUTHN_CREDENTIALS",
+            "TENCENT_COS_SECRET_ID",
+            "ANALYTICDB_KEY_ID",
+        ] {
+            assert!(is_env_name(s), "{s} is not a Dify setting");
             assert!(is_secret_name(s), "{s}");
         }
         for s in ["DB_HOST", "LOG_LEVEL", "SERVER_WORKER_AMOUNT"] {

@@ -19,6 +19,10 @@ const FILE_MODE: i32 = 0o100_644;
 const LINK_MODE: u32 = 0o120_000;
 /// How many links in a row `CommitTree` follows.
 const MAX_LINK_HOPS: usize = 8;
+/// In the git directory: held (flock) while dify-cfg moves branches.
+const MOVE_LOCK: &str = "dify-cfg.lock";
+/// In the git directory: the refs a branch move is locking, while it runs.
+const MOVE_JOURNAL: &str = "dify-cfg-moving";
 
 /// Operational failures of the git stage (not user mistakes in the inputs).
 #[derive(Debug, thiserror::Error)]
@@ -417,13 +421,86 @@ impl Repo {
         )
     }
 
+    /// Serialize dify-cfg's branch moves in this repository (an exclusive
+    /// `flock` on `.git/dify-cfg.lock`, waited for: a move takes
+    /// milliseconds) and clear what a killed earlier move left: its journal
+    /// names the refs it was locking, and the `.lock` files of those refs
+    /// are stale, since their writer died (it held the flock until then).
+    /// Without this, one SIGKILL at the wrong moment would make every
+    /// later `commit` fail until someone removed the lock files by hand.
+    fn lock_moves(&self) -> Result<(std::fs::File, PathBuf), GitError> {
+        let io = |what: String| {
+            move |e: std::io::Error| GitError::Git {
+                what,
+                source: git2::Error::from_str(&e.to_string()),
+            }
+        };
+        let dir = self.repo.path();
+        let lock_path = dir.join(MOVE_LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(format!("cannot open `{}`", lock_path.display())))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io(format!("cannot lock `{}`", lock_path.display()))(e.into()))?;
+        let journal = dir.join(MOVE_JOURNAL);
+        match std::fs::read_to_string(&journal) {
+            Ok(text) => {
+                for name in text.lines() {
+                    if name.starts_with("refs/heads/") && git2::Reference::is_valid_name(name) {
+                        let stale = dir.join(format!("{name}.lock"));
+                        match std::fs::remove_file(&stale) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                return Err(io(format!(
+                                    "cannot remove the stale lock `{}`",
+                                    stale.display()
+                                ))(e));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                std::fs::remove_file(&journal)
+                    .map_err(io(format!("cannot remove `{}`", journal.display())))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("cannot read `{}`", journal.display()))(e)),
+        }
+        Ok((lock, journal))
+    }
+
     /// Move every branch of `updates` at once, each only if it still points
     /// where it did when the command read it. All refs are locked first; if
-    /// one moved or is locked, none is written.
+    /// one moved or is locked, none is written. (A kill in the middle of
+    /// writing them can leave some moved and some not, each at a valid
+    /// commit; the next move clears the kill's lock files.)
     pub fn update_branches(&self, updates: &[RefUpdate], reason: &str) -> Result<(), GitError> {
         if updates.is_empty() {
             return Ok(());
         }
+        let (_lock, journal) = self.lock_moves()?;
+        let names: String = updates
+            .iter()
+            .map(|u| format!("refs/heads/{}\n", u.branch))
+            .collect();
+        std::fs::write(&journal, names).map_err(|e| GitError::Git {
+            what: format!("cannot write `{}`", journal.display()),
+            source: git2::Error::from_str(&e.to_string()),
+        })?;
+        // The transaction (and its ref locks) ends inside; then the journal
+        // goes, whatever the outcome.
+        let moved = self.move_locked(updates, reason);
+        let removed = std::fs::remove_file(&journal);
+        moved?;
+        removed.map_err(|e| GitError::Git {
+            what: format!("cannot remove `{}`", journal.display()),
+            source: git2::Error::from_str(&e.to_string()),
+        })
+    }
+
+    fn move_locked(&self, updates: &[RefUpdate], reason: &str) -> Result<(), GitError> {
         let sig = self
             .repo
             .signature()

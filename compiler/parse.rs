@@ -120,23 +120,33 @@ fn shift_node(node: Node<'_>, base: usize) -> Node<'_> {
     Spanned::new(shift(span, base), value)
 }
 
-/// Deserialize `T` from a spanned tree, collecting every mistake.
+/// The most mistakes [`read_layer`] reports for one tree. Each one costs a
+/// new pass over the whole tree, so an input made of thousands of mistakes
+/// would otherwise take time quadratic in its size.
+pub const MAX_ERRORS_PER_FILE: usize = 100;
+
+/// Deserialize `T` from a spanned tree, collecting every mistake (up to
+/// [`MAX_ERRORS_PER_FILE`]).
 pub fn read_layer<T: for<'de> Deserialize<'de>>(
     table: &Spanned<Table<'_>>,
     diags: &mut Diagnostics,
 ) -> Option<T> {
     let mut work = table.clone();
-    let mut found = false;
     // Each round removes one entry, so the loop ends; the bound is a guard.
-    for _ in 0..10_000 {
+    for found in 0..MAX_ERRORS_PER_FILE {
         let de = toml::de::Deserializer::from(work.clone());
         match T::deserialize(de) {
-            Ok(value) => return if found { None } else { Some(value) },
+            Ok(value) => return if found > 0 { None } else { Some(value) },
             Err(e) => {
-                found = true;
                 let span = e.span();
                 let removed = span.as_ref().and_then(|s| remove_at(work.get_mut(), s));
-                diags.push(describe(e.message(), span.clone(), removed.as_deref()));
+                let mut d = describe(e.message(), span.clone(), removed.as_deref());
+                if found + 1 == MAX_ERRORS_PER_FILE {
+                    d = d.note(format!(
+                        "this is mistake {MAX_ERRORS_PER_FILE} in this file; dify-cfg stops reading it here, fix these and run it again"
+                    ));
+                }
+                diags.push(d);
                 removed.as_ref()?;
             }
         }
@@ -412,6 +422,20 @@ mod tests {
         );
         let d = diags.iter().find(|d| d.code == "invalid-value").unwrap();
         assert_eq!(d.help.as_deref(), Some("did you mean `compose`?"));
+    }
+
+    #[test]
+    fn a_file_of_mistakes_stops_at_the_cap() {
+        let text: String = (0..20_000).map(|i| format!("k{i} = 1\n")).collect();
+        let (_, diags, parsed) = run(&text);
+        assert!(parsed.is_none());
+        assert_eq!(diags.error_count(), MAX_ERRORS_PER_FILE);
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.notes.iter().any(|n| n.contains("stops reading"))),
+            "{diags:?}"
+        );
     }
 
     #[test]

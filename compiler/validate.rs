@@ -2203,9 +2203,34 @@ fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
             );
             continue;
         }
+        if url_has_password(&value) {
+            cx.err(
+                Diagnostic::error(
+                    "literal-secret",
+                    format!("the value of `{name}` is a URL with a password in it"),
+                )
+                .at(v.span())
+                .label("a literal secret")
+                .help("write the URL without `user:password@` and give the password by reference in `[secrets]`, e.g. as the setting's `_PASSWORD`"),
+            );
+            continue;
+        }
         out.insert(name.clone(), value);
     }
     out
+}
+
+/// Whether `value` is a URL whose authority carries a password
+/// (`scheme://user:password@host`): a literal secret in a plain setting.
+fn url_has_password(value: &str) -> bool {
+    let Some((_, rest)) = value.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .is_some_and(|(_, password)| !password.is_empty())
 }
 
 fn secrets(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> BTreeMap<String, SecretRef> {
@@ -2568,6 +2593,28 @@ mod tests {
             "kubernetes.default.svc",
         ] {
             assert!(cluster_problem(bad).is_some(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn urls_with_a_password_are_literal_secrets() {
+        for v in [
+            "http://root:Milvus@milvus:19530",
+            "redis://:hunter2@redis:6379/1",
+            "https://user:p%40ss@host/path?x=1",
+        ] {
+            assert!(url_has_password(v), "{v}");
+        }
+        for v in [
+            "http://milvus:19530",
+            "https://user@host/path",
+            "https://host/a:b@c",
+            "user:pass@host",
+            "https://host/?next=http://a:b@c",
+            "https://user:@host/",
+            "",
+        ] {
+            assert!(!url_has_password(v), "{v}");
         }
     }
 

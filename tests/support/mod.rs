@@ -81,50 +81,6 @@ pub fn dify_cfg(args: &[&str], cwd: &Path) -> std::process::Output {
         .expect("run dify-cfg")
 }
 
-/// An in-memory config root for [`dify_cfg::load::load_from`]: relative
-/// path (with `/`) to bytes.
-#[derive(Debug, Clone, Default)]
-pub struct MemSource {
-    pub files: std::collections::BTreeMap<String, Vec<u8>>,
-}
-
-impl dify_cfg::load::InputSource for MemSource {
-    fn describe(&self) -> String {
-        "an in-memory config root".to_string()
-    }
-
-    fn has_dir(&self, dir: &str) -> bool {
-        let prefix = format!("{dir}/");
-        self.files.keys().any(|p| p.starts_with(&prefix))
-    }
-
-    fn files(&self, dir: &str) -> Result<Vec<String>, String> {
-        let prefix = format!("{dir}/");
-        let mut out: Vec<String> = self
-            .files
-            .keys()
-            .filter(|p| p.starts_with(&prefix))
-            .filter(|p| {
-                !p.split('/')
-                    .any(|part| part.is_empty() || dify_cfg::load::is_skipped_name(part))
-            })
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| dify_cfg::load::path_order(a, b));
-        Ok(out)
-    }
-
-    fn read(&self, rel: &str) -> Result<Vec<u8>, dify_cfg::load::ReadError> {
-        match self.files.get(rel) {
-            Some(b) if b.len() as u64 > dify_cfg::load::MAX_INPUT_BYTES => {
-                Err(dify_cfg::load::ReadError::TooLarge(b.len() as u64))
-            }
-            Some(b) => Ok(b.clone()),
-            None => Err(dify_cfg::load::ReadError::Other("no such file".into())),
-        }
-    }
-}
-
 /// The example fleet's profiles and sites (not its templates: the built-in
 /// ones are the same files), by relative path.
 pub fn fleet_files() -> std::collections::BTreeMap<String, Vec<u8>> {
@@ -212,7 +168,7 @@ pub fn compile_inputs(
 
 /// Compile an in-memory config root.
 pub fn compile_mem(files: &std::collections::BTreeMap<String, Vec<u8>>) -> Compiled {
-    let src = MemSource {
+    let src = dify_cfg::load::MemTree {
         files: files.clone(),
     };
     let mut diags = dify_cfg::diagnostic::Diagnostics::new();
