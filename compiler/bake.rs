@@ -76,17 +76,18 @@ impl ImagePlan {
 
     /// Add the images of a site already built in `dir`, from the sha256 its
     /// manifest records; the Dockerfile is read only for a new image.
-    pub fn add_built(&mut self, site: &Site, manifest: &serde_json::Value, dir: &std::path::Path) {
+    pub fn add_built(
+        &mut self,
+        site: &Site,
+        manifest: &crate::emit::BuiltManifest,
+        dir: &std::path::Path,
+    ) {
         for kind in [BuiltKind::Api, BuiltKind::Web] {
             let name = kind_name(kind);
             let path = format!("docker/{name}.Dockerfile");
-            let hash = manifest["outputs"].as_array().and_then(|outs| {
-                outs.iter()
-                    .find(|o| o["path"].as_str() == Some(path.as_str()))
-                    .and_then(|o| o["sha256"].as_str())
-            });
-            if let Some(hash) = hash {
-                self.add_image(site, kind, hash, || {
+            let hash = manifest.outputs.iter().find(|o| o.path == path);
+            if let Some(out) = hash {
+                self.add_image(site, kind, &out.sha256, || {
                     let read = |p: &str| std::fs::read(dir.join(p)).unwrap_or_default();
                     (read(&path), read(&format!("{path}.dockerignore")))
                 });

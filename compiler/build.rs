@@ -153,7 +153,7 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
     let mut changed: BTreeMap<String, bool> = BTreeMap::new();
     // Incremental: a site whose tree was built from these very inputs (by
     // this compiler) is neither rendered nor written.
-    let built: Vec<Option<serde_json::Value>> = chosen
+    let built: Vec<Option<crate::emit::BuiltManifest>> = chosen
         .par_iter()
         .map(|v| {
             if args.full {

@@ -338,36 +338,36 @@ fn write_files(dir: &Path, tree: &SiteTree) -> Result<(), EmitError> {
     Ok(())
 }
 
+/// What an incremental build reads of a site's `manifest.json`.
+#[derive(Debug, serde::Deserialize)]
+pub struct BuiltManifest {
+    #[serde(rename = "input-digest")]
+    pub input_digest: String,
+    pub outputs: Vec<BuiltOutput>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct BuiltOutput {
+    pub path: String,
+    pub sha256: String,
+}
+
 /// The manifest of an out directory's site tree, if that tree is a
 /// complete build of `input_digest`: its manifest has that input digest
-/// (which covers the compiler version) and every file it lists is there,
-/// with no other file. An incremental build skips such a site without
-/// reading its files; `build --check` and `audit` compare bytes.
-pub fn built_manifest(dir: &Path, input_digest: &str) -> Option<serde_json::Value> {
-    let manifest: serde_json::Value =
+/// (which covers the compiler version) and every file it lists is there.
+/// An incremental build skips such a site without reading its files;
+/// `build --check` and `audit` compare bytes.
+pub fn built_manifest(dir: &Path, input_digest: &str) -> Option<BuiltManifest> {
+    let manifest: BuiltManifest =
         serde_json::from_slice(&fs::read(dir.join("manifest.json")).ok()?).ok()?;
-    if manifest["input-digest"].as_str() != Some(input_digest) {
+    if manifest.input_digest != input_digest {
         return None;
     }
-    let outputs = manifest["outputs"].as_array()?;
-    let mut count = 0;
-    for e in walkdir::WalkDir::new(dir).min_depth(1) {
-        let e = e.ok()?;
-        if e.file_type().is_file() {
-            count += 1;
-        } else if !e.file_type().is_dir() {
-            return None;
-        }
-    }
-    if count != outputs.len() + 1 {
-        return None;
-    }
-    for o in outputs {
-        if !dir.join(o["path"].as_str()?).is_file() {
-            return None;
-        }
-    }
-    Some(manifest)
+    manifest
+        .outputs
+        .iter()
+        .all(|o| dir.join(&o.path).is_file())
+        .then_some(manifest)
 }
 
 impl OutDir {
