@@ -24,10 +24,12 @@
 //! `symlink-dangling` (a link to nothing).
 //!
 //! For every case the harness copies `_base` into a temp dir, builds it once
-//! (exit 0) and snapshots `out/`, applies the case, runs the command with
-//! `--format json` and then with text output, and checks: exit code 2, every
+//! (exit 0) and snapshots `out/`, makes it a git repository and commits the
+//! site branches (`dify-cfg commit`), applies the case, runs the command with
+//! `--format json` and then with text output, then `commit --allow-dirty`
+//! (which compiles the changed working tree), and checks: exit code 2, every
 //! expected error at its place (and no other error), no panic, and `out/`
-//! byte for byte as it was.
+//! and every branch exactly as they were.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -39,6 +41,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
 /// The corpus must hold at least this many cases.
@@ -370,6 +374,26 @@ fn run_case(case: &Case) -> Vec<String> {
         return vec!["the pristine build wrote nothing under out/".into()];
     }
 
+    // The site branches of the pristine base.
+    fs::write(root.join(".gitignore"), "out/\n").unwrap();
+    support::git(&root, &["init", "-q", "-b", "main"]);
+    support::git(&root, &["add", "-A"]);
+    support::git(&root, &["commit", "-q", "-m", "base"]);
+    let committed = run(&["--root", root_arg, "commit"], &scratch, "commit-base");
+    if committed.code != Some(0) {
+        return vec![format!(
+            "the pristine _base did not commit (exit {:?}):\n{}{}",
+            committed.code, committed.stdout, committed.stderr
+        )];
+    }
+    let branches = || {
+        support::git(
+            &root,
+            &["for-each-ref", "--format=%(refname) %(objectname)"],
+        )
+    };
+    let branches_before = branches();
+
     // Apply the case.
     copy_tree(&case.dir, &root, &["case.toml"]);
     for d in &case.spec.delete {
@@ -431,6 +455,26 @@ fn run_case(case: &Case) -> Vec<String> {
         }) {
             failures.push(format!("text: stderr lacks `{arrow}`:\n{}", text.stderr));
         }
+    }
+
+    // `commit` refuses the same inputs and moves no branch.
+    let commit = run(
+        &["--root", root_arg, "commit", "--allow-dirty"],
+        &scratch,
+        "commit",
+    );
+    check_no_panic(&commit, "commit", &mut failures);
+    if commit.code != Some(2) {
+        failures.push(format!(
+            "commit --allow-dirty: exit {:?}, expected 2:\n{}",
+            commit.code, commit.stderr
+        ));
+    }
+    if branches() != branches_before {
+        failures.push(format!(
+            "branches changed:\n{}\nwere:\n{branches_before}",
+            branches()
+        ));
     }
 
     // Nothing was written.
