@@ -95,6 +95,25 @@ impl Compiled {
         }
     }
 
+    /// Print the diagnostics; then, if there are no errors, the sites the
+    /// command line selects (`None`: errors, exit 2).
+    pub fn selection(
+        &self,
+        profile: Option<&str>,
+        names: &[String],
+        wave: Option<u32>,
+        out: &Output,
+    ) -> Result<Option<Vec<&ValidSite>>, Failed> {
+        out.diagnostics(&self.diagnostics, &self.inputs);
+        if self.diagnostics.has_errors() {
+            return Ok(None);
+        }
+        let profiles: Vec<&str> = self.inputs.profiles.keys().map(String::as_str).collect();
+        select(&self.sites, profile, names, wave, &profiles)
+            .map(Some)
+            .map_err(|e| Failed(e.0))
+    }
+
     /// The inputs of a commit, from git objects.
     pub fn at_commit(repo: &Repo, commit: Oid) -> Result<Compiled, GitError> {
         let tree = repo.inputs_at(commit)?;
@@ -624,24 +643,10 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
         let (inputs, diags) = read_inputs(root);
         Compiled::from_inputs(inputs, diags)
     };
-    out.diagnostics(&compiled.diagnostics, &compiled.inputs);
-    if compiled.diagnostics.has_errors() {
+    let Some(chosen) = compiled.selection(args.profile.as_deref(), &args.sites, args.wave, out)?
+    else {
         return Ok(2);
-    }
-    let profiles: Vec<&str> = compiled
-        .inputs
-        .profiles
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let chosen = select(
-        &compiled.sites,
-        args.profile.as_deref(),
-        &args.sites,
-        args.wave,
-        &profiles,
-    )
-    .map_err(|e| Failed(e.0))?;
+    };
     let plan = CommitPlan {
         branch_prefix: args.branch_prefix.as_deref(),
         rollout_prefix: args.pr.then_some(args.rollout_prefix.as_str()),
@@ -776,24 +781,10 @@ fn diff_inner(root: &Path, args: &DiffArgs, out: &Output) -> Result<i32, Failed>
     let repo = Repo::discover(root)?;
     let (inputs, diags) = read_inputs(root);
     let compiled = Compiled::from_inputs(inputs, diags);
-    out.diagnostics(&compiled.diagnostics, &compiled.inputs);
-    if compiled.diagnostics.has_errors() {
+    let Some(chosen) = compiled.selection(args.profile.as_deref(), &args.sites, args.wave, out)?
+    else {
         return Ok(2);
-    }
-    let profiles: Vec<&str> = compiled
-        .inputs
-        .profiles
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let chosen = select(
-        &compiled.sites,
-        args.profile.as_deref(),
-        &args.sites,
-        args.wave,
-        &profiles,
-    )
-    .map_err(|e| Failed(e.0))?;
+    };
     let trees = match crate::build::render_all(&compiled.inputs, &chosen) {
         Ok(t) => t,
         Err(d) => {

@@ -9,32 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::{copy_fleet, dify_cfg, snapshot};
+use support::{copy_fleet, dify_cfg, git, snapshot};
 
 const CLINICS: usize = 10;
-
-/// Run git in `dir` with a fixed identity and clock and no user config.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Ana Operator")
-        .env("GIT_AUTHOR_EMAIL", "ana@clinics.example.org")
-        .env("GIT_AUTHOR_DATE", "2026-11-02T09:00:00+01:00")
-        .env("GIT_COMMITTER_NAME", "Ana Operator")
-        .env("GIT_COMMITTER_EMAIL", "ana@clinics.example.org")
-        .env("GIT_COMMITTER_DATE", "2026-11-02T09:00:00+01:00")
-        .output()
-        .expect("git runs (install git)");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A config repository holding the example fleet, one commit on `main`.
 fn fleet_repo() -> (tempfile::TempDir, PathBuf) {
