@@ -112,6 +112,9 @@ pub struct Repo {
 impl Repo {
     /// Open the repository that holds `root`.
     pub fn discover(root: &Path) -> Result<Repo, GitError> {
+        // dify-cfg reads each object about once: libgit2's object cache
+        // (256 MB by default) would only grow with the fleet.
+        git2::opts::enable_caching(false);
         let repo = Repository::discover(root).map_err(|source| GitError::NotARepository {
             root: root.to_path_buf(),
             source,

@@ -383,6 +383,8 @@ impl<'a> Preparer<'a> {
         }
         if let Some(tree_id) = tree_id {
             let id = repo.write_commit(tree_id, parent, source, &entry.message)?;
+            // Written: a fleet's worth of messages need not stay in memory.
+            entry.message = String::new();
             entry.commit = Some(id);
             if old_tip != Some(id) {
                 self.out.updates.push(RefUpdate {
