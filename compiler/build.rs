@@ -14,7 +14,7 @@ use crate::cli::{BuildArgs, Format, Output};
 use crate::diagnostic::Diagnostics;
 use crate::emit::{OutDir, SiteTree, built_manifest, differences, digest, with_manifest};
 use crate::load::Inputs;
-use crate::pipeline::{analyze_lean, read_inputs, select};
+use crate::pipeline::Compiled;
 use crate::render::Renderer;
 use crate::validate::ValidSite;
 
@@ -25,32 +25,15 @@ pub const CHUNK: usize = 128;
 /// Render the selected sites into trees (manifest included), all or none.
 pub fn render_all(inputs: &Inputs, sites: &[&ValidSite]) -> Result<Vec<SiteTree>, Diagnostics> {
     let mut trees = Vec::new();
-    let mut errors = Diagnostics::new();
-    for result in render_each(inputs, sites)? {
-        match result {
-            Ok(t) => trees.push(t),
-            Err(d) => errors.extend(d),
-        }
-    }
-    if errors.has_errors() {
-        Err(errors.sorted())
+    let handed = for_each_tree(inputs, sites, |_, tree| {
+        trees.push(tree);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    if handed.diagnostics.has_errors() {
+        Err(handed.diagnostics)
     } else {
         Ok(trees)
     }
-}
-
-/// Render each site on its own, in parallel: one result per site, in the
-/// order given. The outer error is a template set that does not compile.
-#[allow(clippy::type_complexity)]
-pub fn render_each(
-    inputs: &Inputs,
-    sites: &[&ValidSite],
-) -> Result<Vec<Result<SiteTree, Diagnostics>>, Diagnostics> {
-    let renderer = Renderer::new(&inputs.sources, &inputs.templates)?;
-    Ok(sites
-        .par_iter()
-        .map(|v| render_one(inputs, &renderer, v))
-        .collect())
 }
 
 /// Render `sites` chunk by chunk (each chunk in parallel) and hand every
@@ -73,6 +56,52 @@ pub fn render_chunks(
         }
     }
     Ok(())
+}
+
+/// What became of handing every rendered tree on ([`for_each_tree`]).
+pub struct Handed<E> {
+    /// Every site's rendering problems (rendering goes on past them, so
+    /// that all are reported).
+    pub diagnostics: Diagnostics,
+    /// What stopped the handing on, if anything did.
+    pub failed: Option<E>,
+}
+
+impl<E> Handed<E> {
+    pub fn is_ok(&self) -> bool {
+        self.failed.is_none() && !self.diagnostics.has_errors()
+    }
+}
+
+/// [`render_chunks`], handing each tree that rendered to `each`; the first
+/// error of `each` stops it.
+pub fn for_each_tree<E>(
+    inputs: &Inputs,
+    sites: &[&ValidSite],
+    mut each: impl FnMut(&ValidSite, SiteTree) -> Result<(), E>,
+) -> Handed<E> {
+    let mut diagnostics = Diagnostics::new();
+    let mut failed = None;
+    let rendered = render_chunks(inputs, sites, |v, result| match result {
+        Ok(tree) => match each(v, tree) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+        Err(d) => {
+            diagnostics.extend(d);
+            true
+        }
+    });
+    if let Err(d) = rendered {
+        diagnostics.extend(d);
+    }
+    Handed {
+        diagnostics: diagnostics.sorted(),
+        failed,
+    }
 }
 
 /// The (path, sha256) of every file a site is compiled from: its profile
@@ -117,29 +146,14 @@ fn render_one(
 }
 
 pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
-    let (inputs, diags) = read_inputs(root);
-    let analysis = analyze_lean(&inputs, diags);
-    out.diagnostics(&analysis.diagnostics, &inputs);
-    if analysis.diagnostics.has_errors() {
+    let compiled = Compiled::read(root);
+    let Some(chosen) = out.chosen(&compiled, &args.selection) else {
         return 2;
-    }
-    let profiles: Vec<&str> = inputs.profiles.keys().map(String::as_str).collect();
-    let chosen = match select(
-        &analysis.sites,
-        args.profile.as_deref(),
-        &args.sites,
-        args.wave,
-        &profiles,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            out.error(&e.0);
-            return 2;
-        }
     };
+    let inputs = &compiled.inputs;
     let out_dir = args.out.clone().unwrap_or_else(|| root.join("out"));
     if args.check {
-        return check(&inputs, &chosen, &out_dir, out);
+        return check(inputs, &chosen, &out_dir, out);
     }
 
     let dir = match OutDir::open(&out_dir, root) {
@@ -159,7 +173,7 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
             if args.full {
                 None
             } else {
-                built_manifest(&out_dir.join(&v.site.name), &input_digest(&inputs, v))
+                built_manifest(&out_dir.join(&v.site.name), &input_digest(inputs, v))
             }
         })
         .collect();
@@ -175,38 +189,20 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
     }
     // Render and stage; nothing is visible until every site rendered.
     let mut staged = Vec::new();
-    let mut errors = Diagnostics::new();
-    let mut failure = None;
-    let rendered = render_chunks(&inputs, &todo, |v, result| match result {
-        Ok(tree) => {
-            images.add(&v.site, &tree.files);
-            match dir.stage(&tree) {
-                Ok(s) => {
-                    changed.insert(tree.name.clone(), s.is_some());
-                    staged.extend(s);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    false
-                }
-            }
-        }
-        Err(d) => {
-            errors.extend(d);
-            true
-        }
+    let handed = for_each_tree(inputs, &todo, |v, tree| {
+        images.add(&v.site, &tree.files);
+        let s = dir.stage(&tree)?;
+        changed.insert(tree.name.clone(), s.is_some());
+        staged.extend(s);
+        Ok::<(), crate::emit::EmitError>(())
     });
-    if let Err(d) = rendered {
-        errors.extend(d);
-    }
-    if errors.has_errors() || failure.is_some() {
+    if !handed.is_ok() {
         for s in staged {
             dir.discard(s);
         }
-        out.diagnostics(&errors.sorted(), &inputs);
-        if let Some(f) = failure {
-            out.error(&f);
+        out.diagnostics(&handed.diagnostics, inputs);
+        if let Some(e) = handed.failed {
+            out.error(&e.to_string());
         }
         return 2;
     }
@@ -267,25 +263,16 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
 fn check(inputs: &Inputs, chosen: &[&ValidSite], out_dir: &Path, out: &Output) -> i32 {
     let mut images = ImagePlan::default();
     let mut report: Vec<(String, Vec<String>)> = Vec::new();
-    let mut errors = Diagnostics::new();
-    let rendered = render_chunks(inputs, chosen, |v, result| {
-        match result {
-            Ok(tree) => {
-                images.add(&v.site, &tree.files);
-                report.push((
-                    tree.name.clone(),
-                    differences(&out_dir.join(&tree.name), &tree),
-                ));
-            }
-            Err(d) => errors.extend(d),
-        }
-        true
+    let handed = for_each_tree(inputs, chosen, |v, tree| {
+        images.add(&v.site, &tree.files);
+        report.push((
+            tree.name.clone(),
+            differences(&out_dir.join(&tree.name), &tree),
+        ));
+        Ok::<(), std::convert::Infallible>(())
     });
-    if let Err(d) = rendered {
-        errors.extend(d);
-    }
-    if errors.has_errors() {
-        out.diagnostics(&errors.sorted(), inputs);
+    if !handed.is_ok() {
+        out.diagnostics(&handed.diagnostics, inputs);
         return 2;
     }
     let images = crate::bake::tree(&images.finish());

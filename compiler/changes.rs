@@ -22,6 +22,15 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
+    /// `added`, `removed` or `modified`.
+    pub fn word(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Modified => "modified",
+        }
+    }
+
     fn letter(self) -> char {
         match self {
             ChangeKind::Added => 'A',
@@ -82,31 +91,24 @@ impl Risk {
 
     /// The specifics, e.g. `tcp/80 to 10.20.1.10 from 10.20.1.0/24 (IPv4)`.
     pub fn detail(&self) -> String {
-        let text = self.to_string();
-        text[self.label().len() + 2..].to_string()
-    }
-}
-
-impl fmt::Display for Risk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Risk::PortOpened { what } => write!(f, "port opened: {what}"),
-            Risk::PortClosed { what } => write!(f, "port closed: {what}"),
-            Risk::ImageChanged { service, from, to } => {
-                write!(f, "image changed: {service}: {from} -> {to}")
-            }
-            Risk::MemoryLimitChanged { service, from, to } => {
-                write!(f, "memory limit changed: {service}: {from} -> {to}")
+            Risk::PortOpened { what } | Risk::PortClosed { what } => what.clone(),
+            Risk::ImageChanged { service, from, to }
+            | Risk::MemoryLimitChanged { service, from, to } => {
+                format!("{service}: {from} -> {to}")
             }
             Risk::FirewallChanged {
                 file,
                 rules_added,
                 rules_removed,
-            } => write!(
-                f,
-                "firewall rules changed: {file} (+{rules_added} -{rules_removed} rules)"
-            ),
+            } => format!("{file} (+{rules_added} -{rules_removed} rules)"),
         }
+    }
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.label(), self.detail())
     }
 }
 

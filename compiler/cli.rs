@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::diagnostic::Diagnostics;
 use crate::load::Inputs;
-use crate::pipeline::{analyze, read_inputs};
+use crate::pipeline::{Compiled, analyze, read_inputs};
+use crate::validate::ValidSite;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,17 +52,24 @@ pub enum Command {
     Audit(AuditArgs),
 }
 
-#[derive(Debug, clap::Args)]
-pub struct CommitArgs {
-    /// Commit only this site (repeatable).
-    #[arg(long = "site")]
-    pub sites: Vec<String>,
-    /// Commit the sites whose profile chain includes this profile (a name or a unique prefix).
+/// Which sites a command works on: all, or those the options name.
+#[derive(Debug, Default, clap::Args)]
+pub struct Selection {
+    /// Only the sites whose profile chain includes this profile (a name or a unique prefix).
     #[arg(long)]
     pub profile: Option<String>,
-    /// Commit only the sites of this rollout wave.
+    /// Only this site (repeatable).
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+    /// Only the sites of this rollout wave (1 is the canary).
     #[arg(long)]
     pub wave: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CommitArgs {
+    #[command(flatten)]
+    pub selection: Selection,
     /// Site branches are `<prefix><site>`; default: each site's `gitops.branch-prefix` (`sites/`).
     #[arg(long)]
     pub branch_prefix: Option<String>,
@@ -88,15 +96,8 @@ pub struct CommitArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
-    /// Diff only this site (repeatable).
-    #[arg(long = "site")]
-    pub sites: Vec<String>,
-    /// Diff the sites whose profile chain includes this profile.
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Diff only the sites of this rollout wave.
-    #[arg(long)]
-    pub wave: Option<u32>,
+    #[command(flatten)]
+    pub selection: Selection,
     /// Site branches are `<prefix><site>`; default: each site's `gitops.branch-prefix`.
     #[arg(long)]
     pub branch_prefix: Option<String>,
@@ -123,15 +124,8 @@ pub struct AuditArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// Build the sites whose profile chain includes this profile (a name or a unique prefix).
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Build only this site (repeatable).
-    #[arg(long = "site")]
-    pub sites: Vec<String>,
-    /// Build only the sites of this rollout wave (1 is the canary).
-    #[arg(long)]
-    pub wave: Option<u32>,
+    #[command(flatten)]
+    pub selection: Selection,
     /// Where to write; default `out/` under the root.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -156,7 +150,10 @@ pub struct ExplainArgs {
 /// How to print: colour only on a terminal and without `NO_COLOR`.
 pub struct Output {
     pub format: Format,
+    /// Colour for stderr (diagnostics).
     pub color: bool,
+    /// `NO_COLOR` is set.
+    no_color: bool,
     /// JSON mode: diagnostics waiting to go into the command's one report.
     pending: std::cell::RefCell<Vec<serde_json::Value>>,
 }
@@ -167,8 +164,14 @@ impl Output {
         Output {
             format,
             color: !no_color && std::io::stderr().is_terminal(),
+            no_color,
             pending: Default::default(),
         }
+    }
+
+    /// Whether a text report on stdout may be coloured.
+    pub fn color_stdout(&self) -> bool {
+        self.format == Format::Text && !self.no_color && std::io::stdout().is_terminal()
     }
 
     /// Text: diagnostics go to stderr now. JSON: they go into the one JSON
@@ -206,6 +209,26 @@ impl Output {
         match self.format {
             Format::Text => eprintln!("error: {message}"),
             Format::Json => self.json(&serde_json::json!({ "error": message })),
+        }
+    }
+
+    /// Print a compilation's diagnostics; then, when there are no errors,
+    /// the sites `selection` names. `None`: errors were printed (exit 2).
+    pub fn chosen<'c>(
+        &self,
+        compiled: &'c Compiled,
+        selection: &Selection,
+    ) -> Option<Vec<&'c ValidSite>> {
+        self.diagnostics(&compiled.diagnostics, &compiled.inputs);
+        if compiled.diagnostics.has_errors() {
+            return None;
+        }
+        match compiled.select(selection) {
+            Ok(sites) => Some(sites),
+            Err(e) => {
+                self.error(&e.0);
+                None
+            }
         }
     }
 

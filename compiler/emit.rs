@@ -228,19 +228,6 @@ impl OutDir {
         })
     }
 
-    /// Write one site's tree, swapping it in whole. Returns false when the
-    /// existing tree was already identical (nothing is written then).
-    pub fn write_site(&self, tree: &SiteTree) -> Result<bool, EmitError> {
-        match self.stage(tree)? {
-            None => Ok(false),
-            Some(staged) => {
-                self.sync()?;
-                self.swap(staged)?;
-                Ok(true)
-            }
-        }
-    }
-
     /// Write a site's tree beside its directory, not yet visible: `None`
     /// when the existing tree is already identical. A build stages every
     /// site, then swaps them in ([`OutDir::swap`]) only once all rendered.
@@ -402,6 +389,21 @@ fn sync_dir(path: &Path) -> Result<(), EmitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl OutDir {
+        /// One site through stage, sync and swap, as a build does it;
+        /// false when the existing tree was already identical.
+        fn write_site(&self, tree: &SiteTree) -> Result<bool, EmitError> {
+            match self.stage(tree)? {
+                None => Ok(false),
+                Some(staged) => {
+                    self.sync()?;
+                    self.swap(staged)?;
+                    Ok(true)
+                }
+            }
+        }
+    }
 
     fn tree(name: &str, files: &[(&str, &str)]) -> SiteTree {
         SiteTree {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, TreeWalkMode, TreeWalkResult};
 
-use crate::load::{InputSource, MAX_INPUT_BYTES, ReadError, is_skipped_name, path_order};
+use crate::load::{InputSource, MAX_INPUT_BYTES, ReadError, files_under, is_skipped_name};
 
 /// The input directories of a config root: a change under them changes
 /// what the compiler reads.
@@ -35,6 +35,11 @@ pub enum GitError {
     NoCommits,
     #[error("{what}: {source}")]
     Git { what: String, source: git2::Error },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error(
         "branch `{branch}` moved while dify-cfg was working (expected {expected}, found {found}); nothing was written, run the command again"
     )]
@@ -56,6 +61,11 @@ fn ctx<T>(r: Result<T, git2::Error>, what: impl FnOnce() -> String) -> Result<T,
         what: what(),
         source,
     })
+}
+
+/// Attach what was being done to an I/O error of the git directory.
+fn io_ctx(what: String) -> impl FnOnce(std::io::Error) -> GitError {
+    move |source| GitError::Io { what, source }
 }
 
 /// The id `bytes` have as a git blob (nothing is written).
@@ -100,6 +110,12 @@ pub struct RefUpdate {
     pub branch: String,
     pub old: Option<Oid>,
     pub new: Oid,
+}
+
+/// Who made a source commit, and when: what dify-cfg's commits carry.
+pub struct Identity {
+    author: Signature<'static>,
+    committer: Signature<'static>,
 }
 
 /// The config repository, opened once per command.
@@ -311,24 +327,8 @@ impl Repo {
 
     /// Every file of a tree, by path (links as their target text).
     pub fn tree_files(&self, tree: Oid) -> Result<BTreeMap<String, Vec<u8>>, GitError> {
-        let t = ctx(self.repo.find_tree(tree), || {
-            format!("cannot read tree {tree}")
-        })?;
-        let mut ids = Vec::new();
-        ctx(
-            t.walk(TreeWalkMode::PreOrder, |dir, entry| {
-                if entry.kind() == Some(ObjectType::Blob) {
-                    ids.push((
-                        format!("{dir}{}", entry.name().unwrap_or_default()),
-                        entry.id(),
-                    ));
-                }
-                TreeWalkResult::Ok
-            }),
-            || format!("cannot walk tree {tree}"),
-        )?;
         let mut out = BTreeMap::new();
-        for (path, id) in ids {
+        for (path, id) in self.tree_blob_ids(tree)? {
             let blob = ctx(self.repo.find_blob(id), || format!("cannot read `{path}`"))?;
             out.insert(path, blob.content().to_vec());
         }
@@ -388,19 +388,28 @@ impl Repo {
         })
     }
 
+    /// The author and committer of a commit, to sign the commits made
+    /// from it.
+    pub fn identity(&self, commit: Oid) -> Result<Identity, GitError> {
+        let c = ctx(self.repo.find_commit(commit), || {
+            format!("cannot read commit {commit}")
+        })?;
+        Ok(Identity {
+            author: c.author().to_owned(),
+            committer: c.committer().to_owned(),
+        })
+    }
+
     /// Write a commit object (no branch moves). Author and committer,
-    /// names and times, are those of `identity`, the source commit, so the
-    /// same source gives the same commit id on any machine.
+    /// names and times, are the source commit's (`identity`), so the same
+    /// source gives the same commit id on any machine.
     pub fn write_commit(
         &self,
         tree: Oid,
         parent: Option<Oid>,
-        identity: Oid,
+        identity: &Identity,
         message: &str,
     ) -> Result<Oid, GitError> {
-        let source = ctx(self.repo.find_commit(identity), || {
-            format!("cannot read commit {identity}")
-        })?;
         let tree = ctx(self.repo.find_tree(tree), || {
             format!("cannot read tree {tree}")
         })?;
@@ -414,8 +423,8 @@ impl Repo {
         ctx(
             self.repo.commit(
                 None,
-                &source.author(),
-                &source.committer(),
+                &identity.author,
+                &identity.committer,
                 message,
                 &tree,
                 &parents,
@@ -432,12 +441,6 @@ impl Repo {
     /// Without this, one SIGKILL at the wrong moment would make every
     /// later `commit` fail until someone removed the lock files by hand.
     fn lock_moves(&self) -> Result<(std::fs::File, PathBuf), GitError> {
-        let io = |what: String| {
-            move |e: std::io::Error| GitError::Git {
-                what,
-                source: git2::Error::from_str(&e.to_string()),
-            }
-        };
         let dir = self.repo.path();
         let lock_path = dir.join(MOVE_LOCK);
         let lock = std::fs::OpenOptions::new()
@@ -445,9 +448,9 @@ impl Repo {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(io(format!("cannot open `{}`", lock_path.display())))?;
+            .map_err(io_ctx(format!("cannot open `{}`", lock_path.display())))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io(format!("cannot lock `{}`", lock_path.display()))(e.into()))?;
+            .map_err(|e| io_ctx(format!("cannot lock `{}`", lock_path.display()))(e.into()))?;
         let journal = dir.join(MOVE_JOURNAL);
         match std::fs::read_to_string(&journal) {
             Ok(text) => {
@@ -456,7 +459,7 @@ impl Repo {
                         let stale = dir.join(format!("{name}.lock"));
                         match std::fs::remove_file(&stale) {
                             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                                return Err(io(format!(
+                                return Err(io_ctx(format!(
                                     "cannot remove the stale lock `{}`",
                                     stale.display()
                                 ))(e));
@@ -466,10 +469,10 @@ impl Repo {
                     }
                 }
                 std::fs::remove_file(&journal)
-                    .map_err(io(format!("cannot remove `{}`", journal.display())))?;
+                    .map_err(io_ctx(format!("cannot remove `{}`", journal.display())))?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(format!("cannot read `{}`", journal.display()))(e)),
+            Err(e) => return Err(io_ctx(format!("cannot read `{}`", journal.display()))(e)),
         }
         Ok((lock, journal))
     }
@@ -488,19 +491,14 @@ impl Repo {
             .iter()
             .map(|u| format!("refs/heads/{}\n", u.branch))
             .collect();
-        std::fs::write(&journal, names).map_err(|e| GitError::Git {
-            what: format!("cannot write `{}`", journal.display()),
-            source: git2::Error::from_str(&e.to_string()),
-        })?;
+        std::fs::write(&journal, names)
+            .map_err(io_ctx(format!("cannot write `{}`", journal.display())))?;
         // The transaction (and its ref locks) ends inside; then the journal
         // goes, whatever the outcome.
         let moved = self.move_locked(updates, reason);
         let removed = std::fs::remove_file(&journal);
         moved?;
-        removed.map_err(|e| GitError::Git {
-            what: format!("cannot remove `{}`", journal.display()),
-            source: git2::Error::from_str(&e.to_string()),
-        })
+        removed.map_err(io_ctx(format!("cannot remove `{}`", journal.display())))
     }
 
     fn move_locked(&self, updates: &[RefUpdate], reason: &str) -> Result<(), GitError> {
@@ -617,15 +615,7 @@ impl InputSource for CommitTree {
     }
 
     fn files(&self, dir: &str) -> Result<Vec<String>, String> {
-        let mut out: Vec<String> = self
-            .files
-            .keys()
-            .filter(|p| p.starts_with(&format!("{dir}/")))
-            .filter(|p| !is_skipped_name(p.rsplit('/').next().unwrap_or(p)))
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| path_order(a, b));
-        Ok(out)
+        Ok(files_under(self.files.keys(), dir))
     }
 
     fn read(&self, rel: &str) -> Result<Vec<u8>, ReadError> {

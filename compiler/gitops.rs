@@ -5,7 +5,7 @@
 //! [`crate::git`]; rendering through [`crate::build`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 
 use git2::Oid;
@@ -16,15 +16,13 @@ use crate::changes::{ChangeKind, Files, Summary, summarize};
 use crate::cli::{AuditArgs, CommitArgs, DiffArgs, Format, Output};
 use crate::diagnostic::Diagnostics;
 use crate::emit::{COMPILER_NAME, COMPILER_VERSION, OutDir, SiteTree};
-use crate::git::{CommitInfo, GitError, RefUpdate, Repo, blob_id, short};
-use crate::load::{Inputs, load_from};
-use crate::pipeline::{analyze_lean, read_inputs, select};
+use crate::git::{CommitInfo, GitError, Identity, RefUpdate, Repo, blob_id, short};
+use crate::load::load_from;
+use crate::pipeline::Compiled;
 use crate::validate::ValidSite;
 
 /// Where rollout pull-request bodies go, under the out directory.
 pub const ROLLOUT_DIR: &str = "_rollout";
-/// The default prefix of site branches.
-pub const DEFAULT_BRANCH_PREFIX: &str = "sites/";
 
 /// The trailer every dify-cfg commit carries: `Compiler: dify-cfg <version>`.
 const COMPILER_TRAILER: &str = "Compiler";
@@ -75,45 +73,7 @@ impl From<GitError> for Failed {
     }
 }
 
-/// The fleet compiled from one source: the inputs and their valid sites.
-pub struct Compiled {
-    pub inputs: Inputs,
-    pub sites: Vec<ValidSite>,
-    pub diagnostics: Diagnostics,
-}
-
 impl Compiled {
-    pub fn from_inputs(inputs: Inputs, diags: Diagnostics) -> Compiled {
-        let (sites, diagnostics) = {
-            let a = analyze_lean(&inputs, diags);
-            (a.sites, a.diagnostics)
-        };
-        Compiled {
-            inputs,
-            sites,
-            diagnostics,
-        }
-    }
-
-    /// Print the diagnostics; then, if there are no errors, the sites the
-    /// command line selects (`None`: errors, exit 2).
-    pub fn selection(
-        &self,
-        profile: Option<&str>,
-        names: &[String],
-        wave: Option<u32>,
-        out: &Output,
-    ) -> Result<Option<Vec<&ValidSite>>, Failed> {
-        out.diagnostics(&self.diagnostics, &self.inputs);
-        if self.diagnostics.has_errors() {
-            return Ok(None);
-        }
-        let profiles: Vec<&str> = self.inputs.profiles.keys().map(String::as_str).collect();
-        select(&self.sites, profile, names, wave, &profiles)
-            .map(Some)
-            .map_err(|e| Failed(e.0))
-    }
-
     /// The inputs of a commit, from git objects.
     pub fn at_commit(repo: &Repo, commit: Oid) -> Result<Compiled, GitError> {
         let tree = repo.inputs_at(commit)?;
@@ -128,8 +88,13 @@ impl Compiled {
     pub fn render_ids(&self, names: &[&str]) -> BTreeMap<String, Result<BlobIds, String>> {
         let mut out = BTreeMap::new();
         let mut chosen = Vec::new();
+        let by_name: HashMap<&str, &ValidSite> = self
+            .sites
+            .iter()
+            .map(|v| (v.site.name.as_str(), v))
+            .collect();
         for name in names {
-            match self.sites.iter().find(|s| s.site.name == *name) {
+            match by_name.get(name).copied() {
                 Some(v) => chosen.push(v),
                 None => {
                     let why = if self.diagnostics.has_errors() {
@@ -199,14 +164,13 @@ pub struct SiteCommit {
     /// The new commit, when there is one.
     #[serde(serialize_with = "ser_oid")]
     pub commit: Option<Oid>,
+    /// The commit's subject, and the pull request's title with `--pr`.
     pub subject: String,
-    #[serde(skip)]
-    pub message: String,
     #[serde(flatten)]
     pub summary: Summary,
-    /// With `--pr`: the pull request's title and markdown body.
+    /// With `--pr`: the pull request's markdown body.
     #[serde(skip)]
-    pub pr: Option<(String, String)>,
+    pub pr_body: Option<String>,
     /// `--pr`: the path of the body file, relative to the out directory.
     pub pr_body_file: Option<String>,
 }
@@ -242,7 +206,7 @@ pub struct CommitPlan<'a> {
     pub rollout_prefix: Option<&'a str>,
     /// Write to branches whose tips dify-cfg did not make.
     pub force: bool,
-    /// Write no objects (the plan is computed from object ids alone).
+    /// Write no objects (changes are found by comparing the files).
     pub dry_run: bool,
     /// The source commit was dirty: say so in a trailer.
     pub dirty: bool,
@@ -255,7 +219,7 @@ pub fn prepare(
     sites: &[(&ValidSite, SiteTree)],
     plan: &CommitPlan<'_>,
 ) -> Result<Prepared, Failed> {
-    let mut p = Preparer::new(repo, source, plan);
+    let mut p = Preparer::new(repo, source, plan)?;
     for (v, tree) in sites {
         p.add(v, tree)?;
     }
@@ -267,22 +231,35 @@ pub fn prepare(
 pub struct Preparer<'a> {
     repo: &'a Repo,
     source: Oid,
+    /// The source commit's author and committer, read once.
+    identity: Identity,
     plan: &'a CommitPlan<'a>,
     out: Prepared,
     refused: Vec<String>,
 }
 
 impl<'a> Preparer<'a> {
-    pub fn new(repo: &'a Repo, source: Oid, plan: &'a CommitPlan<'a>) -> Self {
-        Preparer {
+    pub fn new(repo: &'a Repo, source: Oid, plan: &'a CommitPlan<'a>) -> Result<Self, Failed> {
+        Ok(Preparer {
             repo,
             source,
+            identity: repo.identity(source)?,
             plan,
             out: Prepared {
                 sites: Vec::new(),
                 updates: Vec::new(),
             },
             refused: Vec::new(),
+        })
+    }
+
+    /// The branch a site's commit goes to, and with `--pr` the site branch
+    /// the pull request goes into.
+    fn branches(&self, v: &ValidSite) -> (String, Option<String>) {
+        let site_branch = site_branch(self.plan.branch_prefix, v);
+        match self.plan.rollout_prefix {
+            Some(p) => (format!("{p}{}", v.site.name), Some(site_branch)),
+            None => (site_branch, None),
         }
     }
 
@@ -299,11 +276,7 @@ impl<'a> Preparer<'a> {
             ));
             return Ok(());
         }
-        let site_branch = site_branch(plan.branch_prefix, v);
-        let (branch, base) = match plan.rollout_prefix {
-            Some(p) => (format!("{p}{}", v.site.name), Some(site_branch.clone())),
-            None => (site_branch.clone(), None),
-        };
+        let (branch, base) = self.branches(v);
         for b in std::iter::once(&branch).chain(base.iter()) {
             if !git2::Reference::is_valid_name(&format!("refs/heads/{b}")) {
                 return Err(Failed(format!("`{b}` is not a valid branch name")));
@@ -349,12 +322,12 @@ impl<'a> Preparer<'a> {
             Some(t) => Some(repo.commit_info(t)?.tree),
             None => None,
         };
-        let summary = if tree_id.is_some() && tree_id == compared_tree {
-            Summary::default()
+        let (summary, first) = if tree_id.is_some() && tree_id == compared_tree {
+            (Summary::default(), false)
         } else {
-            summarize(&tip_files(repo, compared)?, &tree.files)
+            let old = tip_files(repo, compared)?;
+            (summarize(&old, &tree.files), old.is_empty())
         };
-        let first = !summary.is_empty() && compared_is_empty(repo, compared)?;
         let subject = format!("{}: {}", v.site.name, summary.headline(first));
         let mut entry = SiteCommit {
             site: v.site.name.clone(),
@@ -363,10 +336,9 @@ impl<'a> Preparer<'a> {
             base: base.clone(),
             old_tip,
             commit: None,
-            subject: subject.clone(),
-            message: String::new(),
+            subject,
             summary,
-            pr: None,
+            pr_body: None,
             pr_body_file: None,
         };
         if entry.summary.is_empty() {
@@ -376,15 +348,14 @@ impl<'a> Preparer<'a> {
             return Ok(());
         }
         let digests = manifest_digests(&tree.files);
-        entry.message = commit_message(&subject, &entry.summary, source, &digests, plan.dirty);
         if base.is_some() {
-            entry.pr = Some((subject.clone(), pr_body(v, &entry, source, &digests)));
+            entry.pr_body = Some(pr_body(v, &entry, source, &digests));
             entry.pr_body_file = Some(format!("{ROLLOUT_DIR}/{}.md", v.site.name));
         }
         if let Some(tree_id) = tree_id {
-            let id = repo.write_commit(tree_id, parent, source, &entry.message)?;
-            // Written: a fleet's worth of messages need not stay in memory.
-            entry.message = String::new();
+            let message =
+                commit_message(&entry.subject, &entry.summary, source, &digests, plan.dirty);
+            let id = repo.write_commit(tree_id, parent, &self.identity, &message)?;
             entry.commit = Some(id);
             if old_tip != Some(id) {
                 self.out.updates.push(RefUpdate {
@@ -412,8 +383,9 @@ impl<'a> Preparer<'a> {
         {
             return Ok(false);
         }
-        let site_branch = site_branch(plan.branch_prefix, v);
-        let Some(tip) = self.repo.tip(&site_branch)? else {
+        let (branch, base) = self.branches(v);
+        let site_branch = base.as_ref().unwrap_or(&branch);
+        let Some(tip) = self.repo.tip(site_branch)? else {
             return Ok(false);
         };
         let (_, Some(managed)) = managed_commit(self.repo, tip)? else {
@@ -422,22 +394,17 @@ impl<'a> Preparer<'a> {
         if managed.trailer("Input-Digest") != Some(input_digest) {
             return Ok(false);
         }
-        let branch = match plan.rollout_prefix {
-            Some(p) => format!("{p}{}", v.site.name),
-            None => site_branch.clone(),
-        };
         let old_tip = self.repo.tip(&branch)?;
         self.out.sites.push(SiteCommit {
             site: v.site.name.clone(),
             wave: v.site.wave,
             branch,
-            base: plan.rollout_prefix.map(|_| site_branch),
+            base,
             old_tip,
             commit: None,
             subject: format!("{}: unchanged", v.site.name),
-            message: String::new(),
             summary: Summary::default(),
-            pr: None,
+            pr_body: None,
             pr_body_file: None,
         });
         Ok(true)
@@ -451,7 +418,9 @@ impl<'a> Preparer<'a> {
             v.site.name,
             compiler_id()
         );
-        let id = self.repo.write_commit(tree, None, self.source, &message)?;
+        let id = self
+            .repo
+            .write_commit(tree, None, &self.identity, &message)?;
         self.out.updates.push(RefUpdate {
             branch: branch.to_string(),
             old: None,
@@ -468,14 +437,6 @@ impl<'a> Preparer<'a> {
         } else {
             Err(Failed(self.refused.join("\n")))
         }
-    }
-}
-
-/// Whether a tip is missing or holds an empty tree (a new site branch).
-fn compared_is_empty(repo: &Repo, tip: Option<Oid>) -> Result<bool, GitError> {
-    match tip {
-        None => Ok(true),
-        Some(t) => Ok(repo.tree_blob_ids(repo.commit_info(t)?.tree)?.is_empty()),
     }
 }
 
@@ -587,14 +548,10 @@ fn pr_body(
         "## Files\n\n| File | Change | Lines added | Lines removed |\n|---|---|---:|---:|\n",
     );
     for f in &entry.summary.files {
-        let kind = match f.kind {
-            ChangeKind::Added => "added",
-            ChangeKind::Removed => "removed",
-            ChangeKind::Modified => "modified",
-        };
         b.push_str(&format!(
-            "| {} | {kind} | {} | {} |\n",
+            "| {} | {} | {} | {} |\n",
             md_code(&f.path),
+            f.kind.word(),
             f.lines_added,
             f.lines_removed
         ));
@@ -642,11 +599,9 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
     let compiled = if dirty.is_empty() {
         Compiled::at_commit(&repo, head)?
     } else {
-        let (inputs, diags) = read_inputs(root);
-        Compiled::from_inputs(inputs, diags)
+        Compiled::read(root)
     };
-    let Some(chosen) = compiled.selection(args.profile.as_deref(), &args.sites, args.wave, out)?
-    else {
+    let Some(chosen) = out.chosen(&compiled, &args.selection) else {
         return Ok(2);
     };
     let plan = CommitPlan {
@@ -657,7 +612,7 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
         dirty: !dirty.is_empty(),
     };
     // Render chunk by chunk; each tree goes into git objects and is dropped.
-    let mut preparer = Preparer::new(&repo, head, &plan);
+    let mut preparer = Preparer::new(&repo, head, &plan)?;
     // Sites whose branch records these very inputs are not rendered again.
     let mut todo = Vec::new();
     for v in &chosen {
@@ -666,29 +621,13 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
             todo.push(*v);
         }
     }
-    let mut errors = Diagnostics::new();
-    let mut failed = None;
-    let rendered = crate::build::render_chunks(&compiled.inputs, &todo, |v, r| match r {
-        Ok(tree) => match preparer.add(v, &tree) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        },
-        Err(d) => {
-            errors.extend(d);
-            true
-        }
-    });
-    if let Err(d) = rendered {
-        errors.extend(d);
-    }
-    if errors.has_errors() {
-        out.diagnostics(&errors.sorted(), &compiled.inputs);
+    let handed =
+        crate::build::for_each_tree(&compiled.inputs, &todo, |v, tree| preparer.add(v, &tree));
+    if handed.diagnostics.has_errors() {
+        out.diagnostics(&handed.diagnostics, &compiled.inputs);
         return Ok(2);
     }
-    if let Some(e) = failed {
+    if let Some(e) = handed.failed {
         return Err(e);
     }
     let prepared = preparer.finish()?;
@@ -707,12 +646,12 @@ fn write_pr_files(root: &Path, args: &CommitArgs, prepared: &Prepared) -> Result
     let out_dir = args.out.clone().unwrap_or_else(|| root.join("out"));
     let dir = OutDir::open(&out_dir, root).map_err(|e| Failed(e.to_string()))?;
     for s in &prepared.sites {
-        if let Some((title, body)) = &s.pr {
+        if let Some(body) = &s.pr_body {
             dir.write_file(&format!("{ROLLOUT_DIR}/{}.md", s.site), body.as_bytes())
                 .and_then(|_| {
                     dir.write_file(
                         &format!("{ROLLOUT_DIR}/{}.title", s.site),
-                        format!("{title}\n").as_bytes(),
+                        format!("{}\n", s.subject).as_bytes(),
                     )
                 })
                 .map_err(|e| Failed(e.to_string()))?;
@@ -781,26 +720,16 @@ pub fn diff(root: &Path, args: &DiffArgs, out: &Output) -> i32 {
 
 fn diff_inner(root: &Path, args: &DiffArgs, out: &Output) -> Result<i32, Failed> {
     let repo = Repo::discover(root)?;
-    let (inputs, diags) = read_inputs(root);
-    let compiled = Compiled::from_inputs(inputs, diags);
-    let Some(chosen) = compiled.selection(args.profile.as_deref(), &args.sites, args.wave, out)?
-    else {
+    let compiled = Compiled::read(root);
+    let Some(chosen) = out.chosen(&compiled, &args.selection) else {
         return Ok(2);
     };
-    let trees = match crate::build::render_all(&compiled.inputs, &chosen) {
-        Ok(t) => t,
-        Err(d) => {
-            out.diagnostics(&d, &compiled.inputs);
-            return Ok(2);
-        }
-    };
-    let color = out.format == Format::Text
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = out.color_stdout();
     let mut text = String::new();
     let mut report = Vec::new();
     let mut differs = false;
-    for (v, tree) in chosen.iter().zip(&trees) {
+    // Site by site: each fresh tree is compared and dropped.
+    let handed = crate::build::for_each_tree(&compiled.inputs, &chosen, |v, tree| {
         let branch = site_branch(args.branch_prefix.as_deref(), v);
         let tip = repo.tip(&branch)?;
         let old = tip_files(&repo, tip)?;
@@ -808,7 +737,7 @@ fn diff_inner(root: &Path, args: &DiffArgs, out: &Output) -> Result<i32, Failed>
         differs |= !summary.is_empty();
         if out.format == Format::Text {
             site_diff_text(
-                &mut text, v, &branch, tip, &old, tree, &summary, args.stat, color,
+                &mut text, v, &branch, tip, &old, &tree, &summary, args.stat, color,
             );
         }
         report.push(json!({
@@ -819,6 +748,14 @@ fn diff_inner(root: &Path, args: &DiffArgs, out: &Output) -> Result<i32, Failed>
             "files": summary.files,
             "risks": summary.risks,
         }));
+        Ok::<(), GitError>(())
+    });
+    if handed.diagnostics.has_errors() {
+        out.diagnostics(&handed.diagnostics, &compiled.inputs);
+        return Ok(2);
+    }
+    if let Some(e) = handed.failed {
+        return Err(e.into());
     }
     match out.format {
         Format::Text => {
@@ -1004,12 +941,14 @@ pub fn audit_branches(
     }
     // Read every tip, then group the work by source commit.
     let mut entries = Vec::new();
-    let mut tips: Vec<BlobIds> = Vec::new();
+    // Per entry: the branch's files, and its source commit if it is here.
+    let mut tips: Vec<(BlobIds, Option<Oid>)> = Vec::new();
     let mut by_source: BTreeMap<Oid, Vec<String>> = BTreeMap::new();
     for (site, tip) in &branches {
         let (tip_info, managed) = managed_commit(repo, *tip)?;
-        let info = managed.clone().unwrap_or_else(|| tip_info.clone());
+        let info = managed.as_ref().unwrap_or(&tip_info);
         let files = repo.tree_blob_ids(info.tree)?;
+        let mut source = None;
         let mut e = AuditEntry {
             site: site.clone(),
             branch: format!("{prefix}{site}"),
@@ -1032,7 +971,10 @@ pub fn audit_branches(
                 .ok()
                 .and_then(|o| repo.resolve(&o.to_string()).ok())
             {
-                Some(o) => by_source.entry(o).or_default().push(site.clone()),
+                Some(o) => {
+                    by_source.entry(o).or_default().push(site.clone());
+                    source = Some(o);
+                }
                 None => e.notes.push(format!(
                     "source commit {src} is not in this repository (fetch it?)"
                 )),
@@ -1046,7 +988,7 @@ pub fn audit_branches(
             ));
         }
         entries.push(e);
-        tips.push(files);
+        tips.push((files, source));
     }
     by_source.entry(rev_id).or_default();
     let audited: Vec<&str> = entries
@@ -1066,11 +1008,11 @@ pub fn audit_branches(
         renders.insert(*commit, compiled.render_ids(&wanted));
     }
     let current = &renders[&rev_id];
-    for (e, files) in entries.iter_mut().zip(&tips) {
+    let ours = compiler_id();
+    for (e, (files, source)) in entries.iter_mut().zip(&tips) {
         if e.verdict == Verdict::Unmanaged {
             continue;
         }
-        let ours = COMPILER_NAME.to_string() + " " + COMPILER_VERSION;
         if e.compiler.as_deref() != Some(ours.as_str()) {
             e.notes.push(format!(
                 "made by {}, this is {ours}: differences may come from the compiler",
@@ -1078,11 +1020,7 @@ pub fn audit_branches(
             ));
         }
         // Drift: the branch against a recompile of its own source.
-        let source = e
-            .source_commit
-            .as_deref()
-            .and_then(|s| Oid::from_str(s).ok())
-            .and_then(|o| renders.get(&o));
+        let source = source.and_then(|o| renders.get(&o));
         match (e.source_commit.is_some(), source) {
             (false, _) => e
                 .notes

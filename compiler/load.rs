@@ -59,6 +59,19 @@ pub fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.split('/').cmp(b.split('/'))
 }
 
+/// The paths under `dir` of a source that knows all its paths (in memory,
+/// a commit), as [`InputSource::files`] lists them.
+pub fn files_under<'p>(paths: impl Iterator<Item = &'p String>, dir: &str) -> Vec<String> {
+    let prefix = format!("{dir}/");
+    let mut out: Vec<String> = paths
+        .filter(|p| p.starts_with(&prefix))
+        .filter(|p| !is_skipped_name(p.rsplit('/').next().unwrap_or(p)))
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| path_order(a, b));
+    out
+}
+
 /// Whether a walk skips this file name: hidden files and editor backups.
 pub fn is_skipped_name(name: &str) -> bool {
     name.starts_with('.') || name.ends_with('~')
@@ -151,16 +164,7 @@ impl InputSource for MemTree {
     }
 
     fn files(&self, dir: &str) -> Result<Vec<String>, String> {
-        let prefix = format!("{dir}/");
-        let mut out: Vec<String> = self
-            .files
-            .keys()
-            .filter(|p| p.starts_with(&prefix))
-            .filter(|p| !is_skipped_name(p.rsplit('/').next().unwrap_or(p)))
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| path_order(a, b));
-        Ok(out)
+        Ok(files_under(self.files.keys(), dir))
     }
 
     fn read(&self, rel: &str) -> Result<Vec<u8>, ReadError> {
@@ -301,54 +305,31 @@ fn read(
     kind: FileKind,
     diags: &mut Diagnostics,
 ) -> Option<String> {
-    let bytes = match src.read(rel) {
-        Ok(b) => b,
-        Err(ReadError::OutsideRoot) => {
-            return reject(
-                rel,
-                kind,
-                sources,
-                diags,
-                Diagnostic::error(
-                    "outside-root",
-                    format!("`{rel}` is a link to a file outside the config root"),
-                )
-                .help("copy the file into the repository instead of linking to it"),
-            );
-        }
-        Err(ReadError::NotAFile) => {
-            return reject(
-                rel,
-                kind,
-                sources,
-                diags,
-                Diagnostic::error("io", format!("`{rel}` is not a regular file"))
-                    .help("inputs are plain files"),
-            );
-        }
-        Err(ReadError::TooLarge(len)) => {
-            return reject(
-                rel,
-                kind,
-                sources,
-                diags,
-                Diagnostic::error(
-                    "too-large",
-                    format!("`{rel}` is {len} bytes; inputs are limited to 1 MiB"),
-                )
-                .help("a profile or site file is a few KiB; is this the right file?"),
-            );
-        }
+    let problem = match src.read(rel) {
+        Ok(bytes) => Ok(bytes),
+        Err(ReadError::OutsideRoot) => Err(Diagnostic::error(
+            "outside-root",
+            format!("`{rel}` is a link to a file outside the config root"),
+        )
+        .help("copy the file into the repository instead of linking to it")),
+        Err(ReadError::NotAFile) => Err(Diagnostic::error(
+            "io",
+            format!("`{rel}` is not a regular file"),
+        )
+        .help("inputs are plain files")),
+        Err(ReadError::TooLarge(len)) => Err(Diagnostic::error(
+            "too-large",
+            format!("`{rel}` is {len} bytes; inputs are limited to 1 MiB"),
+        )
+        .help("a profile or site file is a few KiB; is this the right file?")),
         Err(ReadError::Other(e)) => {
-            return reject(
-                rel,
-                kind,
-                sources,
-                diags,
-                Diagnostic::error("io", format!("cannot read `{rel}`: {e}"))
-                    .help("a link must point at a file inside the config root"),
-            );
+            Err(Diagnostic::error("io", format!("cannot read `{rel}`: {e}"))
+                .help("a link must point at a file inside the config root"))
         }
+    };
+    let bytes = match problem {
+        Ok(bytes) => bytes,
+        Err(d) => return reject(rel, kind, sources, diags, d),
     };
     match String::from_utf8(bytes) {
         Ok(text) => Some(text),

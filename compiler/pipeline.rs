@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::cli::Selection;
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::load::{Inputs, load};
 use crate::resolve::{ResolvedSite, resolve, resolve_each};
@@ -67,6 +68,47 @@ pub fn analyze_lean(inputs: &Inputs, mut diagnostics: Diagnostics) -> Analysis<'
         }
     });
     finish(inputs, Vec::new(), sites, diagnostics)
+}
+
+/// The fleet compiled from one source (the working tree or a commit): the
+/// inputs and the sites that validated. What every command but `explain`
+/// starts from.
+pub struct Compiled {
+    pub inputs: Inputs,
+    pub sites: Vec<ValidSite>,
+    pub diagnostics: Diagnostics,
+}
+
+impl Compiled {
+    /// The inputs under `root` on disk.
+    pub fn read(root: &Path) -> Compiled {
+        let (inputs, diags) = read_inputs(root);
+        Compiled::from_inputs(inputs, diags)
+    }
+
+    pub fn from_inputs(inputs: Inputs, diags: Diagnostics) -> Compiled {
+        let (sites, diagnostics) = {
+            let a = analyze_lean(&inputs, diags);
+            (a.sites, a.diagnostics)
+        };
+        Compiled {
+            inputs,
+            sites,
+            diagnostics,
+        }
+    }
+
+    /// The sites a command line selects.
+    pub fn select(&self, selection: &Selection) -> Result<Vec<&ValidSite>, SelectionError> {
+        let profiles: Vec<&str> = self.inputs.profiles.keys().map(String::as_str).collect();
+        select(
+            &self.sites,
+            selection.profile.as_deref(),
+            &selection.sites,
+            selection.wave,
+            &profiles,
+        )
+    }
 }
 
 /// A mistake in the command line's selection (exit 2).

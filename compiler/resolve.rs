@@ -246,24 +246,24 @@ pub fn resolve_each<'a>(
         }
         let mut chain_files: Vec<FileId> = chain.iter().rev().map(|p| profiles[p].id).collect();
         chain_files.push(*id);
-        let base = merged_chains
+        // The chain runs from the site's profile to the root; merged root
+        // first, once per profile.
+        let Some((root, above)) = chain.split_last() else {
+            continue;
+        };
+        let mut table = merged_chains
             .entry(chain[0].clone())
             .or_insert_with(|| {
-                let mut merged: Option<Spanned<Table<'a>>> = None;
-                for layer_table in chain.iter().rev().map(|p| &profiles[p].table) {
-                    let t = without_meta(layer_table);
-                    merged = Some(match merged {
-                        None => t,
-                        Some(mut base) => {
-                            merge_table(base.get_mut(), t.into_inner());
-                            base
-                        }
-                    });
+                let mut merged = without_meta(&profiles[root].table);
+                for p in above.iter().rev() {
+                    merge_table(
+                        merged.get_mut(),
+                        without_meta(&profiles[p].table).into_inner(),
+                    );
                 }
-                merged.unwrap_or_else(|| without_meta(&parsed.table))
+                merged
             })
             .clone();
-        let mut table = base;
         merge_table(table.get_mut(), without_meta(&parsed.table).into_inner());
         let Some(layer) = read_layer::<Layer>(&table, diags) else {
             continue;

@@ -1658,39 +1658,28 @@ fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<Gitops> {
                     "remove it: Argo CD syncs a helm site; the pull agent runs on compose boxes only",
                 );
             }
-            let namespace = match &gl.argocd_namespace {
-                Some(n) if is_dns_label(n.get_ref()) => n.get_ref().clone(),
-                Some(n) => {
-                    cx.err(
-                        Diagnostic::error(
-                            "invalid-name",
-                            format!("`{}` is not a Kubernetes namespace name", n.get_ref().escape_debug()),
-                        )
-                        .at(n.span())
-                        .help("`gitops.argocd-namespace` takes lower-case letters, digits and dashes, at most 63"),
-                    );
-                    String::new()
-                }
-                None => cx.default(
-                    "gitops.argocd-namespace",
-                    DEFAULT_ARGOCD_NAMESPACE.to_string(),
-                ),
-            };
-            let project = match &gl.argocd_project {
-                Some(n) if is_hostname(n.get_ref()) => n.get_ref().clone(),
-                Some(n) => {
-                    cx.err(
-                        Diagnostic::error(
-                            "invalid-name",
-                            format!("`{}` is not an Argo CD project name", n.get_ref().escape_debug()),
-                        )
-                        .at(n.span())
-                        .help("`gitops.argocd-project` takes lower-case letters, digits, dashes and dots"),
-                    );
-                    String::new()
-                }
-                None => cx.default("gitops.argocd-project", DEFAULT_ARGOCD_PROJECT.to_string()),
-            };
+            let namespace = name_value(
+                cx,
+                &gl.argocd_namespace,
+                "gitops.argocd-namespace",
+                DEFAULT_ARGOCD_NAMESPACE,
+                NameRule {
+                    valid: is_dns_label,
+                    what: "a Kubernetes namespace name",
+                    takes: "lower-case letters, digits and dashes, at most 63",
+                },
+            );
+            let project = name_value(
+                cx,
+                &gl.argocd_project,
+                "gitops.argocd-project",
+                DEFAULT_ARGOCD_PROJECT,
+                NameRule {
+                    valid: is_hostname,
+                    what: "an Argo CD project name",
+                    takes: "lower-case letters, digits, dashes and dots",
+                },
+            );
             let cluster = match &gl.cluster {
                 Some(c) => match cluster_problem(c.get_ref()) {
                     None => c.get_ref().clone(),
@@ -1733,18 +1722,47 @@ fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<Gitops> {
 }
 
 fn helm_name(cx: &mut Cx<'_>, v: &Option<Spanned<String>>, key: &str, default: &str) -> String {
+    name_value(
+        cx,
+        v,
+        key,
+        default,
+        NameRule {
+            valid: is_hostname,
+            what: "a valid Kubernetes name",
+            takes: "lower-case letters, digits and dashes",
+        },
+    )
+}
+
+/// What a name-like setting must look like.
+struct NameRule {
+    valid: fn(&str) -> bool,
+    /// What it is not when invalid, e.g. `a Kubernetes namespace name`.
+    what: &'static str,
+    /// What it takes, for the help line.
+    takes: &'static str,
+}
+
+/// A name-like setting: its value when `rule` accepts it, else an
+/// `invalid-name` error (and an empty name); its default when unset.
+fn name_value(
+    cx: &mut Cx<'_>,
+    v: &Option<Spanned<String>>,
+    key: &str,
+    default: &str,
+    rule: NameRule,
+) -> String {
     match v {
-        Some(n) if is_hostname(n.get_ref()) => n.get_ref().clone(),
+        Some(n) if (rule.valid)(n.get_ref()) => n.get_ref().clone(),
         Some(n) => {
             cx.err(
                 Diagnostic::error(
                     "invalid-name",
-                    format!("`{}` is not a valid Kubernetes name", n.get_ref()),
+                    format!("`{}` is not {}", n.get_ref().escape_debug(), rule.what),
                 )
                 .at(n.span())
-                .help(format!(
-                    "`{key}` takes lower-case letters, digits and dashes"
-                )),
+                .help(format!("`{key}` takes {}", rule.takes)),
             );
             String::new()
         }

@@ -9,7 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::{clinic_site, copy_fleet, git, git_output, site_branches, snapshot};
+use support::{
+    add_clinics, copy_fleet, git, git_output, set_clinic_description, site_branches, snapshot,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
 const ROUNDS: usize = 20;
@@ -17,26 +19,12 @@ const EXTRA_SITES: usize = 10;
 
 fn make_fleet(root: &Path, extra: usize) {
     copy_fleet(root);
-    for n in 11..11 + extra {
-        fs::write(
-            root.join(format!("sites/clinic-{n:03}.toml")),
-            clinic_site(n, ""),
-        )
-        .unwrap();
-    }
+    add_clinics(root, 11..11 + extra);
 }
 
 /// Two input states that render every clinic differently.
 fn set_state(root: &Path, state: usize) {
-    let path = root.join("profiles/multi-branch.toml");
-    let text = fs::read_to_string(&path).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("description = "))
-        .unwrap()
-        .to_string();
-    let new = format!("description = \"Branch clinic, input state {state}\"");
-    fs::write(&path, text.replacen(&line, &new, 1)).unwrap();
+    set_clinic_description(root, &format!("Branch clinic, input state {state}"));
 }
 
 fn command(root: &Path, args: &[&str]) -> Command {

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{clinic_site, copy_fleet, git, git_output, site_branches, snapshot};
+use support::{
+    add_clinics, copy_fleet, git, git_output, set_clinic_description, site_branches, snapshot,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
 /// Generated clinics beside the example fleet's eleven sites, so that a
@@ -30,29 +32,13 @@ type Tree = BTreeMap<String, Vec<u8>>;
 /// The example fleet plus generated clinics, in `root`.
 fn make_fleet(root: &Path) {
     copy_fleet(root);
-    for n in 0..EXTRA_SITES {
-        let n = 11 + n;
-        fs::write(
-            root.join(format!("sites/clinic-{n:03}.toml")),
-            clinic_site(n, ""),
-        )
-        .unwrap();
-    }
+    add_clinics(root, 11..11 + EXTRA_SITES);
 }
 
 /// Switch the inputs between two states that render every clinic
-/// differently (the profile's description reaches each compose file, and
-/// every manifest records the profile's hash).
+/// differently.
 fn set_state(root: &Path, state: usize) {
-    let path = root.join("profiles/multi-branch.toml");
-    let text = fs::read_to_string(&path).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("description = "))
-        .unwrap()
-        .to_string();
-    let new = format!("description = \"Branch clinic, input state {state}\"");
-    fs::write(&path, text.replacen(&line, &new, 1)).unwrap();
+    set_clinic_description(root, &format!("Branch clinic, input state {state}"));
 }
 
 fn spawn(root: &Path, args: &[&str]) -> std::process::Child {

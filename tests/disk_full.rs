@@ -15,7 +15,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use support::{available, clinic_site, copy_fleet, snapshot};
+use support::{add_clinics, available, copy_fleet, set_clinic_description, snapshot};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
 
@@ -152,21 +152,6 @@ fn all_entries(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn description(root: &Path, text: &str) {
-    let path = root.join("profiles/multi-branch.toml");
-    let old = fs::read_to_string(&path).unwrap();
-    let line = old
-        .lines()
-        .find(|l| l.starts_with("description = "))
-        .unwrap()
-        .to_string();
-    fs::write(
-        &path,
-        old.replacen(&line, &format!("description = \"{text}\""), 1),
-    )
-    .unwrap();
-}
-
 /// The failed build's message names a file under the out directory and
 /// the cause.
 fn assert_clear_enospc(stderr: &str) {
@@ -197,7 +182,7 @@ fn a_full_disk_fails_clearly_and_keeps_the_previous_output() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     copy_fleet(&a);
     copy_fleet(&b);
-    description(&b, "Branch clinic, changed");
+    set_clinic_description(&b, "Branch clinic, changed");
     let steps = run_in_tmpfs(&runner, &a, &b, "8m", true);
     assert_eq!(steps.rc[0], 0, "the first build fails: {}", steps.stderr[0]);
     assert_eq!(
@@ -229,14 +214,8 @@ fn a_fleet_too_big_for_the_disk_fails_clearly_and_keeps_the_previous_output() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     copy_fleet(&a);
     copy_fleet(&b);
-    description(&b, "Branch clinic, changed");
-    for n in 11..60 {
-        fs::write(
-            b.join(format!("sites/clinic-{n:03}.toml")),
-            clinic_site(n, ""),
-        )
-        .unwrap();
-    }
+    set_clinic_description(&b, "Branch clinic, changed");
+    add_clinics(&b, 11..60);
     // Room for the eleven sites, not for sixty.
     let steps = run_in_tmpfs(&runner, &a, &b, "3m", false);
     assert_eq!(steps.rc[0], 0, "the first build fails: {}", steps.stderr[0]);

@@ -257,7 +257,8 @@ fn editing_one_site_moves_only_its_branch_and_dirty_trees_are_refused() {
 #[test]
 fn a_branch_moved_meanwhile_fails_cleanly_and_writes_nothing() {
     use dify_cfg::git::{GitError, Repo};
-    use dify_cfg::gitops::{CommitPlan, Compiled, prepare, publish};
+    use dify_cfg::gitops::{CommitPlan, prepare, publish};
+    use dify_cfg::pipeline::Compiled;
 
     let (_tmp, root) = fleet_repo();
     ok(&root, &["commit"]);

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use support::{clinic_site, copy_fleet, snapshot};
+use support::{add_clinics, clinic_site, copy_fleet, snapshot};
 
 /// More sites than one render chunk (`build::CHUNK`), so chunking is used.
 const EXTRA_SITES: usize = 140;
@@ -15,13 +15,7 @@ const EXTRA_SITES: usize = 140;
 fn fleet() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     copy_fleet(tmp.path());
-    for n in 100..100 + EXTRA_SITES {
-        fs::write(
-            tmp.path().join(format!("sites/clinic-{n:03}.toml")),
-            clinic_site(n, ""),
-        )
-        .unwrap();
-    }
+    add_clinics(tmp.path(), 100..100 + EXTRA_SITES);
     tmp
 }
 

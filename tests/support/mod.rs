@@ -233,6 +233,36 @@ pub fn clinic_site(n: usize, extra: &str) -> String {
     )
 }
 
+/// Add the generated clinics `numbers` ([`clinic_site`]) to the fleet in
+/// `root`.
+pub fn add_clinics(root: &Path, numbers: impl IntoIterator<Item = usize>) {
+    for n in numbers {
+        std::fs::write(
+            root.join(format!("sites/clinic-{n:03}.toml")),
+            clinic_site(n, ""),
+        )
+        .unwrap();
+    }
+}
+
+/// Set the description of profile `multi-branch`: it reaches every
+/// clinic's compose file, and every manifest records the profile's hash,
+/// so each text renders every clinic differently.
+pub fn set_clinic_description(root: &Path, text: &str) {
+    let path = root.join("profiles/multi-branch.toml");
+    let old = std::fs::read_to_string(&path).unwrap();
+    let line = old
+        .lines()
+        .find(|l| l.starts_with("description = "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &path,
+        old.replacen(&line, &format!("description = \"{text}\""), 1),
+    )
+    .unwrap();
+}
+
 /// Every site name's `sites/*` branch and its tip.
 pub fn site_branches(root: &Path) -> std::collections::BTreeMap<String, String> {
     git(
