@@ -185,6 +185,7 @@ pub fn tree(images: &[ImageBuild]) -> SiteTree {
     SiteTree {
         name: IMAGES_DIR.to_string(),
         files,
+        compose: None,
     }
 }
 
@@ -207,6 +208,7 @@ mod tests {
         SiteTree {
             name: name.to_string(),
             files,
+            compose: None,
         }
     }
 

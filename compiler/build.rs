@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
@@ -41,13 +42,55 @@ pub fn render_all(inputs: &Inputs, sites: &[&ValidSite]) -> Result<Vec<SiteTree>
 pub fn render_chunks(
     inputs: &Inputs,
     sites: &[&ValidSite],
-    mut each: impl FnMut(&ValidSite, Result<SiteTree, Diagnostics>) -> bool,
+    each: impl FnMut(&ValidSite, Result<SiteTree, Diagnostics>) -> bool,
+) -> Result<(), Diagnostics> {
+    render_chunks_with(
+        inputs,
+        sites,
+        || (),
+        |_, _, tree| without_read_back(tree),
+        each,
+    )
+}
+
+/// A tree that is kept past the worker that rendered it (a chunk's worth of
+/// them are) drops its parsed `compose.yaml`, which is larger than the file.
+fn without_read_back(tree: SiteTree) -> SiteTree {
+    SiteTree {
+        compose: None,
+        ..tree
+    }
+}
+
+/// [`render_chunks`], running `work` on each tree on the worker thread that
+/// rendered it, so that per-site work after rendering (hashing, writing git
+/// objects) is parallel too; `each` gets `work`'s results, in order. A
+/// worker's state (a repository handle, say) is made by `init` when a
+/// worker first needs one and kept for its next sites: there are about as
+/// many as threads.
+pub fn render_chunks_with<S: Send, T: Send>(
+    inputs: &Inputs,
+    sites: &[&ValidSite],
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, &ValidSite, SiteTree) -> T + Sync,
+    mut each: impl FnMut(&ValidSite, Result<T, Diagnostics>) -> bool,
 ) -> Result<(), Diagnostics> {
     let renderer = Renderer::new(&inputs.sources, &inputs.templates)?;
+    let states: Mutex<Vec<S>> = Mutex::new(Vec::new());
+    // Nothing panics while holding the lock, so it is never poisoned; if it
+    // were, the states are still whole.
+    let pool = || states.lock().unwrap_or_else(PoisonError::into_inner);
     for chunk in sites.chunks(CHUNK) {
         let results: Vec<_> = chunk
             .par_iter()
-            .map(|v| render_one(inputs, &renderer, v))
+            .map(|v| {
+                let tree = render_one(inputs, &renderer, v)?;
+                let taken = pool().pop();
+                let mut state = taken.unwrap_or_else(&init);
+                let done = work(&mut state, v, tree);
+                pool().push(state);
+                Ok(done)
+            })
             .collect();
         for (v, r) in chunk.iter().zip(results) {
             if !each(v, r) {
@@ -75,15 +118,34 @@ impl<E> Handed<E> {
 
 /// [`render_chunks`], handing each tree that rendered to `each`; the first
 /// error of `each` stops it.
-pub fn for_each_tree<E>(
+pub fn for_each_tree<E: Send>(
     inputs: &Inputs,
     sites: &[&ValidSite],
-    mut each: impl FnMut(&ValidSite, SiteTree) -> Result<(), E>,
+    each: impl FnMut(&ValidSite, SiteTree) -> Result<(), E>,
+) -> Handed<E> {
+    for_each_worked(
+        inputs,
+        sites,
+        || (),
+        |_, _, tree| Ok(without_read_back(tree)),
+        each,
+    )
+}
+
+/// [`render_chunks_with`]: `work` on each tree that rendered (in parallel,
+/// with its worker's state), then `each` on the result (in order); the
+/// first error of either stops it.
+pub fn for_each_worked<S: Send, T: Send, E: Send>(
+    inputs: &Inputs,
+    sites: &[&ValidSite],
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, &ValidSite, SiteTree) -> Result<T, E> + Sync,
+    mut each: impl FnMut(&ValidSite, T) -> Result<(), E>,
 ) -> Handed<E> {
     let mut diagnostics = Diagnostics::new();
     let mut failed = None;
-    let rendered = render_chunks(inputs, sites, |v, result| match result {
-        Ok(tree) => match each(v, tree) {
+    let rendered = render_chunks_with(inputs, sites, init, work, |v, result| match result {
+        Ok(worked) => match worked.and_then(|t| each(v, t)) {
             Ok(()) => true,
             Err(e) => {
                 failed = Some(e);
@@ -138,11 +200,15 @@ fn render_one(
             .get(name)
             .map(|id| inputs.sources.file(*id).whole())
     };
-    let crossed = crate::crosscheck::check_site(&v.site, &files, template);
+    let compose = crate::crosscheck::read_compose(&files);
+    let crossed = crate::crosscheck::check_site(&v.site, &files, &compose, template);
     if crossed.has_errors() {
         return Err(crossed);
     }
-    Ok(with_manifest(&v.site, &input_hashes(inputs, v), files))
+    let has_compose = files.contains_key("compose.yaml");
+    let mut tree = with_manifest(&v.site, &input_hashes(inputs, v), files);
+    tree.compose = compose.ok().filter(|_| has_compose);
+    Ok(tree)
 }
 
 pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {

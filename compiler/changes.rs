@@ -10,6 +10,8 @@ use std::fmt;
 use serde::Serialize;
 use serde_yaml_ng::Value;
 
+use crate::emit::SiteTree;
+
 /// A site's files: relative path to bytes.
 pub type Files = BTreeMap<String, Vec<u8>>;
 
@@ -122,6 +124,13 @@ pub struct Summary {
 impl Summary {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+
+    /// Drop spare capacity: `commit` keeps a summary per site until it
+    /// reports.
+    pub fn shrink_to_fit(&mut self) {
+        self.files.shrink_to_fit();
+        self.risks.shrink_to_fit();
     }
 
     /// A commit subject's text after `<site>: `, at most about 60
@@ -251,7 +260,16 @@ fn list_short(items: &[&str]) -> String {
 pub fn summarize(old: &Files, new: &Files) -> Summary {
     Summary {
         files: file_changes(old, new),
-        risks: risks(&facts(old), &facts(new)),
+        risks: risks(&facts(old, None), &facts(new, None)),
+    }
+}
+
+/// [`summarize`] from an old tree's files to a tree just rendered (whose
+/// `compose.yaml` is read back already).
+pub fn summarize_tree(old: &Files, new: &SiteTree) -> Summary {
+    Summary {
+        files: file_changes(old, &new.files),
+        risks: risks(&facts(old, None), &facts(&new.files, new.compose.as_ref())),
     }
 }
 
@@ -357,17 +375,24 @@ fn risks(old: &Facts, new: &Facts) -> Vec<Risk> {
     out
 }
 
-fn facts(files: &Files) -> Facts {
+/// The facts of a tree; `compose` is its `compose.yaml` read back, if that
+/// is done already.
+fn facts(files: &Files, compose: Option<&Value>) -> Facts {
     let mut f = Facts::default();
     let text = |p: &str| {
         files
             .get(p)
             .map(|b| String::from_utf8_lossy(b).into_owned())
     };
-    if let Some(compose) = text("compose.yaml")
-        && let Ok(doc) = serde_yaml_ng::from_str::<Value>(&compose)
-    {
-        compose_facts(&doc, &mut f);
+    match compose {
+        Some(doc) => compose_facts(doc, &mut f),
+        None => {
+            if let Some(compose) = text("compose.yaml")
+                && let Ok(doc) = serde_yaml_ng::from_str::<Value>(&compose)
+            {
+                compose_facts(&doc, &mut f);
+            }
+        }
     }
     if let Some(values) = text("helm/values.yaml")
         && let Ok(doc) = serde_yaml_ng::from_str::<Value>(&values)

@@ -27,6 +27,15 @@ pub fn published_ports(compose: &str) -> Result<Vec<Published>, String> {
     published_ports_of(&doc)
 }
 
+/// A site's `compose.yaml` read back as YAML (absent: empty).
+pub fn read_compose(files: &BTreeMap<String, Vec<u8>>) -> Result<serde_yaml_ng::Value, String> {
+    let text = files
+        .get("compose.yaml")
+        .map(|b| String::from_utf8_lossy(b))
+        .unwrap_or_default();
+    serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())
+}
+
 /// Published ports of a parsed compose file.
 pub fn published_ports_of(doc: &serde_yaml_ng::Value) -> Result<Vec<Published>, String> {
     let mut out = Vec::new();
@@ -151,11 +160,13 @@ pub fn nginx_listens(conf: &str) -> BTreeSet<u16> {
         .collect()
 }
 
-/// Check one rendered compose site. `template` gives the span to point at
-/// for an output (the template that produced it).
+/// Check one rendered compose site, whose `compose.yaml` reads back as
+/// `compose` ([`read_compose`]). `template` gives the span to point at for
+/// an output (the template that produced it).
 pub fn check_site(
     site: &Site,
     files: &BTreeMap<String, Vec<u8>>,
+    compose: &Result<serde_yaml_ng::Value, String>,
     template: impl Fn(&str) -> Option<Span>,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
@@ -177,7 +188,11 @@ pub fn check_site(
             help,
         )
     };
-    let published = match published_ports(&text("compose.yaml")) {
+    let published = match compose
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(published_ports_of)
+    {
         Ok(p) => p,
         Err(e) => {
             diags.push(mismatch(
@@ -294,6 +309,10 @@ pub fn check_site(
 mod tests {
     use super::*;
 
+    fn check(site: &Site, files: &BTreeMap<String, Vec<u8>>) -> Diagnostics {
+        check_site(site, files, &read_compose(files), |_| None)
+    }
+
     fn files(compose_port: &str, opening_port: u16, listen: u16) -> BTreeMap<String, Vec<u8>> {
         let mut f = BTreeMap::new();
         f.insert(
@@ -325,7 +344,7 @@ mod tests {
         let mut site = crate::plan::fixtures::edge();
         site.network.address = Some("10.20.1.10".parse().unwrap());
         site.network.ssh_port = 22;
-        let d = check_site(&site, &files("10.20.1.10:80:80", 80, 80), |_| None);
+        let d = check(&site, &files("10.20.1.10:80:80", 80, 80));
         assert!(d.is_empty(), "{:?}", codes(&d));
     }
 
@@ -334,7 +353,7 @@ mod tests {
         let mut site = crate::plan::fixtures::edge();
         site.network.address = Some("10.20.1.10".parse().unwrap());
         site.network.ssh_port = 22;
-        let d = check_site(&site, &files("10.20.1.10:80:80", 8080, 80), |_| None);
+        let d = check(&site, &files("10.20.1.10:80:80", 8080, 80));
         let c = codes(&d);
         assert!(
             c.iter()
@@ -347,7 +366,7 @@ mod tests {
             "{c:?}"
         );
         // Published on every address, and to a port nginx does not listen on.
-        let d = check_site(&site, &files("80:8000", 80, 80), |_| None);
+        let d = check(&site, &files("80:8000", 80, 80));
         let c = codes(&d);
         assert!(c.iter().any(|m| m.contains("on every address")), "{c:?}");
         assert!(
@@ -358,7 +377,7 @@ mod tests {
         // SSH closed: the administrators would be locked out.
         let mut f = files("10.20.1.10:80:80", 80, 80);
         f.insert("firewall/rules.v4".into(), b"*filter\n-A DIFY-DOCKER -p tcp --ctorigdst 10.20.1.10 --ctorigdstport 80 -j RETURN\nCOMMIT\n".to_vec());
-        let d = check_site(&site, &f, |_| None);
+        let d = check(&site, &f);
         assert!(d.iter().any(|d| d.code == "ssh-lockout"), "{:?}", codes(&d));
     }
 

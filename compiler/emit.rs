@@ -47,6 +47,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
 pub struct SiteTree {
     pub name: String,
     pub files: BTreeMap<String, Vec<u8>>,
+    /// `compose.yaml` read back as YAML, when the site has one: the
+    /// cross-checks and the change summaries read it instead of parsing
+    /// the file again. Not written anywhere.
+    pub compose: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Serialize)]
@@ -135,6 +139,7 @@ pub fn with_manifest(
     SiteTree {
         name: site.name.clone(),
         files,
+        compose: None,
     }
 }
 
@@ -412,6 +417,7 @@ mod tests {
                 .iter()
                 .map(|(p, b)| (p.to_string(), b.as_bytes().to_vec()))
                 .collect(),
+            compose: None,
         }
     }
 

@@ -113,12 +113,58 @@ pub struct RefUpdate {
 }
 
 /// Who made a source commit, and when: what dify-cfg's commits carry.
+/// Plain data (a git2 signature is bound to its thread), so that every
+/// worker writing commits can hold one.
+#[derive(Debug, Clone)]
 pub struct Identity {
-    author: Signature<'static>,
-    committer: Signature<'static>,
+    author: Person,
+    committer: Person,
 }
 
-/// The config repository, opened once per command.
+#[derive(Debug, Clone)]
+struct Person {
+    name: String,
+    email: String,
+    when: git2::Time,
+}
+
+impl Person {
+    /// Names and addresses that are not UTF-8 (git's default encoding)
+    /// are read lossily.
+    fn of(sig: &Signature<'_>) -> Person {
+        Person {
+            name: String::from_utf8_lossy(sig.name_bytes()).into_owned(),
+            email: String::from_utf8_lossy(sig.email_bytes()).into_owned(),
+            when: sig.when(),
+        }
+    }
+
+    fn signature(&self) -> Result<Signature<'static>, git2::Error> {
+        Signature::new(&self.name, &self.email, &self.when)
+    }
+}
+
+/// Opens another [`Repo`] handle on a repository ([`Repo::opener`]).
+#[derive(Debug, Clone)]
+pub struct RepoOpener {
+    git_dir: PathBuf,
+    prefix: String,
+}
+
+impl RepoOpener {
+    pub fn open(&self) -> Result<Repo, GitError> {
+        let repo = ctx(Repository::open(&self.git_dir), || {
+            format!("cannot open `{}`", self.git_dir.display())
+        })?;
+        Ok(Repo {
+            repo,
+            prefix: self.prefix.clone(),
+        })
+    }
+}
+
+/// The config repository, opened once per command (and once more per
+/// worker thread that writes objects).
 pub struct Repo {
     repo: Repository,
     /// The config root's path inside the repository: `""` or `dir/`.
@@ -131,6 +177,10 @@ impl Repo {
         // dify-cfg reads each object about once: libgit2's object cache
         // (256 MB by default) would only grow with the fleet.
         git2::opts::enable_caching(false);
+        // A tree is only ever written from the blobs (and trees) this
+        // process has just written: libgit2 need not read each entry back
+        // to check that it exists.
+        git2::opts::strict_object_creation(false);
         let repo = Repository::discover(root).map_err(|source| GitError::NotARepository {
             root: root.to_path_buf(),
             source,
@@ -149,6 +199,15 @@ impl Repo {
             })
             .unwrap_or_default();
         Ok(Repo { repo, prefix })
+    }
+
+    /// What opens more handles on this repository, from any thread (a
+    /// handle is not shared between threads; the repository is).
+    pub fn opener(&self) -> RepoOpener {
+        RepoOpener {
+            git_dir: self.repo.path().to_path_buf(),
+            prefix: self.prefix.clone(),
+        }
     }
 
     /// The commit `rev` names (`HEAD`, a branch, an id, ...).
@@ -395,8 +454,8 @@ impl Repo {
             format!("cannot read commit {commit}")
         })?;
         Ok(Identity {
-            author: c.author().to_owned(),
-            committer: c.committer().to_owned(),
+            author: Person::of(&c.author()),
+            committer: Person::of(&c.committer()),
         })
     }
 
@@ -420,15 +479,16 @@ impl Repo {
             None => None,
         };
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        let (author, committer) = ctx(
+            identity
+                .author
+                .signature()
+                .and_then(|a| Ok((a, identity.committer.signature()?))),
+            || "cannot sign the commit".into(),
+        )?;
         ctx(
-            self.repo.commit(
-                None,
-                &identity.author,
-                &identity.committer,
-                message,
-                &tree,
-                &parents,
-            ),
+            self.repo
+                .commit(None, &author, &committer, message, &tree, &parents),
             || "cannot write the commit".into(),
         )
     }
@@ -493,41 +553,62 @@ impl Repo {
             .collect();
         std::fs::write(&journal, names)
             .map_err(io_ctx(format!("cannot write `{}`", journal.display())))?;
-        // The transaction (and its ref locks) ends inside; then the journal
-        // goes, whatever the outcome.
+        // The ref locks are all gone when this returns (renamed into place
+        // or removed); then the journal goes, whatever the outcome.
         let moved = self.move_locked(updates, reason);
         let removed = std::fs::remove_file(&journal);
         moved?;
         removed.map_err(io_ctx(format!("cannot remove `{}`", journal.display())))
     }
 
+    /// Lock, check and move the branches, as git's own ref files backend
+    /// does: each ref's lock file `<ref>.lock` is created exclusively and
+    /// holds the new id; once every ref is locked and still points where it
+    /// did, the reflogs are written and each lock file is renamed over its
+    /// ref. A lock file is closed as soon as it is written. (libgit2's ref
+    /// transactions keep every locked ref's file open, with a write buffer,
+    /// until the end: a move of 10,000 site branches would need 10,000
+    /// descriptors, ten times the usual `ulimit -n`, and 100 MB.)
     fn move_locked(&self, updates: &[RefUpdate], reason: &str) -> Result<(), GitError> {
         let sig = self
             .repo
             .signature()
             .or_else(|_| Signature::now("dify-cfg", "dify-cfg@localhost"));
         let sig = ctx(sig, || "cannot make a reflog signature".into())?;
-        let mut tx = ctx(self.repo.transaction(), || {
-            "cannot start a ref transaction".into()
-        })?;
+        let git_dir = self.repo.path();
+        let mut locks = RefLocks::default();
         for u in updates {
             let name = format!("refs/heads/{}", u.branch);
-            if let Err(e) = tx.lock_ref(&name) {
-                return Err(if e.code() == ErrorCode::Locked {
-                    GitError::Locked {
-                        branch: u.branch.clone(),
-                        lock: self.repo.path().join(format!("{name}.lock")),
-                    }
-                } else {
-                    GitError::Git {
-                        what: format!("cannot lock branch `{}`", u.branch),
-                        source: e,
-                    }
-                });
+            let lock = git_dir.join(format!("{name}.lock"));
+            if let Some(dir) = lock.parent() {
+                std::fs::create_dir_all(dir).map_err(io_ctx(format!(
+                    "cannot lock branch `{}`: cannot create `{}`",
+                    u.branch,
+                    dir.display()
+                )))?;
             }
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock);
+            let mut file = match file {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(GitError::Locked {
+                        branch: u.branch.clone(),
+                        lock,
+                    });
+                }
+                Err(e) => {
+                    return Err(io_ctx(format!("cannot lock branch `{}`", u.branch))(e));
+                }
+            };
+            locks.held.push(lock.clone());
+            std::io::Write::write_all(&mut file, format!("{}\n", u.new).as_bytes())
+                .map_err(io_ctx(format!("cannot write `{}`", lock.display())))?;
         }
         // Locked: nobody else can move them now. Check nobody did since
-        // they were read.
+        // they were read, and that each can become a file.
         for u in updates {
             let now = self.tip(&u.branch)?;
             if now != u.old {
@@ -538,14 +619,75 @@ impl Repo {
                     found: show(now),
                 });
             }
+            let path = git_dir.join(format!("refs/heads/{}", u.branch));
+            // An empty directory left by deleted branches below this name
+            // goes; one that still holds branches stops the move.
+            if path.is_dir() && std::fs::remove_dir(&path).is_err() {
+                return Err(GitError::Io {
+                    what: format!(
+                        "cannot create branch `{}`: branches named `{}/...` exist",
+                        u.branch, u.branch
+                    ),
+                    source: std::io::Error::from(std::io::ErrorKind::IsADirectory),
+                });
+            }
         }
+        let log_all = self.logs_all_branch_moves();
         for u in updates {
             let name = format!("refs/heads/{}", u.branch);
-            ctx(tx.set_target(&name, u.new, Some(&sig), reason), || {
-                format!("cannot update branch `{}`", u.branch)
-            })?;
+            let logged = log_all || self.repo.reference_has_log(&name).unwrap_or(false);
+            if logged {
+                ctx(
+                    self.repo.reference_ensure_log(&name).and_then(|()| {
+                        let mut log = self.repo.reflog(&name)?;
+                        log.append(u.new, &sig, Some(reason))?;
+                        log.write()
+                    }),
+                    || format!("cannot write the reflog of branch `{}`", u.branch),
+                )?;
+            }
         }
-        ctx(tx.commit(), || "cannot write the branches".into())
+        let held = std::mem::take(&mut locks.held);
+        for (i, (u, lock)) in updates.iter().zip(&held).enumerate() {
+            let path = git_dir.join(format!("refs/heads/{}", u.branch));
+            if let Err(e) = std::fs::rename(lock, &path) {
+                // Those not moved yet are unlocked again.
+                locks.held = held[i..].to_vec();
+                return Err(io_ctx(format!("cannot update branch `{}`", u.branch))(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether branch moves go in the reflog: `core.logAllRefUpdates`,
+    /// on unless set false (a repository with a working tree).
+    fn logs_all_branch_moves(&self) -> bool {
+        let value = self
+            .repo
+            .config()
+            .and_then(|c| c.get_string("core.logAllRefUpdates"));
+        match value {
+            Ok(v) => !matches!(
+                v.to_ascii_lowercase().as_str(),
+                "false" | "no" | "off" | "0" | ""
+            ),
+            Err(_) => true,
+        }
+    }
+}
+
+/// The ref lock files a branch move created; those it did not rename into
+/// place are removed when it ends, whatever the outcome.
+#[derive(Default)]
+struct RefLocks {
+    held: Vec<PathBuf>,
+}
+
+impl Drop for RefLocks {
+    fn drop(&mut self) {
+        for lock in &self.held {
+            let _ = std::fs::remove_file(lock);
+        }
     }
 }
 

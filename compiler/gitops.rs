@@ -12,7 +12,7 @@ use git2::Oid;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::changes::{ChangeKind, Files, Summary, summarize};
+use crate::changes::{ChangeKind, Files, Summary, summarize_tree};
 use crate::cli::{AuditArgs, CommitArgs, DiffArgs, Format, Output};
 use crate::diagnostic::Diagnostics;
 use crate::emit::{COMPILER_NAME, COMPILER_VERSION, OutDir, SiteTree};
@@ -109,18 +109,25 @@ impl Compiled {
                 }
             }
         }
-        let rendered = crate::build::render_chunks(&self.inputs, &chosen, |v, r| {
-            let ids = r
-                .map(|t| {
-                    t.files
-                        .iter()
-                        .map(|(p, b)| (p.clone(), blob_id(b)))
-                        .collect()
-                })
-                .map_err(|d| format!("rendering fails ({} diagnostics)", d.error_count()));
-            out.insert(v.site.name.clone(), ids);
-            true
-        });
+        // Each worker hashes the trees it rendered; only the ids are kept.
+        let ids_of = |_: &mut (), _: &ValidSite, tree: SiteTree| -> BlobIds {
+            tree.files
+                .iter()
+                .map(|(p, b)| (p.clone(), blob_id(b)))
+                .collect()
+        };
+        let rendered = crate::build::render_chunks_with(
+            &self.inputs,
+            &chosen,
+            || (),
+            ids_of,
+            |v, r| {
+                let ids =
+                    r.map_err(|d| format!("rendering fails ({} diagnostics)", d.error_count()));
+                out.insert(v.site.name.clone(), ids);
+                true
+            },
+        );
         if rendered.is_err() {
             for v in chosen {
                 out.insert(
@@ -192,6 +199,7 @@ fn ser_oid<S: serde::Serializer>(o: &Option<Oid>, s: S) -> Result<S::Ok, S::Erro
 /// Everything `commit` will write: the objects are already in the
 /// repository (harmless until a branch points at them); the branch
 /// updates are applied by [`publish`], all or none.
+#[derive(Default)]
 pub struct Prepared {
     pub sites: Vec<SiteCommit>,
     pub updates: Vec<RefUpdate>,
@@ -219,40 +227,37 @@ pub fn prepare(
     sites: &[(&ValidSite, SiteTree)],
     plan: &CommitPlan<'_>,
 ) -> Result<Prepared, Failed> {
-    let mut p = Preparer::new(repo, source, plan)?;
+    let committer = Committer { source, plan };
+    let identity = repo.identity(source)?;
+    let mut p = Preparer::default();
     for (v, tree) in sites {
-        p.add(v, tree)?;
+        p.record(committer.site(repo, &identity, v, tree)?);
     }
     p.finish()
 }
 
-/// [`prepare`] one site at a time, so a fleet's trees need not be held at
-/// once.
-pub struct Preparer<'a> {
-    repo: &'a Repo,
-    source: Oid,
-    /// The source commit's author and committer, read once.
-    identity: Identity,
-    plan: &'a CommitPlan<'a>,
-    out: Prepared,
-    refused: Vec<String>,
+/// What one site's commit comes to.
+pub enum Outcome {
+    /// The site's commit (or that it has none), and the branch moves it
+    /// needs.
+    Site {
+        entry: Box<SiteCommit>,
+        updates: Vec<RefUpdate>,
+    },
+    /// Refused without `--force`: why.
+    Refused(String),
 }
 
-impl<'a> Preparer<'a> {
-    pub fn new(repo: &'a Repo, source: Oid, plan: &'a CommitPlan<'a>) -> Result<Self, Failed> {
-        Ok(Preparer {
-            repo,
-            source,
-            identity: repo.identity(source)?,
-            plan,
-            out: Prepared {
-                sites: Vec::new(),
-                updates: Vec::new(),
-            },
-            refused: Vec::new(),
-        })
-    }
+/// The per-site work of `commit`: read the branch, write the site's
+/// objects, summarize the change. It holds no repository handle (a handle
+/// is not shared between threads), so each worker passes its own, opened
+/// with [`Repo::reopen`].
+pub struct Committer<'a> {
+    pub source: Oid,
+    pub plan: &'a CommitPlan<'a>,
+}
 
+impl Committer<'_> {
     /// The branch a site's commit goes to, and with `--pr` the site branch
     /// the pull request goes into.
     fn branches(&self, v: &ValidSite) -> (String, Option<String>) {
@@ -263,18 +268,24 @@ impl<'a> Preparer<'a> {
         }
     }
 
-    /// The commit of one site (its objects written unless a dry run).
-    pub fn add(&mut self, v: &ValidSite, tree: &SiteTree) -> Result<(), Failed> {
-        let (repo, plan, source) = (self.repo, self.plan, self.source);
+    /// The commit of one site (its objects written unless a dry run);
+    /// `identity` is the source commit's ([`Repo::identity`]).
+    pub fn site(
+        &self,
+        repo: &Repo,
+        identity: &Identity,
+        v: &ValidSite,
+        tree: &SiteTree,
+    ) -> Result<Outcome, Failed> {
+        let (plan, source) = (self.plan, self.source);
         if let Some(p) = plan.branch_prefix
             && p != v.site.gitops.branch_prefix
             && !plan.force
         {
-            self.refused.push(format!(
+            return Ok(Outcome::Refused(format!(
                 "site `{}` pulls `{}{}` (its gitops.branch-prefix), not `{p}{}`: the site would never see this commit; change gitops.branch-prefix, or pass --force",
                 v.site.name, v.site.gitops.branch_prefix, v.site.name, v.site.name
-            ));
-            return Ok(());
+            )));
         }
         let (branch, base) = self.branches(v);
         for b in std::iter::once(&branch).chain(base.iter()) {
@@ -288,14 +299,14 @@ impl<'a> Preparer<'a> {
         {
             let (info, managed) = managed_commit(repo, tip)?;
             if managed.is_none() {
-                self.refused.push(format!(
+                return Ok(Outcome::Refused(format!(
                     "branch `{branch}` ends in {} (\"{}\"), which dify-cfg did not make; pass --force to commit on top of it",
                     short(tip),
                     info.subject()
-                ));
-                return Ok(());
+                )));
             }
         }
+        let mut updates = Vec::new();
         // The commit's parent, and the tip whose tree the new one is
         // compared with (the site branch's, also with `--pr`).
         let (parent, compared) = match &base {
@@ -308,7 +319,15 @@ impl<'a> Preparer<'a> {
                     None if plan.dry_run => None,
                     // A new site: its branch starts empty so that the first
                     // render, too, arrives as a pull request.
-                    None => Some(self.start_branch(v, base_branch)?),
+                    None => {
+                        let start = start_branch(repo, identity, v)?;
+                        updates.push(RefUpdate {
+                            branch: base_branch.clone(),
+                            old: None,
+                            new: start,
+                        });
+                        Some(start)
+                    }
                 };
                 (parent, base_tip)
             }
@@ -326,7 +345,7 @@ impl<'a> Preparer<'a> {
             (Summary::default(), false)
         } else {
             let old = tip_files(repo, compared)?;
-            (summarize(&old, &tree.files), old.is_empty())
+            (summarize_tree(&old, tree), old.is_empty())
         };
         let subject = format!("{}: {}", v.site.name, summary.headline(first));
         let mut entry = SiteCommit {
@@ -344,8 +363,10 @@ impl<'a> Preparer<'a> {
         if entry.summary.is_empty() {
             // Nothing to commit; a rollout branch that still proposes an
             // older tree is left for its pull request to be closed.
-            self.out.sites.push(entry);
-            return Ok(());
+            return Ok(Outcome::Site {
+                entry: Box::new(entry),
+                updates,
+            });
         }
         let digests = manifest_digests(&tree.files);
         if base.is_some() {
@@ -355,18 +376,21 @@ impl<'a> Preparer<'a> {
         if let Some(tree_id) = tree_id {
             let message =
                 commit_message(&entry.subject, &entry.summary, source, &digests, plan.dirty);
-            let id = repo.write_commit(tree_id, parent, &self.identity, &message)?;
+            let id = repo.write_commit(tree_id, parent, identity, &message)?;
             entry.commit = Some(id);
             if old_tip != Some(id) {
-                self.out.updates.push(RefUpdate {
+                updates.push(RefUpdate {
                     branch,
                     old: old_tip,
                     new: id,
                 });
             }
         }
-        self.out.sites.push(entry);
-        Ok(())
+        entry.summary.shrink_to_fit();
+        Ok(Outcome::Site {
+            entry: Box::new(entry),
+            updates,
+        })
     }
 
     /// Whether a site's branch already holds what its inputs render to:
@@ -374,28 +398,33 @@ impl<'a> Preparer<'a> {
     /// dify-cfg from inputs with the same `Input-Digest` (which covers
     /// the compiler version). Such a site needs no rendering; it is
     /// recorded as unchanged. `audit` is what checks a branch's bytes.
-    pub fn up_to_date(&mut self, v: &ValidSite, input_digest: &str) -> Result<bool, Failed> {
+    pub fn up_to_date(
+        &self,
+        repo: &Repo,
+        v: &ValidSite,
+        input_digest: &str,
+    ) -> Result<Option<Outcome>, Failed> {
         let plan = self.plan;
         if plan.force
             || plan
                 .branch_prefix
                 .is_some_and(|p| p != v.site.gitops.branch_prefix)
         {
-            return Ok(false);
+            return Ok(None);
         }
         let (branch, base) = self.branches(v);
         let site_branch = base.as_ref().unwrap_or(&branch);
-        let Some(tip) = self.repo.tip(site_branch)? else {
-            return Ok(false);
+        let Some(tip) = repo.tip(site_branch)? else {
+            return Ok(None);
         };
-        let (_, Some(managed)) = managed_commit(self.repo, tip)? else {
-            return Ok(false);
+        let (_, Some(managed)) = managed_commit(repo, tip)? else {
+            return Ok(None);
         };
         if managed.trailer("Input-Digest") != Some(input_digest) {
-            return Ok(false);
+            return Ok(None);
         }
-        let old_tip = self.repo.tip(&branch)?;
-        self.out.sites.push(SiteCommit {
+        let old_tip = repo.tip(&branch)?;
+        let entry = SiteCommit {
             site: v.site.name.clone(),
             wave: v.site.wave,
             branch,
@@ -406,30 +435,45 @@ impl<'a> Preparer<'a> {
             summary: Summary::default(),
             pr_body: None,
             pr_body_file: None,
-        });
-        Ok(true)
+        };
+        Ok(Some(Outcome::Site {
+            entry: Box::new(entry),
+            updates: Vec::new(),
+        }))
+    }
+}
+
+/// An empty first commit for a new site branch (with `--pr`).
+fn start_branch(repo: &Repo, identity: &Identity, v: &ValidSite) -> Result<Oid, Failed> {
+    let tree = repo.write_tree(&BTreeMap::new())?;
+    let message = format!(
+        "{}: start the site branch\n\nAn empty tree: the site's first render arrives as a pull request\ninto this branch.\n\n{COMPILER_TRAILER}: {}\n",
+        v.site.name,
+        compiler_id()
+    );
+    Ok(repo.write_commit(tree, None, identity, &message)?)
+}
+
+/// The sites' outcomes, collected one at a time in any order, so a fleet's
+/// trees need not be held at once.
+#[derive(Default)]
+pub struct Preparer {
+    out: Prepared,
+    refused: Vec<String>,
+}
+
+impl Preparer {
+    pub fn record(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Site { entry, updates } => {
+                self.out.sites.push(*entry);
+                self.out.updates.extend(updates);
+            }
+            Outcome::Refused(why) => self.refused.push(why),
+        }
     }
 
-    /// An empty first commit for a new site branch (with `--pr`).
-    fn start_branch(&mut self, v: &ValidSite, branch: &str) -> Result<Oid, Failed> {
-        let tree = self.repo.write_tree(&BTreeMap::new())?;
-        let message = format!(
-            "{}: start the site branch\n\nAn empty tree: the site's first render arrives as a pull request\ninto this branch.\n\n{COMPILER_TRAILER}: {}\n",
-            v.site.name,
-            compiler_id()
-        );
-        let id = self
-            .repo
-            .write_commit(tree, None, &self.identity, &message)?;
-        self.out.updates.push(RefUpdate {
-            branch: branch.to_string(),
-            old: None,
-            new: id,
-        });
-        Ok(id)
-    }
-
-    /// Everything prepared, or every refusal.
+    /// Everything prepared, in site order, or every refusal.
     pub fn finish(mut self) -> Result<Prepared, Failed> {
         if self.refused.is_empty() {
             self.out.sites.sort_by(|a, b| a.site.cmp(&b.site));
@@ -611,18 +655,37 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
         dry_run: args.dry_run,
         dirty: !dirty.is_empty(),
     };
-    // Render chunk by chunk; each tree goes into git objects and is dropped.
-    let mut preparer = Preparer::new(&repo, head, &plan)?;
+    let committer = Committer {
+        source: head,
+        plan: &plan,
+    };
+    let mut preparer = Preparer::default();
     // Sites whose branch records these very inputs are not rendered again.
     let mut todo = Vec::new();
     for v in &chosen {
         let digest = crate::build::input_digest(&compiled.inputs, v);
-        if !preparer.up_to_date(v, &digest)? {
-            todo.push(*v);
+        match committer.up_to_date(&repo, v, &digest)? {
+            Some(unchanged) => preparer.record(unchanged),
+            None => todo.push(*v),
         }
     }
-    let handed =
-        crate::build::for_each_tree(&compiled.inputs, &todo, |v, tree| preparer.add(v, &tree));
+    // Render chunk by chunk; each worker writes the git objects of the
+    // trees it rendered, with its own repository handle, and drops them.
+    let opener = repo.opener();
+    let identity = repo.identity(head)?;
+    let handed = crate::build::for_each_worked(
+        &compiled.inputs,
+        &todo,
+        || opener.open(),
+        |worker, v, tree| match worker {
+            Ok(repo) => committer.site(repo, &identity, v, &tree),
+            Err(e) => Err(Failed(e.to_string())),
+        },
+        |_, outcome| {
+            preparer.record(outcome);
+            Ok(())
+        },
+    );
     if handed.diagnostics.has_errors() {
         out.diagnostics(&handed.diagnostics, &compiled.inputs);
         return Ok(2);
@@ -733,7 +796,7 @@ fn diff_inner(root: &Path, args: &DiffArgs, out: &Output) -> Result<i32, Failed>
         let branch = site_branch(args.branch_prefix.as_deref(), v);
         let tip = repo.tip(&branch)?;
         let old = tip_files(&repo, tip)?;
-        let summary = summarize(&old, &tree.files);
+        let summary = summarize_tree(&old, &tree);
         differs |= !summary.is_empty();
         if out.format == Format::Text {
             site_diff_text(

@@ -590,3 +590,62 @@ fn a_pull_request_merged_with_a_merge_commit_stays_managed() {
     ok(&root, &["commit", "--site", "clinic-01"]);
     assert_eq!(git(&root, &["rev-parse", "sites/clinic-01^"]), merge);
 }
+
+#[test]
+fn a_fleet_commit_holds_no_file_per_branch_and_equals_a_serial_commit() {
+    use dify_cfg::git::Repo;
+    use dify_cfg::gitops::{CommitPlan, prepare, publish};
+    use dify_cfg::pipeline::Compiled;
+
+    // 150 sites more than the example's: more branches than the descriptors
+    // the command may open. A move that kept each ref's lock file open until
+    // the end (as libgit2's transactions do) fails here with EMFILE.
+    let (_tmp, root) = fleet_repo();
+    support::add_clinics(&root, 20..170);
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-q", "-m", "150 more clinics"]);
+    let serial_dir = tempfile::tempdir().unwrap();
+    let serial = serial_dir.path().join("serial");
+    git(
+        serial_dir.path(),
+        &["clone", "-q", root.to_str().unwrap(), "serial"],
+    );
+
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" commit")
+        .arg(env!("CARGO_BIN_EXE_dify-cfg"))
+        .current_dir(&root)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "commit under `ulimit -n 64` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parallel = site_branches(&root);
+    assert!(parallel.len() >= 160, "{} branches", parallel.len());
+    // Each move is in the branch's reflog, as git would log it.
+    let reflog = git(
+        &root,
+        &["reflog", "show", "--format=%gs", "sites/clinic-100"],
+    );
+    assert_eq!(reflog.trim(), "dify-cfg commit");
+    assert!(!root.join(".git/refs/heads/sites/clinic-100.lock").exists());
+
+    // The same commit made one site at a time, through the library, gives
+    // the same commit ids: rendering and writing in parallel changes no byte.
+    let repo = Repo::discover(&serial).unwrap();
+    let head = repo.head().unwrap();
+    let compiled = Compiled::at_commit(&repo, head).unwrap();
+    let chosen: Vec<_> = compiled.sites.iter().collect();
+    let mut pairs = Vec::new();
+    for v in &chosen {
+        let trees = dify_cfg::build::render_all(&compiled.inputs, &[*v]).unwrap();
+        pairs.extend(trees.into_iter().map(|t| (*v, t)));
+    }
+    let prepared = prepare(&repo, head, &pairs, &CommitPlan::default()).unwrap();
+    publish(&repo, &prepared).unwrap();
+    assert_eq!(site_branches(&serial), parallel);
+}
