@@ -182,7 +182,7 @@ pub struct ServicesLayer {
     pub local_sandbox: Option<ServiceLayer>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DbEngine {
     Postgresql,
@@ -211,7 +211,7 @@ pub struct ExternalLayer {
     pub database: Option<S<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EvictionPolicy {
     Noeviction,

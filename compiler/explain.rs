@@ -32,7 +32,8 @@ pub fn entries(
     let mut out = Vec::new();
     walk(rs.table.get_ref(), "", sources, &mut out);
     if let Some(v) = valid {
-        for (key, value) in &v.defaults {
+        for default in &v.defaults {
+            let (key, value) = &**default;
             if !out.iter().any(|e| e.key == *key) {
                 out.push(Entry {
                     key: key.clone(),

@@ -2,16 +2,20 @@
 //! `plan`/`render` consume. Nothing here is optional in the way the input
 //! is: defaults are applied, units parsed, names checked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 pub use crate::config::{DbEngine, EvictionPolicy, Target, VectorStore};
 use crate::units::{Bytes, Millicores, TimeSpan};
 
-/// Everything the renderers need about one site.
+/// Everything the renderers need about one site. The parts a site usually
+/// has in common with the other sites of its profiles are [`Shared`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Site {
     /// `[a-z0-9-]+`, the site file's stem.
@@ -20,30 +24,123 @@ pub struct Site {
     pub file: String,
     /// Profiles from the site's own up to the root, e.g.
     /// `["multi-branch", "edge-4gb"]`.
-    pub profile_chain: Vec<String>,
+    pub profile_chain: Shared<Vec<String>>,
     pub description: String,
     pub target: Target,
     pub dify_version: String,
-    pub images: Images,
-    pub build: Build,
+    pub images: Shared<Images>,
+    pub build: Shared<Build>,
     /// The box; `None` for helm sites, which run on a cluster.
     pub device: Option<Device>,
     /// The services that run, in a fixed order (see [`ServiceKind`]).
-    pub services: BTreeMap<ServiceKind, Service>,
-    pub database: Database,
-    pub redis: Redis,
+    pub services: Shared<BTreeMap<ServiceKind, Service>>,
+    pub database: Shared<Database>,
+    pub redis: Shared<Redis>,
     pub vector_store: VectorStore,
     pub network: Network,
     pub login: Login,
     pub features: Features,
-    pub helm: Helm,
+    pub helm: Shared<Helm>,
     /// `[env]`: Dify setting name to value, names checked against Dify.
-    pub env: BTreeMap<String, String>,
+    pub env: Shared<BTreeMap<String, String>>,
     /// Secret Dify setting name to where its value lives.
-    pub secrets: BTreeMap<String, SecretRef>,
+    pub secrets: Shared<BTreeMap<String, SecretRef>>,
     pub wave: u32,
     pub labels: BTreeMap<String, String>,
-    pub gitops: Gitops,
+    pub gitops: Shared<Gitops>,
+}
+
+/// A part of a [`Site`] that the sites of a profile usually have alike:
+/// images, services, secrets, ... A [`Pool`] gives every site with an equal
+/// value the same allocation, so a fleet holds each distinct value once
+/// instead of once per site. Reads go through `Deref`; a write (`DerefMut`)
+/// copies the value first unless this site is its only holder, so changing
+/// one site never changes another.
+#[derive(Default, PartialEq, Eq, Hash)]
+pub struct Shared<T>(Arc<T>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Shared<T> {
+        Shared(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Shared<T> {
+    pub fn new(value: T) -> Shared<T> {
+        Shared(Arc::new(value))
+    }
+}
+
+impl<T> From<T> for Shared<T> {
+    fn from(value: T) -> Shared<T> {
+        Shared::new(value)
+    }
+}
+
+impl<T: FromIterator<A>, A> FromIterator<A> for Shared<T> {
+    fn from_iter<I: IntoIterator<Item = A>>(iter: I) -> Shared<T> {
+        Shared::new(iter.into_iter().collect())
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Shared<T>
+where
+    &'a T: IntoIterator,
+{
+    type Item = <&'a T as IntoIterator>::Item;
+    type IntoIter = <&'a T as IntoIterator>::IntoIter;
+
+    fn into_iter(self) -> Self::IntoIter {
+        (&**self).into_iter()
+    }
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Clone> DerefMut for Shared<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<T: Serialize> Serialize for Shared<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// The distinct values of one kind of [`Shared`] part met so far.
+pub struct Pool<T>(HashSet<Shared<T>>);
+
+impl<T> Default for Pool<T> {
+    fn default() -> Pool<T> {
+        Pool(HashSet::new())
+    }
+}
+
+impl<T: Eq + Hash> Pool<T> {
+    /// Point `value` at the pool's equal value, or keep it as the value
+    /// later equal ones will point at.
+    pub fn share(&mut self, value: &mut Shared<T>) {
+        match self.0.get(value) {
+            Some(held) => *value = held.clone(),
+            None => {
+                self.0.insert(value.clone());
+            }
+        }
+    }
 }
 
 /// Every service dify-cfg knows, in the order outputs list them.
@@ -162,7 +259,7 @@ impl std::fmt::Display for ServiceKind {
 }
 
 /// One running service and its checked resources.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Service {
     pub kind: ServiceKind,
     /// Memory limit per replica.
@@ -180,7 +277,7 @@ pub struct Service {
     pub image: ImageRef,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Autoscaling {
     pub min_replicas: u32,
     pub max_replicas: u32,
@@ -188,7 +285,7 @@ pub struct Autoscaling {
 }
 
 /// A pinned image reference.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ImageRef {
     pub repository: String,
     pub tag: String,
@@ -207,7 +304,7 @@ impl ImageRef {
 }
 
 /// Upstream images the site runs as they are.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Images {
     pub sandbox: ImageRef,
     pub plugin_daemon: ImageRef,
@@ -220,7 +317,7 @@ pub struct Images {
 }
 
 /// How dify-cfg builds the api and web images.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Build {
     /// Where built images are pushed, e.g. `registry.example.org/dify`.
     pub registry: String,
@@ -246,7 +343,7 @@ impl Device {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Database {
     pub engine: DbEngine,
     /// `None`: the bundled `db_postgres` container.
@@ -262,14 +359,14 @@ pub struct Database {
     pub plugin_name: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct External {
     pub host: String,
     pub port: u16,
     pub database: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Redis {
     pub maxmemory: Bytes,
     pub policy: EvictionPolicy,
@@ -282,16 +379,16 @@ pub struct Network {
     pub lan: Option<Ipv4Net>,
     pub address: Option<Ipv4Addr>,
     pub lan6: Option<Ipv6Net>,
-    pub admin: Vec<IpNet>,
-    pub ssh_from: Vec<IpNet>,
+    pub admin: Shared<Vec<IpNet>>,
+    pub ssh_from: Shared<Vec<IpNet>>,
     pub ssh_port: u16,
     pub http_port: u16,
     /// Route prefixes open to the site LAN, sorted.
-    pub public_routes: Vec<String>,
-    pub egress: Vec<Egress>,
+    pub public_routes: Shared<Vec<String>>,
+    pub egress: Shared<Vec<Egress>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Egress {
     pub name: String,
     pub cidr: IpNet,
@@ -325,7 +422,7 @@ pub struct Features {
     pub plugin_debugging: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Helm {
     pub namespace: String,
     pub secret_store: String,
@@ -334,7 +431,7 @@ pub struct Helm {
 }
 
 /// Where a secret's value lives; only this reference is ever written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum SecretRef {
     /// An environment variable of the deploying host.
@@ -346,7 +443,7 @@ pub enum SecretRef {
 }
 
 /// Where the site's rendered tree is published and how the site applies it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Gitops {
     /// The config repository: `https://host/path`, `ssh://[user@]host/path`
     /// or `user@host:path`, validated to be inert in a shell word and a YAML
@@ -369,7 +466,7 @@ impl Gitops {
 }
 
 /// The pull agent of a compose box (`deploy/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Pull {
     /// How often the box polls its branch.
     pub interval: TimeSpan,
@@ -379,7 +476,7 @@ pub struct Pull {
 }
 
 /// The Argo CD application of a helm site (`argocd/application.yaml`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct ArgoCd {
     /// The namespace Argo CD watches for applications.
     pub namespace: String,

@@ -7,7 +7,7 @@ use crate::cli::Selection;
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::load::{Inputs, load};
 use crate::resolve::{ResolvedSite, resolve, resolve_each};
-use crate::validate::{ValidSite, validate_fleet, validate_site};
+use crate::validate::{Sharing, ValidSite, validate_fleet, validate_site};
 
 /// The fleet after validation. `sites` holds the sites that passed; when
 /// `diagnostics` has errors the caller must not emit anything.
@@ -24,12 +24,15 @@ pub fn read_inputs(root: &Path) -> (Inputs, Diagnostics) {
     (inputs, diags)
 }
 
-/// Parse, resolve and validate every site of the fleet.
+/// Parse, resolve and validate every site of the fleet. The sites hold what
+/// they have alike once ([`Sharing`]).
 pub fn analyze(inputs: &Inputs, mut diagnostics: Diagnostics) -> Analysis<'_> {
     let fleet = resolve(inputs, &mut diagnostics);
-    let mut sites = Vec::new();
+    let mut sites = Vec::with_capacity(fleet.sites.len());
+    let mut sharing = Sharing::default();
     for rs in &fleet.sites {
-        if let Some(v) = validate_site(rs, &inputs.sources, &mut diagnostics) {
+        if let Some(mut v) = validate_site(rs, &inputs.sources, &mut diagnostics) {
+            sharing.share(&mut v);
             sites.push(v);
         }
     }
@@ -61,9 +64,11 @@ fn finish<'a>(
 /// soon as it is resolved and its tree dropped, so memory grows with the
 /// typed sites only. `resolved` is empty; `explain` uses [`analyze`].
 pub fn analyze_lean(inputs: &Inputs, mut diagnostics: Diagnostics) -> Analysis<'_> {
-    let mut sites = Vec::new();
+    let mut sites = Vec::with_capacity(inputs.sites.len());
+    let mut sharing = Sharing::default();
     resolve_each(inputs, &mut diagnostics, |rs, diags| {
-        if let Some(v) = validate_site(&rs, &inputs.sources, diags) {
+        if let Some(mut v) = validate_site(&rs, &inputs.sources, diags) {
+            sharing.share(&mut v);
             sites.push(v);
         }
     });

@@ -241,7 +241,7 @@ fn site_info(site: &Site) -> SiteInfo {
     SiteInfo {
         name: site.name.clone(),
         description: site.description.clone(),
-        profile_chain: site.profile_chain.clone(),
+        profile_chain: site.profile_chain.to_vec(),
         dify_version: site.dify_version.clone(),
         wave: site.wave,
         labels: site.labels.iter().map(|(k, v)| kv(k, v)).collect(),
@@ -2678,18 +2678,18 @@ pub(crate) mod fixtures {
         Site {
             name: "clinic-01".into(),
             file: "sites/clinic-01.toml".into(),
-            profile_chain: vec!["multi-branch".into(), "edge-4gb".into()],
+            profile_chain: vec!["multi-branch".into(), "edge-4gb".into()].into(),
             description: "Branch clinic 01".into(),
             target: Target::Compose,
             dify_version: "1.16.0".into(),
-            images: img,
-            build: build(),
+            images: img.into(),
+            build: build().into(),
             device: Some(Device {
                 memory: Bytes::mib(4096),
                 cpus: Millicores(2000),
                 reserve_percent: 20,
             }),
-            services,
+            services: services.into(),
             database: Database {
                 engine: DbEngine::Postgresql,
                 external: None,
@@ -2701,28 +2701,31 @@ pub(crate) mod fixtures {
                 pool_size: 10,
                 name: "dify".into(),
                 plugin_name: "dify_plugin".into(),
-            },
+            }
+            .into(),
             redis: Redis {
                 maxmemory: Bytes::mib(256),
                 policy: EvictionPolicy::VolatileLru,
                 external: None,
-            },
+            }
+            .into(),
             vector_store: VectorStore::Pgvector,
             network: Network {
                 hostname: "clinic-01.clinics.example.org".into(),
                 lan: Some("10.20.1.0/24".parse().unwrap()),
                 address: Some("10.20.1.10".parse().unwrap()),
                 lan6: None,
-                admin: vec!["10.0.0.0/24".parse().unwrap()],
-                ssh_from: vec!["10.0.0.0/28".parse().unwrap()],
+                admin: vec!["10.0.0.0/24".parse().unwrap()].into(),
+                ssh_from: vec!["10.0.0.0/28".parse().unwrap()].into(),
                 ssh_port: 22,
                 http_port: 80,
-                public_routes: vec!["/v1".into()],
+                public_routes: vec!["/v1".into()].into(),
                 egress: vec![Egress {
                     name: "llm-gateway".into(),
                     cidr: "10.0.0.40/32".parse().unwrap(),
                     ports: vec![443],
-                }],
+                }]
+                .into(),
             },
             login: Login {
                 allow_register: false,
@@ -2742,7 +2745,8 @@ pub(crate) mod fixtures {
                 secret_store: "none".into(),
                 secret_store_kind: "SecretStore".into(),
                 ingress_class: None,
-            },
+            }
+            .into(),
             env: [("LOG_LEVEL", "INFO"), ("GUNICORN_TIMEOUT", "360")]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -2761,7 +2765,8 @@ pub(crate) mod fixtures {
                     confirm_timeout: TimeSpan::new(120, TimeUnit::Seconds),
                 }),
                 argocd: None,
-            },
+            }
+            .into(),
         }
     }
 
@@ -2772,7 +2777,7 @@ pub(crate) mod fixtures {
         let mut site = edge();
         site.name = "hq".into();
         site.file = "sites/hq.toml".into();
-        site.profile_chain = vec!["cloud".into()];
+        site.profile_chain = vec!["cloud".into()].into();
         site.description = "Head office cluster".into();
         site.target = Target::Helm;
         site.device = None;
@@ -2853,7 +2858,7 @@ pub(crate) mod fixtures {
         if let Some(w) = services.get_mut(&ServiceKind::Worker) {
             w.workers = Some(4);
         }
-        site.services = services;
+        site.services = services.into();
         site.database.external = Some(External {
             host: "postgres.hq.clinics.example.org".into(),
             port: 5432,
@@ -2870,20 +2875,21 @@ pub(crate) mod fixtures {
             lan: None,
             address: None,
             lan6: None,
-            admin: vec!["10.0.0.0/24".parse().unwrap()],
-            ssh_from: vec![],
+            admin: vec!["10.0.0.0/24".parse().unwrap()].into(),
+            ssh_from: Shared::default(),
             ssh_port: 22,
             http_port: 80,
-            public_routes: vec!["/v1".into()],
-            egress: vec![],
+            public_routes: vec!["/v1".into()].into(),
+            egress: Shared::default(),
         };
         site.helm = Helm {
             namespace: "dify".into(),
             secret_store: "clinic-vault".into(),
             secret_store_kind: "ClusterSecretStore".into(),
             ingress_class: Some("nginx".into()),
-        };
-        site.env = BTreeMap::new();
+        }
+        .into();
+        site.env = Shared::default();
         site.secrets = [
             ("DB_PASSWORD", "dify/database", "password"),
             ("REDIS_PASSWORD", "dify/redis", "password"),
@@ -3149,7 +3155,7 @@ mod tests {
         assert_eq!(health.audience, "lan");
 
         let mut site = edge();
-        site.network.public_routes = vec!["/v1/completion-messages".into()];
+        site.network.public_routes = vec!["/v1/completion-messages".into()].into();
         let n = nginx(&site);
         let narrow = n
             .locations

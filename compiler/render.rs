@@ -1031,7 +1031,7 @@ mod tests {
             .ssh_from
             .push("fd00:0:0:1::/64".parse().unwrap());
         full.network.public_routes =
-            vec!["/v1/chat-messages".into(), "/v1/completion-messages".into()];
+            vec!["/v1/chat-messages".into(), "/v1/completion-messages".into()].into();
         let mut hostile = edge();
         hostile.name = "clinic-hostile".into();
         let text = "x\n---\nevil: {{ 7*7 }} ${HOME} \"q\" 'q': y\u{2028}z\u{85}\u{7f}# end";

@@ -29,13 +29,64 @@ use crate::units::{
 #[derive(Debug, Clone)]
 pub struct ValidSite {
     pub site: Site,
-    /// Dotted key and value of each default the compiler filled in.
-    pub defaults: Vec<(String, String)>,
+    /// Dotted key and value (in TOML notation) of each default the compiler
+    /// filled in. Each pair is [`Shared`]: most sites of a fleet get the
+    /// same defaults, and a pair is held once for all of them.
+    pub defaults: Vec<Shared<(String, String)>>,
     /// Where the site's LAN was set, for fleet checks.
     pub lan_span: Option<Span>,
     /// The files the site was compiled from: its profiles, root first, then
     /// the site file (the manifest's inputs, with the templates).
     pub chain_files: Vec<crate::source::FileId>,
+}
+
+/// What the valid sites of a fleet have in common, held once: one [`Pool`]
+/// per [`Shared`] part of a site. Every site `share`d through the same
+/// `Sharing` points at one allocation per distinct value.
+#[derive(Default)]
+pub struct Sharing {
+    /// Profile chains and route prefixes.
+    strings: Pool<Vec<String>>,
+    images: Pool<Images>,
+    build: Pool<Build>,
+    services: Pool<BTreeMap<ServiceKind, Service>>,
+    database: Pool<Database>,
+    redis: Pool<Redis>,
+    helm: Pool<Helm>,
+    /// `[env]`.
+    env: Pool<BTreeMap<String, String>>,
+    secrets: Pool<BTreeMap<String, SecretRef>>,
+    gitops: Pool<Gitops>,
+    /// Admin and SSH networks.
+    networks: Pool<Vec<IpNet>>,
+    egress: Pool<Vec<Egress>>,
+    defaults: Pool<(String, String)>,
+}
+
+impl Sharing {
+    /// Point every shared part of `v` at the equal value an earlier site
+    /// has, if one has it.
+    pub fn share(&mut self, v: &mut ValidSite) {
+        let site = &mut v.site;
+        self.strings.share(&mut site.profile_chain);
+        self.images.share(&mut site.images);
+        self.build.share(&mut site.build);
+        self.services.share(&mut site.services);
+        self.database.share(&mut site.database);
+        self.redis.share(&mut site.redis);
+        self.helm.share(&mut site.helm);
+        self.env.share(&mut site.env);
+        self.secrets.share(&mut site.secrets);
+        self.gitops.share(&mut site.gitops);
+        let network = &mut site.network;
+        self.networks.share(&mut network.admin);
+        self.networks.share(&mut network.ssh_from);
+        self.strings.share(&mut network.public_routes);
+        self.egress.share(&mut network.egress);
+        for d in &mut v.defaults {
+            self.defaults.share(d);
+        }
+    }
 }
 
 /// Redis needs room beyond `maxmemory` for buffers, fragmentation and
@@ -107,7 +158,7 @@ fn required_secrets(site: &Site) -> Vec<(&'static str, &'static str)> {
 
 struct Cx<'d> {
     diags: &'d mut Diagnostics,
-    defaults: Vec<(String, String)>,
+    defaults: Vec<Shared<(String, String)>>,
     /// Where to point when something is missing altogether: the site's
     /// `profile = ...` line.
     anchor: Span,
@@ -120,7 +171,8 @@ impl Cx<'_> {
     }
 
     fn default<T: TomlText>(&mut self, key: &str, value: T) -> T {
-        self.defaults.push((key.to_string(), value.toml_text()));
+        self.defaults
+            .push(Shared::new((key.to_string(), value.toml_text())));
         value
     }
 
@@ -1198,35 +1250,37 @@ pub fn validate_site(
     let site = Site {
         name: rs.name.clone(),
         file: sources.file(rs.file).path.clone(),
-        profile_chain: rs.chain.clone(),
+        profile_chain: rs.chain.clone().into(),
         description,
         target,
         dify_version,
-        images,
+        images: images.into(),
         build: Build {
             registry,
             api_base,
             web_base,
             platforms,
-        },
+        }
+        .into(),
         device,
-        services,
-        database,
+        services: services.into(),
+        database: database.into(),
         redis: Redis {
             maxmemory,
             policy,
             external: redis_external,
-        },
+        }
+        .into(),
         vector_store,
         network,
         login,
         features,
-        helm,
-        env,
-        secrets,
+        helm: helm.into(),
+        env: env.into(),
+        secrets: secrets.into(),
         wave,
         labels,
-        gitops,
+        gitops: gitops.into(),
     };
     for (name, why) in required_secrets(&site) {
         let needs_db = name != "DB_PASSWORD"
@@ -1260,9 +1314,11 @@ pub fn validate_site(
     if cx.diags.error_count() != before {
         return None;
     }
+    let mut defaults = cx.defaults;
+    defaults.shrink_to_fit();
     Some(ValidSite {
         site,
-        defaults: cx.defaults,
+        defaults,
         lan_span,
         chain_files: rs.chain_files.clone(),
     })
@@ -2151,12 +2207,12 @@ fn network(cx: &mut Cx<'_>, layer: &Layer, target: Target, site: &str) -> Option
         lan,
         address,
         lan6,
-        admin,
-        ssh_from,
+        admin: admin.into(),
+        ssh_from: ssh_from.into(),
         ssh_port,
         http_port,
-        public_routes,
-        egress,
+        public_routes: public_routes.into(),
+        egress: egress.into(),
     })
 }
 
@@ -2662,6 +2718,7 @@ mod tests {
         let defaults: Vec<(&str, &str)> = clinic
             .defaults
             .iter()
+            .map(|d| &**d)
             .filter(|(k, _)| k.starts_with("gitops."))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
@@ -2686,6 +2743,7 @@ mod tests {
         let defaults: Vec<&str> = hq
             .defaults
             .iter()
+            .map(|d| &**d)
             .filter(|(k, _)| k.starts_with("gitops."))
             .map(|(k, _)| k.as_str())
             .collect();

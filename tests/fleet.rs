@@ -35,7 +35,7 @@ fn example_fleet_is_valid() {
         .find(|s| s.site.name == "clinic-01")
         .unwrap()
         .site;
-    assert_eq!(c1.profile_chain, vec!["multi-branch", "edge-4gb"]);
+    assert_eq!(*c1.profile_chain, ["multi-branch", "edge-4gb"]);
     assert_eq!(c1.target, Target::Compose);
     assert_eq!(c1.wave, 1);
     assert_eq!(c1.services[&ServiceKind::Api].memory.human(), "512MiB");
