@@ -173,6 +173,11 @@ pub struct SiteCommit {
     pub commit: Option<Oid>,
     /// The commit's subject, and the pull request's title with `--pr`.
     pub subject: String,
+    /// How many files change; kept when the summary's details are not.
+    #[serde(skip)]
+    pub files_changed: usize,
+    /// What changes (empty when the report does not show it: see
+    /// [`Preparer::new`]).
     #[serde(flatten)]
     pub summary: Summary,
     /// With `--pr`: the pull request's markdown body.
@@ -185,7 +190,7 @@ pub struct SiteCommit {
 impl SiteCommit {
     /// Whether the branch moves (or, in a dry run, would move).
     pub fn changed(&self) -> bool {
-        !self.summary.is_empty() && (self.commit.is_none() || self.commit != self.old_tip)
+        self.files_changed > 0 && (self.commit.is_none() || self.commit != self.old_tip)
     }
 }
 
@@ -229,7 +234,7 @@ pub fn prepare(
 ) -> Result<Prepared, Failed> {
     let committer = Committer { source, plan };
     let identity = repo.identity(source)?;
-    let mut p = Preparer::default();
+    let mut p = Preparer::new(true);
     for (v, tree) in sites {
         p.record(committer.site(repo, &identity, v, tree)?);
     }
@@ -349,6 +354,7 @@ impl Committer<'_> {
         };
         let subject = format!("{}: {}", v.site.name, summary.headline(first));
         let mut entry = SiteCommit {
+            files_changed: summary.files.len(),
             site: v.site.name.clone(),
             wave: v.site.wave,
             branch: branch.clone(),
@@ -432,6 +438,7 @@ impl Committer<'_> {
             old_tip,
             commit: None,
             subject: format!("{}: unchanged", v.site.name),
+            files_changed: 0,
             summary: Summary::default(),
             pr_body: None,
             pr_body_file: None,
@@ -456,16 +463,30 @@ fn start_branch(repo: &Repo, identity: &Identity, v: &ValidSite) -> Result<Oid, 
 
 /// The sites' outcomes, collected one at a time in any order, so a fleet's
 /// trees need not be held at once.
-#[derive(Default)]
 pub struct Preparer {
     out: Prepared,
     refused: Vec<String>,
+    details: bool,
 }
 
 impl Preparer {
+    /// `details`: keep each site's summary (files and risks) for the
+    /// report; without, only the number of changed files is kept (at
+    /// 10,000 first renders the risk lists alone are some 50 MB).
+    pub fn new(details: bool) -> Preparer {
+        Preparer {
+            out: Prepared::default(),
+            refused: Vec::new(),
+            details,
+        }
+    }
+
     pub fn record(&mut self, outcome: Outcome) {
         match outcome {
-            Outcome::Site { entry, updates } => {
+            Outcome::Site { mut entry, updates } => {
+                if !self.details {
+                    entry.summary = Summary::default();
+                }
                 self.out.sites.push(*entry);
                 self.out.updates.extend(updates);
             }
@@ -659,7 +680,8 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
         source: head,
         plan: &plan,
     };
-    let mut preparer = Preparer::default();
+    // The text report of a real commit shows subjects only.
+    let mut preparer = Preparer::new(args.dry_run || out.format == Format::Json);
     // Sites whose branch records these very inputs are not rendered again.
     let mut todo = Vec::new();
     for v in &chosen {
@@ -727,7 +749,7 @@ fn report_commits(prepared: &Prepared, head: Oid, args: &CommitArgs, out: &Outpu
     match out.format {
         Format::Text => {
             for s in &prepared.sites {
-                let what = if s.summary.is_empty() {
+                let what = if s.files_changed == 0 {
                     "unchanged".to_string()
                 } else if args.dry_run {
                     format!("would commit: {}", s.subject)
@@ -738,7 +760,7 @@ fn report_commits(prepared: &Prepared, head: Oid, args: &CommitArgs, out: &Outpu
                     "unchanged (already proposed)".to_string()
                 };
                 println!("{}: {what}", s.branch);
-                if args.dry_run && !s.summary.is_empty() {
+                if args.dry_run && s.files_changed > 0 {
                     for line in s.summary.file_lines() {
                         println!("    {line}");
                     }
