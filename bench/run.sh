@@ -78,4 +78,4 @@ exec "$python" "$here/harness.py" "${ns[@]}" \
     --kapitan "$venv/bin/kapitan" \
     --templates "$repo/templates" \
     --results "$here/RESULTS.md" \
-    --raw "$work/results.json"
+    --raw "$here/results.json"
