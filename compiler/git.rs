@@ -497,7 +497,8 @@ impl Repo {
     /// `flock` on `.git/dify-cfg.lock`, waited for: a move takes
     /// milliseconds) and clear what a killed earlier move left: its journal
     /// names the refs it was locking, and the `.lock` files of those refs
-    /// are stale, since their writer died (it held the flock until then).
+    /// and of their reflogs are stale, since their writer died (it held the
+    /// flock until then).
     /// Without this, one SIGKILL at the wrong moment would make every
     /// later `commit` fail until someone removed the lock files by hand.
     fn lock_moves(&self) -> Result<(std::fs::File, PathBuf), GitError> {
@@ -515,8 +516,15 @@ impl Repo {
         match std::fs::read_to_string(&journal) {
             Ok(text) => {
                 for name in text.lines() {
-                    if name.starts_with("refs/heads/") && git2::Reference::is_valid_name(name) {
-                        let stale = dir.join(format!("{name}.lock"));
+                    if !(name.starts_with("refs/heads/") && git2::Reference::is_valid_name(name)) {
+                        continue;
+                    }
+                    // The ref's lock, and its reflog's: the dead writer held
+                    // the ref's lock, so nobody else was writing its log.
+                    for stale in [
+                        dir.join(format!("{name}.lock")),
+                        dir.join(format!("logs/{name}.lock")),
+                    ] {
                         match std::fs::remove_file(&stale) {
                             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                                 return Err(io_ctx(format!(

@@ -384,14 +384,18 @@ fn the_ref_locks_of_a_killed_commit_are_cleared_and_foreign_ones_respected() {
     );
 
     // The same lock named in the journal of a killed dify-cfg (which held
-    // the move lock until it died): stale, cleared, the commit succeeds.
+    // the move lock until it died), and the lock of a reflog it was
+    // writing: stale, cleared, the commit succeeds.
     fs::write(
         git_dir.join("dify-cfg-moving"),
         "refs/heads/sites/clinic-01\nrefs/heads/sites/clinic-02\n",
     )
     .unwrap();
+    let log_lock = git_dir.join("logs/refs/heads/sites/clinic-02.lock");
+    fs::write(&log_lock, "").unwrap();
     run_ok(&root, &["commit"]);
     assert!(!lock.exists());
+    assert!(!log_lock.exists());
     assert!(!git_dir.join("dify-cfg-moving").exists());
     let after = site_branches(&root);
     assert_ne!(after["sites/clinic-01"], before["sites/clinic-01"]);
