@@ -185,7 +185,7 @@ pub fn tree(images: &[ImageBuild]) -> SiteTree {
     SiteTree {
         name: IMAGES_DIR.to_string(),
         files,
-        compose: None,
+        ..SiteTree::default()
     }
 }
 
@@ -208,7 +208,7 @@ mod tests {
         SiteTree {
             name: name.to_string(),
             files,
-            compose: None,
+            ..SiteTree::default()
         }
     }
 

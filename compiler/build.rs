@@ -37,22 +37,6 @@ pub fn render_all(inputs: &Inputs, sites: &[&ValidSite]) -> Result<Vec<SiteTree>
     }
 }
 
-/// Render `sites` chunk by chunk (each chunk in parallel) and hand every
-/// result to `each`, in order. `each` returning false stops early.
-pub fn render_chunks(
-    inputs: &Inputs,
-    sites: &[&ValidSite],
-    each: impl FnMut(&ValidSite, Result<SiteTree, Diagnostics>) -> bool,
-) -> Result<(), Diagnostics> {
-    render_chunks_with(
-        inputs,
-        sites,
-        || (),
-        |_, _, tree| without_read_back(tree),
-        each,
-    )
-}
-
 /// A tree that is kept past the worker that rendered it (a chunk's worth of
 /// them are) drops its parsed `compose.yaml`, which is larger than the file.
 fn without_read_back(tree: SiteTree) -> SiteTree {
@@ -62,9 +46,10 @@ fn without_read_back(tree: SiteTree) -> SiteTree {
     }
 }
 
-/// [`render_chunks`], running `work` on each tree on the worker thread that
-/// rendered it, so that per-site work after rendering (hashing, writing git
-/// objects) is parallel too; `each` gets `work`'s results, in order. A
+/// Render `sites` chunk by chunk (each chunk in parallel), running `work` on
+/// each tree on the worker thread that rendered it, so that per-site work
+/// after rendering (hashing, writing git objects) is parallel too; `each`
+/// gets `work`'s results, in order, and returning false stops early. A
 /// worker's state (a repository handle, say) is made by `init` when a
 /// worker first needs one and kept for its next sites: there are about as
 /// many as threads.
@@ -116,7 +101,7 @@ impl<E> Handed<E> {
     }
 }
 
-/// [`render_chunks`], handing each tree that rendered to `each`; the first
+/// [`render_chunks_with`], handing each tree that rendered to `each`; the first
 /// error of `each` stops it.
 pub fn for_each_tree<E: Send>(
     inputs: &Inputs,
@@ -168,7 +153,7 @@ pub fn for_each_worked<S: Send, T: Send, E: Send>(
 
 /// The (path, sha256) of every file a site is compiled from: its profile
 /// chain, its site file and the templates.
-pub fn input_hashes<'i>(inputs: &'i Inputs, v: &ValidSite) -> Vec<(&'i str, &'i str)> {
+fn input_hashes<'i>(inputs: &'i Inputs, v: &ValidSite) -> Vec<(&'i str, &'i str)> {
     let mut hashes: Vec<(&str, &str)> = v
         .chain_files
         .iter()
@@ -205,9 +190,8 @@ fn render_one(
     if crossed.has_errors() {
         return Err(crossed);
     }
-    let has_compose = files.contains_key("compose.yaml");
     let mut tree = with_manifest(&v.site, &input_hashes(inputs, v), files);
-    tree.compose = compose.ok().filter(|_| has_compose);
+    tree.compose = compose.ok();
     Ok(tree)
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_yaml_ng::Value;
 
 use crate::emit::SiteTree;
+use crate::plan::{HELM_VALUES_FILE, RULES_V4_FILE, RULES_V6_FILE};
 
 /// A site's files: relative path to bytes.
 pub type Files = BTreeMap<String, Vec<u8>>;
@@ -257,31 +258,39 @@ fn list_short(items: &[&str]) -> String {
 }
 
 /// Compare two trees of one site.
-pub fn summarize(old: &Files, new: &Files) -> Summary {
+#[cfg(test)]
+fn summarize(old: &Files, new: &Files) -> Summary {
+    summary_of(old, new, None)
+}
+
+/// What changed from an old tree's files to a tree just rendered (whose
+/// `compose.yaml` is read back already).
+pub fn summarize_tree(old: &Files, new: &SiteTree) -> Summary {
+    summary_of(old, &new.files, new.compose.as_ref())
+}
+
+fn summary_of(old: &Files, new: &Files, new_compose: Option<&Value>) -> Summary {
     Summary {
         files: file_changes(old, new),
-        risks: risks(&facts(old, None), &facts(new, None)),
+        risks: risks(&facts(old, None), &facts(new, new_compose)),
     }
 }
 
-/// [`summarize`] from an old tree's files to a tree just rendered (whose
-/// `compose.yaml` is read back already).
-pub fn summarize_tree(old: &Files, new: &SiteTree) -> Summary {
-    Summary {
-        files: file_changes(old, &new.files),
-        risks: risks(&facts(old, None), &facts(&new.files, new.compose.as_ref())),
-    }
+/// The keys whose values differ between two maps (or that only one has),
+/// in order.
+pub fn differing_keys<'m, K: Ord, V: PartialEq>(
+    a: &'m BTreeMap<K, V>,
+    b: &'m BTreeMap<K, V>,
+) -> impl Iterator<Item = &'m K> {
+    let keys: BTreeSet<&K> = a.keys().chain(b.keys()).collect();
+    keys.into_iter().filter(move |k| a.get(*k) != b.get(*k))
 }
 
 /// Changed files, in path order, with line counts.
-pub fn file_changes(old: &Files, new: &Files) -> Vec<FileChange> {
-    let paths: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+fn file_changes(old: &Files, new: &Files) -> Vec<FileChange> {
     let mut out = Vec::new();
-    for path in paths {
+    for path in differing_keys(old, new) {
         let (a, b) = (old.get(path), new.get(path));
-        if a == b {
-            continue;
-        }
         let kind = match (a, b) {
             (None, _) => ChangeKind::Added,
             (_, None) => ChangeKind::Removed,
@@ -301,7 +310,7 @@ pub fn file_changes(old: &Files, new: &Files) -> Vec<FileChange> {
 }
 
 /// Lines added and removed from `a` to `b`.
-pub fn line_counts(a: &str, b: &str) -> (usize, usize) {
+fn line_counts(a: &str, b: &str) -> (usize, usize) {
     let diff = similar::TextDiff::from_lines(a, b);
     let (mut added, mut removed) = (0, 0);
     for change in diff.iter_all_changes() {
@@ -338,9 +347,7 @@ fn risks(old: &Facts, new: &Facts) -> Vec<Risk> {
     // A service that appears or goes shows as `(none)` on one side.
     let none = || "(none)".to_string();
     let changed = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| {
-        let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        keys.into_iter()
-            .filter(|k| a.get(*k) != b.get(*k))
+        differing_keys(a, b)
             .map(|k| {
                 (
                     k.clone(),
@@ -387,19 +394,17 @@ fn facts(files: &Files, compose: Option<&Value>) -> Facts {
     match compose {
         Some(doc) => compose_facts(doc, &mut f),
         None => {
-            if let Some(compose) = text("compose.yaml")
-                && let Ok(doc) = serde_yaml_ng::from_str::<Value>(&compose)
-            {
+            if let Ok(doc) = crate::crosscheck::read_compose(files) {
                 compose_facts(&doc, &mut f);
             }
         }
     }
-    if let Some(values) = text("helm/values.yaml")
+    if let Some(values) = text(HELM_VALUES_FILE)
         && let Ok(doc) = serde_yaml_ng::from_str::<Value>(&values)
     {
         helm_facts(&doc, &mut Vec::new(), &mut f);
     }
-    for (file, family) in [("firewall/rules.v4", "IPv4"), ("firewall/rules.v6", "IPv6")] {
+    for (file, family) in [(RULES_V4_FILE, "IPv4"), (RULES_V6_FILE, "IPv6")] {
         if let Some(rules) = text(file) {
             let lines: BTreeSet<String> = rules
                 .lines()

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{ServiceKind, Site, Target};
+use crate::plan::{COMPOSE_FILE, NGINX_FILE, RULES_V4_FILE, RULES_V6_FILE};
 use crate::source::Span;
 
 /// A host port compose publishes.
@@ -21,16 +22,10 @@ pub struct Published {
     pub container_port: u16,
 }
 
-/// Published ports of a compose file.
-pub fn published_ports(compose: &str) -> Result<Vec<Published>, String> {
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(compose).map_err(|e| e.to_string())?;
-    published_ports_of(&doc)
-}
-
 /// A site's `compose.yaml` read back as YAML (absent: empty).
 pub fn read_compose(files: &BTreeMap<String, Vec<u8>>) -> Result<serde_yaml_ng::Value, String> {
     let text = files
-        .get("compose.yaml")
+        .get(COMPOSE_FILE)
         .map(|b| String::from_utf8_lossy(b))
         .unwrap_or_default();
     serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())
@@ -203,9 +198,9 @@ pub fn check_site(
             return diags;
         }
     };
-    let mut openings = firewall_openings(&text("firewall/rules.v4"));
-    openings.extend(firewall_openings(&text("firewall/rules.v6")));
-    let listens = nginx_listens(&text("nginx/default.conf"));
+    let mut openings = firewall_openings(&text(RULES_V4_FILE));
+    openings.extend(firewall_openings(&text(RULES_V6_FILE)));
+    let listens = nginx_listens(&text(NGINX_FILE));
 
     for p in &published {
         let may_publish = p.service == ServiceKind::Nginx.compose_name()
@@ -384,7 +379,7 @@ mod tests {
     #[test]
     fn reads_compose_ports_in_every_syntax() {
         let compose = "services:\n  nginx:\n    ports:\n      - \"10.0.0.1:80:80\"\n      - \"8080:80/tcp\"\n      - 443\n      - target: 5003\n        published: \"5003\"\n        host_ip: 10.0.0.1\n  api: {}\n";
-        let p = published_ports(compose).unwrap();
+        let p = published_ports_of(&serde_yaml_ng::from_str(compose).unwrap()).unwrap();
         let got: Vec<_> = p
             .iter()
             .map(|p| (p.host_ip.clone(), p.host_port, p.container_port))

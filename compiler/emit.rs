@@ -19,6 +19,12 @@ const TMP_MARK: &str = ".dify-cfg-tmp-";
 const OLD_MARK: &str = ".dify-cfg-old-";
 const LOCK_FILE: &str = ".dify-cfg.lock";
 
+/// `dir/.<name><mark><pid>`: where this process stages (`TMP_MARK`) or
+/// sets aside (`OLD_MARK`) `name`; `OutDir::open` recognizes both.
+fn marked(dir: &Path, name: &str, mark: &str) -> PathBuf {
+    dir.join(format!(".{name}{mark}{}", std::process::id()))
+}
+
 /// Operational failures of emitting (not user mistakes).
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
@@ -43,14 +49,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
 }
 
 /// A rendered site: relative path to bytes, `manifest.json` included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SiteTree {
     pub name: String,
     pub files: BTreeMap<String, Vec<u8>>,
-    /// `compose.yaml` read back as YAML, when the site has one: the
+    /// `compose.yaml` read back as YAML (null for a site without one): the
     /// cross-checks and the change summaries read it instead of parsing
     /// the file again. Not written anywhere.
     pub compose: Option<serde_yaml_ng::Value>,
+    /// The manifest's `input-digest` and `output-digest` (empty for a tree
+    /// without a manifest).
+    pub input_digest: String,
+    pub output_digest: String,
 }
 
 #[derive(Serialize)]
@@ -133,6 +143,10 @@ pub fn with_manifest(
         input_digest: digest(inputs.iter().copied()),
         output_digest: digest(output_hashes.iter().map(|(p, s)| (p.as_str(), s.as_str()))),
     };
+    let (input_digest, output_digest) = (
+        manifest.input_digest.clone(),
+        manifest.output_digest.clone(),
+    );
     let mut json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     json.push(b'\n');
     files.insert("manifest.json".to_string(), json);
@@ -140,6 +154,8 @@ pub fn with_manifest(
         name: site.name.clone(),
         files,
         compose: None,
+        input_digest,
+        output_digest,
     }
 }
 
@@ -241,9 +257,7 @@ impl OutDir {
         if dest.is_dir() && differences(&dest, tree).is_empty() {
             return Ok(None);
         }
-        let tmp = self
-            .path
-            .join(format!(".{}{TMP_MARK}{}", tree.name, std::process::id()));
+        let tmp = marked(&self.path, &tree.name, TMP_MARK);
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
@@ -290,9 +304,7 @@ impl OutDir {
                     // File systems without RENAME_EXCHANGE: two renames; a
                     // crash between them leaves the old tree in `OLD_MARK`,
                     // which the next run puts back (see `open`).
-                    let old =
-                        self.path
-                            .join(format!(".{}{OLD_MARK}{}", staged.name, std::process::id()));
+                    let old = marked(&self.path, &staged.name, OLD_MARK);
                     fs::rename(&dest, &old).map_err(io(&dest))?;
                     fs::rename(tmp, &dest).map_err(io(&dest))?;
                     fs::remove_dir_all(&old).map_err(io(&old))?;
@@ -376,7 +388,7 @@ impl OutDir {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = parent.join(format!(".{name}{TMP_MARK}{}", std::process::id()));
+        let tmp = marked(&parent, &name, TMP_MARK);
         let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
@@ -417,7 +429,7 @@ mod tests {
                 .iter()
                 .map(|(p, b)| (p.to_string(), b.as_bytes().to_vec()))
                 .collect(),
-            compose: None,
+            ..SiteTree::default()
         }
     }
 

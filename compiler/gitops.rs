@@ -12,7 +12,7 @@ use git2::Oid;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::changes::{ChangeKind, Files, Summary, summarize_tree};
+use crate::changes::{ChangeKind, Files, Summary, differing_keys, summarize_tree};
 use crate::cli::{AuditArgs, CommitArgs, DiffArgs, Format, Output};
 use crate::diagnostic::Diagnostics;
 use crate::emit::{COMPILER_NAME, COMPILER_VERSION, OutDir, SiteTree};
@@ -145,12 +145,7 @@ pub type BlobIds = BTreeMap<String, Oid>;
 
 /// Paths whose blob differs between two trees (or that only one has).
 fn differing(a: &BlobIds, b: &BlobIds) -> Vec<String> {
-    let paths: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    paths
-        .into_iter()
-        .filter(|p| a.get(*p) != b.get(*p))
-        .cloned()
-        .collect()
+    differing_keys(a, b).cloned().collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -188,6 +183,30 @@ pub struct SiteCommit {
 }
 
 impl SiteCommit {
+    /// A site's entry, before any commit is written for it.
+    fn new(
+        v: &ValidSite,
+        branch: String,
+        base: Option<String>,
+        old_tip: Option<Oid>,
+        subject: String,
+        summary: Summary,
+    ) -> SiteCommit {
+        SiteCommit {
+            site: v.site.name.clone(),
+            wave: v.site.wave,
+            branch,
+            base,
+            old_tip,
+            commit: None,
+            subject,
+            files_changed: summary.files.len(),
+            summary,
+            pr_body: None,
+            pr_body_file: None,
+        }
+    }
+
     /// Whether the branch moves (or, in a dry run, would move).
     pub fn changed(&self) -> bool {
         self.files_changed > 0 && (self.commit.is_none() || self.commit != self.old_tip)
@@ -256,7 +275,7 @@ pub enum Outcome {
 /// The per-site work of `commit`: read the branch, write the site's
 /// objects, summarize the change. It holds no repository handle (a handle
 /// is not shared between threads), so each worker passes its own, opened
-/// with [`Repo::reopen`].
+/// with [`crate::git::RepoOpener::open`].
 pub struct Committer<'a> {
     pub source: Oid,
     pub plan: &'a CommitPlan<'a>,
@@ -299,6 +318,8 @@ impl Committer<'_> {
             }
         }
         let old_tip = repo.tip(&branch)?;
+        // The tip's commit, when it is read anyway (to check who made it).
+        let mut tip_info = None;
         if let Some(tip) = old_tip
             && !plan.force
         {
@@ -310,6 +331,7 @@ impl Committer<'_> {
                     info.subject()
                 )));
             }
+            tip_info = Some(info);
         }
         let mut updates = Vec::new();
         // The commit's parent, and the tip whose tree the new one is
@@ -342,30 +364,22 @@ impl Committer<'_> {
             true => None,
             false => Some(repo.write_tree(&tree.files)?),
         };
-        let compared_tree = match compared {
-            Some(t) => Some(repo.commit_info(t)?.tree),
-            None => None,
+        let compared_tree = match (compared, &tip_info) {
+            (Some(t), Some(info)) if info.id == t => Some(info.tree),
+            (Some(t), _) => Some(repo.commit_info(t)?.tree),
+            (None, _) => None,
         };
         let (summary, first) = if tree_id.is_some() && tree_id == compared_tree {
             (Summary::default(), false)
         } else {
-            let old = tip_files(repo, compared)?;
+            let old = match compared_tree {
+                Some(t) => repo.tree_files(t)?,
+                None => Files::new(),
+            };
             (summarize_tree(&old, tree), old.is_empty())
         };
         let subject = format!("{}: {}", v.site.name, summary.headline(first));
-        let mut entry = SiteCommit {
-            files_changed: summary.files.len(),
-            site: v.site.name.clone(),
-            wave: v.site.wave,
-            branch: branch.clone(),
-            base: base.clone(),
-            old_tip,
-            commit: None,
-            subject,
-            summary,
-            pr_body: None,
-            pr_body_file: None,
-        };
+        let mut entry = SiteCommit::new(v, branch.clone(), base.clone(), old_tip, subject, summary);
         if entry.summary.is_empty() {
             // Nothing to commit; a rollout branch that still proposes an
             // older tree is left for its pull request to be closed.
@@ -374,7 +388,7 @@ impl Committer<'_> {
                 updates,
             });
         }
-        let digests = manifest_digests(&tree.files);
+        let digests = (tree.input_digest.clone(), tree.output_digest.clone());
         if base.is_some() {
             entry.pr_body = Some(pr_body(v, &entry, source, &digests));
             entry.pr_body_file = Some(format!("{ROLLOUT_DIR}/{}.md", v.site.name));
@@ -392,7 +406,6 @@ impl Committer<'_> {
                 });
             }
         }
-        entry.summary.shrink_to_fit();
         Ok(Outcome::Site {
             entry: Box::new(entry),
             updates,
@@ -429,20 +442,13 @@ impl Committer<'_> {
         if managed.trailer("Input-Digest") != Some(input_digest) {
             return Ok(None);
         }
-        let old_tip = repo.tip(&branch)?;
-        let entry = SiteCommit {
-            site: v.site.name.clone(),
-            wave: v.site.wave,
-            branch,
-            base,
-            old_tip,
-            commit: None,
-            subject: format!("{}: unchanged", v.site.name),
-            files_changed: 0,
-            summary: Summary::default(),
-            pr_body: None,
-            pr_body_file: None,
+        // Without `--pr` the branch written is the site branch just read.
+        let old_tip = match base {
+            Some(_) => repo.tip(&branch)?,
+            None => Some(tip),
         };
+        let subject = format!("{}: unchanged", v.site.name);
+        let entry = SiteCommit::new(v, branch, base, old_tip, subject, Summary::default());
         Ok(Some(Outcome::Site {
             entry: Box::new(entry),
             updates: Vec::new(),
@@ -484,7 +490,9 @@ impl Preparer {
     pub fn record(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Site { mut entry, updates } => {
-                if !self.details {
+                if self.details {
+                    entry.summary.shrink_to_fit();
+                } else {
                     entry.summary = Summary::default();
                 }
                 self.out.sites.push(*entry);
@@ -518,16 +526,6 @@ fn tip_files(repo: &Repo, tip: Option<Oid>) -> Result<Files, GitError> {
         }
         None => Ok(Files::new()),
     }
-}
-
-/// `input-digest` and `output-digest` of a rendered `manifest.json`.
-fn manifest_digests(files: &Files) -> (String, String) {
-    let m: serde_json::Value = files
-        .get("manifest.json")
-        .and_then(|b| serde_json::from_slice(b).ok())
-        .unwrap_or_default();
-    let get = |k: &str| m[k].as_str().unwrap_or_default().to_string();
-    (get("input-digest"), get("output-digest"))
 }
 
 fn commit_message(
@@ -635,14 +633,16 @@ fn pr_body(
     b
 }
 
+/// A GitOps command's exit code: its own, or 2 once its failure is said.
+fn exit_code(out: &Output, result: Result<i32, Failed>) -> i32 {
+    result.unwrap_or_else(|Failed(msg)| {
+        out.error(&msg);
+        2
+    })
+}
+
 pub fn commit(root: &Path, args: &CommitArgs, out: &Output) -> i32 {
-    match commit_inner(root, args, out) {
-        Ok(code) => code,
-        Err(Failed(msg)) => {
-            out.error(&msg);
-            2
-        }
-    }
+    exit_code(out, commit_inner(root, args, out))
 }
 
 fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Failed> {
@@ -731,8 +731,8 @@ fn write_pr_files(root: &Path, args: &CommitArgs, prepared: &Prepared) -> Result
     let out_dir = args.out.clone().unwrap_or_else(|| root.join("out"));
     let dir = OutDir::open(&out_dir, root).map_err(|e| Failed(e.to_string()))?;
     for s in &prepared.sites {
-        if let Some(body) = &s.pr_body {
-            dir.write_file(&format!("{ROLLOUT_DIR}/{}.md", s.site), body.as_bytes())
+        if let (Some(body), Some(body_file)) = (&s.pr_body, &s.pr_body_file) {
+            dir.write_file(body_file, body.as_bytes())
                 .and_then(|_| {
                     dir.write_file(
                         &format!("{ROLLOUT_DIR}/{}.title", s.site),
@@ -794,13 +794,7 @@ fn report_commits(prepared: &Prepared, head: Oid, args: &CommitArgs, out: &Outpu
 // diff
 
 pub fn diff(root: &Path, args: &DiffArgs, out: &Output) -> i32 {
-    match diff_inner(root, args, out) {
-        Ok(code) => code,
-        Err(Failed(msg)) => {
-            out.error(&msg);
-            2
-        }
-    }
+    exit_code(out, diff_inner(root, args, out))
 }
 
 fn diff_inner(root: &Path, args: &DiffArgs, out: &Output) -> Result<i32, Failed> {
@@ -809,38 +803,61 @@ fn diff_inner(root: &Path, args: &DiffArgs, out: &Output) -> Result<i32, Failed>
     let Some(chosen) = out.chosen(&compiled, &args.selection) else {
         return Ok(2);
     };
-    let color = out.color_stdout();
+    let (color, format) = (out.color_stdout(), out.format);
     let mut text = String::new();
     let mut report = Vec::new();
     let mut differs = false;
-    // Site by site: each fresh tree is compared and dropped.
-    let handed = crate::build::for_each_tree(&compiled.inputs, &chosen, |v, tree| {
-        let branch = site_branch(args.branch_prefix.as_deref(), v);
-        let tip = repo.tip(&branch)?;
-        let old = tip_files(&repo, tip)?;
-        let summary = summarize_tree(&old, &tree);
-        differs |= !summary.is_empty();
-        if out.format == Format::Text {
-            site_diff_text(
-                &mut text, v, &branch, tip, &old, &tree, &summary, args.stat, color,
-            );
-        }
-        report.push(json!({
-            "site": v.site.name,
-            "branch": branch,
-            "tip": tip.map(|t| t.to_string()),
-            "differs": !summary.is_empty(),
-            "files": summary.files,
-            "risks": summary.risks,
-        }));
-        Ok::<(), GitError>(())
-    });
+    // Site by site, each on the worker that rendered it (with its own
+    // repository handle): the fresh tree is compared, said and dropped.
+    enum Shown {
+        Text(String),
+        Json(serde_json::Value),
+    }
+    let opener = repo.opener();
+    let handed = crate::build::for_each_worked(
+        &compiled.inputs,
+        &chosen,
+        || opener.open(),
+        |worker, v, tree| {
+            let repo = worker.as_ref().map_err(|e| Failed(e.to_string()))?;
+            let branch = site_branch(args.branch_prefix.as_deref(), v);
+            let tip = repo.tip(&branch)?;
+            let old = tip_files(repo, tip)?;
+            let summary = summarize_tree(&old, &tree);
+            let shown = match format {
+                Format::Text => {
+                    let mut t = String::new();
+                    site_diff_text(
+                        &mut t, v, &branch, tip, &old, &tree, &summary, args.stat, color,
+                    );
+                    Shown::Text(t)
+                }
+                Format::Json => Shown::Json(json!({
+                    "site": v.site.name,
+                    "branch": branch,
+                    "tip": tip.map(|t| t.to_string()),
+                    "differs": !summary.is_empty(),
+                    "files": summary.files,
+                    "risks": summary.risks,
+                })),
+            };
+            Ok((!summary.is_empty(), shown))
+        },
+        |_, (site_differs, shown)| {
+            differs |= site_differs;
+            match shown {
+                Shown::Text(t) => text.push_str(&t),
+                Shown::Json(j) => report.push(j),
+            }
+            Ok::<(), Failed>(())
+        },
+    );
     if handed.diagnostics.has_errors() {
         out.diagnostics(&handed.diagnostics, &compiled.inputs);
         return Ok(2);
     }
     if let Some(e) = handed.failed {
-        return Err(e.into());
+        return Err(e);
     }
     match out.format {
         Format::Text => {
@@ -1052,9 +1069,11 @@ pub fn audit_branches(
                 tip_info.subject()
             ));
         } else if let Some(src) = &e.source_commit {
+            // Most branches share a source commit: one found already is
+            // not resolved again.
             match Oid::from_str(src)
                 .ok()
-                .and_then(|o| repo.resolve(&o.to_string()).ok())
+                .filter(|o| by_source.contains_key(o) || repo.resolve(&o.to_string()).is_ok())
             {
                 Some(o) => {
                     by_source.entry(o).or_default().push(site.clone());
@@ -1141,16 +1160,12 @@ pub fn audit_branches(
 }
 
 pub fn audit(root: &Path, args: &AuditArgs, out: &Output) -> i32 {
-    let result = Repo::discover(root)
-        .map_err(Failed::from)
-        .and_then(|repo| audit_branches(&repo, &args.branch_prefix, &args.sites, &args.rev));
-    let entries = match result {
-        Ok(e) => e,
-        Err(Failed(msg)) => {
-            out.error(&msg);
-            return 2;
-        }
-    };
+    exit_code(out, audit_inner(root, args, out))
+}
+
+fn audit_inner(root: &Path, args: &AuditArgs, out: &Output) -> Result<i32, Failed> {
+    let repo = Repo::discover(root)?;
+    let entries = audit_branches(&repo, &args.branch_prefix, &args.sites, &args.rev)?;
     let failed = entries
         .iter()
         .any(|e| matches!(e.verdict, Verdict::Drift | Verdict::Stale));
@@ -1198,5 +1213,5 @@ pub fn audit(root: &Path, args: &AuditArgs, out: &Output) -> i32 {
             "ok": !failed,
         })),
     }
-    i32::from(failed)
+    Ok(i32::from(failed))
 }

@@ -69,6 +69,14 @@ pub const BRIDGE_SSRF: &str = "dify-br1";
 pub const SSRF_NETWORK: &str = "ssrf_proxy_network";
 /// The compose env file shared by the dify-api services.
 pub const DOTENV_FILE: &str = "dify.env";
+/// Outputs that other stages read back (the cross-check, the change
+/// summaries, the pull agent's list of required files), by their path in
+/// the site's tree.
+pub const COMPOSE_FILE: &str = "compose.yaml";
+pub const NGINX_FILE: &str = "nginx/default.conf";
+pub const RULES_V4_FILE: &str = "firewall/rules.v4";
+pub const RULES_V6_FILE: &str = "firewall/rules.v6";
+pub const HELM_VALUES_FILE: &str = "helm/values.yaml";
 /// Where compose mounts a secret file inside a container.
 pub const SECRETS_DIR: &str = "/run/secrets";
 /// Docker's embedded DNS server, which resolves compose service names.
@@ -281,7 +289,7 @@ pub fn plan(site: &Site) -> SitePlan {
             let env = EnvPlan::new(site);
             let mut deploy = vec![
                 Artifact {
-                    path: "compose.yaml".into(),
+                    path: COMPOSE_FILE.into(),
                     template: TEMPLATE_COMPOSE,
                     defines: None,
                     context: Context::Compose(Box::new(compose(site, &env))),
@@ -293,35 +301,43 @@ pub fn plan(site: &Site) -> SitePlan {
                     context: Context::DotEnv(dotenv(site, &env)),
                 },
                 Artifact {
-                    path: "nginx/default.conf".into(),
+                    path: NGINX_FILE.into(),
                     template: TEMPLATE_NGINX,
                     defines: None,
                     context: Context::Nginx(nginx(site)),
                 },
                 Artifact {
-                    path: "firewall/rules.v4".into(),
+                    path: RULES_V4_FILE.into(),
                     template: TEMPLATE_RULES_V4,
                     defines: None,
                     context: Context::Firewall(firewall(site, Family::V4)),
                 },
                 Artifact {
-                    path: "firewall/rules.v6".into(),
+                    path: RULES_V6_FILE.into(),
                     template: TEMPLATE_RULES_V6,
                     defines: None,
                     context: Context::Firewall(firewall(site, Family::V6)),
                 },
             ];
             if let Some(pull) = pull_agent(site) {
-                for (path, template) in [
+                let contexts = [
+                    Box::new(pull.clone()),
+                    Box::new(pull.clone()),
+                    Box::new(pull),
+                ];
+                for ((path, template), context) in [
                     (PULL_SCRIPT, TEMPLATE_APPLY),
                     (PULL_SERVICE, TEMPLATE_PULL_SERVICE),
                     (PULL_TIMER, TEMPLATE_PULL_TIMER),
-                ] {
+                ]
+                .into_iter()
+                .zip(contexts)
+                {
                     deploy.push(Artifact {
                         path: path.into(),
                         template,
                         defines: None,
-                        context: Context::Pull(Box::new(pull.clone())),
+                        context: Context::Pull(context),
                     });
                 }
             }
@@ -329,7 +345,7 @@ pub fn plan(site: &Site) -> SitePlan {
         }
         Target::Helm => {
             let mut deploy = vec![Artifact {
-                path: "helm/values.yaml".into(),
+                path: HELM_VALUES_FILE.into(),
                 template: TEMPLATE_HELM_VALUES,
                 defines: None,
                 context: Context::Helm(helm(site)),
@@ -2380,9 +2396,9 @@ fn pull_agent(site: &Site) -> Option<PullContext> {
         run_limit: PULL_RUN_LIMIT.systemd(),
         keep_releases: PULL_KEEP_RELEASES,
         busy_exit: PULL_BUSY_EXIT,
-        required: vec!["compose.yaml", "firewall/rules.v4", "firewall/rules.v6"],
-        rules_v4: "firewall/rules.v4",
-        rules_v6: "firewall/rules.v6",
+        required: vec![COMPOSE_FILE, RULES_V4_FILE, RULES_V6_FILE],
+        rules_v4: RULES_V4_FILE,
+        rules_v6: RULES_V6_FILE,
         firewall_declared: FIREWALL_DECLARED.join(" "),
         firewall_flushed: FIREWALL_FLUSHED.join(" "),
     })

@@ -1153,16 +1153,20 @@ mod tests {
         assert_eq!((loc.path.as_str(), loc.line), ("templates/rules.v4", 2));
     }
 
+    /// The codes of the diagnostics a site's rendering is refused with.
+    fn refusals(site: &Site) -> Vec<&'static str> {
+        let (sources, templates) = builtin_sources();
+        let renderer = Renderer::new(&sources, &templates).unwrap();
+        let diags = renderer.render_site(site).unwrap_err();
+        diags.iter().map(|d| d.code).collect()
+    }
+
     #[test]
     fn values_printed_raw_are_checked_again() {
         let mut site = edge();
         site.network.hostname = "x;\n}\nserver {".into();
         site.build.api_base.tag = "3.12\nRUN curl evil".into();
-        let (sources, templates) = builtin_sources();
-        let renderer = Renderer::new(&sources, &templates).unwrap();
-        let diags = renderer.render_site(&site).unwrap_err();
-        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
-        assert_eq!(codes, ["unsafe-value", "unsafe-value"]);
+        assert_eq!(refusals(&site), ["unsafe-value", "unsafe-value"]);
     }
 
     #[test]
@@ -1257,11 +1261,7 @@ mod tests {
         let mut site = edge();
         site.gitops.repository = "https://x.org/a.git\nExecStartPre=/bin/evil".into();
         site.gitops.branch_prefix = "sites/%n/".into();
-        let (sources, templates) = builtin_sources();
-        let renderer = Renderer::new(&sources, &templates).unwrap();
-        let diags = renderer.render_site(&site).unwrap_err();
-        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
-        assert_eq!(codes, ["unsafe-value", "unsafe-value"]);
+        assert_eq!(refusals(&site), ["unsafe-value", "unsafe-value"]);
     }
 
     #[test]

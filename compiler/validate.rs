@@ -176,6 +176,28 @@ impl Cx<'_> {
         value
     }
 
+    /// The value, when `problem` finds nothing wrong with it; else an
+    /// `invalid-value` error, "`value` is not {what}: why", at it (`more`
+    /// adds the label and help), and `None`.
+    fn checked(
+        &mut self,
+        v: &Spanned<String>,
+        problem: fn(&str) -> Option<String>,
+        what: &str,
+        more: impl FnOnce(Diagnostic) -> Diagnostic,
+    ) -> Option<String> {
+        let Some(why) = problem(v.get_ref()) else {
+            return Some(v.get_ref().clone());
+        };
+        let d = Diagnostic::error(
+            "invalid-value",
+            format!("`{}` is not {what}: {why}", v.get_ref().escape_debug()),
+        )
+        .at(v.span());
+        self.err(more(d));
+        None
+    }
+
     fn missing(&mut self, key: &str, help: &str) {
         let d = Diagnostic::error("missing-key", format!("`{key}` is not set for this site"))
             .at(self.anchor.clone())
@@ -1398,11 +1420,16 @@ fn url_host_port_problem(authority: &str) -> Option<String> {
     None
 }
 
-/// The path part of a URL: not empty, `[A-Za-z0-9._~/+-]`.
+/// The path part of a repository URL: not empty, [`url_path_chars_problem`].
 fn url_path_problem(path: &str) -> Option<String> {
     if path.trim_matches('/').is_empty() {
         return Some("it names no repository path".to_string());
     }
+    url_path_chars_problem(path)
+}
+
+/// The path part of a URL: `[A-Za-z0-9._~/+-]`.
+fn url_path_chars_problem(path: &str) -> Option<String> {
     path.chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "._~/+-".contains(*c)))
         .map(|c| format!("`{c}` is not allowed in the path"))
@@ -1547,11 +1574,7 @@ pub fn cluster_problem(url: &str) -> Option<String> {
     if authority.contains('@') {
         return Some("it may not carry a user or credentials".to_string());
     }
-    url_host_port_problem(authority).or_else(|| {
-        path.chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || "._~/+-".contains(*c)))
-            .map(|c| format!("`{c}` is not allowed in the path"))
-    })
+    url_host_port_problem(authority).or_else(|| url_path_chars_problem(path))
 }
 
 /// A Kubernetes namespace name: a DNS label.
@@ -1598,27 +1621,19 @@ fn time_span(
 /// applies it (the pull agent on compose, Argo CD on helm). Keys of the
 /// other target are errors, and their defaults are not recorded.
 fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<Gitops> {
-    let gl = layer.gitops.clone().unwrap_or_default();
+    let unset = crate::config::GitopsLayer::default();
+    let gl = layer.gitops.as_ref().unwrap_or(&unset);
     let before = cx.diags.error_count();
     let repository = match &gl.repository {
-        Some(r) => match repository_problem(r.get_ref()) {
-            None => Some(r.get_ref().clone()),
-            Some(why) => {
-                cx.err(
-                    Diagnostic::error(
-                        "invalid-value",
-                        format!(
-                            "`{}` is not a repository URL dify-cfg accepts: {why}",
-                            r.get_ref().escape_debug()
-                        ),
-                    )
-                    .at(r.span())
-                    .label("`gitops.repository` takes a git URL")
-                    .help(REPOSITORY_HELP),
-                );
-                None
-            }
-        },
+        Some(r) => cx.checked(
+            r,
+            repository_problem,
+            "a repository URL dify-cfg accepts",
+            |d| {
+                d.label("`gitops.repository` takes a git URL")
+                    .help(REPOSITORY_HELP)
+            },
+        ),
         None => {
             cx.missing(
                 "gitops.repository",
@@ -1628,23 +1643,9 @@ fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<Gitops> {
         }
     };
     let branch_prefix = match &gl.branch_prefix {
-        Some(p) => match branch_prefix_problem(p.get_ref()) {
-            None => Some(p.get_ref().clone()),
-            Some(why) => {
-                cx.err(
-                    Diagnostic::error(
-                        "invalid-value",
-                        format!(
-                            "`{}` is not a branch prefix: {why}",
-                            p.get_ref().escape_debug()
-                        ),
-                    )
-                    .at(p.span())
-                    .help("write a prefix such as `sites/` or `fleet/clinics/`: letters, digits, `-`, `_`, `.` and `/`, ending in `/`, without `..`, `//`, a leading `/`, `.` or `-`, or a component ending in `.lock`"),
-                );
-                None
-            }
-        },
+        Some(p) => cx.checked(p, branch_prefix_problem, "a branch prefix", |d| {
+            d.help("write a prefix such as `sites/` or `fleet/clinics/`: letters, digits, `-`, `_`, `.` and `/`, ending in `/`, without `..`, `//`, a leading `/`, `.` or `-`, or a component ending in `.lock`")
+        }),
         None => Some(cx.default("gitops.branch-prefix", DEFAULT_BRANCH_PREFIX.to_string())),
     };
     let not_applicable = |cx: &mut Cx<'_>, v: &Option<Spanned<String>>, key: &str, help: &str| {
@@ -1737,23 +1738,11 @@ fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<Gitops> {
                 },
             );
             let cluster = match &gl.cluster {
-                Some(c) => match cluster_problem(c.get_ref()) {
-                    None => c.get_ref().clone(),
-                    Some(why) => {
-                        cx.err(
-                            Diagnostic::error(
-                                "invalid-value",
-                                format!(
-                                    "`{}` is not a cluster API server URL: {why}",
-                                    c.get_ref().escape_debug()
-                                ),
-                            )
-                            .at(c.span())
-                            .help("write the API server's https URL as Argo CD knows it, e.g. `https://kubernetes.default.svc`"),
-                        );
-                        String::new()
-                    }
-                },
+                Some(c) => cx
+                    .checked(c, cluster_problem, "a cluster API server URL", |d| {
+                        d.help("write the API server's https URL as Argo CD knows it, e.g. `https://kubernetes.default.svc`")
+                    })
+                    .unwrap_or_default(),
                 None => cx.default("gitops.cluster", DEFAULT_CLUSTER.to_string()),
             };
             (
