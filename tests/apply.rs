@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use support::git;
+
 /// The stub of every tool: logs `name args (secrets=present|absent)`, then
 /// the rules file a restore loads (indented); fails when the call contains
 /// `$STUB_FAIL`, sleeps `$STUB_SLEEP` seconds first when it contains
@@ -72,16 +74,11 @@ fn have_tools() -> bool {
                 .is_ok_and(|o| o.status.success())
         })
         .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let required = std::env::var("DIFY_CFG_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "{missing:?} not installed (DIFY_CFG_REQUIRE_TOOLS=1); .ci/run installs them"
-    );
-    eprintln!("skipped: {missing:?} not installed here");
-    false
+    support::available(
+        "the tools apply.sh needs",
+        missing.is_empty(),
+        &format!("{missing:?} not installed (.ci/run installs them)"),
+    )
 }
 
 /// clinic-01 rendered once by the built binary, from the example fleet.
@@ -111,29 +108,6 @@ struct World {
     stubs: PathBuf,
     log: PathBuf,
     secrets: PathBuf,
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .args([
-            "-c",
-            "user.name=dify-cfg test",
-            "-c",
-            "user.email=test@example.org",
-        ])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(repo)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
 
 impl World {

@@ -375,10 +375,7 @@ fn run_case(case: &Case) -> Vec<String> {
     }
 
     // The site branches of the pristine base.
-    fs::write(root.join(".gitignore"), "out/\n").unwrap();
-    support::git(&root, &["init", "-q", "-b", "main"]);
-    support::git(&root, &["add", "-A"]);
-    support::git(&root, &["commit", "-q", "-m", "base"]);
+    support::init_repo(&root, "base");
     let committed = run(&["--root", root_arg, "commit"], &scratch, "commit-base");
     if committed.code != Some(0) {
         return vec![format!(

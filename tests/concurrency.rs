@@ -4,35 +4,21 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use support::{
-    add_clinics, copy_fleet, git, git_output, set_clinic_description, site_branches, snapshot,
+    assert_ok, bin, fleet_repo_at, git, git_output, make_fleet, out_state, set_state, site_branches,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
 const ROUNDS: usize = 20;
 const EXTRA_SITES: usize = 10;
 
-fn make_fleet(root: &Path, extra: usize) {
-    copy_fleet(root);
-    add_clinics(root, 11..11 + extra);
-}
-
-/// Two input states that render every clinic differently.
-fn set_state(root: &Path, state: usize) {
-    set_clinic_description(root, &format!("Branch clinic, input state {state}"));
-}
-
 fn command(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = bin(root);
     c.arg("--root")
         .arg(root)
         .args(args)
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -47,11 +33,9 @@ fn race(root: &Path, args: &[&str]) -> [Output; 2] {
 }
 
 fn ok(root: &Path, args: &[&str]) {
-    let o = command(root, args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "dify-cfg {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
+    assert_ok(
+        command(root, args).output().unwrap(),
+        &format!("dify-cfg {args:?}"),
     );
 }
 
@@ -62,23 +46,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-type Trees = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
-
-/// Site directories of an out directory, and its other entries.
-fn out_state(out: &Path) -> (Trees, Vec<String>) {
-    let mut sites = BTreeMap::new();
-    let mut hidden = Vec::new();
-    for e in fs::read_dir(out).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            hidden.push(name);
-        } else {
-            sites.insert(name, snapshot(&e.path()));
-        }
-    }
-    (sites, hidden)
 }
 
 #[test]
@@ -136,14 +103,7 @@ fn two_builds_at_once_do_not_interleave() {
 
 /// A git repository holding the fleet at `dir`, one commit on `main`.
 fn fleet_repo(dir: &Path) -> PathBuf {
-    fs::create_dir_all(dir).unwrap();
-    make_fleet(dir, 0);
-    fs::write(dir.join(".gitignore"), "out/\n").unwrap();
-    set_state(dir, 0);
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "The clinic fleet"]);
-    dir.to_path_buf()
+    fleet_repo_at(dir, 0)
 }
 
 #[test]

@@ -13,40 +13,25 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::{
-    add_clinics, copy_fleet, git, git_output, set_clinic_description, site_branches, snapshot,
+    Tree, assert_ok, bin, fleet_repo_at, git, git_output, make_fleet, out_state, set_state,
+    site_branches,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
 /// Generated clinics beside the example fleet's eleven sites, so that a
 /// build writes enough trees to be killed in the middle of.
 const EXTRA_SITES: usize = 10;
 const BUILD_KILLS: usize = 60;
 const COMMIT_KILLS: usize = 24;
 
-type Tree = BTreeMap<String, Vec<u8>>;
-
-/// The example fleet plus generated clinics, in `root`.
-fn make_fleet(root: &Path) {
-    copy_fleet(root);
-    add_clinics(root, 11..11 + EXTRA_SITES);
-}
-
-/// Switch the inputs between two states that render every clinic
-/// differently.
-fn set_state(root: &Path, state: usize) {
-    set_clinic_description(root, &format!("Branch clinic, input state {state}"));
-}
-
 fn spawn(root: &Path, args: &[&str]) -> std::process::Child {
-    Command::new(BIN)
+    bin(root)
         .arg("--root")
         .arg(root)
         .args(args)
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -56,19 +41,13 @@ fn spawn(root: &Path, args: &[&str]) -> std::process::Child {
 
 fn run_ok(root: &Path, args: &[&str]) -> Duration {
     let start = Instant::now();
-    let o = Command::new(BIN)
+    let o = bin(root)
         .arg("--root")
         .arg(root)
         .args(args)
-        .env("NO_COLOR", "1")
         .output()
         .expect("run dify-cfg");
-    assert!(
-        o.status.success(),
-        "dify-cfg {args:?} failed ({:?}):\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(o, &format!("dify-cfg {args:?}"));
     start.elapsed()
 }
 
@@ -104,23 +83,6 @@ fn delays(n: usize, duration: Duration) -> Vec<Duration> {
     out
 }
 
-/// The site trees in an out directory (visible entries) and the hidden
-/// entries beside them.
-fn out_state(out: &Path) -> (BTreeMap<String, Tree>, Vec<String>) {
-    let mut sites = BTreeMap::new();
-    let mut hidden = Vec::new();
-    for e in fs::read_dir(out).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            hidden.push(name);
-        } else {
-            sites.insert(name, snapshot(&e.path()));
-        }
-    }
-    hidden.sort();
-    (sites, hidden)
-}
-
 fn strays(hidden: &[String]) -> Vec<&String> {
     hidden
         .iter()
@@ -132,7 +94,7 @@ fn strays(hidden: &[String]) -> Vec<&String> {
 fn a_killed_build_leaves_each_site_old_or_new() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("fleet");
-    make_fleet(&root);
+    make_fleet(&root, EXTRA_SITES);
 
     // Reference trees of both input states.
     let mut refs: Vec<BTreeMap<String, Tree>> = Vec::new();
@@ -251,15 +213,7 @@ fn a_killed_build_leaves_each_site_old_or_new() {
 
 /// A git repository holding the fleet, one commit on `main`.
 fn fleet_repo(tmp: &Path) -> PathBuf {
-    let root = tmp.join("repo");
-    fs::create_dir_all(&root).unwrap();
-    make_fleet(&root);
-    fs::write(root.join(".gitignore"), "out/\n").unwrap();
-    set_state(&root, 0);
-    git(&root, &["init", "-q", "-b", "main"]);
-    git(&root, &["add", "-A"]);
-    git(&root, &["commit", "-q", "-m", "The clinic fleet"]);
-    root
+    fleet_repo_at(&tmp.join("repo"), EXTRA_SITES)
 }
 
 #[test]
@@ -367,11 +321,10 @@ fn the_ref_locks_of_a_killed_commit_are_cleared_and_foreign_ones_respected() {
     git(&root, &["commit", "-q", "-am", "state 1"]);
     fs::write(&lock, "0000000000000000000000000000000000000000\n").unwrap();
     let before = site_branches(&root);
-    let o = Command::new(BIN)
+    let o = bin(&root)
         .arg("--root")
         .arg(&root)
         .arg("commit")
-        .env("NO_COLOR", "1")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

@@ -9,7 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::{copy_fleet, dify_cfg, git, snapshot};
+use support::{
+    assert_ok, copy_fleet, dify_cfg, git, git_output, init_repo, site_branches, snapshot,
+};
 
 const CLINICS: usize = 10;
 
@@ -19,11 +21,8 @@ fn fleet_repo() -> (tempfile::TempDir, PathBuf) {
     let root = tmp.path().join("fleet");
     fs::create_dir_all(&root).unwrap();
     copy_fleet(&root);
-    fs::write(root.join(".gitignore"), "out/\n").unwrap();
     fs::write(root.join("README.md"), "The clinic fleet.\n").unwrap();
-    git(&root, &["init", "-q", "-b", "main"]);
-    git(&root, &["add", "-A"]);
-    git(&root, &["commit", "-q", "-m", "The clinic fleet"]);
+    init_repo(&root, "The clinic fleet");
     (tmp, root)
 }
 
@@ -32,38 +31,13 @@ fn run(root: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(root: &Path, args: &[&str]) -> String {
-    let out = run(root, args);
-    assert!(
-        out.status.success(),
-        "dify-cfg {args:?} exited {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = assert_ok(run(root, args), &format!("dify-cfg {args:?}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Every branch and where it points.
 fn branches(root: &Path) -> BTreeMap<String, String> {
-    git(
-        root,
-        &[
-            "for-each-ref",
-            "--format=%(refname:short) %(objectname)",
-            "refs/heads/",
-        ],
-    )
-    .lines()
-    .filter_map(|l| l.split_once(' '))
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect()
-}
-
-fn site_branches(root: &Path) -> BTreeMap<String, String> {
-    branches(root)
-        .into_iter()
-        .filter(|(b, _)| b.starts_with("sites/"))
-        .collect()
+    support::refs(root, "refs/heads/")
 }
 
 /// HEAD, the index, and every file of the working tree except `.git/`
@@ -131,12 +105,7 @@ fn commit_creates_a_branch_per_site_and_is_idempotent_and_reproducible() {
         on_disk
     );
     for path in &on_disk {
-        let blob = Command::new("git")
-            .args(["show", &format!("sites/clinic-01:{path}")])
-            .current_dir(&root)
-            .output()
-            .unwrap()
-            .stdout;
+        let blob = git_output(&root, &["show", &format!("sites/clinic-01:{path}")]).stdout;
         assert_eq!(
             blob,
             fs::read(built.path().join("clinic-01").join(path)).unwrap(),

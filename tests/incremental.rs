@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use support::{add_clinics, clinic_site, copy_fleet, snapshot};
+use support::{add_clinics, assert_ok, bin, clinic_site, copy_fleet, snapshot};
 
 /// More sites than one render chunk (`build::CHUNK`), so chunking is used.
 const EXTRA_SITES: usize = 140;
@@ -23,18 +23,12 @@ fn fleet() -> tempfile::TempDir {
 fn build(root: &Path, out: &Path, threads: usize, extra: &[&str]) -> Output {
     let mut args = vec!["build", "--format", "json", "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dify-cfg"))
+    let output = bin(root)
         .args(&args)
-        .current_dir(root)
         .env("RAYON_NUM_THREADS", threads.to_string())
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    assert_ok(output, &format!("dify-cfg {args:?}"))
 }
 
 /// Names of the sites a build wrote.

@@ -115,6 +115,10 @@ macro_rules! field {
     ($name:expr, $site:expr, $benign:expr, |$t:ident, $v:ident| $body:expr) => {
         field!($name, $site, [$benign], |$t, $v| $body)
     };
+    // The value goes, as a string, at one dotted key.
+    ($name:expr, $site:expr, $benign:tt, at $key:expr) => {
+        field!($name, $site, $benign, |t, v| set(t, $key, s(v)))
+    };
 }
 
 fn fields() -> Vec<Field> {
@@ -122,26 +126,10 @@ fn fields() -> Vec<Field> {
     let h = "hq";
     vec![
         // Free text.
-        field!("description", c, "Benign clinic text", |t, v| set(
-            t,
-            "description",
-            s(v)
-        )),
-        field!("description (helm)", h, "Benign office text", |t, v| set(
-            t,
-            "description",
-            s(v)
-        )),
-        field!("label value", c, "benign-label-value", |t, v| set(
-            t,
-            "labels.clinic",
-            s(v)
-        )),
-        field!("label value (helm)", h, "benign-label-value", |t, v| set(
-            t,
-            "labels.site",
-            s(v)
-        )),
+        field!("description", c, "Benign clinic text", at "description"),
+        field!("description (helm)", h, "Benign office text", at "description"),
+        field!("label value", c, "benign-label-value", at "labels.clinic"),
+        field!("label value (helm)", h, "benign-label-value", at "labels.site"),
         field!("label key", c, "benign-key", |t, v| {
             set(t, "labels", table(&[(v, s("x"))]))
         }),
@@ -151,40 +139,28 @@ fn fields() -> Vec<Field> {
             "env value",
             c,
             ["benign@clinics.example.org", "benign'moved"],
-            |t, v| { set(t, "env.MAIL_DEFAULT_SEND_FROM", s(v)) }
+            at "env.MAIL_DEFAULT_SEND_FROM"
         ),
         field!(
             "env value (helm)",
             h,
             ["benign@clinics.example.org", "benign'moved"],
-            |t, v| { set(t, "env.MAIL_DEFAULT_SEND_FROM", s(v)) }
+            at "env.MAIL_DEFAULT_SEND_FROM"
         ),
         field!("env name", c, "MAIL_DEFAULT_SEND_FROM", |t, v| {
             set(t, "env", table(&[(v, s("x"))]))
         }),
         // Network.
-        field!("hostname", c, "benign.clinics.example.org", |t, v| set(
-            t,
-            "network.hostname",
-            s(v)
-        )),
+        field!("hostname", c, "benign.clinics.example.org", at "network.hostname"),
         field!(
             "hostname (helm)",
             h,
             "benign.clinics.example.org",
-            |t, v| set(t, "network.hostname", s(v))
+            at "network.hostname"
         ),
-        field!("lan", c, "10.20.1.0/24", |t, v| set(t, "network.lan", s(v))),
-        field!("address", c, "10.20.1.10", |t, v| set(
-            t,
-            "network.address",
-            s(v)
-        )),
-        field!("lan6", c, "fd00:20:1::/64", |t, v| set(
-            t,
-            "network.lan6",
-            s(v)
-        )),
+        field!("lan", c, "10.20.1.0/24", at "network.lan"),
+        field!("address", c, "10.20.1.10", at "network.address"),
+        field!("lan6", c, "fd00:20:1::/64", at "network.lan6"),
         field!("admin network", c, "10.0.0.0/24", |t, v| {
             set(t, "network.admin", Value::Array(vec![s(v)]))
         }),
@@ -217,14 +193,12 @@ fn fields() -> Vec<Field> {
             )
         }),
         // Images and the build.
-        field!("registry", c, "registry.benign.example.org/dify", |t, v| {
-            set(t, "build.registry", s(v))
-        }),
+        field!("registry", c, "registry.benign.example.org/dify", at "build.registry"),
         field!(
             "registry (helm)",
             h,
             "registry.benign.example.org/dify",
-            |t, v| set(t, "build.registry", s(v))
+            at "build.registry"
         ),
         field!(
             "api base repository",
@@ -285,23 +259,11 @@ fn fields() -> Vec<Field> {
                 table(&[("repository", s("langgenius/dify-sandbox")), ("tag", s(v))]),
             )
         }),
-        field!("dify version", c, "1.16.0", |t, v| set(
-            t,
-            "dify.version",
-            s(v)
-        )),
+        field!("dify version", c, "1.16.0", at "dify.version"),
         // Sizes and units.
-        field!("device memory", c, "4GiB", |t, v| set(
-            t,
-            "device.memory",
-            s(v)
-        )),
-        field!("service memory", c, "512MiB", |t, v| set(
-            t,
-            "services.api.memory",
-            s(v)
-        )),
-        field!("reserve", c, "20%", |t, v| set(t, "device.reserve", s(v))),
+        field!("device memory", c, "4GiB", at "device.memory"),
+        field!("service memory", c, "512MiB", at "services.api.memory"),
+        field!("reserve", c, "20%", at "device.reserve"),
         // External services.
         field!("database host", c, "db.benign.example.org", |t, v| {
             set(
@@ -329,13 +291,13 @@ fn fields() -> Vec<Field> {
             "database host (helm)",
             h,
             "db.benign.example.org",
-            |t, v| { set(t, "database.external.host", s(v)) }
+            at "database.external.host"
         ),
         field!(
             "redis host (helm)",
             h,
             "redis.benign.example.org",
-            |t, v| { set(t, "redis.external.host", s(v)) }
+            at "redis.external.host"
         ),
         // Secret references.
         field!("secret env reference", c, "BENIGN_DB_PASSWORD", |t, v| {
@@ -362,76 +324,36 @@ fn fields() -> Vec<Field> {
             )
         }),
         // Helm.
-        field!("helm namespace", h, "benign-ns", |t, v| set(
-            t,
-            "helm.namespace",
-            s(v)
-        )),
-        field!("helm secret store", h, "benign-store", |t, v| set(
-            t,
-            "helm.secret-store",
-            s(v)
-        )),
-        field!("helm secret store kind", h, "SecretStore", |t, v| set(
-            t,
-            "helm.secret-store-kind",
-            s(v)
-        )),
-        field!("helm ingress class", h, "benign-class", |t, v| set(
-            t,
-            "helm.ingress-class",
-            s(v)
-        )),
+        field!("helm namespace", h, "benign-ns", at "helm.namespace"),
+        field!("helm secret store", h, "benign-store", at "helm.secret-store"),
+        field!("helm secret store kind", h, "SecretStore", at "helm.secret-store-kind"),
+        field!("helm ingress class", h, "benign-class", at "helm.ingress-class"),
         // GitOps.
         field!(
             "gitops repository",
             c,
             "https://git.benign.example.org/fleet.git",
-            |t, v| { set(t, "gitops.repository", s(v)) }
+            at "gitops.repository"
         ),
         field!(
             "gitops repository (helm)",
             h,
             "ssh://git@git.benign.example.org/fleet.git",
-            |t, v| { set(t, "gitops.repository", s(v)) }
+            at "gitops.repository"
         ),
-        field!("branch prefix", c, "benign/", |t, v| set(
-            t,
-            "gitops.branch-prefix",
-            s(v)
-        )),
-        field!("pull interval", c, "7min", |t, v| set(
-            t,
-            "gitops.pull-interval",
-            s(v)
-        )),
-        field!("confirm timeout", c, "130s", |t, v| set(
-            t,
-            "gitops.confirm-timeout",
-            s(v)
-        )),
-        field!("argocd namespace", h, "benign-argocd", |t, v| set(
-            t,
-            "gitops.argocd-namespace",
-            s(v)
-        )),
-        field!("argocd project", h, "benign-project", |t, v| set(
-            t,
-            "gitops.argocd-project",
-            s(v)
-        )),
+        field!("branch prefix", c, "benign/", at "gitops.branch-prefix"),
+        field!("pull interval", c, "7min", at "gitops.pull-interval"),
+        field!("confirm timeout", c, "130s", at "gitops.confirm-timeout"),
+        field!("argocd namespace", h, "benign-argocd", at "gitops.argocd-namespace"),
+        field!("argocd project", h, "benign-project", at "gitops.argocd-project"),
         field!(
             "cluster",
             h,
             "https://k8s.benign.example.org:6443",
-            |t, v| set(t, "gitops.cluster", s(v))
+            at "gitops.cluster"
         ),
         // Names.
-        field!("profile name", c, "multi-branch", |t, v| set(
-            t,
-            "profile",
-            s(v)
-        )),
+        field!("profile name", c, "multi-branch", at "profile"),
     ]
 }
 

@@ -571,9 +571,8 @@ fn write_root(root: &Path, files: &BTreeMap<String, Vec<u8>>, order: &[usize]) {
 
 /// Exit code and stderr of the binary.
 fn run_bin(args: &[&str]) -> (Option<i32>, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dify-cfg"))
+    let o = support::bin(Path::new("."))
         .args(args)
-        .env("NO_COLOR", "1")
         .output()
         .unwrap_or_else(|e| panic!("cannot run dify-cfg: {e}"));
     (
@@ -765,13 +764,14 @@ proptest! {
     }
 }
 
-/// Inputs made of thousands of mistakes are refused in seconds: reporting
-/// them costs time in proportion to the input, not to its square (a
-/// quadratic diagnostic list, a re-parse per mistake, a whole-file excerpt
-/// per diagnostic and fuzzy matching of huge names each made these take
-/// minutes).
+/// Inputs made of thousands of mistakes are refused (exit 2 with text and
+/// JSON output), neither accepted nor crashed. No time is asserted, but the
+/// sizes make a report slower than in proportion to the input show as a
+/// test that takes minutes: a quadratic diagnostic list, a re-parse per
+/// mistake, a whole-file excerpt per diagnostic and fuzzy matching of huge
+/// names each did.
 #[test]
-fn inputs_made_of_mistakes_are_refused_quickly() {
+fn inputs_made_of_mistakes_are_refused_not_accepted_or_crashed() {
     let head = "profile = \"multi-branch\"\n[network]\nlan = \"10.20.99.0/24\"\naddress = \"10.20.99.10\"\n";
     let cases: Vec<(&str, String)> = vec![
         (
@@ -798,10 +798,7 @@ fn inputs_made_of_mistakes_are_refused_quickly() {
         ),
         (
             "5000 bad networks on one line",
-            format!(
-                "profile = \"multi-branch\"\n[network]\nlan = \"10.20.99.0/24\"\naddress = \"10.20.99.10\"\nadmin = [{}]\n",
-                vec!["\"x\""; 5_000].join(",")
-            ),
+            format!("{head}admin = [{}]\n", vec!["\"x\""; 5_000].join(",")),
         ),
         (
             "a 500 KB key",

@@ -15,11 +15,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use support::{Compiled, clinic_site, compile_mem, copy_fleet, fleet_files, git};
-
-const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
+use support::{
+    Compiled, assert_ok, bin, clinic_site, compile_mem, copy_fleet, fleet_files, git_output,
+    init_repo,
+};
 
 /// 20 random hex digits.
 fn random() -> String {
@@ -87,10 +88,7 @@ fn no_secret_value_reaches_any_output() {
     }
     refs.push_str("AZURE_BLOB_ACCOUNT_KEY = { env = \"DIFY_AZURE_BLOB_ACCOUNT_KEY\" }\n");
     fs::write(root.join("sites/clinic-077.toml"), clinic_site(77, &refs)).unwrap();
-    fs::write(root.join(".gitignore"), "out/\n").unwrap();
-    git(&root, &["init", "-q", "-b", "main"]);
-    git(&root, &["add", "-A"]);
-    git(&root, &["commit", "-q", "-m", "The clinic fleet"]);
+    init_repo(&root, "The clinic fleet");
 
     // The environment: every referenced variable, every Dify secret
     // setting by its own name, and some common ones.
@@ -137,21 +135,14 @@ fn no_secret_value_reaches_any_output() {
     );
 
     let run = |args: &[&str]| -> Output {
-        let o = Command::new(BIN)
+        let o = bin(&root)
             .arg("--root")
             .arg(&root)
             .args(args)
             .envs(&env)
-            .env("NO_COLOR", "1")
-            .current_dir(&root)
             .output()
             .unwrap();
-        assert!(
-            o.status.success(),
-            "dify-cfg {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
+        assert_ok(o, &format!("dify-cfg {args:?}"))
     };
     let other_out = tmp.path().join("other-out");
     let mut printed = Vec::new();
@@ -180,11 +171,7 @@ fn no_secret_value_reaches_any_output() {
             haystack.push((format!("{}/{p}", dir.display()), b));
         }
     }
-    let objects = Command::new("git")
-        .args(["cat-file", "--batch-all-objects", "--batch"])
-        .current_dir(&root)
-        .output()
-        .unwrap();
+    let objects = git_output(&root, &["cat-file", "--batch-all-objects", "--batch"]);
     assert!(objects.status.success());
     haystack.push(("git objects".into(), objects.stdout));
 

@@ -45,6 +45,24 @@ fn sites() -> Vec<(String, PathBuf)> {
     v
 }
 
+/// The sites with a pull agent (`deploy/`): the ten clinics. Every other
+/// site is the helm one.
+fn pull_agents() -> Vec<(String, PathBuf)> {
+    let mut agents = Vec::new();
+    for (site, dir) in sites() {
+        if dir.join("deploy").is_dir() {
+            agents.push((site, dir));
+        } else {
+            assert!(
+                dir.join("helm/values.yaml").exists(),
+                "{site}: a compose site without deploy/"
+            );
+        }
+    }
+    assert_eq!(agents.len(), 10, "the ten clinics have a pull agent");
+    agents
+}
+
 /// Whether `tool` can run; panics in CI when it cannot.
 fn have(tool: &str, probe: &[&str]) -> bool {
     let ok = Command::new(tool)
@@ -423,17 +441,9 @@ fn shellcheck_accepts_every_pull_agent() {
     if !have("shellcheck", &["--version"]) {
         return;
     }
-    let mut seen = 0;
-    for (site, dir) in sites() {
+    for (site, dir) in pull_agents() {
         let script = dir.join("deploy/apply.sh");
-        if !script.exists() {
-            assert!(
-                dir.join("helm/values.yaml").exists(),
-                "{site}: a compose site without deploy/apply.sh"
-            );
-            continue;
-        }
-        seen += 1;
+        assert!(script.exists(), "{site}: deploy/ without apply.sh");
         let text = std::fs::read_to_string(&script).unwrap();
         assert!(text.starts_with("#!/bin/sh\n"), "{site}: not a sh script");
         assert!(
@@ -445,7 +455,6 @@ fn shellcheck_accepts_every_pull_agent() {
             .arg(&script));
         assert!(ok && out.trim().is_empty(), "shellcheck on {site}:\n{out}");
     }
-    assert_eq!(seen, 10, "the ten clinics have a pull agent");
     // The check itself: a script with an unquoted expansion fails it.
     let bad = tempfile::tempdir().unwrap();
     let path = bad.path().join("bad.sh");
@@ -468,12 +477,8 @@ fn systemd_accepts_the_pull_agent_units() {
             .arg(dir.join("dify-cfg-pull.timer"))
             .env("SYSTEMD_LOG_COLOR", "0"))
     };
-    for (site, dir) in sites() {
-        let deploy = dir.join("deploy");
-        if !deploy.exists() {
-            continue;
-        }
-        let (ok, out) = verify(&deploy);
+    for (site, dir) in pull_agents() {
+        let (ok, out) = verify(&dir.join("deploy"));
         assert!(
             ok && out.trim().is_empty(),
             "systemd-analyze on {site}:\n{out}"

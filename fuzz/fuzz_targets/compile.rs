@@ -44,6 +44,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(d) => {
+            assert!(
+                d.has_errors(),
+                "rendering a valid root failed without an error diagnostic"
+            );
             let _ = d.render_text(&inputs.sources, false);
         }
     }

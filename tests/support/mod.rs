@@ -71,14 +71,29 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// The built binary, to run in `cwd` with colours off.
+pub fn bin(cwd: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dify-cfg"));
+    c.current_dir(cwd).env("NO_COLOR", "1");
+    c
+}
+
+/// `o` after checking that it succeeded; a failure of `what` panics with
+/// the exit code, stdout and stderr.
+pub fn assert_ok(o: std::process::Output, what: &str) -> std::process::Output {
+    assert!(
+        o.status.success(),
+        "{what} exited {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
 /// Run the built binary.
 pub fn dify_cfg(args: &[&str], cwd: &Path) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_dify-cfg"))
-        .args(args)
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run dify-cfg")
+    bin(cwd).args(args).output().expect("run dify-cfg")
 }
 
 /// The example fleet's profiles and sites (not its templates: the built-in
@@ -263,18 +278,77 @@ pub fn set_clinic_description(root: &Path, text: &str) {
     .unwrap();
 }
 
-/// Every site name's `sites/*` branch and its tip.
-pub fn site_branches(root: &Path) -> std::collections::BTreeMap<String, String> {
+/// Generated clinics added beside the example fleet's eleven sites
+/// (numbered from 11), in `root`.
+pub fn make_fleet(root: &Path, extra: usize) {
+    copy_fleet(root);
+    add_clinics(root, 11..11 + extra);
+}
+
+/// Switch the inputs between two states (0 and 1) that render every clinic
+/// differently.
+pub fn set_state(root: &Path, state: usize) {
+    set_clinic_description(root, &format!("Branch clinic, input state {state}"));
+}
+
+/// Make `root` a git repository that ignores `out/`, with everything in it
+/// committed on `main` as `message`.
+pub fn init_repo(root: &Path, message: &str) {
+    std::fs::write(root.join(".gitignore"), "out/\n").unwrap();
+    git(root, &["init", "-q", "-b", "main"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", message]);
+}
+
+/// A git repository at `root` holding the fleet of [`make_fleet`] in input
+/// state 0, one commit on `main`. Fixed identity and clock: two such
+/// repositories have the same commit ids.
+pub fn fleet_repo_at(root: &Path, extra: usize) -> PathBuf {
+    std::fs::create_dir_all(root).unwrap();
+    make_fleet(root, extra);
+    set_state(root, 0);
+    init_repo(root, "The clinic fleet");
+    root.to_path_buf()
+}
+
+/// Every file of a site tree: relative path to bytes.
+pub type Tree = std::collections::BTreeMap<String, Vec<u8>>;
+
+/// The site trees of an out directory (its visible entries) and, sorted,
+/// the hidden entries beside them.
+pub fn out_state(out: &Path) -> (std::collections::BTreeMap<String, Tree>, Vec<String>) {
+    let mut sites = std::collections::BTreeMap::new();
+    let mut hidden = Vec::new();
+    for e in std::fs::read_dir(out).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            hidden.push(name);
+        } else {
+            sites.insert(name, snapshot(&e.path()));
+        }
+    }
+    hidden.sort();
+    (sites, hidden)
+}
+
+/// Every ref under `prefix` (e.g. `refs/heads/`) by its short name
+/// (`sites/clinic-01`), and where it points.
+pub fn refs(root: &Path, prefix: &str) -> std::collections::BTreeMap<String, String> {
     git(
         root,
         &[
             "for-each-ref",
             "--format=%(refname:short) %(objectname)",
-            "refs/heads/sites/",
+            prefix,
         ],
     )
     .lines()
     .filter_map(|l| l.split_once(' '))
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect()
+}
+
+/// Every `sites/*` branch (`sites/clinic-01`) and its tip.
+pub fn site_branches(root: &Path) -> std::collections::BTreeMap<String, String> {
+    refs(root, "refs/heads/sites/")
 }
