@@ -145,8 +145,8 @@ pub enum Compiled {
 }
 
 fn findings(
-    diags: &dify_cfg::diagnostic::Diagnostics,
-    sources: &dify_cfg::source::SourceMap,
+    diags: &dify_cfg::base::diagnostic::Diagnostics,
+    sources: &dify_cfg::base::source::SourceMap,
 ) -> Vec<Finding> {
     diags
         .iter()
@@ -162,18 +162,18 @@ fn findings(
 
 /// Load, analyze and render loaded inputs, as `check` then `build` do.
 pub fn compile_inputs(
-    inputs: &dify_cfg::load::Inputs,
-    diags: dify_cfg::diagnostic::Diagnostics,
+    inputs: &dify_cfg::input::load::Inputs,
+    diags: dify_cfg::base::diagnostic::Diagnostics,
 ) -> Compiled {
-    let analysis = dify_cfg::pipeline::analyze(inputs, diags);
+    let analysis = dify_cfg::driver::analyze(inputs, diags);
     if analysis.diagnostics.has_errors() {
         return Compiled::Invalid(findings(&analysis.diagnostics, &inputs.sources));
     }
     let chosen: Vec<&dify_cfg::validate::ValidSite> = analysis.sites.iter().collect();
-    match dify_cfg::build::render_all(inputs, &chosen) {
+    match dify_cfg::cli::build::render_all(inputs, &chosen) {
         Ok(mut trees) => {
             let pairs: Vec<_> = chosen.iter().map(|v| &v.site).zip(trees.iter()).collect();
-            let images = dify_cfg::bake::tree(&dify_cfg::bake::images(&pairs));
+            let images = dify_cfg::emit::bake::tree(&dify_cfg::emit::bake::images(&pairs));
             trees.push(images);
             Compiled::Built(trees)
         }
@@ -183,17 +183,17 @@ pub fn compile_inputs(
 
 /// Compile an in-memory config root.
 pub fn compile_mem(files: &std::collections::BTreeMap<String, Vec<u8>>) -> Compiled {
-    let src = dify_cfg::load::MemTree {
+    let src = dify_cfg::input::load::MemTree {
         files: files.clone(),
     };
-    let mut diags = dify_cfg::diagnostic::Diagnostics::new();
-    let inputs = dify_cfg::load::load_from(&src, &mut diags);
+    let mut diags = dify_cfg::base::diagnostic::Diagnostics::new();
+    let inputs = dify_cfg::input::load::load_from(&src, &mut diags);
     compile_inputs(&inputs, diags)
 }
 
 /// Compile a config root on disk.
 pub fn compile_dir(root: &Path) -> Compiled {
-    let (inputs, diags) = dify_cfg::pipeline::read_inputs(root);
+    let (inputs, diags) = dify_cfg::driver::read_inputs(root);
     compile_inputs(&inputs, diags)
 }
 

@@ -16,7 +16,7 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use dify_cfg::pipeline::{analyze, read_inputs};
+use dify_cfg::driver::{analyze, read_inputs};
 use dify_cfg::plan::{self, BuiltImages, BuiltKind};
 use dify_cfg::render::Renderer;
 

@@ -10,12 +10,12 @@ use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
-use crate::bake::ImagePlan;
+use crate::base::diagnostic::Diagnostics;
 use crate::cli::{BuildArgs, Format, Output};
-use crate::diagnostic::Diagnostics;
+use crate::driver::Compiled;
+use crate::emit::bake::ImagePlan;
 use crate::emit::{OutDir, SiteTree, built_manifest, differences, digest, with_manifest};
-use crate::load::Inputs;
-use crate::pipeline::Compiled;
+use crate::input::load::Inputs;
 use crate::render::Renderer;
 use crate::validate::ValidSite;
 
@@ -185,8 +185,8 @@ fn render_one(
             .get(name)
             .map(|id| inputs.sources.file(*id).whole())
     };
-    let compose = crate::crosscheck::read_compose(&files);
-    let crossed = crate::crosscheck::check_site(&v.site, &files, &compose, template);
+    let compose = crate::verify::crosscheck::read_compose(&files);
+    let crossed = crate::verify::crosscheck::check_site(&v.site, &files, &compose, template);
     if crossed.has_errors() {
         return Err(crossed);
     }
@@ -257,7 +257,7 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
         return 2;
     }
     // The images these sites run, built once each: out/_images/.
-    let images = crate::bake::tree(&images.finish());
+    let images = crate::emit::bake::tree(&images.finish());
     match dir.stage(&images) {
         Ok(s) => {
             changed.insert(images.name.clone(), s.is_some());
@@ -285,7 +285,7 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
     let order = chosen
         .iter()
         .map(|v| v.site.name.as_str())
-        .chain([crate::bake::IMAGES_DIR]);
+        .chain([crate::emit::bake::IMAGES_DIR]);
     let report: Vec<(&str, bool)> = order.map(|n| (n, changed[n])).collect();
     match out.format {
         Format::Text => {
@@ -325,7 +325,7 @@ fn check(inputs: &Inputs, chosen: &[&ValidSite], out_dir: &Path, out: &Output) -
         out.diagnostics(&handed.diagnostics, inputs);
         return 2;
     }
-    let images = crate::bake::tree(&images.finish());
+    let images = crate::emit::bake::tree(&images.finish());
     report.push((
         images.name.clone(),
         differences(&out_dir.join(&images.name), &images),

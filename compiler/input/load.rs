@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::source::{FileId, FileKind, SourceMap};
-use crate::templates::BUILTIN_TEMPLATES;
+use crate::base::diagnostic::{Diagnostic, Diagnostics};
+use crate::base::source::{FileId, FileKind, SourceMap};
+use crate::input::templates::BUILTIN_TEMPLATES;
 
 /// The largest input file read; a config file is a few KiB.
 pub const MAX_INPUT_BYTES: u64 = 1 << 20;

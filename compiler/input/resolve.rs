@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
 use toml::de::DeValue;
 
-use crate::config::Layer;
-use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use crate::load::Inputs;
-use crate::parse::{ParsedFile, Table, parse_file, read_layer};
-use crate::source::{FileId, Span};
+use crate::base::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::base::source::{FileId, Span};
+use crate::input::layer::Layer;
+use crate::input::load::Inputs;
+use crate::input::parse::{ParsedFile, Table, parse_file, read_layer};
 
 /// Longest `extends` chain accepted; deeper is surely a mistake.
 pub const MAX_CHAIN: usize = 32;
@@ -342,7 +342,7 @@ fn merge_at<'a>(base: &mut Table<'a>, child: Table<'a>, deep: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{FileKind, SourceMap};
+    use crate::base::source::{FileKind, SourceMap};
 
     fn inputs(profiles: &[(&str, &str)], sites: &[(&str, &str)]) -> Inputs {
         let mut inputs = Inputs {
@@ -435,7 +435,7 @@ mod tests {
             .1
             .get_ref()
             .clone();
-        let crate::config::SecretValue::Ref(r) = db else {
+        let crate::input::layer::SecretValue::Ref(r) = db else {
             panic!("a reference")
         };
         assert_eq!((r.env, r.file.as_deref()), (None, Some("/etc/dify/db")));

@@ -2,7 +2,9 @@
 //! rollout branches with a pull-request body), `diff` (a fresh render
 //! against each site branch) and `audit` (recompile each branch's source
 //! commit from git objects and compare). Git access goes through
-//! [`crate::git`]; rendering through [`crate::build`].
+//! [`crate::git`]; rendering through [`crate::cli::build`].
+
+pub mod changes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -12,13 +14,13 @@ use git2::Oid;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::changes::{ChangeKind, Files, Summary, differing_keys, summarize_tree};
+use crate::base::diagnostic::Diagnostics;
 use crate::cli::{AuditArgs, CommitArgs, DiffArgs, Format, Output};
-use crate::diagnostic::Diagnostics;
+use crate::driver::Compiled;
 use crate::emit::{COMPILER_NAME, COMPILER_VERSION, OutDir, SiteTree};
 use crate::git::{CommitInfo, GitError, Identity, RefUpdate, Repo, blob_id, short};
-use crate::load::load_from;
-use crate::pipeline::Compiled;
+use crate::gitops::changes::{ChangeKind, Files, Summary, differing_keys, summarize_tree};
+use crate::input::load::load_from;
 use crate::validate::ValidSite;
 
 /// Where rollout pull-request bodies go, under the out directory.
@@ -116,7 +118,7 @@ impl Compiled {
                 .map(|(p, b)| (p.clone(), blob_id(b)))
                 .collect()
         };
-        let rendered = crate::build::render_chunks_with(
+        let rendered = crate::cli::build::render_chunks_with(
             &self.inputs,
             &chosen,
             || (),
@@ -685,7 +687,7 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
     // Sites whose branch records these very inputs are not rendered again.
     let mut todo = Vec::new();
     for v in &chosen {
-        let digest = crate::build::input_digest(&compiled.inputs, v);
+        let digest = crate::cli::build::input_digest(&compiled.inputs, v);
         match committer.up_to_date(&repo, v, &digest)? {
             Some(unchanged) => preparer.record(unchanged),
             None => todo.push(*v),
@@ -695,7 +697,7 @@ fn commit_inner(root: &Path, args: &CommitArgs, out: &Output) -> Result<i32, Fai
     // trees it rendered, with its own repository handle, and drops them.
     let opener = repo.opener();
     let identity = repo.identity(head)?;
-    let handed = crate::build::for_each_worked(
+    let handed = crate::cli::build::for_each_worked(
         &compiled.inputs,
         &todo,
         || opener.open(),
@@ -814,7 +816,7 @@ fn diff_inner(root: &Path, args: &DiffArgs, out: &Output) -> Result<i32, Failed>
         Json(serde_json::Value),
     }
     let opener = repo.opener();
-    let handed = crate::build::for_each_worked(
+    let handed = crate::cli::build::for_each_worked(
         &compiled.inputs,
         &chosen,
         || opener.open(),

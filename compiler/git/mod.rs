@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, TreeWalkMode, TreeWalkResult};
 
-use crate::load::{InputSource, MAX_INPUT_BYTES, ReadError, files_under, is_skipped_name};
+use crate::input::load::{InputSource, MAX_INPUT_BYTES, ReadError, files_under, is_skipped_name};
 
 /// The input directories of a config root: a change under them changes
 /// what the compiler reads.

@@ -14,9 +14,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
-use crate::config::Layer;
-use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use crate::source::{FileId, SourceMap, Span};
+use crate::base::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::base::source::{FileId, SourceMap, Span};
+use crate::input::layer::Layer;
 
 pub type Table<'a> = DeTable<'a>;
 pub type Node<'a> = Spanned<DeValue<'a>>;
@@ -353,7 +353,7 @@ fn contains(outer: &Span, inner: &Span) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::FileKind;
+    use crate::base::source::FileKind;
 
     fn run(text: &str) -> (SourceMap, Diagnostics, Option<Layer>) {
         let mut map = SourceMap::new();

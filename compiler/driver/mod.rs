@@ -1,12 +1,14 @@
 //! The front half of a compilation, shared by every command: load, parse,
 //! resolve and validate the whole fleet, and select sites by profile or name.
 
+pub mod explain;
+
 use std::path::Path;
 
+use crate::base::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::cli::Selection;
-use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use crate::load::{Inputs, load};
-use crate::resolve::{ResolvedSite, resolve, resolve_each};
+use crate::input::load::{Inputs, load};
+use crate::input::resolve::{ResolvedSite, resolve, resolve_each};
 use crate::validate::{Sharing, ValidSite, validate_fleet, validate_site};
 
 /// The fleet after validation. `sites` holds the sites that passed; when

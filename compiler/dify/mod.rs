@@ -61,7 +61,7 @@ pub fn release_images(version: &str) -> ReleaseImages {
 /// The dify-helm chart version whose values dify-cfg writes.
 pub const HELM_CHART_VERSION: &str = "0.38.0-rc2";
 
-const ENV_NAMES_TEXT: &str = include_str!("dify/env-names.txt");
+const ENV_NAMES_TEXT: &str = include_str!("env-names.txt");
 
 /// Every setting name Dify's docker deployment knows.
 pub fn env_names() -> &'static BTreeSet<&'static str> {

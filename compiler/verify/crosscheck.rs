@@ -8,10 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::base::diagnostic::{Diagnostic, Diagnostics};
+use crate::base::source::Span;
 use crate::model::{ServiceKind, Site, Target};
 use crate::plan::{COMPOSE_FILE, NGINX_FILE, RULES_V4_FILE, RULES_V6_FILE};
-use crate::source::Span;
 
 /// A host port compose publishes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -11,18 +11,18 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use crate::config::{
-    self, EvictionPolicy, ImageLayer, Layer, SecretValue, ServiceLayer, Target, VectorStore,
-};
-use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use crate::dify;
-use crate::model::*;
-use crate::resolve::{ResolvedSite, is_valid_name};
-use crate::source::{SourceMap, Span};
-use crate::units::{
+use crate::base::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::base::source::{SourceMap, Span};
+use crate::base::units::{
     Bytes, MIB, Millicores, TimeSpan, TimeUnit, cores_to_millicores, parse_bytes, parse_percent,
     parse_time_span,
 };
+use crate::dify;
+use crate::input::layer::{
+    self, EvictionPolicy, ImageLayer, Layer, SecretValue, ServiceLayer, Target, VectorStore,
+};
+use crate::input::resolve::{ResolvedSite, is_valid_name};
+use crate::model::*;
 
 /// A site that passed validation, with what `explain` needs to know about
 /// the values nobody set.
@@ -37,7 +37,7 @@ pub struct ValidSite {
     pub lan_span: Option<Span>,
     /// The files the site was compiled from: its profiles, root first, then
     /// the site file (the manifest's inputs, with the templates).
-    pub chain_files: Vec<crate::source::FileId>,
+    pub chain_files: Vec<crate::base::source::FileId>,
 }
 
 /// What the valid sites of a fleet have in common, held once: one [`Pool`]
@@ -242,7 +242,7 @@ impl Cx<'_> {
 
     fn cores(
         &mut self,
-        v: &Option<Spanned<config::Number>>,
+        v: &Option<Spanned<layer::Number>>,
         key: &str,
         default: Option<Millicores>,
     ) -> Option<Millicores> {
@@ -1038,7 +1038,7 @@ pub fn validate_site(
         .engine
         .as_ref()
         .map(|e| *e.get_ref())
-        .unwrap_or(config::DbEngine::Postgresql);
+        .unwrap_or(layer::DbEngine::Postgresql);
     let database = Database {
         engine,
         external: db_external,
@@ -1621,7 +1621,7 @@ fn time_span(
 /// applies it (the pull agent on compose, Argo CD on helm). Keys of the
 /// other target are errors, and their defaults are not recorded.
 fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<Gitops> {
-    let unset = crate::config::GitopsLayer::default();
+    let unset = crate::input::layer::GitopsLayer::default();
     let gl = layer.gitops.as_ref().unwrap_or(&unset);
     let before = cx.diags.error_count();
     let repository = match &gl.repository {
@@ -1817,7 +1817,7 @@ fn name_value(
 
 fn external(
     cx: &mut Cx<'_>,
-    e: &config::ExternalLayer,
+    e: &layer::ExternalLayer,
     key: &str,
     default_port: u16,
 ) -> Option<External> {
@@ -1866,7 +1866,7 @@ fn external(
 
 fn autoscaling(
     cx: &mut Cx<'_>,
-    a: &config::AutoscalingLayer,
+    a: &layer::AutoscalingLayer,
     anchor: Span,
     key: &str,
     kind: ServiceKind,
@@ -2449,7 +2449,7 @@ fn budget(
     services: &BTreeMap<ServiceKind, Service>,
     spans: &BTreeMap<ServiceKind, Option<Span>>,
     sources: &SourceMap,
-    chain_files: &[crate::source::FileId],
+    chain_files: &[crate::base::source::FileId],
 ) {
     let total: u64 = services
         .values()
@@ -2684,8 +2684,8 @@ mod tests {
     #[test]
     fn the_example_fleet_gets_its_gitops_defaults() {
         let (inputs, diags) =
-            crate::pipeline::read_inputs(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-        let analysis = crate::pipeline::analyze(&inputs, diags);
+            crate::driver::read_inputs(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
+        let analysis = crate::driver::analyze(&inputs, diags);
         assert!(!analysis.diagnostics.has_errors());
         let site = |name: &str| analysis.sites.iter().find(|s| s.site.name == name).unwrap();
         let clinic = site("clinic-01");

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Serialize, Serializer};
 
-pub use crate::config::{DbEngine, EvictionPolicy, Target, VectorStore};
-use crate::units::{Bytes, Millicores, TimeSpan};
+use crate::base::units::{Bytes, Millicores, TimeSpan};
+pub use crate::input::layer::{DbEngine, EvictionPolicy, Target, VectorStore};
 
 /// Everything the renderers need about one site. The parts a site usually
 /// has in common with the other sites of its profiles are [`Shared`].
@@ -338,7 +338,7 @@ impl Device {
     /// down to whole MiB.
     pub fn budget(&self) -> Bytes {
         let exact = u128::from(self.memory.0) * u128::from(100 - self.reserve_percent) / 100;
-        let mib = u128::from(crate::units::MIB);
+        let mib = u128::from(crate::base::units::MIB);
         Bytes((exact / mib * mib) as u64)
     }
 }

@@ -6,9 +6,9 @@ use serde::Serialize;
 use toml::Spanned;
 use toml::de::DeValue;
 
-use crate::parse::Table;
-use crate::resolve::ResolvedSite;
-use crate::source::{Location, SourceMap};
+use crate::base::source::{Location, SourceMap};
+use crate::input::parse::Table;
+use crate::input::resolve::ResolvedSite;
 use crate::validate::ValidSite;
 
 /// One effective value.

@@ -2,14 +2,16 @@
 //! returns its exit code: 0 success, 1 a check found differences, 2 invalid
 //! input, usage, or a failure to read or write.
 
+pub mod build;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::diagnostic::Diagnostics;
-use crate::load::Inputs;
-use crate::pipeline::{Compiled, analyze, read_inputs};
+use crate::base::diagnostic::Diagnostics;
+use crate::driver::{Compiled, analyze, read_inputs};
+use crate::input::load::Inputs;
 use crate::validate::ValidSite;
 
 #[derive(Debug, Parser)]
@@ -244,7 +246,7 @@ pub fn run(cli: Cli) -> i32 {
     let out = Output::new(cli.format);
     let code = match cli.command {
         Command::Check => check(&cli.root, &out),
-        Command::Build(args) => crate::build::run(&cli.root, &args, &out),
+        Command::Build(args) => crate::cli::build::run(&cli.root, &args, &out),
         Command::Explain(args) => explain(&cli.root, &args, &out),
         Command::Commit(args) => crate::gitops::commit(&cli.root, &args, &out),
         Command::Diff(args) => crate::gitops::diff(&cli.root, &args, &out),
@@ -256,7 +258,7 @@ pub fn run(cli: Cli) -> i32 {
 
 fn check(root: &std::path::Path, out: &Output) -> i32 {
     let (inputs, diags) = read_inputs(root);
-    let mut analysis = crate::pipeline::analyze_lean(&inputs, diags);
+    let mut analysis = crate::driver::analyze_lean(&inputs, diags);
     // Templates are inputs too: a template that does not parse fails `check`,
     // not only `build`.
     if let Err(d) = crate::render::Renderer::new(&inputs.sources, &inputs.templates) {
@@ -287,14 +289,14 @@ fn explain(root: &std::path::Path, args: &ExplainArgs, out: &Output) -> i32 {
     let Some(rs) = analysis.resolved.iter().find(|r| r.name == args.site) else {
         out.diagnostics(&analysis.diagnostics, &inputs);
         let names: Vec<&str> = analysis.resolved.iter().map(|r| r.name.as_str()).collect();
-        let hint = crate::diagnostic::did_you_mean(&args.site, names.iter().copied())
+        let hint = crate::base::diagnostic::did_you_mean(&args.site, names.iter().copied())
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
         out.error(&format!("no site named `{}`{hint}", args.site));
         return 2;
     };
     let valid = analysis.sites.iter().find(|s| s.site.name == args.site);
-    let entries = crate::explain::entries(rs, valid, &inputs.sources, args.key.as_deref());
+    let entries = crate::driver::explain::entries(rs, valid, &inputs.sources, args.key.as_deref());
     if let Some(key) = &args.key
         && entries.is_empty()
     {
@@ -305,7 +307,10 @@ fn explain(root: &std::path::Path, args: &ExplainArgs, out: &Output) -> i32 {
     // are what one needs to find the mistake. The exit code still says so.
     out.diagnostics(&analysis.diagnostics, &inputs);
     match out.format {
-        Format::Text => print!("{}", crate::explain::to_text(&rs.name, &rs.chain, &entries)),
+        Format::Text => print!(
+            "{}",
+            crate::driver::explain::to_text(&rs.name, &rs.chain, &entries)
+        ),
         Format::Json => out.json(&serde_json::json!({
             "site": rs.name,
             "profile-chain": rs.chain,

@@ -3,6 +3,8 @@
 //! `renameat2(RENAME_EXCHANGE)`, so a site directory is always either the
 //! old complete tree or the new complete tree. `--check` compares instead.
 
+pub mod bake;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -10,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::base::source::sha256_hex;
 use crate::model::Site;
-use crate::source::sha256_hex;
 
 pub const COMPILER_NAME: &str = "dify-cfg";
 pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,7 +5,7 @@
 //! are checked.
 //!
 //! Values keep their spans (`toml::Spanned`) in the global offset space of
-//! the [`crate::source::SourceMap`], so every diagnostic and every line of
+//! the [`crate::base::source::SourceMap`], so every diagnostic and every line of
 //! `explain` can name the file and line that set a value.
 //!
 //! Every struct denies unknown fields. `parse` collects all of a file's

@@ -394,7 +394,7 @@ fn facts(files: &Files, compose: Option<&Value>) -> Facts {
     match compose {
         Some(doc) => compose_facts(doc, &mut f),
         None => {
-            if let Ok(doc) = crate::crosscheck::read_compose(files) {
+            if let Ok(doc) = crate::verify::crosscheck::read_compose(files) {
                 compose_facts(&doc, &mut f);
             }
         }
@@ -442,7 +442,7 @@ fn compose_facts(doc: &Value, f: &mut Facts) {
             f.limits.insert(name.clone(), limit);
         }
     }
-    if let Ok(published) = crate::crosscheck::published_ports_of(doc) {
+    if let Ok(published) = crate::verify::crosscheck::published_ports_of(doc) {
         for p in published {
             f.openings.insert(format!(
                 "tcp/{} published on {} to {}:{}",

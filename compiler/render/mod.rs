@@ -24,10 +24,10 @@ use minijinja::value::Value as MjValue;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 use serde_json::Value;
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::base::diagnostic::{Diagnostic, Diagnostics};
+use crate::base::source::{FileId, SourceFile, SourceMap};
 use crate::model::Site;
 use crate::plan::{self, Artifact, BuiltImages, BuiltKind};
-use crate::source::{FileId, SourceFile, SourceMap};
 
 /// One rendered output file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +258,7 @@ fn unsafe_values(site: &Site) -> Vec<(&'static str, String)> {
     check(
         "site name",
         &site.name,
-        crate::resolve::is_valid_name(&site.name),
+        crate::input::resolve::is_valid_name(&site.name),
     );
     bad
 }
@@ -574,10 +574,10 @@ mod tests {
     use serde_yaml_ng::Value as Yaml;
 
     use super::*;
+    use crate::base::source::FileKind;
+    use crate::input::templates::BUILTIN_TEMPLATES;
     use crate::model::{SecretRef, ServiceKind};
     use crate::plan::fixtures::{cloud, edge};
-    use crate::source::FileKind;
-    use crate::templates::BUILTIN_TEMPLATES;
 
     fn builtin_sources() -> (SourceMap, BTreeMap<String, FileId>) {
         let mut sources = SourceMap::new();
@@ -757,7 +757,7 @@ mod tests {
     fn compose_names_the_built_images_by_dockerfile_hash() {
         let files = render(&edge());
         let compose = yaml(&files["compose.yaml"]);
-        let hash = crate::source::sha256_hex(files["docker/api.Dockerfile"].as_bytes());
+        let hash = crate::base::source::sha256_hex(files["docker/api.Dockerfile"].as_bytes());
         let expected = format!(
             "registry.clinics.example.org/dify/dify-api:1.16.0-{}",
             &hash[..12]
@@ -768,7 +768,7 @@ mod tests {
                 Some(expected.as_str())
             );
         }
-        let hash = crate::source::sha256_hex(files["docker/web.Dockerfile"].as_bytes());
+        let hash = crate::base::source::sha256_hex(files["docker/web.Dockerfile"].as_bytes());
         let expected = format!(
             "registry.clinics.example.org/dify/dify-web:1.16.0-{}",
             &hash[..12]

@@ -23,9 +23,9 @@ use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::base::units::{TimeSpan, TimeUnit};
 use crate::dify;
 use crate::model::{ImageRef, SecretRef, Service, ServiceKind, Site, Target, VectorStore, is_v4};
-use crate::units::{TimeSpan, TimeUnit};
 
 /// Template names, one per output kind.
 pub const TEMPLATE_COMPOSE: &str = "compose.yaml";
@@ -125,7 +125,7 @@ impl BuiltImages {
 /// Dockerfile. The same Dockerfile always names the same image, so sites
 /// with the same release and base share it.
 pub fn built_image(site: &Site, kind: BuiltKind, dockerfile: &[u8]) -> ImageRef {
-    built_image_of_hash(site, kind, &crate::source::sha256_hex(dockerfile))
+    built_image_of_hash(site, kind, &crate::base::source::sha256_hex(dockerfile))
 }
 
 /// [`built_image`] from the Dockerfile's sha256 (hex), e.g. as a manifest
@@ -2593,10 +2593,10 @@ pub fn unknown_key_paths(values: &Value, reference: &Value) -> Vec<String> {
 pub(crate) mod fixtures {
     use std::collections::BTreeMap;
 
-    use crate::config::{DbEngine, EvictionPolicy};
+    use crate::base::units::{Bytes, Millicores, TimeSpan, TimeUnit};
     use crate::dify::release_images;
+    use crate::input::layer::{DbEngine, EvictionPolicy};
     use crate::model::*;
-    use crate::units::{Bytes, Millicores, TimeSpan, TimeUnit};
 
     fn service(kind: ServiceKind, mib: u64, millicores: u32, image: &ImageRef) -> Service {
         Service {

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
+use crate::base::source::sha256_hex;
 use crate::emit::SiteTree;
 use crate::model::Site;
 use crate::plan::{BuiltKind, built_image_of_hash};
-use crate::source::sha256_hex;
 
 /// The directory (under the out directory) the image plan is written to.
 /// Not a valid site name, so it can never collide with a site.

@@ -1,0 +1,4 @@
+//! What every stage uses: the source map, diagnostics and units.
+pub mod diagnostic;
+pub mod source;
+pub mod units;

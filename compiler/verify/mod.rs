@@ -1,0 +1,2 @@
+//! Read-back checks of rendered files.
+pub mod crosscheck;
