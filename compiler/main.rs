@@ -1,6 +1,5 @@
 use clap::Parser;
 
-fn main() {
-    let cli = dify_cfg::cli::Cli::parse();
-    std::process::exit(dify_cfg::cli::run(cli));
+fn main() -> std::process::ExitCode {
+    dify_cfg::cli::run(dify_cfg::cli::Cli::parse()).into()
 }

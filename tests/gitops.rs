@@ -239,7 +239,7 @@ fn a_branch_moved_meanwhile_fails_cleanly_and_writes_nothing() {
     let compiled = Compiled::at_commit(&repo, head).unwrap();
     assert!(!compiled.diagnostics.has_errors());
     let chosen: Vec<_> = compiled.sites.iter().collect();
-    let trees = dify_cfg::cli::build::render_all(&compiled.inputs, &chosen).unwrap();
+    let trees = dify_cfg::driver::render_all(&compiled.inputs, &chosen).unwrap();
     let pairs: Vec<_> = chosen.iter().copied().zip(trees).collect();
     let prepared = prepare(&repo, head, &pairs, &CommitPlan::default()).unwrap();
     assert!(prepared.updates.len() >= 5, "{:?}", prepared.updates);
@@ -611,7 +611,7 @@ fn a_fleet_commit_holds_no_file_per_branch_and_equals_a_serial_commit() {
     let chosen: Vec<_> = compiled.sites.iter().collect();
     let mut pairs = Vec::new();
     for v in &chosen {
-        let trees = dify_cfg::cli::build::render_all(&compiled.inputs, &[*v]).unwrap();
+        let trees = dify_cfg::driver::render_all(&compiled.inputs, &[*v]).unwrap();
         pairs.extend(trees.into_iter().map(|t| (*v, t)));
     }
     let prepared = prepare(&repo, head, &pairs, &CommitPlan::default()).unwrap();

@@ -18,7 +18,7 @@ fn rendered_sites_match_their_snapshots() {
         "hq".to_string(),
     ];
     let chosen = select(&analysis.sites, None, &names, None, &profiles).unwrap();
-    let trees = dify_cfg::cli::build::render_all(&inputs, &chosen)
+    let trees = dify_cfg::driver::render_all(&inputs, &chosen)
         .unwrap_or_else(|d| panic!("{}", d.render_text(&inputs.sources, false)));
     assert_eq!(trees.len(), 3);
     let mut settings = insta::Settings::clone_current();

@@ -2,229 +2,68 @@
 //! the same inputs, render the rest in parallel chunks and stage each beside
 //! its directory; only when every site rendered are the staged trees swapped
 //! in, so a failure changes nothing. Memory holds one chunk of trees at a
-//! time, not the fleet.
+//! time, not the fleet. `--check` renders everything and compares.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::base::diagnostic::Diagnostics;
-use crate::cli::{BuildArgs, Format, Output};
-use crate::driver::Compiled;
-use crate::emit::bake::ImagePlan;
-use crate::emit::{OutDir, SiteTree, built_manifest, differences, digest, with_manifest};
+use crate::cli::exit::{ExitCode, Failure};
+use crate::cli::output::{Output, Report, Text};
+use crate::driver::{Compiled, Selection, for_each_tree, input_digest};
+use crate::emit::bake::{IMAGES_DIR, ImagePlan};
+use crate::emit::{BuiltManifest, EmitError, OutDir, built_manifest, differences};
 use crate::input::load::Inputs;
-use crate::render::Renderer;
 use crate::validate::ValidSite;
 
-/// How many sites are rendered at once: enough to keep every core busy,
-/// few enough that a fleet of thousands never sits in memory whole.
-pub const CHUNK: usize = 128;
+/// What to build, and where.
+pub struct BuildOptions {
+    pub selection: Selection,
+    /// The out directory; default `out/` under the root.
+    pub out: Option<PathBuf>,
+    /// Render everything, even sites built from the same inputs.
+    pub full: bool,
+}
 
-/// Render the selected sites into trees (manifest included), all or none.
-pub fn render_all(inputs: &Inputs, sites: &[&ValidSite]) -> Result<Vec<SiteTree>, Diagnostics> {
-    let mut trees = Vec::new();
-    let handed = for_each_tree(inputs, sites, |_, tree| {
-        trees.push(tree);
-        Ok::<(), std::convert::Infallible>(())
-    });
-    if handed.diagnostics.has_errors() {
-        Err(handed.diagnostics)
-    } else {
-        Ok(trees)
+/// What a build wrote.
+pub struct BuildReport {
+    pub out_dir: PathBuf,
+    /// Each selected site, then the image plan: whether it was written.
+    pub written: Vec<(String, bool)>,
+}
+
+/// `build --check`: how the out directory differs from a fresh build.
+pub struct CheckOutReport {
+    /// Each selected site, then the image plan: its differences.
+    pub differences: Vec<(String, Vec<String>)>,
+}
+
+impl CheckOutReport {
+    fn differs(&self) -> bool {
+        self.differences.iter().any(|(_, d)| !d.is_empty())
     }
 }
 
-/// A tree that is kept past the worker that rendered it (a chunk's worth of
-/// them are) drops its parsed `compose.yaml`, which is larger than the file.
-fn without_read_back(tree: SiteTree) -> SiteTree {
-    SiteTree {
-        compose: None,
-        ..tree
-    }
+fn out_dir(root: &Path, opts: &BuildOptions) -> PathBuf {
+    opts.out.clone().unwrap_or_else(|| root.join("out"))
 }
 
-/// Render `sites` chunk by chunk (each chunk in parallel), running `work` on
-/// each tree on the worker thread that rendered it, so that per-site work
-/// after rendering (hashing, writing git objects) is parallel too; `each`
-/// gets `work`'s results, in order, and returning false stops early. A
-/// worker's state (a repository handle, say) is made by `init` when a
-/// worker first needs one and kept for its next sites: there are about as
-/// many as threads.
-pub fn render_chunks_with<S: Send, T: Send>(
-    inputs: &Inputs,
-    sites: &[&ValidSite],
-    init: impl Fn() -> S + Sync,
-    work: impl Fn(&mut S, &ValidSite, SiteTree) -> T + Sync,
-    mut each: impl FnMut(&ValidSite, Result<T, Diagnostics>) -> bool,
-) -> Result<(), Diagnostics> {
-    let renderer = Renderer::new(&inputs.sources, &inputs.templates)?;
-    let states: Mutex<Vec<S>> = Mutex::new(Vec::new());
-    // Nothing panics while holding the lock, so it is never poisoned; if it
-    // were, the states are still whole.
-    let pool = || states.lock().unwrap_or_else(PoisonError::into_inner);
-    for chunk in sites.chunks(CHUNK) {
-        let results: Vec<_> = chunk
-            .par_iter()
-            .map(|v| {
-                let tree = render_one(inputs, &renderer, v)?;
-                let taken = pool().pop();
-                let mut state = taken.unwrap_or_else(&init);
-                let done = work(&mut state, v, tree);
-                pool().push(state);
-                Ok(done)
-            })
-            .collect();
-        for (v, r) in chunk.iter().zip(results) {
-            if !each(v, r) {
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// What became of handing every rendered tree on ([`for_each_tree`]).
-pub struct Handed<E> {
-    /// Every site's rendering problems (rendering goes on past them, so
-    /// that all are reported).
-    pub diagnostics: Diagnostics,
-    /// What stopped the handing on, if anything did.
-    pub failed: Option<E>,
-}
-
-impl<E> Handed<E> {
-    pub fn is_ok(&self) -> bool {
-        self.failed.is_none() && !self.diagnostics.has_errors()
-    }
-}
-
-/// [`render_chunks_with`], handing each tree that rendered to `each`; the first
-/// error of `each` stops it.
-pub fn for_each_tree<E: Send>(
-    inputs: &Inputs,
-    sites: &[&ValidSite],
-    each: impl FnMut(&ValidSite, SiteTree) -> Result<(), E>,
-) -> Handed<E> {
-    for_each_worked(
-        inputs,
-        sites,
-        || (),
-        |_, _, tree| Ok(without_read_back(tree)),
-        each,
-    )
-}
-
-/// [`render_chunks_with`]: `work` on each tree that rendered (in parallel,
-/// with its worker's state), then `each` on the result (in order); the
-/// first error of either stops it.
-pub fn for_each_worked<S: Send, T: Send, E: Send>(
-    inputs: &Inputs,
-    sites: &[&ValidSite],
-    init: impl Fn() -> S + Sync,
-    work: impl Fn(&mut S, &ValidSite, SiteTree) -> Result<T, E> + Sync,
-    mut each: impl FnMut(&ValidSite, T) -> Result<(), E>,
-) -> Handed<E> {
-    let mut diagnostics = Diagnostics::new();
-    let mut failed = None;
-    let rendered = render_chunks_with(inputs, sites, init, work, |v, result| match result {
-        Ok(worked) => match worked.and_then(|t| each(v, t)) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        },
-        Err(d) => {
-            diagnostics.extend(d);
-            true
-        }
-    });
-    if let Err(d) = rendered {
-        diagnostics.extend(d);
-    }
-    Handed {
-        diagnostics: diagnostics.sorted(),
-        failed,
-    }
-}
-
-/// The (path, sha256) of every file a site is compiled from: its profile
-/// chain, its site file and the templates.
-fn input_hashes<'i>(inputs: &'i Inputs, v: &ValidSite) -> Vec<(&'i str, &'i str)> {
-    let mut hashes: Vec<(&str, &str)> = v
-        .chain_files
-        .iter()
-        .chain(inputs.templates.values())
-        .map(|id| {
-            let f = inputs.sources.file(*id);
-            (f.path.as_str(), f.sha256.as_str())
-        })
-        .collect();
-    hashes.sort();
-    hashes
-}
-
-/// The manifest's `input-digest` a site would get, without rendering it.
-pub fn input_digest(inputs: &Inputs, v: &ValidSite) -> String {
-    digest(input_hashes(inputs, v))
-}
-
-fn render_one(
-    inputs: &Inputs,
-    renderer: &Renderer,
-    v: &ValidSite,
-) -> Result<SiteTree, Diagnostics> {
-    let files = renderer.render_site(&v.site)?;
-    let files: BTreeMap<String, Vec<u8>> = files.into_iter().map(|f| (f.path, f.bytes)).collect();
-    let template = |name: &str| {
-        inputs
-            .templates
-            .get(name)
-            .map(|id| inputs.sources.file(*id).whole())
-    };
-    let compose = crate::verify::crosscheck::read_compose(&files);
-    let crossed = crate::verify::crosscheck::check_site(&v.site, &files, &compose, template);
-    if crossed.has_errors() {
-        return Err(crossed);
-    }
-    let mut tree = with_manifest(&v.site, &input_hashes(inputs, v), files);
-    tree.compose = compose.ok();
-    Ok(tree)
-}
-
-pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
+pub fn run(root: &Path, opts: &BuildOptions, out: &Output) -> Result<BuildReport, Failure> {
     let compiled = Compiled::read(root);
-    let Some(chosen) = out.chosen(&compiled, &args.selection) else {
-        return 2;
-    };
+    let chosen = out.chosen(&compiled, &opts.selection)?;
     let inputs = &compiled.inputs;
-    let out_dir = args.out.clone().unwrap_or_else(|| root.join("out"));
-    if args.check {
-        return check(inputs, &chosen, &out_dir, out);
-    }
-
-    let dir = match OutDir::open(&out_dir, root) {
-        Ok(d) => d,
-        Err(e) => {
-            out.error(&e.to_string());
-            return 2;
-        }
-    };
+    let out_dir = out_dir(root, opts);
+    let dir = OutDir::open(&out_dir, root)?;
     let mut images = ImagePlan::default();
     let mut changed: BTreeMap<String, bool> = BTreeMap::new();
     // Incremental: a site whose tree was built from these very inputs (by
     // this compiler) is neither rendered nor written.
-    let built: Vec<Option<crate::emit::BuiltManifest>> = chosen
+    let built: Vec<Option<BuiltManifest>> = chosen
         .par_iter()
-        .map(|v| {
-            if args.full {
-                None
-            } else {
-                built_manifest(&out_dir.join(&v.site.name), &input_digest(inputs, v))
-            }
+        .map(|v| match opts.full {
+            true => None,
+            false => built_manifest(&out_dir.join(&v.site.name), &input_digest(inputs, v)),
         })
         .collect();
     let mut todo = Vec::new();
@@ -244,17 +83,14 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
         let s = dir.stage(&tree)?;
         changed.insert(tree.name.clone(), s.is_some());
         staged.extend(s);
-        Ok::<(), crate::emit::EmitError>(())
+        Ok::<(), EmitError>(())
     });
     if !handed.is_ok() {
         for s in staged {
             dir.discard(s);
         }
         out.diagnostics(&handed.diagnostics, inputs);
-        if let Some(e) = handed.failed {
-            out.error(&e.to_string());
-        }
-        return 2;
+        return Err(handed.failed.map_or(Failure::Diagnosed, Failure::from));
     }
     // The images these sites run, built once each: out/_images/.
     let images = crate::emit::bake::tree(&images.finish());
@@ -267,50 +103,63 @@ pub fn run(root: &Path, args: &BuildArgs, out: &Output) -> i32 {
             for s in staged {
                 dir.discard(s);
             }
-            out.error(&e.to_string());
-            return 2;
+            return Err(e.into());
         }
     }
     // Durable first, then visible: one sync, then a swap per site.
-    let swapped = dir.sync().and_then(|()| {
-        for s in staged {
-            dir.swap(s)?;
-        }
-        Ok(())
-    });
-    if let Err(e) = swapped {
-        out.error(&e.to_string());
-        return 2;
+    dir.sync()?;
+    for s in staged {
+        dir.swap(s)?;
     }
     let order = chosen
         .iter()
         .map(|v| v.site.name.as_str())
-        .chain([crate::emit::bake::IMAGES_DIR]);
-    let report: Vec<(&str, bool)> = order.map(|n| (n, changed[n])).collect();
-    match out.format {
-        Format::Text => {
-            let sites = report.len() - 1;
-            let written = report.iter().filter(|(_, c)| *c).count();
-            for (name, c) in &report {
-                println!("{name}: {}", if *c { "written" } else { "unchanged" });
-            }
-            eprintln!(
-                "built {sites} site{} and their image plan into {} ({written} changed)",
-                if sites == 1 { "" } else { "s" },
-                out_dir.display()
-            );
+        .chain([IMAGES_DIR]);
+    Ok(BuildReport {
+        written: order.map(|n| (n.to_string(), changed[n])).collect(),
+        out_dir,
+    })
+}
+
+impl Report for BuildReport {
+    fn text(&self, _: &Output) -> Text {
+        let mut text = Text::default();
+        let sites = self.written.len() - 1;
+        let written = self.written.iter().filter(|(_, c)| *c).count();
+        for (name, c) in &self.written {
+            let what = if *c { "written" } else { "unchanged" };
+            text.stdout.push_str(&format!("{name}: {what}\n"));
         }
-        Format::Json => out.json(&serde_json::json!({
-            "out": out_dir.display().to_string(),
-            "sites": report.iter().map(|(n, c)| serde_json::json!({ "site": n, "changed": c })).collect::<Vec<_>>(),
-        })),
+        text.stderr = format!(
+            "built {sites} site{} and their image plan into {} ({written} changed)\n",
+            if sites == 1 { "" } else { "s" },
+            self.out_dir.display()
+        );
+        text
     }
-    0
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "out": self.out_dir.display().to_string(),
+            "sites": self.written.iter().map(|(n, c)| serde_json::json!({ "site": n, "changed": c })).collect::<Vec<_>>(),
+        })
+    }
 }
 
 /// `build --check`: render everything (no shortcuts) and compare with the
-/// out directory, byte for byte; exit 1 when anything differs.
-fn check(inputs: &Inputs, chosen: &[&ValidSite], out_dir: &Path, out: &Output) -> i32 {
+/// out directory, byte for byte.
+pub fn check(root: &Path, opts: &BuildOptions, out: &Output) -> Result<CheckOutReport, Failure> {
+    let compiled = Compiled::read(root);
+    let chosen = out.chosen(&compiled, &opts.selection)?;
+    compare(&compiled.inputs, &chosen, &out_dir(root, opts), out)
+}
+
+fn compare(
+    inputs: &Inputs,
+    chosen: &[&ValidSite],
+    out_dir: &Path,
+    out: &Output,
+) -> Result<CheckOutReport, Failure> {
     let mut images = ImagePlan::default();
     let mut report: Vec<(String, Vec<String>)> = Vec::new();
     let handed = for_each_tree(inputs, chosen, |v, tree| {
@@ -322,31 +171,44 @@ fn check(inputs: &Inputs, chosen: &[&ValidSite], out_dir: &Path, out: &Output) -
         Ok::<(), std::convert::Infallible>(())
     });
     if !handed.is_ok() {
-        out.diagnostics(&handed.diagnostics, inputs);
-        return 2;
+        return Err(out.diagnosed(&handed.diagnostics, inputs));
     }
     let images = crate::emit::bake::tree(&images.finish());
     report.push((
         images.name.clone(),
         differences(&out_dir.join(&images.name), &images),
     ));
-    let differs = report.iter().any(|(_, d)| !d.is_empty());
-    match out.format {
-        Format::Text => {
-            for (name, diffs) in &report {
-                if diffs.is_empty() {
-                    println!("{name}: up to date");
-                } else {
-                    for d in diffs {
-                        println!("{d}");
-                    }
-                }
+    Ok(CheckOutReport {
+        differences: report,
+    })
+}
+
+impl Report for CheckOutReport {
+    fn text(&self, _: &Output) -> Text {
+        let mut text = Text::default();
+        for (name, diffs) in &self.differences {
+            if diffs.is_empty() {
+                text.stdout.push_str(&format!("{name}: up to date\n"));
+            }
+            for d in diffs {
+                text.stdout.push_str(&format!("{d}\n"));
             }
         }
-        Format::Json => out.json(&serde_json::json!({
-            "sites": report.iter().map(|(n, d)| serde_json::json!({ "site": n, "differences": d })).collect::<Vec<_>>(),
-            "up-to-date": !differs,
-        })),
+        text
     }
-    i32::from(differs)
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "sites": self.differences.iter().map(|(n, d)| serde_json::json!({ "site": n, "differences": d })).collect::<Vec<_>>(),
+            "up-to-date": !self.differs(),
+        })
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.differs() {
+            ExitCode::Differs
+        } else {
+            ExitCode::Success
+        }
+    }
 }

@@ -170,7 +170,7 @@ pub fn compile_inputs(
         return Compiled::Invalid(findings(&analysis.diagnostics, &inputs.sources));
     }
     let chosen: Vec<&dify_cfg::validate::ValidSite> = analysis.sites.iter().collect();
-    match dify_cfg::cli::build::render_all(inputs, &chosen) {
+    match dify_cfg::driver::render_all(inputs, &chosen) {
         Ok(mut trees) => {
             let pairs: Vec<_> = chosen.iter().map(|v| &v.site).zip(trees.iter()).collect();
             let images = dify_cfg::emit::bake::tree(&dify_cfg::emit::bake::images(&pairs));

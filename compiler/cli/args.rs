@@ -1,0 +1,153 @@
+//! The command line as clap parses it. Each command's arguments turn into
+//! the plain options its command takes; nothing below `cli` sees clap.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::driver::Selection;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dify-cfg",
+    version,
+    about = "Compile Dify site profiles into deployable, reviewable site trees"
+)]
+pub struct Cli {
+    /// The config repository (holds profiles/, sites/, templates/).
+    #[arg(long, global = true, default_value = ".")]
+    pub root: PathBuf,
+    /// Report format for diagnostics and reports.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate every profile and site; exit 2 with diagnostics if any is wrong.
+    Check,
+    /// Render site trees into the out directory.
+    Build(BuildArgs),
+    /// Print a site's effective configuration with the file:line that set each value.
+    Explain(ExplainArgs),
+    /// Commit each site's rendered tree on its site branch (git objects only;
+    /// HEAD, the index and the working tree are not touched).
+    Commit(CommitArgs),
+    /// Show how a fresh render differs from each site branch.
+    Diff(DiffArgs),
+    /// Recompile each site branch's source commit and compare, file by file.
+    Audit(AuditArgs),
+}
+
+/// Which sites a command works on: all, or those the options name.
+#[derive(Debug, Default, clap::Args)]
+pub struct SelectionArgs {
+    /// Only the sites whose profile chain includes this profile (a name or a unique prefix).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Only this site (repeatable).
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+    /// Only the sites of this rollout wave (1 is the canary).
+    #[arg(long)]
+    pub wave: Option<u32>,
+}
+
+impl From<SelectionArgs> for Selection {
+    fn from(a: SelectionArgs) -> Selection {
+        Selection {
+            profile: a.profile,
+            sites: a.sites,
+            wave: a.wave,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CommitArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Site branches are `<prefix><site>`; default: each site's `gitops.branch-prefix` (`sites/`).
+    #[arg(long)]
+    pub branch_prefix: Option<String>,
+    /// Commit to `<rollout-prefix><site>` on top of the site branch and write the
+    /// pull request's title and body to `out/_rollout/<site>.{title,md}`.
+    #[arg(long)]
+    pub pr: bool,
+    /// The prefix of rollout branches (with `--pr`).
+    #[arg(long, default_value = "rollout/")]
+    pub rollout_prefix: String,
+    /// Show what would be committed; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Commit on top of a branch whose tip dify-cfg did not make.
+    #[arg(long)]
+    pub force: bool,
+    /// Commit even though input files differ from HEAD (compiles the working tree).
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Where `--pr` writes `_rollout/`; default `out/` under the root.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Site branches are `<prefix><site>`; default: each site's `gitops.branch-prefix`.
+    #[arg(long)]
+    pub branch_prefix: Option<String>,
+    /// A summary per file instead of the full diff.
+    #[arg(long)]
+    pub stat: bool,
+    /// Exit 1 when any site differs from its branch.
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Audit only this site's branch (repeatable).
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+    /// Judge staleness against the sources at this revision.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    /// Audit the branches `<prefix><site>` (`rollout/` audits open rollouts).
+    #[arg(long, default_value = "sites/")]
+    pub branch_prefix: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Where to write; default `out/` under the root.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write nothing; exit 1 if the out directory differs from a fresh build.
+    #[arg(long)]
+    pub check: bool,
+    /// Render every selected site, even those whose out tree was built from
+    /// the same inputs.
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The site to explain.
+    #[arg(long)]
+    pub site: String,
+    /// Show only this key and what is under it, e.g. `services.api`.
+    pub key: Option<String>,
+}

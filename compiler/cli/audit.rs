@@ -1,0 +1,109 @@
+//! `dify-cfg audit`: each site branch against a recompile of its source
+//! commit and against the sources at a revision; exit 1 on drift or
+//! staleness.
+
+use std::path::Path;
+
+use crate::cli::exit::{ExitCode, Failure};
+use crate::cli::output::{Output, Report, Text};
+use crate::git::Repo;
+use crate::gitops::{AuditEntry, Verdict, audit_branches};
+
+/// What to audit.
+pub struct AuditOptions {
+    /// Only these sites' branches.
+    pub sites: Vec<String>,
+    /// Judge staleness against the sources at this revision.
+    pub rev: String,
+    /// The branches `<prefix><site>`.
+    pub branch_prefix: String,
+}
+
+pub struct AuditReport {
+    pub rev: String,
+    pub branch_prefix: String,
+    pub entries: Vec<AuditEntry>,
+}
+
+impl AuditReport {
+    fn failed(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e.verdict, Verdict::Drift | Verdict::Stale))
+    }
+}
+
+pub fn run(root: &Path, opts: &AuditOptions) -> Result<AuditReport, Failure> {
+    let repo = Repo::discover(root)?;
+    let entries = audit_branches(&repo, &opts.branch_prefix, &opts.sites, &opts.rev)?;
+    Ok(AuditReport {
+        rev: opts.rev.clone(),
+        branch_prefix: opts.branch_prefix.clone(),
+        entries,
+    })
+}
+
+impl Report for AuditReport {
+    fn text(&self, _: &Output) -> Text {
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        if self.entries.is_empty() {
+            line(format!("no branches `{}*` to audit", self.branch_prefix));
+        }
+        let width = self.entries.iter().map(|e| e.site.len()).max().unwrap_or(0);
+        for e in &self.entries {
+            let mut head = format!(
+                "{:width$}  {:12}  {} @ {}",
+                e.site,
+                e.verdict.as_str(),
+                e.branch,
+                &e.tip[..12]
+            );
+            if let Some(src) = &e.source_commit {
+                head.push_str(&format!(" (source {})", &src[..src.len().min(12)]));
+            }
+            line(head);
+            if !e.drifted.is_empty() {
+                line(format!(
+                    "{:width$}  edited on the branch: {}",
+                    "",
+                    e.drifted.join(", ")
+                ));
+            }
+            if !e.stale.is_empty() && e.verdict != Verdict::Drift {
+                line(format!(
+                    "{:width$}  {} would change: {}",
+                    "",
+                    self.rev,
+                    e.stale.join(", ")
+                ));
+            }
+            for n in &e.notes {
+                line(format!("{:width$}  note: {n}", ""));
+            }
+        }
+        Text {
+            stdout: out,
+            stderr: String::new(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "rev": self.rev,
+            "branches": self.entries,
+            "ok": !self.failed(),
+        })
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.failed() {
+            ExitCode::Differs
+        } else {
+            ExitCode::Success
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! `dify-cfg diff`: how a fresh render of each selected site differs from
+//! its site branch, as unified diffs (coloured on a terminal) or a summary
+//! per file (`--stat`).
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::cli::args::Format;
+use crate::cli::exit::{ExitCode, Failure};
+use crate::cli::output::{Output, Paint, Report, Text};
+use crate::driver::{Compiled, Selection};
+use crate::git::{Repo, short};
+use crate::gitops::changes::ChangeKind;
+use crate::gitops::{self, SiteDiff, diff_sites};
+
+/// What to compare.
+pub struct DiffOptions {
+    pub selection: Selection,
+    /// Site branches are `<prefix><site>`; default: each site's own prefix.
+    pub branch_prefix: Option<String>,
+    /// A summary per file instead of the full diff.
+    pub stat: bool,
+    /// Exit 1 when any site differs.
+    pub exit_code: bool,
+}
+
+/// One site's comparison, as the report shows it (made on the worker that
+/// rendered the site, so the trees need not be kept).
+enum Shown {
+    Text(String),
+    Json(serde_json::Value),
+}
+
+pub struct DiffReport {
+    sites: Vec<Shown>,
+    differs: bool,
+    exit_code: bool,
+}
+
+pub fn run(root: &Path, opts: &DiffOptions, out: &Output) -> Result<DiffReport, Failure> {
+    let repo = Repo::discover(root)?;
+    let compiled = Compiled::read(root);
+    let chosen = out.chosen(&compiled, &opts.selection)?;
+    let (color, format) = (out.color_stdout(), out.format);
+    let show = |d: &SiteDiff<'_>| match format {
+        Format::Text => Shown::Text(site_diff_text(d, opts.stat, color)),
+        Format::Json => Shown::Json(json!({
+            "site": d.site.site.name,
+            "branch": d.branch,
+            "tip": d.tip.map(|t| t.to_string()),
+            "differs": d.differs(),
+            "files": d.summary.files,
+            "risks": d.summary.risks,
+        })),
+    };
+    let shown = match diff_sites(
+        &repo,
+        &compiled,
+        &chosen,
+        opts.branch_prefix.as_deref(),
+        show,
+    ) {
+        Ok(s) => s,
+        Err(gitops::Error::Render(d)) => return Err(out.diagnosed(&d, &compiled.inputs)),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(DiffReport {
+        differs: shown.iter().any(|(d, _)| *d),
+        sites: shown.into_iter().map(|(_, s)| s).collect(),
+        exit_code: opts.exit_code,
+    })
+}
+
+impl Report for DiffReport {
+    fn text(&self, _: &Output) -> Text {
+        let mut text = Text::default();
+        for s in &self.sites {
+            if let Shown::Text(t) = s {
+                text.stdout.push_str(t);
+            }
+        }
+        text
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let sites: Vec<&serde_json::Value> = self
+            .sites
+            .iter()
+            .filter_map(|s| match s {
+                Shown::Json(j) => Some(j),
+                Shown::Text(_) => None,
+            })
+            .collect();
+        json!({ "sites": sites, "differs": self.differs })
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.exit_code && self.differs {
+            ExitCode::Differs
+        } else {
+            ExitCode::Success
+        }
+    }
+}
+
+/// A site's comparison for people: a headline, the risk flags, then a
+/// unified diff per file (or a `--stat` line per file).
+fn site_diff_text(d: &SiteDiff<'_>, stat: bool, color: bool) -> String {
+    let mut text = String::new();
+    let paint = Paint(color);
+    let (name, summary) = (&d.site.site.name, &d.summary);
+    let branch = &d.branch;
+    let against = d.tip.map_or_else(
+        || format!("{branch} (no branch yet)"),
+        |t| format!("{branch} @ {}", short(t)),
+    );
+    if summary.is_empty() {
+        text.push_str(&format!("{name}: up to date with {against}\n"));
+        return text;
+    }
+    text.push_str(&paint.wrap(
+        "1",
+        &format!(
+            "{name}: {} file{} differ from {against}\n",
+            summary.files.len(),
+            if summary.files.len() == 1 { "" } else { "s" }
+        ),
+    ));
+    for r in &summary.risks {
+        text.push_str(&format!("  {} {r}\n", paint.wrap("33", "!")));
+    }
+    if stat {
+        stat_lines(&mut text, d, &paint);
+    } else {
+        unified(&mut text, d, &paint);
+    }
+    text
+}
+
+fn stat_lines(text: &mut String, d: &SiteDiff<'_>, paint: &Paint) {
+    let files = &d.summary.files;
+    let width = files.iter().map(|f| f.path.len()).max().unwrap_or(0);
+    for f in files {
+        text.push_str(&format!(
+            "  {:width$} | {:>5} {}{}\n",
+            f.path,
+            f.lines_added + f.lines_removed,
+            paint.wrap("32", &"+".repeat(f.lines_added.min(40))),
+            paint.wrap("31", &"-".repeat(f.lines_removed.min(40))),
+        ));
+    }
+}
+
+fn unified(text: &mut String, d: &SiteDiff<'_>, paint: &Paint) {
+    let name = &d.site.site.name;
+    for f in &d.summary.files {
+        let a = d
+            .old
+            .get(&f.path)
+            .map(|b| String::from_utf8_lossy(b))
+            .unwrap_or_default();
+        let b = d
+            .tree
+            .files
+            .get(&f.path)
+            .map(|b| String::from_utf8_lossy(b))
+            .unwrap_or_default();
+        let from = if f.kind == ChangeKind::Added {
+            "/dev/null".to_string()
+        } else {
+            format!("a/{name}/{}", f.path)
+        };
+        let to = if f.kind == ChangeKind::Removed {
+            "/dev/null".to_string()
+        } else {
+            format!("b/{name}/{}", f.path)
+        };
+        let diff = similar::TextDiff::from_lines(a.as_ref(), b.as_ref());
+        let unified = diff
+            .unified_diff()
+            .context_radius(3)
+            .header(&from, &to)
+            .to_string();
+        for line in unified.lines() {
+            let painted = if line.starts_with("+++") || line.starts_with("---") {
+                paint.wrap("1", line)
+            } else if line.starts_with('+') {
+                paint.wrap("32", line)
+            } else if line.starts_with('-') {
+                paint.wrap("31", line)
+            } else if line.starts_with("@@") {
+                paint.wrap("36", line)
+            } else {
+                line.to_string()
+            };
+            text.push_str(&painted);
+            text.push('\n');
+        }
+    }
+}
