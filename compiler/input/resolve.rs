@@ -9,7 +9,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use crate::base::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use crate::base::source::{FileId, Span};
+use crate::base::source::{FileId, SourceMap, Span};
 use crate::input::layer::Layer;
 use crate::input::load::Inputs;
 use crate::input::parse::{ParsedFile, Table, parse_file, read_layer};
@@ -70,6 +70,32 @@ pub fn resolve_each<'a>(
     diags: &mut Diagnostics,
     mut each: impl FnMut(ResolvedSite<'a>, &mut Diagnostics),
 ) -> BTreeMap<String, ParsedFile<'a>> {
+    let profiles = parse_profiles(inputs, diags);
+    // Names of profiles that exist, even if they failed to parse: a site
+    // naming one of them should not also get an "unknown profile" error.
+    let known: BTreeSet<&str> = inputs.profiles.keys().map(String::as_str).collect();
+    check_extends(&profiles, &known, diags);
+    check_chains(&profiles, diags);
+    let mut sites = SiteResolver {
+        sources: &inputs.sources,
+        profiles: &profiles,
+        known: &known,
+        names: BTreeMap::new(),
+        merged_chains: BTreeMap::new(),
+    };
+    for id in &inputs.sites {
+        if let Some(site) = sites.resolve(*id, diags) {
+            each(site, diags);
+        }
+    }
+    profiles
+}
+
+/// Every profile file with a valid name, parsed (those that parse).
+fn parse_profiles<'a>(
+    inputs: &'a Inputs,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, ParsedFile<'a>> {
     let sources = &inputs.sources;
     let mut profiles = BTreeMap::new();
     for (name, id) in &inputs.profiles {
@@ -93,19 +119,19 @@ pub fn resolve_each<'a>(
             profiles.insert(name.clone(), parsed);
         }
     }
-    // Names of profiles that exist, even if they failed to parse: a site
-    // naming one of them should not also get an "unknown profile" error.
-    let known: BTreeSet<&str> = inputs.profiles.keys().map(String::as_str).collect();
+    profiles
+}
 
-    for (name, parsed) in &profiles {
+/// Each profile's `extends` names another profile that exists.
+fn check_extends(
+    profiles: &BTreeMap<String, ParsedFile<'_>>,
+    known: &BTreeSet<&str>,
+    diags: &mut Diagnostics,
+) {
+    for (name, parsed) in profiles {
         if let Some(ext) = &parsed.layer.extends {
             if !known.contains(ext.get_ref().as_str()) {
-                diags.push(unknown_profile(
-                    ext.get_ref(),
-                    ext.span(),
-                    &known,
-                    "extends",
-                ));
+                diags.push(unknown_profile(ext.get_ref(), ext.span(), known, "extends"));
             } else if ext.get_ref() == name {
                 diags.push(
                     Diagnostic::error("extends-cycle", format!("profile `{name}` extends itself"))
@@ -115,7 +141,11 @@ pub fn resolve_each<'a>(
             }
         }
     }
-    // Cycles: report each once, at the `extends` of its smallest member.
+}
+
+/// `extends` chains that run in a cycle or deeper than [`MAX_CHAIN`].
+/// Cycles: report each once, at the `extends` of its smallest member.
+fn check_chains(profiles: &BTreeMap<String, ParsedFile<'_>>, diags: &mut Diagnostics) {
     let mut reported: BTreeSet<String> = BTreeSet::new();
     for name in profiles.keys() {
         let mut seen = vec![name.clone()];
@@ -165,34 +195,27 @@ pub fn resolve_each<'a>(
             cur = next;
         }
     }
+}
 
-    // Each profile's chain merged once, shared by the sites that use it.
-    let mut merged_chains: BTreeMap<String, Spanned<Table<'a>>> = BTreeMap::new();
-    let mut names: BTreeMap<String, FileId> = BTreeMap::new();
-    for id in &inputs.sites {
-        let file = sources.file(*id);
-        let name = file.stem().to_string();
-        if !is_valid_name(&name) {
-            diags.push(
-                Diagnostic::error("invalid-name", format!("site name `{name}` is not valid"))
-                    .at(file.whole())
-                    .help("site files are named `<name>.toml` with lower-case letters, digits and dashes, at most 63, e.g. `clinic-01.toml`"),
-            );
-            continue;
-        }
-        if let Some(first) = names.get(&name) {
-            diags.push(
-                Diagnostic::error("duplicate-site", format!("site `{name}` is defined twice"))
-                    .at(file.whole())
-                    .note(format!("first defined in {}", sources.file(*first).path))
-                    .help("each site needs one file with a unique name"),
-            );
-            continue;
-        }
-        names.insert(name.clone(), *id);
-        let Some(parsed) = parse_file(sources, *id, diags) else {
-            continue;
-        };
+/// The site files, resolved one at a time against the parsed profiles.
+struct SiteResolver<'a, 'p> {
+    sources: &'a SourceMap,
+    profiles: &'p BTreeMap<String, ParsedFile<'a>>,
+    /// Names of profiles that exist, even if they failed to parse.
+    known: &'p BTreeSet<&'p str>,
+    /// The site names seen so far, with their files.
+    names: BTreeMap<String, FileId>,
+    /// Each profile's chain merged once, shared by the sites that use it.
+    merged_chains: BTreeMap<String, Spanned<Table<'a>>>,
+}
+
+impl<'a> SiteResolver<'a, '_> {
+    /// One site: its file parsed, its profile chain followed and merged
+    /// under it. `None` when the site has a mistake (reported in `diags`,
+    /// or already reported for its profiles).
+    fn resolve(&mut self, id: FileId, diags: &mut Diagnostics) -> Option<ResolvedSite<'a>> {
+        let file = self.sources.file(id);
+        let (name, parsed) = self.parse_site(id, diags)?;
         if let Some(e) = &parsed.layer.extends {
             diags.push(
                 Diagnostic::error(
@@ -202,7 +225,7 @@ pub fn resolve_each<'a>(
                 .at(e.span())
                 .help(format!("write `profile = \"{}\"`", e.get_ref())),
             );
-            continue;
+            return None;
         }
         let Some(profile) = &parsed.layer.profile else {
             diags.push(
@@ -210,48 +233,100 @@ pub fn resolve_each<'a>(
                     .at(file.whole())
                     .help("add `profile = \"NAME\"` with a file name from profiles/, e.g. `profile = \"edge-4gb\"`"),
             );
-            continue;
+            return None;
         };
-        if !known.contains(profile.get_ref().as_str()) {
+        if !self.known.contains(profile.get_ref().as_str()) {
             diags.push(unknown_profile(
                 profile.get_ref(),
                 profile.span(),
-                &known,
+                self.known,
                 "profile",
             ));
-            continue;
+            return None;
         }
-        // Chain from the site's profile up to the root.
+        let chain = self.chain(profile.get_ref())?;
+        let mut chain_files: Vec<FileId> =
+            chain.iter().rev().map(|p| self.profiles[p].id).collect();
+        chain_files.push(id);
+        let mut table = self.merged_chain(&chain)?;
+        merge_table(table.get_mut(), without_meta(&parsed.table).into_inner());
+        let layer = read_layer::<Layer>(&table, diags)?;
+        Some(ResolvedSite {
+            name,
+            file: id,
+            chain,
+            chain_files,
+            table,
+            layer,
+            profile_span: Some(profile.span()),
+        })
+    }
+
+    /// The site's name (valid, not taken by an earlier file) and its file
+    /// parsed.
+    fn parse_site(
+        &mut self,
+        id: FileId,
+        diags: &mut Diagnostics,
+    ) -> Option<(String, ParsedFile<'a>)> {
+        let file = self.sources.file(id);
+        let name = file.stem().to_string();
+        if !is_valid_name(&name) {
+            diags.push(
+                Diagnostic::error("invalid-name", format!("site name `{name}` is not valid"))
+                    .at(file.whole())
+                    .help("site files are named `<name>.toml` with lower-case letters, digits and dashes, at most 63, e.g. `clinic-01.toml`"),
+            );
+            return None;
+        }
+        if let Some(first) = self.names.get(&name) {
+            diags.push(
+                Diagnostic::error("duplicate-site", format!("site `{name}` is defined twice"))
+                    .at(file.whole())
+                    .note(format!(
+                        "first defined in {}",
+                        self.sources.file(*first).path
+                    ))
+                    .help("each site needs one file with a unique name"),
+            );
+            return None;
+        }
+        self.names.insert(name.clone(), id);
+        let parsed = parse_file(self.sources, id, diags)?;
+        Some((name, parsed))
+    }
+
+    /// The chain from the site's profile up to the root; `None` when it
+    /// breaks (a cycle, too deep, a profile that failed to parse or does
+    /// not exist), which the profiles' checks reported.
+    fn chain(&self, profile: &str) -> Option<Vec<String>> {
         let mut chain = Vec::new();
-        let mut cur = Some(profile.get_ref().clone());
-        let mut ok = true;
+        let mut cur = Some(profile.to_string());
         while let Some(p) = cur {
             if chain.contains(&p) || chain.len() > MAX_CHAIN {
-                ok = false; // cycle or depth, reported above
-                break;
+                return None; // cycle or depth, reported above
             }
-            let Some(parsed) = profiles.get(&p) else {
-                ok = false; // the profile failed to parse, reported above
-                break;
-            };
+            // None: the profile failed to parse, reported above.
+            let parsed = self.profiles.get(&p)?;
             chain.push(p);
             cur = parsed.layer.extends.as_ref().map(|e| e.get_ref().clone());
-            if cur.as_ref().is_some_and(|c| !known.contains(c.as_str())) {
-                ok = false;
-                break;
+            if cur
+                .as_ref()
+                .is_some_and(|c| !self.known.contains(c.as_str()))
+            {
+                return None;
             }
         }
-        if !ok {
-            continue;
-        }
-        let mut chain_files: Vec<FileId> = chain.iter().rev().map(|p| profiles[p].id).collect();
-        chain_files.push(*id);
-        // The chain runs from the site's profile to the root; merged root
-        // first, once per profile.
-        let Some((root, above)) = chain.split_last() else {
-            continue;
-        };
-        let mut table = merged_chains
+        Some(chain)
+    }
+
+    /// The profiles of a chain (from the site's profile to the root)
+    /// merged, root first; once per profile.
+    fn merged_chain(&mut self, chain: &[String]) -> Option<Spanned<Table<'a>>> {
+        let (root, above) = chain.split_last()?;
+        let profiles = self.profiles;
+        let merged = self
+            .merged_chains
             .entry(chain[0].clone())
             .or_insert_with(|| {
                 let mut merged = without_meta(&profiles[root].table);
@@ -262,26 +337,9 @@ pub fn resolve_each<'a>(
                     );
                 }
                 merged
-            })
-            .clone();
-        merge_table(table.get_mut(), without_meta(&parsed.table).into_inner());
-        let Some(layer) = read_layer::<Layer>(&table, diags) else {
-            continue;
-        };
-        each(
-            ResolvedSite {
-                name,
-                file: *id,
-                chain,
-                chain_files,
-                table,
-                layer,
-                profile_span: Some(profile.span()),
-            },
-            diags,
-        );
+            });
+        Some(merged.clone())
     }
-    profiles
 }
 
 /// A file's tree without the keys that place it in the hierarchy.

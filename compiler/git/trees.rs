@@ -1,0 +1,81 @@
+//! Site trees as git objects: writing files as blobs and trees, and reading
+//! a tree's files (or only their blob ids) back.
+
+use std::collections::BTreeMap;
+
+use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
+
+use super::{GitError, Repo, ctx};
+
+/// A regular file in a tree dify-cfg writes.
+const FILE_MODE: i32 = 0o100_644;
+
+/// The id `bytes` have as a git blob (nothing is written).
+pub fn blob_id(bytes: &[u8]) -> Oid {
+    Oid::hash_object(ObjectType::Blob, bytes).unwrap_or(Oid::ZERO_SHA1)
+}
+
+impl Repo {
+    /// Every file of a tree, by path (links as their target text).
+    pub fn tree_files(&self, tree: Oid) -> Result<BTreeMap<String, Vec<u8>>, GitError> {
+        let mut out = BTreeMap::new();
+        for (path, id) in self.tree_blob_ids(tree)? {
+            let blob = ctx(self.repo.find_blob(id), || format!("cannot read `{path}`"))?;
+            out.insert(path, blob.content().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// The blob id of every file of a tree, by path, without reading blobs.
+    pub fn tree_blob_ids(&self, tree: Oid) -> Result<BTreeMap<String, Oid>, GitError> {
+        let t = ctx(self.repo.find_tree(tree), || {
+            format!("cannot read tree {tree}")
+        })?;
+        let mut out = BTreeMap::new();
+        ctx(
+            t.walk(TreeWalkMode::PreOrder, |dir, entry| {
+                if entry.kind() == Some(ObjectType::Blob) {
+                    out.insert(
+                        format!("{dir}{}", entry.name().unwrap_or_default()),
+                        entry.id(),
+                    );
+                }
+                TreeWalkResult::Ok
+            }),
+            || format!("cannot walk tree {tree}"),
+        )?;
+        Ok(out)
+    }
+
+    /// Write `files` as blobs and trees; returns the root tree.
+    pub fn write_tree(&self, files: &BTreeMap<String, Vec<u8>>) -> Result<Oid, GitError> {
+        #[derive(Default)]
+        struct Dir<'a> {
+            files: BTreeMap<&'a str, &'a [u8]>,
+            dirs: BTreeMap<&'a str, Dir<'a>>,
+        }
+        fn write(repo: &Repository, dir: &Dir<'_>) -> Result<Oid, git2::Error> {
+            let mut builder = repo.treebuilder(None)?;
+            for (name, bytes) in &dir.files {
+                builder.insert(name, repo.blob(bytes)?, FILE_MODE)?;
+            }
+            for (name, sub) in &dir.dirs {
+                builder.insert(name, write(repo, sub)?, 0o040_000)?;
+            }
+            builder.write()
+        }
+        let mut top = Dir::default();
+        for (path, bytes) in files {
+            let mut parts: Vec<&str> = path.split('/').collect();
+            let name = parts.pop().unwrap_or_default();
+            let mut dir = &mut top;
+            for p in parts {
+                dir = dir.dirs.entry(p).or_default();
+            }
+            dir.files.insert(name, bytes);
+        }
+        ctx(write(&self.repo, &top), || {
+            "cannot write the site tree".into()
+        })
+    }
+}
