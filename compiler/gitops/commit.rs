@@ -15,7 +15,7 @@ use crate::git::{GitError, Identity, RefUpdate, Repo, short};
 use crate::gitops::Error;
 use crate::gitops::branch::{ROLLOUT_DIR, managed_commit, site_branch};
 use crate::gitops::changes::{Files, Summary, summarize_tree};
-use crate::gitops::message::{commit_message, pr_body, start_message};
+use crate::gitops::message::{Proposal, commit_message, pr_body, start_message};
 use crate::validate::ValidSite;
 
 /// What `commit` does for one site.
@@ -256,8 +256,14 @@ impl Committer<'_> {
             });
         }
         let digests = (tree.input_digest.clone(), tree.output_digest.clone());
-        if base.is_some() {
-            entry.pr_body = Some(pr_body(v, &entry, source, &digests));
+        if let Some(base) = &base {
+            let proposal = Proposal {
+                subject: &entry.subject,
+                branch: &entry.branch,
+                base,
+                summary: &entry.summary,
+            };
+            entry.pr_body = Some(pr_body(v, &proposal, source, &digests));
             entry.pr_body_file = Some(format!("{ROLLOUT_DIR}/{}.md", v.site.name));
         }
         if let Some(tree_id) = tree_id {

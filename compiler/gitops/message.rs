@@ -7,8 +7,16 @@ use git2::Oid;
 
 use crate::gitops::branch::{COMPILER_TRAILER, compiler_id};
 use crate::gitops::changes::Summary;
-use crate::gitops::commit::SiteCommit;
 use crate::validate::ValidSite;
+
+/// What a rollout's pull request proposes: the commit on the rollout
+/// branch `branch`, to be merged into the site branch `base`.
+pub struct Proposal<'a> {
+    pub subject: &'a str,
+    pub branch: &'a str,
+    pub base: &'a str,
+    pub summary: &'a Summary,
+}
 
 /// The message of the empty first commit of a new site branch.
 pub fn start_message(v: &ValidSite) -> String {
@@ -72,12 +80,12 @@ fn md_text(s: &str) -> String {
 
 pub fn pr_body(
     v: &ValidSite,
-    entry: &SiteCommit,
+    entry: &Proposal<'_>,
     source: Oid,
     (input, output): &(String, String),
 ) -> String {
-    let base = entry.base.as_deref().unwrap_or_default();
-    let mut b = format!("# {}\n\n", md_text(&entry.subject));
+    let base = entry.base;
+    let mut b = format!("# {}\n\n", md_text(entry.subject));
     b.push_str(&format!(
         "Rollout of site {} (wave {}, profiles {}, Dify {}), compiled by {} from source commit {}.\n\
          Merging this pull request into {} is the approval: the site applies that branch and nothing else.\n\n",
