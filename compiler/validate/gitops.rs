@@ -10,7 +10,7 @@ use crate::base::names::{
     branch_prefix_problem, cluster_problem, is_dns_label, is_hostname, repository_problem,
 };
 use crate::base::units::{TimeSpan, TimeUnit, parse_time_span};
-use crate::input::layer::{Layer, Target};
+use crate::input::layer::{GitopsLayer, Layer, Target};
 use crate::model::*;
 
 /// Default prefix of the site branches.
@@ -75,7 +75,7 @@ fn time_span(
 /// applies it (the pull agent on compose, Argo CD on helm). Keys of the
 /// other target are errors, and their defaults are not recorded.
 pub(super) fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<Gitops> {
-    let unset = crate::input::layer::GitopsLayer::default();
+    let unset = GitopsLayer::default();
     let gl = layer.gitops.as_ref().unwrap_or(&unset);
     let before = cx.diags.error_count();
     let repository = match &gl.repository {
@@ -134,28 +134,7 @@ pub(super) fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<G
                     "remove it: a compose box applies its branch itself with deploy/apply.sh; Argo CD syncs helm sites",
                 );
             }
-            let interval = time_span(
-                cx,
-                &gl.pull_interval,
-                "gitops.pull-interval",
-                DEFAULT_PULL_INTERVAL,
-                PULL_INTERVAL_RANGE,
-            );
-            let confirm_timeout = time_span(
-                cx,
-                &gl.confirm_timeout,
-                "gitops.confirm-timeout",
-                DEFAULT_CONFIRM_TIMEOUT,
-                CONFIRM_TIMEOUT_RANGE,
-            );
-            let pull = match (interval, confirm_timeout) {
-                (Some(interval), Some(confirm_timeout)) => Some(Pull {
-                    interval,
-                    confirm_timeout,
-                }),
-                _ => None,
-            };
-            (pull, None)
+            (pull(cx, gl), None)
         }
         Target::Helm => {
             for (v, key) in [
@@ -169,44 +148,7 @@ pub(super) fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<G
                     "remove it: Argo CD syncs a helm site; the pull agent runs on compose boxes only",
                 );
             }
-            let namespace = name_value(
-                cx,
-                &gl.argocd_namespace,
-                "gitops.argocd-namespace",
-                DEFAULT_ARGOCD_NAMESPACE,
-                NameRule {
-                    valid: is_dns_label,
-                    what: "a Kubernetes namespace name",
-                    takes: "lower-case letters, digits and dashes, at most 63",
-                },
-            );
-            let project = name_value(
-                cx,
-                &gl.argocd_project,
-                "gitops.argocd-project",
-                DEFAULT_ARGOCD_PROJECT,
-                NameRule {
-                    valid: is_hostname,
-                    what: "an Argo CD project name",
-                    takes: "lower-case letters, digits, dashes and dots",
-                },
-            );
-            let cluster = match &gl.cluster {
-                Some(c) => cx
-                    .checked(c, cluster_problem, "a cluster API server URL", |d| {
-                        d.help("write the API server's https URL as Argo CD knows it, e.g. `https://kubernetes.default.svc`")
-                    })
-                    .unwrap_or_default(),
-                None => cx.default("gitops.cluster", DEFAULT_CLUSTER.to_string()),
-            };
-            (
-                None,
-                Some(ArgoCd {
-                    namespace,
-                    project,
-                    cluster,
-                }),
-            )
+            (None, Some(argocd(cx, gl)))
         }
     };
     if cx.diags.error_count() != before {
@@ -218,6 +160,72 @@ pub(super) fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<G
         pull,
         argocd,
     })
+}
+
+/// How a compose box pulls its branch: the poll interval and the
+/// confirmation window of an apply, each within its range.
+fn pull(cx: &mut Cx<'_>, gl: &GitopsLayer) -> Option<Pull> {
+    let interval = time_span(
+        cx,
+        &gl.pull_interval,
+        "gitops.pull-interval",
+        DEFAULT_PULL_INTERVAL,
+        PULL_INTERVAL_RANGE,
+    );
+    let confirm_timeout = time_span(
+        cx,
+        &gl.confirm_timeout,
+        "gitops.confirm-timeout",
+        DEFAULT_CONFIRM_TIMEOUT,
+        CONFIRM_TIMEOUT_RANGE,
+    );
+    match (interval, confirm_timeout) {
+        (Some(interval), Some(confirm_timeout)) => Some(Pull {
+            interval,
+            confirm_timeout,
+        }),
+        _ => None,
+    }
+}
+
+/// Where Argo CD runs the Application of a helm site: its namespace,
+/// project and the cluster's API server.
+fn argocd(cx: &mut Cx<'_>, gl: &GitopsLayer) -> ArgoCd {
+    let namespace = name_value(
+        cx,
+        &gl.argocd_namespace,
+        "gitops.argocd-namespace",
+        DEFAULT_ARGOCD_NAMESPACE,
+        NameRule {
+            valid: is_dns_label,
+            what: "a Kubernetes namespace name",
+            takes: "lower-case letters, digits and dashes, at most 63",
+        },
+    );
+    let project = name_value(
+        cx,
+        &gl.argocd_project,
+        "gitops.argocd-project",
+        DEFAULT_ARGOCD_PROJECT,
+        NameRule {
+            valid: is_hostname,
+            what: "an Argo CD project name",
+            takes: "lower-case letters, digits, dashes and dots",
+        },
+    );
+    let cluster = match &gl.cluster {
+        Some(c) => cx
+            .checked(c, cluster_problem, "a cluster API server URL", |d| {
+                d.help("write the API server's https URL as Argo CD knows it, e.g. `https://kubernetes.default.svc`")
+            })
+            .unwrap_or_default(),
+        None => cx.default("gitops.cluster", DEFAULT_CLUSTER.to_string()),
+    };
+    ArgoCd {
+        namespace,
+        project,
+        cluster,
+    }
 }
 
 #[cfg(test)]
