@@ -3,10 +3,14 @@
 //! or cluster URL looks like. Pure functions on strings, below every stage:
 //! `validate` judges the input with them and `render` checks its output again.
 
+/// A bidirectional-override or mark character, which can make text read
+/// otherwise than it is.
 pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// An image repository (or registry path): lower-case `/`-separated parts
+/// of letters, digits, `.`, `_`, `-` and `:` (a registry port).
 pub fn is_image_repository(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
@@ -21,6 +25,7 @@ pub fn is_image_repository(s: &str) -> bool {
         && !s.starts_with(['.', '-', ':'])
 }
 
+/// An image tag: 1 to 128 of `A-Z a-z 0-9 _ . -`, not starting with `.` or `-`.
 pub fn is_image_tag(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
@@ -29,6 +34,7 @@ pub fn is_image_tag(s: &str) -> bool {
         && !s.starts_with(['.', '-'])
 }
 
+/// An image digest: `sha256:` and 64 lower-case hex digits.
 pub fn is_digest(s: &str) -> bool {
     s.strip_prefix("sha256:").is_some_and(|h| {
         h.len() == 64
@@ -37,6 +43,7 @@ pub fn is_digest(s: &str) -> bool {
     })
 }
 
+/// A lower-case DNS name.
 pub fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
@@ -50,6 +57,8 @@ pub fn is_hostname(s: &str) -> bool {
         })
 }
 
+/// An environment variable name: upper-case letters, digits and `_`, not
+/// starting with a digit.
 pub fn is_env_var_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
@@ -58,6 +67,8 @@ pub fn is_env_var_name(s: &str) -> bool {
         && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
+/// A label name: lower-case letters, digits, `-`, `.` and `_`, at most 63,
+/// starting with a letter or digit.
 pub fn is_label_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -130,6 +141,7 @@ fn url_path_chars_problem(path: &str) -> Option<String> {
         .map(|c| format!("`{c}` is not allowed in the path"))
 }
 
+/// `c` as a message names it.
 fn char_name(c: char) -> String {
     if c.is_whitespace() {
         format!("whitespace (U+{:04X})", c as u32)

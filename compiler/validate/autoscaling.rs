@@ -8,6 +8,8 @@ use crate::base::units::parse_percent;
 use crate::input::layer::{self, Target};
 use crate::model::*;
 
+/// A service's autoscaling, when it applies, is not switched off and its
+/// settings are valid; `anchor` is where to point at the table.
 pub(super) fn autoscaling(
     cx: &mut Cx<'_>,
     a: &layer::AutoscalingLayer,

@@ -16,8 +16,10 @@ use crate::base::units::{Bytes, Millicores, TimeSpan, cores_to_millicores, parse
 use crate::input::layer::{self, ImageLayer, Target};
 use crate::model::*;
 
+/// What validating one site carries from area to area.
 pub(super) struct Cx<'d> {
     pub(super) diags: &'d mut Diagnostics,
+    /// The defaults filled in so far, in order: what `explain` lists.
     pub(super) defaults: Vec<Shared<(String, String)>>,
     /// Where to point when something is missing altogether: the site's
     /// `profile = ...` line.

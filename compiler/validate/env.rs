@@ -46,6 +46,7 @@ pub const MANAGED_ENV: &[(&str, &str)] = &[
     ("NGINX_SERVER_NAME", "network.hostname"),
 ];
 
+/// `[env]`: the settings that may be written in a file, by name.
 pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let names = dify::env_names();

@@ -9,6 +9,8 @@ use crate::base::names::{is_hostname, is_label_key};
 use crate::input::layer;
 use crate::model::*;
 
+/// `[<key>]` (`database.external` or `redis.external`): the server's host
+/// (required), its port (`default_port` when unset) and database name.
 pub(super) fn external(
     cx: &mut Cx<'_>,
     e: &layer::ExternalLayer,

@@ -36,6 +36,7 @@ const DEFAULT_CLUSTER: &str = "https://kubernetes.default.svc";
 
 const REPOSITORY_HELP: &str = "write `https://host/path`, `ssh://[user@]host[:port]/path` or `user@host:path`, with letters, digits and `. _ ~ / + -` in the path; keep credentials out of the URL (a deploy key or a credential helper on the box)";
 
+/// A span of time within `(min, max)`; `default` (recorded) when unset.
 fn time_span(
     cx: &mut Cx<'_>,
     v: &Option<Spanned<String>>,

@@ -64,6 +64,7 @@ fn secret_store_kind(cx: &mut Cx<'_>, v: &Option<Spanned<String>>) -> String {
     }
 }
 
+/// A Kubernetes name of the site (a DNS name).
 fn helm_name(cx: &mut Cx<'_>, v: &Option<Spanned<String>>, key: &str, default: &str) -> String {
     name_value(
         cx,

@@ -38,6 +38,7 @@ fn enabled_by_default(kind: ServiceKind) -> bool {
     )
 }
 
+/// The `[services.<kind>]` table of the layer, if any.
 fn service_layer(layer: &Layer, kind: ServiceKind) -> Option<&ServiceLayer> {
     let s = layer.services.as_ref()?;
     match kind {
