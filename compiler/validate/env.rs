@@ -1,0 +1,166 @@
+//! `[env]`: Dify's plain settings, by name; no secrets, no URLs with a
+//! password, nothing dify-cfg derives from typed keys ([`MANAGED_ENV`]).
+
+use std::collections::BTreeMap;
+
+use super::context::Cx;
+use crate::base::diagnostic::{Diagnostic, did_you_mean};
+use crate::base::names::is_bidi_control;
+use crate::dify;
+use crate::input::layer::Layer;
+
+/// Settings the compiler derives from typed keys; `[env]` may not set them.
+pub const MANAGED_ENV: &[(&str, &str)] = &[
+    ("MODE", "the service (set per service)"),
+    ("DB_TYPE", "database.engine"),
+    ("DB_HOST", "database.external.host"),
+    ("DB_PORT", "database.external.port"),
+    ("DB_DATABASE", "database.external.database"),
+    ("VECTOR_STORE", "vector-store"),
+    ("SERVER_WORKER_AMOUNT", "services.api.workers"),
+    (
+        "SERVER_WORKER_CONNECTIONS",
+        "services.api.worker-connections",
+    ),
+    ("CELERY_WORKER_AMOUNT", "services.worker.workers"),
+    ("ALLOW_REGISTER", "login.allow-register"),
+    ("ALLOW_CREATE_WORKSPACE", "login.allow-create-workspace"),
+    ("ENABLE_EMAIL_PASSWORD_LOGIN", "login.email-password"),
+    ("ENABLE_EMAIL_CODE_LOGIN", "login.email-code"),
+    ("ENABLE_SOCIAL_OAUTH_LOGIN", "login.social-oauth"),
+    ("ENABLE_COLLABORATION_MODE", "features.collaboration"),
+    ("MARKETPLACE_ENABLED", "features.marketplace"),
+    ("POSTGRES_MAX_CONNECTIONS", "database.max-connections"),
+    ("POSTGRES_SHARED_BUFFERS", "database.shared-buffers"),
+    ("POSTGRES_WORK_MEM", "database.work-mem"),
+    (
+        "POSTGRES_MAINTENANCE_WORK_MEM",
+        "database.maintenance-work-mem",
+    ),
+    (
+        "POSTGRES_EFFECTIVE_CACHE_SIZE",
+        "database.effective-cache-size",
+    ),
+    ("SQLALCHEMY_POOL_SIZE", "database.pool-size"),
+    ("NGINX_PORT", "network.http-port"),
+    ("NGINX_SERVER_NAME", "network.hostname"),
+];
+
+/// `[env]`: the settings that may be written in a file, by name.
+pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let names = dify::env_names();
+    for (k, v) in layer.env.iter().flatten() {
+        let name = k.get_ref();
+        if !dify::is_env_name(name) {
+            let d = Diagnostic::error(
+                "unknown-env",
+                format!("`{name}` is not a setting Dify knows"),
+            )
+            .at(k.span())
+            .label("not in Dify's settings");
+            cx.err(match did_you_mean(name, names.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help("`[env]` takes the names of Dify's settings, e.g. `LOG_LEVEL`"),
+            });
+            continue;
+        }
+        if dify::is_secret_name(name) {
+            cx.err(
+                Diagnostic::error(
+                    "literal-secret",
+                    format!("`{name}` is a secret and may not be written in a file"),
+                )
+                .at(v.span())
+                .label("a literal secret")
+                .help(format!(
+                    "move it to `[secrets]` as a reference: `{name} = {{ env = \"{name}\" }}`"
+                )),
+            );
+            continue;
+        }
+        if let Some((_, key)) = MANAGED_ENV.iter().find(|(n, _)| n == name) {
+            cx.err(
+                Diagnostic::error(
+                    "env-conflict",
+                    format!("`{name}` is set by dify-cfg from `{key}`"),
+                )
+                .at(k.span())
+                .help(format!("set `{key}` instead")),
+            );
+            continue;
+        }
+        let value = v.get_ref().render();
+        if let Some(c) = value
+            .chars()
+            .find(|c| (c.is_control() && *c != '\t') || is_bidi_control(*c))
+        {
+            cx.err(
+                Diagnostic::error(
+                    "invalid-text",
+                    format!(
+                        "the value of `{name}` contains the control character U+{:04X}",
+                        c as u32
+                    ),
+                )
+                .at(v.span())
+                .help("environment values are written on one line"),
+            );
+            continue;
+        }
+        if url_has_password(&value) {
+            cx.err(
+                Diagnostic::error(
+                    "literal-secret",
+                    format!("the value of `{name}` is a URL with a password in it"),
+                )
+                .at(v.span())
+                .label("a literal secret")
+                .help("write the URL without `user:password@` and give the password by reference in `[secrets]`, e.g. as the setting's `_PASSWORD`"),
+            );
+            continue;
+        }
+        out.insert(name.clone(), value);
+    }
+    out
+}
+
+/// Whether `value` is a URL whose authority carries a password
+/// (`scheme://user:password@host`): a literal secret in a plain setting.
+fn url_has_password(value: &str) -> bool {
+    let Some((_, rest)) = value.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .is_some_and(|(_, password)| !password.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_with_a_password_are_literal_secrets() {
+        for v in [
+            "http://root:Milvus@milvus:19530",
+            "redis://:hunter2@redis:6379/1",
+            "https://user:p%40ss@host/path?x=1",
+        ] {
+            assert!(url_has_password(v), "{v}");
+        }
+        for v in [
+            "http://milvus:19530",
+            "https://user@host/path",
+            "https://host/a:b@c",
+            "user:pass@host",
+            "https://host/?next=http://a:b@c",
+            "https://user:@host/",
+            "",
+        ] {
+            assert!(!url_has_password(v), "{v}");
+        }
+    }
+}
