@@ -77,13 +77,31 @@ fn in_family(net: &IpNet, family: Family) -> bool {
     )
 }
 
+/// One rules file of the box: rules.v4 or rules.v6.
 pub(super) fn firewall(site: &Site, family: Family) -> FirewallContext {
-    let net = &site.network;
     let v4 = family == Family::V4;
     let mut rules = Vec::new();
+    hooks(&mut rules);
+    input_chain(site, family, &mut rules);
+    docker_chain(site, family, &mut rules);
 
-    // The hooks: INPUT and DOCKER-USER are owned by this file (see the
-    // header of the template for why).
+    FirewallContext {
+        site: site_info(site),
+        family: if v4 { "ipv4" } else { "ipv6" },
+        restore: if v4 {
+            "iptables-restore --noflush"
+        } else {
+            "ip6tables-restore --noflush"
+        },
+        chains: FIREWALL_DECLARED.to_vec(),
+        flush: FIREWALL_FLUSHED.to_vec(),
+        rules,
+    }
+}
+
+/// The hooks: INPUT and DOCKER-USER are owned by this file (see the header
+/// of the template for why).
+fn hooks(rules: &mut Vec<Rule>) {
     rules.push(rule("INPUT", CHAIN_INPUT, "every packet to the box"));
     for (inside, outside) in [(true, false), (false, true)] {
         let mut r = rule(
@@ -108,8 +126,12 @@ pub(super) fn firewall(site: &Site, family: Family) -> FirewallContext {
         "RETURN",
         "other containers: Docker rules decide",
     ));
+}
 
-    // DIFY-INPUT: the box itself.
+/// DIFY-INPUT: the box itself.
+fn input_chain(site: &Site, family: Family, rules: &mut Vec<Rule>) {
+    let net = &site.network;
+    let v4 = family == Family::V4;
     let mut r = rule(CHAIN_INPUT, "ACCEPT", "replies and related traffic");
     r.ctstate = Some("RELATED,ESTABLISHED");
     rules.push(r);
@@ -120,33 +142,7 @@ pub(super) fn firewall(site: &Site, family: Family) -> FirewallContext {
     r.ctstate = Some("INVALID");
     rules.push(r);
     if !v4 {
-        for t in [
-            "destination-unreachable",
-            "packet-too-big",
-            "time-exceeded",
-            "parameter-problem",
-        ] {
-            let mut r = rule(CHAIN_INPUT, "ACCEPT", format!("icmpv6 {t}"));
-            r.protocol = Some("ipv6-icmp");
-            r.icmp_type = Some(t);
-            rules.push(r);
-        }
-        for t in [
-            "router-solicitation",
-            "router-advertisement",
-            "neighbour-solicitation",
-            "neighbour-advertisement",
-        ] {
-            let mut r = rule(
-                CHAIN_INPUT,
-                "ACCEPT",
-                format!("icmpv6 {t} (neighbour discovery, on-link only)"),
-            );
-            r.protocol = Some("ipv6-icmp");
-            r.icmp_type = Some(t);
-            r.hop_limit_255 = true;
-            rules.push(r);
-        }
+        icmpv6(rules);
     }
     let mut pingers: Vec<IpNet> = Vec::new();
     if v4 {
@@ -172,9 +168,43 @@ pub(super) fn firewall(site: &Site, family: Family) -> FirewallContext {
         rules.push(r);
     }
     rules.push(rule(CHAIN_INPUT, "DROP", "everything else to the box"));
+}
 
-    // DIFY-DOCKER: the site's containers (they have IPv4 only; the IPv6
-    // chain keeps the same shape so that nothing is open by accident).
+/// The ICMPv6 a box must accept: errors, and neighbour discovery from the
+/// link only.
+fn icmpv6(rules: &mut Vec<Rule>) {
+    for t in [
+        "destination-unreachable",
+        "packet-too-big",
+        "time-exceeded",
+        "parameter-problem",
+    ] {
+        let mut r = rule(CHAIN_INPUT, "ACCEPT", format!("icmpv6 {t}"));
+        r.protocol = Some("ipv6-icmp");
+        r.icmp_type = Some(t);
+        rules.push(r);
+    }
+    for t in [
+        "router-solicitation",
+        "router-advertisement",
+        "neighbour-solicitation",
+        "neighbour-advertisement",
+    ] {
+        let mut r = rule(
+            CHAIN_INPUT,
+            "ACCEPT",
+            format!("icmpv6 {t} (neighbour discovery, on-link only)"),
+        );
+        r.protocol = Some("ipv6-icmp");
+        r.icmp_type = Some(t);
+        r.hop_limit_255 = true;
+        rules.push(r);
+    }
+}
+
+/// DIFY-DOCKER: the site's containers (they have IPv4 only; the IPv6 chain
+/// keeps the same shape so that nothing is open by accident).
+fn docker_chain(site: &Site, family: Family, rules: &mut Vec<Rule>) {
     let mut r = rule(CHAIN_DOCKER, "RETURN", "replies and related traffic");
     r.ctstate = Some("RELATED,ESTABLISHED");
     rules.push(r);
@@ -185,33 +215,8 @@ pub(super) fn firewall(site: &Site, family: Family) -> FirewallContext {
     r.in_iface = Some(BRIDGE_DEFAULT);
     r.out_iface = Some(BRIDGE_DEFAULT);
     rules.push(r);
-    if v4 {
-        // Published ports, matched after Docker's DNAT by the original
-        // destination: nginx to the LAN and admins, plugin debugging to
-        // admins only.
-        let mut openings: Vec<(u16, &str, Vec<IpNet>)> = Vec::new();
-        let mut http_from: Vec<IpNet> = net.lan.map(IpNet::V4).into_iter().collect();
-        http_from.extend(net.admin.iter().copied().filter(is_v4));
-        if has(site, ServiceKind::Nginx) {
-            openings.push((net.http_port, "http to nginx", http_from));
-        }
-        if site.features.plugin_debugging && has(site, ServiceKind::PluginDaemon) {
-            let admins = net.admin.iter().copied().filter(is_v4).collect();
-            openings.push((dify::PLUGIN_DEBUGGING_PORT, "plugin debugging", admins));
-        }
-        for (port, what, sources) in openings {
-            let mut seen = BTreeSet::new();
-            for src in sources.into_iter().filter(|s| seen.insert(*s)) {
-                let mut r = rule(CHAIN_DOCKER, "RETURN", format!("{what} from {src}"));
-                r.out_iface = Some(BRIDGE_DEFAULT);
-                r.source = Some(src.to_string());
-                r.protocol = Some("tcp");
-                r.ctstate = Some("NEW");
-                r.ctorigdst = net.address.map(|a| a.to_string());
-                r.ctorigdstport = Some(port);
-                rules.push(r);
-            }
-        }
+    if family == Family::V4 {
+        published_ports(site, rules);
         for proto in ["udp", "tcp"] {
             let mut r = rule(
                 CHAIN_DOCKER,
@@ -248,18 +253,35 @@ pub(super) fn firewall(site: &Site, family: Family) -> FirewallContext {
         "DROP",
         "everything else to or from the site containers",
     ));
+}
 
-    FirewallContext {
-        site: site_info(site),
-        family: if v4 { "ipv4" } else { "ipv6" },
-        restore: if v4 {
-            "iptables-restore --noflush"
-        } else {
-            "ip6tables-restore --noflush"
-        },
-        chains: FIREWALL_DECLARED.to_vec(),
-        flush: FIREWALL_FLUSHED.to_vec(),
-        rules,
+/// Published ports, matched after Docker's DNAT by the original
+/// destination: nginx to the LAN and admins, plugin debugging to admins
+/// only.
+fn published_ports(site: &Site, rules: &mut Vec<Rule>) {
+    let net = &site.network;
+    let mut openings: Vec<(u16, &str, Vec<IpNet>)> = Vec::new();
+    let mut http_from: Vec<IpNet> = net.lan.map(IpNet::V4).into_iter().collect();
+    http_from.extend(net.admin.iter().copied().filter(is_v4));
+    if has(site, ServiceKind::Nginx) {
+        openings.push((net.http_port, "http to nginx", http_from));
+    }
+    if site.features.plugin_debugging && has(site, ServiceKind::PluginDaemon) {
+        let admins = net.admin.iter().copied().filter(is_v4).collect();
+        openings.push((dify::PLUGIN_DEBUGGING_PORT, "plugin debugging", admins));
+    }
+    for (port, what, sources) in openings {
+        let mut seen = BTreeSet::new();
+        for src in sources.into_iter().filter(|s| seen.insert(*s)) {
+            let mut r = rule(CHAIN_DOCKER, "RETURN", format!("{what} from {src}"));
+            r.out_iface = Some(BRIDGE_DEFAULT);
+            r.source = Some(src.to_string());
+            r.protocol = Some("tcp");
+            r.ctstate = Some("NEW");
+            r.ctorigdst = net.address.map(|a| a.to_string());
+            r.ctorigdstport = Some(port);
+            rules.push(r);
+        }
     }
 }
 
