@@ -63,6 +63,7 @@ fn helm_component_service(component: &str) -> Option<ServiceKind> {
         .find(|k| k.helm_key() == Some(component))
 }
 
+/// The values file of a helm site.
 pub(super) fn helm(site: &Site) -> HelmContext {
     let mut notes = Vec::new();
     let mut values = Map::new();
@@ -70,9 +71,30 @@ pub(super) fn helm(site: &Site) -> HelmContext {
         "global".into(),
         json!({"marketplace": {"enabled": site.features.marketplace}}),
     );
+    values.insert("image".into(), image_values(site));
+    component_values(site, &mut values);
+    data_store_values(site, &mut values);
+    vector_store_values(site, &mut values, &mut notes);
+    ingress_values(site, &mut values);
+    notes.push("route restrictions (public routes for the LAN, the rest for admins) are not enforced by the chart; enforce them at the ingress".into());
 
-    // Images: the built api/web (filled by deploy_artifacts) and pinned
-    // upstream images for the rest.
+    values.insert(
+        "externalSecret".into(),
+        helm_external_secret(site, &mut notes),
+    );
+
+    HelmContext {
+        site: site_info(site),
+        namespace: site.helm.namespace.clone(),
+        chart_version: dify::HELM_CHART_VERSION,
+        values: Value::Object(values),
+        notes,
+    }
+}
+
+/// Images: the built api/web (filled by deploy_artifacts) and pinned
+/// upstream images for the rest.
+fn image_values(site: &Site) -> Value {
     let mut images = Map::new();
     for kind in ServiceKind::ALL {
         let Some(key) = kind.helm_key() else { continue };
@@ -87,8 +109,12 @@ pub(super) fn helm(site: &Site) -> HelmContext {
             json!({"repository": svc.image.repository, "tag": helm_tag(&svc.image)}),
         );
     }
-    values.insert("image".into(), Value::Object(images));
+    Value::Object(images)
+}
 
+/// One entry per component of the chart: whether it runs, its replicas,
+/// resources and autoscaling, and the environment of the Dify components.
+fn component_values(site: &Site, values: &mut Map<String, Value>) {
     // Shared settings for the dify-api components, plus the site's [env].
     let shared: Vec<(String, String)> = shared_settings(site)
         .into_iter()
@@ -142,8 +168,10 @@ pub(super) fn helm(site: &Site) -> HelmContext {
         }
         values.insert(key.into(), Value::Object(component));
     }
+}
 
-    // Data stores: external PostgreSQL and Redis, or the chart's own.
+/// Data stores: external PostgreSQL and Redis, or the chart's own.
+fn data_store_values(site: &Site, values: &mut Map<String, Value>) {
     match &site.database.external {
         Some(e) => {
             values.insert("postgresql".into(), json!({"enabled": false}));
@@ -175,6 +203,11 @@ pub(super) fn helm(site: &Site) -> HelmContext {
             values.insert("externalRedis".into(), json!({"enabled": false}));
         }
     }
+}
+
+/// The vector store: the chart's weaviate, or an external pgvector or
+/// qdrant.
+fn vector_store_values(site: &Site, values: &mut Map<String, Value>, notes: &mut Vec<String>) {
     match site.vector_store {
         VectorStore::Pgvector => {
             values.insert("weaviate".into(), json!({"enabled": false}));
@@ -208,8 +241,10 @@ pub(super) fn helm(site: &Site) -> HelmContext {
             values.insert("externalQdrant".into(), q);
         }
     }
+}
 
-    // Ingress: the chart's nginx (`proxy`) behind the cluster's ingress.
+/// Ingress: the chart's nginx (`proxy`) behind the cluster's ingress.
+fn ingress_values(site: &Site, values: &mut Map<String, Value>) {
     match &site.helm.ingress_class {
         Some(class) => {
             values.insert(
@@ -224,20 +259,6 @@ pub(super) fn helm(site: &Site) -> HelmContext {
         None => {
             values.insert("ingress".into(), json!({"enabled": false}));
         }
-    }
-    notes.push("route restrictions (public routes for the LAN, the rest for admins) are not enforced by the chart; enforce them at the ingress".into());
-
-    values.insert(
-        "externalSecret".into(),
-        helm_external_secret(site, &mut notes),
-    );
-
-    HelmContext {
-        site: site_info(site),
-        namespace: site.helm.namespace.clone(),
-        chart_version: dify::HELM_CHART_VERSION,
-        values: Value::Object(values),
-        notes,
     }
 }
 
