@@ -197,8 +197,6 @@ pub fn edge() -> Site {
 
 /// hq: the helm cloud site (profiles/cloud + sites/hq).
 pub fn cloud() -> Site {
-    let img = images();
-    let built = built_placeholder();
     let mut site = edge();
     site.name = "hq".into();
     site.file = "sites/hq.toml".into();
@@ -206,6 +204,78 @@ pub fn cloud() -> Site {
     site.description = "Head office cluster".into();
     site.target = Target::Helm;
     site.device = None;
+    site.services = cloud_services().into();
+    site.database.external = Some(External {
+        host: "postgres.hq.clinics.example.org".into(),
+        port: 5432,
+        database: Some("dify".into()),
+    });
+    site.database.pool_size = 30;
+    site.redis.external = Some(External {
+        host: "redis.hq.clinics.example.org".into(),
+        port: 6379,
+        database: None,
+    });
+    site.network = Network {
+        hostname: "dify.clinics.example.org".into(),
+        lan: None,
+        address: None,
+        lan6: None,
+        admin: vec!["10.0.0.0/24".parse().unwrap()].into(),
+        ssh_from: Shared::default(),
+        ssh_port: 22,
+        http_port: 80,
+        public_routes: vec!["/v1".into()].into(),
+        egress: Shared::default(),
+    };
+    site.helm = Helm {
+        namespace: "dify".into(),
+        secret_store: "clinic-vault".into(),
+        secret_store_kind: "ClusterSecretStore".into(),
+        ingress_class: Some("nginx".into()),
+    }
+    .into();
+    site.env = Shared::default();
+    site.secrets = [
+        ("DB_PASSWORD", "dify/database", "password"),
+        ("REDIS_PASSWORD", "dify/redis", "password"),
+        ("SECRET_KEY", "dify/api", "secret_key"),
+        ("PLUGIN_DAEMON_KEY", "dify/plugin-daemon", "server_key"),
+        (
+            "PLUGIN_DIFY_INNER_API_KEY",
+            "dify/plugin-daemon",
+            "dify_api_key",
+        ),
+        ("CODE_EXECUTION_API_KEY", "dify/sandbox", "api_key"),
+    ]
+    .into_iter()
+    .map(|(n, k, p)| {
+        (
+            n.to_string(),
+            SecretRef::Remote {
+                key: k.into(),
+                property: p.into(),
+            },
+        )
+    })
+    .collect();
+    site.labels = [("site".to_string(), "hq".to_string())]
+        .into_iter()
+        .collect();
+    site.gitops.pull = None;
+    site.gitops.argocd = Some(ArgoCd {
+        namespace: "argocd".into(),
+        project: "default".into(),
+        cluster: "https://kubernetes.default.svc".into(),
+    });
+    site
+}
+
+/// The services of hq: larger, with requests below limits, and autoscaling
+/// where the chart has it.
+fn cloud_services() -> BTreeMap<ServiceKind, Service> {
+    let img = images();
+    let built = built_placeholder();
     let autoscale = |min, max| Autoscaling {
         min_replicas: min,
         max_replicas: max,
@@ -283,69 +353,5 @@ pub fn cloud() -> Site {
     if let Some(w) = services.get_mut(&ServiceKind::Worker) {
         w.workers = Some(4);
     }
-    site.services = services.into();
-    site.database.external = Some(External {
-        host: "postgres.hq.clinics.example.org".into(),
-        port: 5432,
-        database: Some("dify".into()),
-    });
-    site.database.pool_size = 30;
-    site.redis.external = Some(External {
-        host: "redis.hq.clinics.example.org".into(),
-        port: 6379,
-        database: None,
-    });
-    site.network = Network {
-        hostname: "dify.clinics.example.org".into(),
-        lan: None,
-        address: None,
-        lan6: None,
-        admin: vec!["10.0.0.0/24".parse().unwrap()].into(),
-        ssh_from: Shared::default(),
-        ssh_port: 22,
-        http_port: 80,
-        public_routes: vec!["/v1".into()].into(),
-        egress: Shared::default(),
-    };
-    site.helm = Helm {
-        namespace: "dify".into(),
-        secret_store: "clinic-vault".into(),
-        secret_store_kind: "ClusterSecretStore".into(),
-        ingress_class: Some("nginx".into()),
-    }
-    .into();
-    site.env = Shared::default();
-    site.secrets = [
-        ("DB_PASSWORD", "dify/database", "password"),
-        ("REDIS_PASSWORD", "dify/redis", "password"),
-        ("SECRET_KEY", "dify/api", "secret_key"),
-        ("PLUGIN_DAEMON_KEY", "dify/plugin-daemon", "server_key"),
-        (
-            "PLUGIN_DIFY_INNER_API_KEY",
-            "dify/plugin-daemon",
-            "dify_api_key",
-        ),
-        ("CODE_EXECUTION_API_KEY", "dify/sandbox", "api_key"),
-    ]
-    .into_iter()
-    .map(|(n, k, p)| {
-        (
-            n.to_string(),
-            SecretRef::Remote {
-                key: k.into(),
-                property: p.into(),
-            },
-        )
-    })
-    .collect();
-    site.labels = [("site".to_string(), "hq".to_string())]
-        .into_iter()
-        .collect();
-    site.gitops.pull = None;
-    site.gitops.argocd = Some(ArgoCd {
-        namespace: "argocd".into(),
-        project: "default".into(),
-        cluster: "https://kubernetes.default.svc".into(),
-    });
-    site
+    services
 }

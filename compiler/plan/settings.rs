@@ -96,44 +96,7 @@ pub(super) fn shared_settings(site: &Site) -> Vec<(&'static str, Vec<KeyValue>)>
     ));
 
     if compose {
-        let (db_host, db_port) = db_host_port(site);
-        out.push((
-            "Database (PostgreSQL)",
-            vec![
-                kv("DB_TYPE", "postgresql"),
-                kv("DB_HOST", &db_host),
-                kv("DB_PORT", db_port.to_string()),
-                kv("DB_USERNAME", dify::POSTGRES_USER),
-                kv("DB_DATABASE", db_name(site)),
-            ],
-        ));
-        let (redis_host, redis_port) = redis_host_port(site);
-        out.push((
-            "Redis (db 0: cache; db 1: the Celery broker, whose URL is in compose.yaml)",
-            vec![
-                kv("REDIS_HOST", redis_host),
-                kv("REDIS_PORT", redis_port.to_string()),
-                kv("REDIS_DB", dify::REDIS_DB_CACHE.to_string()),
-            ],
-        ));
-        let mut vector = vec![kv("VECTOR_STORE", site.vector_store.as_str())];
-        if site.vector_store == VectorStore::Pgvector {
-            vector.extend([
-                kv("PGVECTOR_HOST", &db_host),
-                kv("PGVECTOR_PORT", db_port.to_string()),
-                kv("PGVECTOR_USER", dify::POSTGRES_USER),
-                kv("PGVECTOR_DATABASE", db_name(site)),
-            ]);
-        }
-        out.push(("Vector store", vector));
-        out.push((
-            "File storage: the api_storage volume",
-            vec![
-                kv("STORAGE_TYPE", "opendal"),
-                kv("OPENDAL_SCHEME", "fs"),
-                kv("OPENDAL_FS_ROOT", "storage"),
-            ],
-        ));
+        out.extend(data_store_sections(site));
     }
 
     let api = site.services.get(&ServiceKind::Api);
@@ -198,31 +161,81 @@ pub(super) fn shared_settings(site: &Site) -> Vec<(&'static str, Vec<KeyValue>)>
     out.push(("Features", features));
 
     if compose {
-        let mut wiring = vec![kv("INTERNAL_FILES_URL", http_url("api", dify::API_PORT))];
-        if has(site, ServiceKind::Sandbox) {
-            wiring.push(kv(
-                "CODE_EXECUTION_ENDPOINT",
-                http_url("sandbox", dify::SANDBOX_PORT),
-            ));
-        }
-        if has(site, ServiceKind::PluginDaemon) {
-            wiring.push(kv(
-                "PLUGIN_DAEMON_URL",
-                http_url("plugin_daemon", dify::PLUGIN_DAEMON_PORT),
-            ));
-        }
-        if has(site, ServiceKind::SsrfProxy) {
-            let proxy = http_url("ssrf_proxy", dify::SSRF_PROXY_PORT);
-            wiring.push(kv("SSRF_PROXY_HTTP_URL", &proxy));
-            wiring.push(kv("SSRF_PROXY_HTTPS_URL", &proxy));
-        }
-        if has(site, ServiceKind::AgentBackend) {
-            wiring.push(kv(
-                "AGENT_BACKEND_BASE_URL",
-                http_url("agent_backend", dify::AGENT_BACKEND_PORT),
-            ));
-        }
-        out.push(("Other services of the site", wiring));
+        out.push(("Other services of the site", service_wiring(site)));
     }
     out
+}
+
+/// Compose only: where the site's own data stores are, and the file
+/// storage.
+fn data_store_sections(site: &Site) -> Vec<(&'static str, Vec<KeyValue>)> {
+    let mut out = Vec::new();
+    let (db_host, db_port) = db_host_port(site);
+    out.push((
+        "Database (PostgreSQL)",
+        vec![
+            kv("DB_TYPE", "postgresql"),
+            kv("DB_HOST", &db_host),
+            kv("DB_PORT", db_port.to_string()),
+            kv("DB_USERNAME", dify::POSTGRES_USER),
+            kv("DB_DATABASE", db_name(site)),
+        ],
+    ));
+    let (redis_host, redis_port) = redis_host_port(site);
+    out.push((
+        "Redis (db 0: cache; db 1: the Celery broker, whose URL is in compose.yaml)",
+        vec![
+            kv("REDIS_HOST", redis_host),
+            kv("REDIS_PORT", redis_port.to_string()),
+            kv("REDIS_DB", dify::REDIS_DB_CACHE.to_string()),
+        ],
+    ));
+    let mut vector = vec![kv("VECTOR_STORE", site.vector_store.as_str())];
+    if site.vector_store == VectorStore::Pgvector {
+        vector.extend([
+            kv("PGVECTOR_HOST", &db_host),
+            kv("PGVECTOR_PORT", db_port.to_string()),
+            kv("PGVECTOR_USER", dify::POSTGRES_USER),
+            kv("PGVECTOR_DATABASE", db_name(site)),
+        ]);
+    }
+    out.push(("Vector store", vector));
+    out.push((
+        "File storage: the api_storage volume",
+        vec![
+            kv("STORAGE_TYPE", "opendal"),
+            kv("OPENDAL_SCHEME", "fs"),
+            kv("OPENDAL_FS_ROOT", "storage"),
+        ],
+    ));
+    out
+}
+
+/// Compose only: the URLs of the site's other services.
+fn service_wiring(site: &Site) -> Vec<KeyValue> {
+    let mut wiring = vec![kv("INTERNAL_FILES_URL", http_url("api", dify::API_PORT))];
+    if has(site, ServiceKind::Sandbox) {
+        wiring.push(kv(
+            "CODE_EXECUTION_ENDPOINT",
+            http_url("sandbox", dify::SANDBOX_PORT),
+        ));
+    }
+    if has(site, ServiceKind::PluginDaemon) {
+        wiring.push(kv(
+            "PLUGIN_DAEMON_URL",
+            http_url("plugin_daemon", dify::PLUGIN_DAEMON_PORT),
+        ));
+    }
+    if has(site, ServiceKind::SsrfProxy) {
+        let proxy = http_url("ssrf_proxy", dify::SSRF_PROXY_PORT);
+        wiring.push(kv("SSRF_PROXY_HTTP_URL", &proxy));
+        wiring.push(kv("SSRF_PROXY_HTTPS_URL", &proxy));
+    }
+    if has(site, ServiceKind::AgentBackend) {
+        wiring.push(kv(
+            "AGENT_BACKEND_BASE_URL",
+            http_url("agent_backend", dify::AGENT_BACKEND_PORT),
+        ));
+    }
+    wiring
 }
