@@ -1,0 +1,576 @@
+//! helm/values.yaml: the values of the dify-helm chart for a helm site,
+//! and the key-path checks against the chart's own values.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::common::{SiteInfo, base_url, db_name, has, site_info, websocket_url};
+use super::settings::shared_settings;
+use crate::dify;
+use crate::model::{ImageRef, SecretRef, Service, ServiceKind, Site, VectorStore};
+
+/// `tag[@digest]`: the chart writes `repository:tag`, so a digest rides on
+/// the tag.
+pub(super) fn helm_tag(image: &ImageRef) -> String {
+    match &image.digest {
+        Some(d) => format!("{}@{}", image.tag, d),
+        None => image.tag.clone(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HelmContext {
+    pub site: SiteInfo,
+    pub namespace: String,
+    pub chart_version: &'static str,
+    /// The values tree; the template prints it with `toyaml`.
+    pub values: Value,
+    pub notes: Vec<String>,
+}
+
+fn resources(svc: &Service) -> Value {
+    json!({
+        "requests": {"cpu": svc.cpus_request.kubernetes(), "memory": svc.memory_request.kubernetes()},
+        "limits": {"cpu": svc.cpus.kubernetes(), "memory": svc.memory.kubernetes()},
+    })
+}
+
+fn extra_env(entries: impl IntoIterator<Item = (String, String)>) -> Value {
+    let map: BTreeMap<String, String> = entries.into_iter().collect();
+    Value::Array(
+        map.into_iter()
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect(),
+    )
+}
+
+/// Chart components with their own `replicas`.
+fn helm_has_replicas(key: &str) -> bool {
+    !matches!(key, "beat" | "localSandbox")
+}
+
+/// Chart components with `autoscaling`.
+fn helm_has_autoscaling(key: &str) -> bool {
+    matches!(key, "api" | "worker" | "web" | "sandbox")
+}
+
+/// Components the chart runs with a service dify-cfg knows.
+fn helm_component_service(component: &str) -> Option<ServiceKind> {
+    ServiceKind::ALL
+        .into_iter()
+        .find(|k| k.helm_key() == Some(component))
+}
+
+/// The values file of a helm site.
+pub(super) fn helm(site: &Site) -> HelmContext {
+    let mut notes = Vec::new();
+    let mut values = Map::new();
+    values.insert(
+        "global".into(),
+        json!({"marketplace": {"enabled": site.features.marketplace}}),
+    );
+    values.insert("image".into(), image_values(site));
+    component_values(site, &mut values);
+    data_store_values(site, &mut values);
+    vector_store_values(site, &mut values, &mut notes);
+    ingress_values(site, &mut values);
+    notes.push("route restrictions (public routes for the LAN, the rest for admins) are not enforced by the chart; enforce them at the ingress".into());
+
+    values.insert(
+        "externalSecret".into(),
+        helm_external_secret(site, &mut notes),
+    );
+
+    HelmContext {
+        site: site_info(site),
+        namespace: site.helm.namespace.clone(),
+        chart_version: dify::HELM_CHART_VERSION,
+        values: Value::Object(values),
+        notes,
+    }
+}
+
+/// Images: the built api/web (filled by deploy_artifacts) and pinned
+/// upstream images for the rest.
+fn image_values(site: &Site) -> Value {
+    let mut images = Map::new();
+    for kind in ServiceKind::ALL {
+        let Some(key) = kind.helm_key() else { continue };
+        if kind.uses_api_image() && kind != ServiceKind::Api {
+            continue; // worker, beat, websocket run image.api
+        }
+        let Some(svc) = site.services.get(&kind) else {
+            continue;
+        };
+        images.insert(
+            key.into(),
+            json!({"repository": svc.image.repository, "tag": helm_tag(&svc.image)}),
+        );
+    }
+    Value::Object(images)
+}
+
+/// One entry per component of the chart: whether it runs, its replicas,
+/// resources and autoscaling, and the environment of the Dify components.
+fn component_values(site: &Site, values: &mut Map<String, Value>) {
+    // Shared settings for the dify-api components, plus the site's [env].
+    let shared: Vec<(String, String)> = shared_settings(site)
+        .into_iter()
+        .flat_map(|(_, entries)| entries)
+        .map(|e| (e.key, e.value))
+        .chain(site.env.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .collect();
+    let web_env: Vec<(String, String)> = [
+        ("CONSOLE_API_URL".to_string(), base_url(site)),
+        ("APP_API_URL".to_string(), base_url(site)),
+    ]
+    .into_iter()
+    .chain(
+        site.env
+            .iter()
+            .filter(|(k, _)| dify::WEB_ENV_NAMES.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    )
+    .collect();
+
+    for kind in ServiceKind::ALL {
+        let Some(key) = kind.helm_key() else { continue };
+        let mut component = Map::new();
+        let svc = site.services.get(&kind);
+        component.insert("enabled".into(), Value::Bool(svc.is_some()));
+        if let Some(svc) = svc {
+            if helm_has_replicas(key) {
+                component.insert("replicas".into(), json!(svc.replicas));
+            }
+            component.insert("resources".into(), resources(svc));
+            if helm_has_autoscaling(key) {
+                let autoscaling = match svc.autoscaling {
+                    Some(a) => json!({
+                        "enabled": true,
+                        "minReplicas": a.min_replicas,
+                        "maxReplicas": a.max_replicas,
+                        "targetCPUUtilizationPercentage": a.target_cpu_percent,
+                    }),
+                    None => json!({"enabled": false}),
+                };
+                component.insert("autoscaling".into(), autoscaling);
+            }
+            if kind.uses_api_image() {
+                component.insert("extraEnv".into(), extra_env(shared.clone()));
+            } else if kind == ServiceKind::Web {
+                component.insert("extraEnv".into(), extra_env(web_env.clone()));
+            }
+            if kind == ServiceKind::ApiWebsocket {
+                component.insert("socketUrl".into(), Value::String(websocket_url(site)));
+            }
+        }
+        values.insert(key.into(), Value::Object(component));
+    }
+}
+
+/// Data stores: external PostgreSQL and Redis, or the chart's own.
+fn data_store_values(site: &Site, values: &mut Map<String, Value>) {
+    match &site.database.external {
+        Some(e) => {
+            values.insert("postgresql".into(), json!({"enabled": false}));
+            values.insert(
+                "externalPostgres".into(),
+                json!({
+                    "enabled": true,
+                    "address": e.host,
+                    "port": e.port,
+                    "database": {"api": db_name(site), "pluginDaemon": site.database.plugin_name},
+                }),
+            );
+        }
+        None => {
+            values.insert("postgresql".into(), json!({"enabled": true}));
+            values.insert("externalPostgres".into(), json!({"enabled": false}));
+        }
+    }
+    match &site.redis.external {
+        Some(e) => {
+            values.insert("redis".into(), json!({"enabled": false}));
+            values.insert(
+                "externalRedis".into(),
+                json!({"enabled": true, "host": e.host, "port": e.port}),
+            );
+        }
+        None => {
+            values.insert("redis".into(), json!({"enabled": true}));
+            values.insert("externalRedis".into(), json!({"enabled": false}));
+        }
+    }
+}
+
+/// The vector store: the chart's weaviate, or an external pgvector or
+/// qdrant.
+fn vector_store_values(site: &Site, values: &mut Map<String, Value>, notes: &mut Vec<String>) {
+    match site.vector_store {
+        VectorStore::Pgvector => {
+            values.insert("weaviate".into(), json!({"enabled": false}));
+            let (host, port) = match &site.database.external {
+                Some(e) => (e.host.clone(), e.port),
+                None => {
+                    notes.push("pgvector without an external PostgreSQL: the chart's PostgreSQL has no pgvector; set database.external".into());
+                    ("postgresql".to_string(), dify::POSTGRES_PORT)
+                }
+            };
+            values.insert(
+                "externalPgvector".into(),
+                json!({"enabled": true, "address": host, "port": port, "dbName": db_name(site)}),
+            );
+            notes.push("externalPgvector connects with the chart's default user; its password is not wired through externalSecret by the chart".into());
+        }
+        VectorStore::Weaviate => {
+            values.insert("weaviate".into(), json!({"enabled": true}));
+        }
+        VectorStore::Qdrant => {
+            values.insert("weaviate".into(), json!({"enabled": false}));
+            let mut q = json!({"enabled": true});
+            if let Some(url) = site.env.get("QDRANT_URL") {
+                q["endpoint"] = Value::String(url.clone());
+            } else {
+                notes.push(
+                    "qdrant: set QDRANT_URL in [env] for the chart's externalQdrant.endpoint"
+                        .into(),
+                );
+            }
+            values.insert("externalQdrant".into(), q);
+        }
+    }
+}
+
+/// Ingress: the chart's nginx (`proxy`) behind the cluster's ingress.
+fn ingress_values(site: &Site, values: &mut Map<String, Value>) {
+    match &site.helm.ingress_class {
+        Some(class) => {
+            values.insert(
+                "ingress".into(),
+                json!({
+                    "enabled": true,
+                    "className": class,
+                    "hosts": [{"host": site.network.hostname, "paths": [{"path": "/", "pathType": "Prefix"}]}],
+                }),
+            );
+        }
+        None => {
+            values.insert("ingress".into(), json!({"enabled": false}));
+        }
+    }
+}
+
+fn helm_external_secret(site: &Site, notes: &mut Vec<String>) -> Value {
+    let mut refs: BTreeMap<&str, BTreeMap<&str, Value>> = BTreeMap::new();
+    for (name, r) in &site.secrets {
+        let SecretRef::Remote { key, property } = r else {
+            continue;
+        };
+        let targets = dify::helm_secret_refs(name);
+        if targets.is_empty() {
+            notes.push(format!(
+                "secret {name} has no place in the chart's externalSecret and is not wired"
+            ));
+        }
+        for (component, chart_key) in targets {
+            refs.entry(component)
+                .or_default()
+                .insert(chart_key, json!({"key": key, "property": property}));
+        }
+    }
+    let mut es = Map::new();
+    es.insert("enabled".into(), Value::Bool(true));
+    es.insert(
+        "secretStore".into(),
+        json!({"name": site.helm.secret_store, "kind": site.helm.secret_store_kind}),
+    );
+    let redis_password = refs
+        .get("api")
+        .is_some_and(|r| r.contains_key("REDIS_PASSWORD"));
+    for (component, defaults) in dify::HELM_REMOTE_REF_DEFAULTS {
+        let runs = match *component {
+            "postgresql" => site.database.external.is_none(),
+            "redis" => site.redis.external.is_none(),
+            c => helm_component_service(c).is_some_and(|k| has(site, k)),
+        };
+        let mut c = Map::new();
+        c.insert("enabled".into(), Value::Bool(runs));
+        if runs {
+            let mine = refs.remove(component).unwrap_or_default();
+            let mut remote = Map::new();
+            // Defaults the site does not fill are removed (null), so the
+            // store is never asked for keys it does not hold.
+            for key in defaults.iter() {
+                remote.insert(
+                    (*key).to_string(),
+                    mine.get(key).cloned().unwrap_or(Value::Null),
+                );
+            }
+            c.insert("remoteRefs".into(), Value::Object(remote));
+            if let Some(e) = &site.redis.external {
+                let password = if redis_password {
+                    ":{{ .REDIS_PASSWORD }}@"
+                } else {
+                    ""
+                };
+                let url = |db: u8| format!("redis://{password}{}:{}/{db}", e.host, e.port);
+                match *component {
+                    "api" | "worker" => {
+                        c.insert(
+                            "data".into(),
+                            json!({"CELERY_BROKER_URL": url(dify::REDIS_DB_CELERY)}),
+                        );
+                    }
+                    "agentBackend" => {
+                        c.insert(
+                            "data".into(),
+                            json!({"DIFY_AGENT_REDIS_URL": url(dify::REDIS_DB_AGENT)}),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        es.insert((*component).to_string(), Value::Object(c));
+    }
+    Value::Object(es)
+}
+
+/// Every key path of a values tree: `a`, `a.b`, `a.b.c`. Arrays end a path
+/// (their items are not walked).
+pub fn key_paths(value: &Value) -> Vec<String> {
+    fn walk(value: &Value, prefix: &str, out: &mut Vec<String>) {
+        if let Value::Object(map) = value {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.push(path.clone());
+                walk(v, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, "", &mut out);
+    out
+}
+
+/// Key paths of `values` that the chart's `reference` values do not have.
+/// A path under a key whose reference value is an empty mapping (`{}`, as
+/// `resources` or `nodeSelector`) is free-form and accepted.
+pub fn unknown_key_paths(values: &Value, reference: &Value) -> Vec<String> {
+    fn lookup<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
+        path.split('.').try_fold(root, |v, k| v.as_object()?.get(k))
+    }
+    key_paths(values)
+        .into_iter()
+        .filter(|path| {
+            if lookup(reference, path).is_some() {
+                return false;
+            }
+            let parts: Vec<&str> = path.split('.').collect();
+            !(1..parts.len()).any(|n| {
+                lookup(reference, &parts[..n].join("."))
+                    .is_some_and(|v| v.as_object().is_some_and(|m| m.is_empty()))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SecretRef;
+    use crate::plan::fixtures::cloud;
+    use crate::plan::{BuiltImages, BuiltKind, Context, built_image, plan};
+
+    #[test]
+    fn helm_values_wire_images_resources_and_secrets() {
+        let site = cloud();
+        let plan = plan(&site);
+        let built = BuiltImages {
+            api: built_image(&site, BuiltKind::Api, b"api"),
+            web: built_image(&site, BuiltKind::Web, b"web"),
+        };
+        let values = plan
+            .deploy_artifacts(&built)
+            .into_iter()
+            .find_map(|a| match a.context {
+                Context::Helm(h) => Some(h.values),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            values["image"]["api"]["repository"],
+            "registry.clinics.example.org/dify/dify-api"
+        );
+        assert_eq!(values["api"]["resources"]["limits"]["memory"], "2Gi");
+        assert_eq!(values["api"]["resources"]["requests"]["cpu"], "500m");
+        assert_eq!(
+            values["api"]["autoscaling"]["targetCPUUtilizationPercentage"],
+            70
+        );
+        assert_eq!(values["postgresql"]["enabled"], false);
+        assert_eq!(
+            values["externalPostgres"]["address"],
+            "postgres.hq.clinics.example.org"
+        );
+        assert!(values["externalPostgres"].get("password").is_none());
+        assert_eq!(
+            values["externalRedis"]["host"],
+            "redis.hq.clinics.example.org"
+        );
+        let api_refs = &values["externalSecret"]["api"]["remoteRefs"];
+        assert_eq!(api_refs["DB_PASSWORD"]["key"], "dify/database");
+        assert_eq!(
+            api_refs["INNER_API_KEY_FOR_PLUGIN"]["property"],
+            "dify_api_key"
+        );
+        assert!(
+            api_refs["WEAVIATE_API_KEY"].is_null(),
+            "chart defaults the site does not fill are removed"
+        );
+        assert_eq!(
+            values["externalSecret"]["sandbox"]["remoteRefs"]["API_KEY"]["key"],
+            "dify/sandbox"
+        );
+        assert_eq!(
+            values["externalSecret"]["pluginDaemon"]["remoteRefs"]["SERVER_KEY"]["property"],
+            "server_key"
+        );
+        assert_eq!(
+            values["beat"].get("replicas"),
+            None,
+            "the chart's beat has no replicas"
+        );
+        let paths = key_paths(&values);
+        assert!(paths.contains(&"externalSecret.secretStore.kind".to_string()));
+    }
+
+    /// The chart's values.yaml, when the reference data is present
+    /// (`../shared/reference` beside the checkout, or DIFY_CFG_REFERENCE).
+    /// Absent, the test skips with a printed reason, except in CI
+    /// (DIFY_CFG_REQUIRE_REFERENCE=1), where it fails, as tests/support does.
+    fn chart_values() -> Option<Value> {
+        let dir = std::env::var("DIFY_CFG_REFERENCE")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference").into());
+        let path = format!("{dir}/dify-helm-{}/values.yaml", dify::HELM_CHART_VERSION);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                Some(serde_yaml_ng::from_str(&text).expect("the chart's values.yaml parses"))
+            }
+            Err(e) => {
+                let required = std::env::var("DIFY_CFG_REQUIRE_REFERENCE").is_ok_and(|v| v == "1");
+                assert!(
+                    !required,
+                    "cannot read {path}: {e} (DIFY_CFG_REQUIRE_REFERENCE=1)"
+                );
+                println!("skipped: cannot read {path}: {e}");
+                None
+            }
+        }
+    }
+
+    fn helm_values_of(site: &Site) -> Value {
+        let built = BuiltImages {
+            api: built_image(site, BuiltKind::Api, b"api"),
+            web: built_image(site, BuiltKind::Web, b"web"),
+        };
+        plan(site)
+            .deploy_artifacts(&built)
+            .into_iter()
+            .find_map(|a| match a.context {
+                Context::Helm(h) => Some(h.values),
+                _ => None,
+            })
+            .expect("helm values")
+    }
+
+    #[test]
+    fn helm_key_paths_exist_in_the_chart() {
+        let Some(reference) = chart_values() else {
+            return;
+        };
+        let mut variants = vec![cloud()];
+        let mut everything = cloud();
+        let pd = everything.services[&ServiceKind::PluginDaemon].clone();
+        for kind in [
+            ServiceKind::ApiWebsocket,
+            ServiceKind::AgentBackend,
+            ServiceKind::LocalSandbox,
+        ] {
+            let mut s = pd.clone();
+            s.kind = kind;
+            everything.services.insert(kind, s);
+        }
+        everything.features.collaboration = true;
+        everything.secrets.insert(
+            "DIFY_AGENT_SHELLCTL_AUTH_TOKEN".into(),
+            SecretRef::Remote {
+                key: "dify/agent".into(),
+                property: "shellctl".into(),
+            },
+        );
+        everything
+            .services
+            .get_mut(&ServiceKind::Sandbox)
+            .unwrap()
+            .autoscaling = Some(crate::model::Autoscaling {
+            min_replicas: 1,
+            max_replicas: 2,
+            target_cpu_percent: 80,
+        });
+        variants.push(everything);
+        let mut bundled = cloud();
+        bundled.database.external = None;
+        bundled.redis.external = None;
+        bundled.vector_store = VectorStore::Qdrant;
+        bundled
+            .env
+            .insert("QDRANT_URL".into(), "http://qdrant:6333".into());
+        bundled.helm.ingress_class = None;
+        variants.push(bundled);
+        let mut weaviate = cloud();
+        weaviate.vector_store = VectorStore::Weaviate;
+        variants.push(weaviate);
+        for site in &variants {
+            let values = helm_values_of(site);
+            let unknown = unknown_key_paths(&values, &reference);
+            assert!(
+                unknown.is_empty(),
+                "key paths the chart does not have: {unknown:?}"
+            );
+        }
+        // Every secret mapping lands on a remoteRefs key of the chart.
+        for (component, keys) in dify::HELM_REMOTE_REF_DEFAULTS {
+            for key in keys.iter() {
+                let path = format!("/externalSecret/{component}/remoteRefs/{key}");
+                assert!(reference.pointer(&path).is_some(), "{path}");
+            }
+        }
+        // And the check catches a typo.
+        let mut values = helm_values_of(&cloud());
+        values["api"]["replica"] = json!(2);
+        values["externalSecret"]["api"]["remoteRefs"]["PLUGIN_DIFY_INNER_API_KEY"] =
+            json!({"key": "k"});
+        assert_eq!(
+            unknown_key_paths(&values, &reference),
+            [
+                "api.replica",
+                "externalSecret.api.remoteRefs.PLUGIN_DIFY_INNER_API_KEY",
+                "externalSecret.api.remoteRefs.PLUGIN_DIFY_INNER_API_KEY.key"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_key_paths_accept_free_form_maps() {
+        let reference = json!({"api": {"resources": {}, "replicas": 1, "auth": {"key": "x"}}});
+        let values = json!({"api": {"resources": {"limits": {"cpu": "1"}}, "replicas": 2, "auth": {"other": 1}}});
+        assert_eq!(unknown_key_paths(&values, &reference), ["api.auth.other"]);
+    }
+}
