@@ -1,4 +1,5 @@
-//! What every stage uses: the source map, diagnostics and units.
+//! What every stage uses: the source map, diagnostics, units and the
+//! predicates on names and URLs.
 pub mod diagnostic;
 pub mod names;
 pub mod source;

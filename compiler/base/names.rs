@@ -289,6 +289,18 @@ pub fn is_dns_label(s: &str) -> bool {
     is_hostname(s) && s.len() <= 63 && !s.contains('.')
 }
 
+/// Site names: lower-case letters, digits and dashes, starting with a
+/// letter or digit, at most 63 characters (a DNS label, a git ref part).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +409,23 @@ mod tests {
             "kubernetes.default.svc",
         ] {
             assert!(cluster_problem(bad).is_some(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn site_names_are_checked() {
+        assert!(is_valid_name("clinic-01"));
+        for bad in [
+            "",
+            "Clinic",
+            "a..b",
+            "a/b",
+            "-a",
+            "a-",
+            "ä",
+            &"x".repeat(64),
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
         }
     }
 }

@@ -9,6 +9,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use crate::base::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::base::names::is_valid_name;
 use crate::base::source::{FileId, SourceMap, Span};
 use crate::input::layer::Layer;
 use crate::input::load::Inputs;
@@ -41,18 +42,6 @@ pub struct ResolvedSite<'a> {
 pub struct Fleet<'a> {
     pub profiles: BTreeMap<String, ParsedFile<'a>>,
     pub sites: Vec<ResolvedSite<'a>>,
-}
-
-/// Site names: lower-case letters, digits and dashes, starting with a
-/// letter or digit, at most 63 characters (a DNS label, a git ref part).
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// Parse every input and resolve every site's chain.
@@ -529,22 +518,5 @@ mod tests {
         );
         let cc = diags.iter().find(|d| d.message.contains("`cc`")).unwrap();
         assert_eq!(cc.help.as_deref(), Some("did you mean `c`?"));
-    }
-
-    #[test]
-    fn site_names_are_checked() {
-        assert!(is_valid_name("clinic-01"));
-        for bad in [
-            "",
-            "Clinic",
-            "a..b",
-            "a/b",
-            "-a",
-            "a-",
-            "ä",
-            &"x".repeat(64),
-        ] {
-            assert!(!is_valid_name(bad), "{bad}");
-        }
     }
 }

@@ -36,7 +36,6 @@ mod quote;
 mod secrets;
 mod settings;
 
-pub use crate::model::secret_files::unsupported_file_secrets;
 pub use argocd::{
     ARGOCD_APPLICATION, ArgoCdContext, HELM_CHART_NAME, HELM_CHART_REPOSITORY, HELM_RELEASE_NAME,
 };

@@ -60,17 +60,17 @@ pub(super) fn unsafe_values(site: &Site) -> Vec<(&'static str, String)> {
     check(
         "repository",
         &gitops.repository,
-        crate::validate::repository_problem(&gitops.repository).is_none(),
+        crate::base::names::repository_problem(&gitops.repository).is_none(),
     );
     check(
         "branch prefix",
         &gitops.branch_prefix,
-        crate::validate::branch_prefix_problem(&gitops.branch_prefix).is_none(),
+        crate::base::names::branch_prefix_problem(&gitops.branch_prefix).is_none(),
     );
     check(
         "site name",
         &site.name,
-        crate::input::resolve::is_valid_name(&site.name),
+        crate::base::names::is_valid_name(&site.name),
     );
     bad
 }

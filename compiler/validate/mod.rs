@@ -29,7 +29,6 @@ use crate::input::layer::Target;
 use crate::input::resolve::ResolvedSite;
 use crate::model::*;
 
-pub use crate::base::names::{branch_prefix_problem, cluster_problem, repository_problem};
 pub use env::MANAGED_ENV;
 pub use fleet::validate_fleet;
 pub use gitops::{DEFAULT_BRANCH_PREFIX, DEFAULT_CONFIRM_TIMEOUT, DEFAULT_PULL_INTERVAL};

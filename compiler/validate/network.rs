@@ -10,10 +10,10 @@ use toml::Spanned;
 use super::context::Cx;
 use crate::base::diagnostic::{Diagnostic, did_you_mean};
 use crate::base::names::is_hostname;
+use crate::base::names::is_valid_name;
 use crate::base::source::Span;
 use crate::dify;
 use crate::input::layer::{EgressLayer, Layer, NetworkLayer, Target};
-use crate::input::resolve::is_valid_name;
 use crate::model::*;
 
 /// `[network]`. A compose site must have a LAN and an address on it; its
