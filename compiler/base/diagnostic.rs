@@ -7,6 +7,7 @@
 use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 use serde::Serialize;
 
+use crate::base::codes::Code;
 use crate::base::source::{Location, SourceMap, Span};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -20,7 +21,7 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
     pub severity: Severity,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     /// Global span of the offending text, when there is one.
     pub span: Option<Span>,
@@ -32,7 +33,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn error(code: Code, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
             code,
@@ -44,7 +45,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn warning(code: Code, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, message)
@@ -205,7 +206,7 @@ fn plural(n: usize) -> &'static str {
 #[derive(Serialize)]
 struct JsonDiagnostic<'a> {
     severity: Severity,
-    code: &'static str,
+    code: Code,
     message: &'a str,
     location: Option<Location>,
     label: Option<&'a str>,
@@ -233,7 +234,7 @@ fn render_one(d: &Diagnostic, sources: &SourceMap, color: bool, budget: &mut usi
     } else {
         Renderer::plain()
     };
-    let title = level.primary_title(d.message.as_str()).id(d.code);
+    let title = level.primary_title(d.message.as_str()).id(d.code.as_str());
     let mut group = Group::with_title(title);
     if let Some(span) = &d.span {
         let (id, local) = sources.localize(span);
@@ -382,7 +383,7 @@ mod tests {
         );
         let mut diags = Diagnostics::new();
         diags.push(
-            Diagnostic::error("unknown-key", "unknown key `memroy` in `device`")
+            Diagnostic::error(Code::UnknownKey, "unknown key `memroy` in `device`")
                 .at(9..15)
                 .label("not a key of `device`")
                 .help("did you mean `memory`?"),
@@ -405,14 +406,14 @@ mod tests {
             "a = \"\u{FFFD}\"\n".into(),
         );
         let mut diags = Diagnostics::new();
-        diags.push(Diagnostic::error("encoding", "bad byte").at(6..7));
+        diags.push(Diagnostic::error(Code::Encoding, "bad byte").at(6..7));
         let text = diags.render_text(&map, false);
         assert!(text.contains("--> sites/x.toml:1:6"), "{text}");
     }
 
     #[test]
     fn duplicates_are_dropped_before_and_after_sorting() {
-        let d = |at: usize| Diagnostic::error("x", "m").at(at..at + 1);
+        let d = |at: usize| Diagnostic::error(Code::Io, "m").at(at..at + 1);
         let mut diags = Diagnostics::new();
         for i in (0..5_000).rev() {
             diags.push(d(i));
@@ -437,7 +438,7 @@ mod tests {
         for l in 0..100 {
             for i in 0..800 {
                 let at = base + l * line.len() + 9 + i * 4;
-                diags.push(Diagnostic::error("invalid-cidr", "not a CIDR").at(at..at + 3));
+                diags.push(Diagnostic::error(Code::InvalidCidr, "not a CIDR").at(at..at + 3));
             }
         }
         let out = diags.render_text(&map, false);

@@ -1,5 +1,6 @@
 //! What every stage uses: the source map, diagnostics, units and the
 //! predicates on names and URLs.
+pub mod codes;
 pub mod diagnostic;
 pub mod names;
 pub mod source;

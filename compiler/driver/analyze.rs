@@ -6,6 +6,7 @@ use std::path::Path;
 
 use git2::Oid;
 
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::git::{GitError, Repo};
 use crate::input::load::{Inputs, load, load_from};
@@ -52,7 +53,7 @@ fn finish<'a>(
     validate_fleet(&sites, &inputs.sources, &mut diagnostics);
     if inputs.sites.is_empty() && !diagnostics.has_errors() {
         diagnostics.push(
-            Diagnostic::error("no-sites", "there are no sites to build")
+            Diagnostic::error(Code::NoSites, "there are no sites to build")
                 .help("add a file per site under `sites/`, e.g. `sites/clinic-01.toml` with `profile = \"edge-4gb\"`"),
         );
     }

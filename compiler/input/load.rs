@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::base::source::{FileId, FileKind, SourceMap};
 use crate::input::templates::BUILTIN_TEMPLATES;
@@ -190,7 +191,7 @@ pub fn load(root: &Path, diags: &mut Diagnostics) -> Inputs {
     if let Err(e) = root.canonicalize() {
         diags.push(
             Diagnostic::error(
-                "bad-root",
+                Code::BadRoot,
                 format!("cannot read the config root `{}`: {e}", root.display()),
             )
             .help("pass the directory that holds `profiles/` and `sites/` with `--root`"),
@@ -207,7 +208,7 @@ pub fn load_from(src: &dyn InputSource, diags: &mut Diagnostics) -> Inputs {
     if !src.has_dir("profiles") {
         diags.push(
             Diagnostic::error(
-                "bad-root",
+                Code::BadRoot,
                 format!("{} has no `profiles/` directory", src.describe()),
             )
             .help("run dify-cfg in a config repository, or pass one with `--root DIR`"),
@@ -223,7 +224,7 @@ pub fn load_from(src: &dyn InputSource, diags: &mut Diagnostics) -> Inputs {
                 let first = inputs.sources.file(*first).path.clone();
                 diags.push(
                     Diagnostic::error(
-                        "duplicate-profile",
+                        Code::DuplicateProfile,
                         format!("profile `{stem}` is defined twice"),
                     )
                     .at(inputs.sources.file(id).whole())
@@ -273,7 +274,7 @@ fn list(
         Ok(files) => files.into_iter().filter(|p| keep(p)).collect(),
         Err(e) => {
             diags.push(Diagnostic::error(
-                "io",
+                Code::Io,
                 format!("cannot list `{dir}/`: {e}"),
             ));
             Vec::new()
@@ -308,24 +309,25 @@ fn read(
     let problem = match src.read(rel) {
         Ok(bytes) => Ok(bytes),
         Err(ReadError::OutsideRoot) => Err(Diagnostic::error(
-            "outside-root",
+            Code::OutsideRoot,
             format!("`{rel}` is a link to a file outside the config root"),
         )
         .help("copy the file into the repository instead of linking to it")),
         Err(ReadError::NotAFile) => Err(Diagnostic::error(
-            "io",
+            Code::Io,
             format!("`{rel}` is not a regular file"),
         )
         .help("inputs are plain files")),
         Err(ReadError::TooLarge(len)) => Err(Diagnostic::error(
-            "too-large",
+            Code::TooLarge,
             format!("`{rel}` is {len} bytes; inputs are limited to 1 MiB"),
         )
         .help("a profile or site file is a few KiB; is this the right file?")),
-        Err(ReadError::Other(e)) => {
-            Err(Diagnostic::error("io", format!("cannot read `{rel}`: {e}"))
-                .help("a link must point at a file inside the config root"))
-        }
+        Err(ReadError::Other(e)) => Err(Diagnostic::error(
+            Code::Io,
+            format!("cannot read `{rel}`: {e}"),
+        )
+        .help("a link must point at a file inside the config root")),
     };
     let bytes = match problem {
         Ok(bytes) => bytes,
@@ -340,7 +342,7 @@ fn read(
             let base = sources.file(id).base;
             diags.push(
                 Diagnostic::error(
-                    "encoding",
+                    Code::Encoding,
                     format!("`{rel}` is not UTF-8 (invalid byte at offset {at})"),
                 )
                 .at(base + at..base + at + '\u{FFFD}'.len_utf8())

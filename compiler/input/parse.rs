@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::base::source::{FileId, SourceMap, Span};
 use crate::input::layer::Layer;
@@ -57,7 +58,7 @@ pub fn parse_table<'a>(
             let message = e.message().trim().to_string();
             diags.push(
                 Diagnostic::error(
-                    "toml-syntax",
+                    Code::TomlSyntax,
                     format!("invalid TOML: {}", first_line(&message)),
                 )
                 .at(span)
@@ -166,7 +167,7 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
             Some(p) => format!("unknown key `{key}` in `[{p}]`"),
             None => format!("unknown key `{key}`"),
         };
-        let d = Diagnostic::error("unknown-key", what).label("unknown key");
+        let d = Diagnostic::error(Code::UnknownKey, what).label("unknown key");
         match did_you_mean(&key, expected.iter().copied()) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
             None if expected.is_empty() => d.help("this table takes no keys"),
@@ -176,7 +177,7 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
         let value = ticks.first().cloned().unwrap_or_default();
         let expected: Vec<&str> = ticks.iter().skip(1).map(String::as_str).collect();
         let d = Diagnostic::error(
-            "invalid-value",
+            Code::InvalidValue,
             format!("`{value}` is not a valid value{place}"),
         )
         .label("not allowed here");
@@ -185,7 +186,7 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
             None => d.help(format!("expected one of: {}", expected.join(", "))),
         }
     } else if message.starts_with("invalid type: integer") && message.contains(" as i128") {
-        Diagnostic::error("out-of-range", format!("the number is too large{place}"))
+        Diagnostic::error(Code::OutOfRange, format!("the number is too large{place}"))
             .label("does not fit in 64 bits")
             .help("no setting takes a number this large; check the value")
     } else if message.starts_with("invalid type") {
@@ -194,7 +195,7 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
             .split_once(", expected ")
             .unwrap_or((message, "another type"));
         Diagnostic::error(
-            "wrong-type",
+            Code::WrongType,
             format!(
                 "expected {}{place}, found {}",
                 plain(expected),
@@ -211,12 +212,15 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
         } else {
             "expected a number"
         };
-        Diagnostic::error("wrong-type", format!("wrong type{place}"))
+        Diagnostic::error(Code::WrongType, format!("wrong type{place}"))
             .label(what)
             .help(what)
     } else {
-        Diagnostic::error("invalid-value", format!("{}{place}", first_line(message)))
-            .label("invalid")
+        Diagnostic::error(
+            Code::InvalidValue,
+            format!("{}{place}", first_line(message)),
+        )
+        .label("invalid")
     };
     d.at_opt(span)
 }
@@ -381,17 +385,17 @@ mod tests {
             .collect();
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(found.contains(&(
-            "unknown-key",
+            Code::UnknownKey,
             "profiles/p.toml:2:1".into(),
             Some("did you mean `memory`?".into())
         )));
         assert!(found.contains(&(
-            "unknown-key",
+            Code::UnknownKey,
             "profiles/p.toml:4:1".into(),
             Some("did you mean `reserve`?".into())
         )));
         assert!(found.contains(&(
-            "unknown-key",
+            Code::UnknownKey,
             "profiles/p.toml:5:2".into(),
             Some("did you mean `services`?".into())
         )));
@@ -407,20 +411,20 @@ mod tests {
             .map(|d| (d.code, map.location(d.span.as_ref().unwrap()).to_string()))
             .collect();
         assert!(
-            found.contains(&("invalid-value", "profiles/p.toml:1:10".into())),
+            found.contains(&(Code::InvalidValue, "profiles/p.toml:1:10".into())),
             "{found:?}"
         );
         assert!(
             found
                 .iter()
-                .any(|(c, l)| *c == "wrong-type" && l == "profiles/p.toml:3:8"),
+                .any(|(c, l)| *c == Code::WrongType && l == "profiles/p.toml:3:8"),
             "{found:?}"
         );
         assert!(
-            found.contains(&("wrong-type", "profiles/p.toml:5:12".into())),
+            found.contains(&(Code::WrongType, "profiles/p.toml:5:12".into())),
             "{found:?}"
         );
-        let d = diags.iter().find(|d| d.code == "invalid-value").unwrap();
+        let d = diags.iter().find(|d| d.code == Code::InvalidValue).unwrap();
         assert_eq!(d.help.as_deref(), Some("did you mean `compose`?"));
     }
 
@@ -443,7 +447,7 @@ mod tests {
         let (map, diags, parsed) = run("[device]\nmemory = 4GiB\n");
         assert!(parsed.is_none());
         let d = diags.iter().next().unwrap();
-        assert_eq!(d.code, "toml-syntax");
+        assert_eq!(d.code, Code::TomlSyntax);
         assert_eq!(map.location(d.span.as_ref().unwrap()).line, 2);
     }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
 use toml::de::DeValue;
 
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::base::names::is_valid_name;
 use crate::base::source::{FileId, SourceMap, Span};
@@ -91,7 +92,7 @@ fn parse_profiles<'a>(
         let file = sources.file(*id);
         if !is_valid_name(name) {
             diags.push(
-                Diagnostic::error("invalid-name", format!("profile name `{name}` is not valid"))
+                Diagnostic::error(Code::InvalidName, format!("profile name `{name}` is not valid"))
                     .at(file.whole())
                     .help("name profile files with lower-case letters, digits and dashes, e.g. `edge-4gb.toml`"),
             );
@@ -100,7 +101,7 @@ fn parse_profiles<'a>(
         if let Some(parsed) = parse_file(sources, *id, diags) {
             if let Some(p) = &parsed.layer.profile {
                 diags.push(
-                    Diagnostic::error("misplaced-key", "`profile` belongs in a site file")
+                    Diagnostic::error(Code::MisplacedKey, "`profile` belongs in a site file")
                         .at(p.span())
                         .help("a profile builds on another with `extends = \"NAME\"`"),
                 );
@@ -123,9 +124,12 @@ fn check_extends(
                 diags.push(unknown_profile(ext.get_ref(), ext.span(), known, "extends"));
             } else if ext.get_ref() == name {
                 diags.push(
-                    Diagnostic::error("extends-cycle", format!("profile `{name}` extends itself"))
-                        .at(ext.span())
-                        .help("remove `extends`, or name another profile"),
+                    Diagnostic::error(
+                        Code::ExtendsCycle,
+                        format!("profile `{name}` extends itself"),
+                    )
+                    .at(ext.span())
+                    .help("remove `extends`, or name another profile"),
                 );
             }
         }
@@ -155,7 +159,7 @@ fn check_chains(profiles: &BTreeMap<String, ParsedFile<'_>>, diags: &mut Diagnos
                     path.push(first.clone());
                     diags.push(
                         Diagnostic::error(
-                            "extends-cycle",
+                            Code::ExtendsCycle,
                             format!(
                                 "profiles extend each other in a cycle: {}",
                                 path.join(" -> ")
@@ -173,7 +177,7 @@ fn check_chains(profiles: &BTreeMap<String, ParsedFile<'_>>, diags: &mut Diagnos
                 let span = profiles[name].layer.extends.as_ref().map(|e| e.span());
                 diags.push(
                     Diagnostic::error(
-                        "extends-depth",
+                        Code::ExtendsDepth,
                         format!("the `extends` chain of `{name}` is deeper than {MAX_CHAIN}"),
                     )
                     .at_opt(span)
@@ -208,7 +212,7 @@ impl<'a> SiteResolver<'a, '_> {
         if let Some(e) = &parsed.layer.extends {
             diags.push(
                 Diagnostic::error(
-                    "misplaced-key",
+                    Code::MisplacedKey,
                     "a site names its profile with `profile`, not `extends`",
                 )
                 .at(e.span())
@@ -218,7 +222,7 @@ impl<'a> SiteResolver<'a, '_> {
         }
         let Some(profile) = &parsed.layer.profile else {
             diags.push(
-                Diagnostic::error("missing-key", format!("site `{name}` does not name its profile"))
+                Diagnostic::error(Code::MissingKey, format!("site `{name}` does not name its profile"))
                     .at(file.whole())
                     .help("add `profile = \"NAME\"` with a file name from profiles/, e.g. `profile = \"edge-4gb\"`"),
             );
@@ -262,7 +266,7 @@ impl<'a> SiteResolver<'a, '_> {
         let name = file.stem().to_string();
         if !is_valid_name(&name) {
             diags.push(
-                Diagnostic::error("invalid-name", format!("site name `{name}` is not valid"))
+                Diagnostic::error(Code::InvalidName, format!("site name `{name}` is not valid"))
                     .at(file.whole())
                     .help("site files are named `<name>.toml` with lower-case letters, digits and dashes, at most 63, e.g. `clinic-01.toml`"),
             );
@@ -270,13 +274,16 @@ impl<'a> SiteResolver<'a, '_> {
         }
         if let Some(first) = self.names.get(&name) {
             diags.push(
-                Diagnostic::error("duplicate-site", format!("site `{name}` is defined twice"))
-                    .at(file.whole())
-                    .note(format!(
-                        "first defined in {}",
-                        self.sources.file(*first).path
-                    ))
-                    .help("each site needs one file with a unique name"),
+                Diagnostic::error(
+                    Code::DuplicateSite,
+                    format!("site `{name}` is defined twice"),
+                )
+                .at(file.whole())
+                .note(format!(
+                    "first defined in {}",
+                    self.sources.file(*first).path
+                ))
+                .help("each site needs one file with a unique name"),
             );
             return None;
         }
@@ -341,7 +348,7 @@ fn without_meta<'a>(table: &Spanned<Table<'a>>) -> Spanned<Table<'a>> {
 }
 
 fn unknown_profile(name: &str, span: Span, known: &BTreeSet<&str>, key: &str) -> Diagnostic {
-    let d = Diagnostic::error("unknown-profile", format!("no profile named `{name}`"))
+    let d = Diagnostic::error(Code::UnknownProfile, format!("no profile named `{name}`"))
         .at(span)
         .label(format!("`{key}` names a profile that does not exist"));
     match did_you_mean(name, known.iter().copied()) {
@@ -507,12 +514,12 @@ mod tests {
         assert!(fleet.sites.is_empty());
         let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
         assert_eq!(
-            codes.iter().filter(|c| **c == "extends-cycle").count(),
+            codes.iter().filter(|c| **c == Code::ExtendsCycle).count(),
             1,
             "{codes:?}"
         );
         assert_eq!(
-            codes.iter().filter(|c| **c == "unknown-profile").count(),
+            codes.iter().filter(|c| **c == Code::UnknownProfile).count(),
             2,
             "{codes:?}"
         );

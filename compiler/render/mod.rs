@@ -29,6 +29,7 @@ use std::fmt::Write as _;
 use minijinja::value::Value as MjValue;
 use minijinja::{AutoEscape, Environment, Error, UndefinedBehavior};
 
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::base::source::{FileId, SourceFile, SourceMap};
 use crate::model::Site;
@@ -79,7 +80,7 @@ impl<'s> Renderer<'s> {
             if let Err(e) = env.add_template_owned(name.clone(), file.text.as_str()) {
                 diags.push(located(
                     Diagnostic::error(
-                        "template-syntax",
+                        Code::TemplateSyntax,
                         format!("template `{name}` does not parse: {}", describe(&e)),
                     )
                     .help("fix the template; minijinja syntax is Jinja2's"),
@@ -91,8 +92,13 @@ impl<'s> Renderer<'s> {
         for name in plan::TEMPLATE_NAMES {
             if !templates.contains_key(*name) {
                 diags.push(
-                    Diagnostic::error("template-missing", format!("there is no template `{name}`"))
-                        .help(format!("add `templates/{name}` or remove the config root's `templates/` override")),
+                    Diagnostic::error(
+                        Code::TemplateMissing,
+                        format!("there is no template `{name}`"),
+                    )
+                    .help(format!(
+                        "add `templates/{name}` or remove the config root's `templates/` override"
+                    )),
                 );
             }
         }
@@ -114,7 +120,7 @@ impl<'s> Renderer<'s> {
         for (what, value) in unsafe_values(site) {
             diags.push(
                 Diagnostic::error(
-                    "unsafe-value",
+                    Code::UnsafeValue,
                     format!(
                         "site `{}`: {what} `{}` cannot be written into its outputs safely",
                         site.name,
@@ -185,7 +191,7 @@ impl<'s> Renderer<'s> {
             Err(e) => {
                 let failing = e.name().unwrap_or(artifact.template).to_string();
                 let d = Diagnostic::error(
-                    "template-error",
+                    Code::TemplateError,
                     format!(
                         "template `{failing}` failed for site `{}` ({}): {}",
                         site.name,

@@ -559,7 +559,7 @@ fn template_errors_are_located() {
     }
     let diags = Renderer::new(&sources, &templates).unwrap_err();
     let d = diags.iter().next().unwrap();
-    assert_eq!(d.code, "template-syntax");
+    assert_eq!(d.code, Code::TemplateSyntax);
     let loc = sources.location(d.span.as_ref().unwrap());
     assert_eq!((loc.path.as_str(), loc.line), ("templates/nginx.conf", 2));
 
@@ -572,7 +572,7 @@ fn template_errors_are_located() {
     let renderer = Renderer::new(&sources, &templates).unwrap();
     let diags = renderer.render_site(&edge()).unwrap_err();
     let d = diags.iter().next().unwrap();
-    assert_eq!(d.code, "template-error");
+    assert_eq!(d.code, Code::TemplateError);
     assert!(
         d.message.contains("no_such_variable") || d.message.contains("undefined"),
         "{}",
@@ -587,7 +587,7 @@ fn refusals(site: &Site) -> Vec<&'static str> {
     let (sources, templates) = builtin_sources();
     let renderer = Renderer::new(&sources, &templates).unwrap();
     let diags = renderer.render_site(site).unwrap_err();
-    diags.iter().map(|d| d.code).collect()
+    diags.iter().map(|d| d.code.as_str()).collect()
 }
 
 #[test]
@@ -641,7 +641,7 @@ fn shell_templates_print_every_value_as_one_quoted_word() {
     );
     // A list has no single shell word: the template must say how.
     let err = render_with_script(&site, "{{ required }}\n").unwrap_err();
-    assert_eq!(err.iter().next().unwrap().code, "template-error");
+    assert_eq!(err.iter().next().unwrap().code, Code::TemplateError);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! sites and the services the chart autoscales.
 
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::source::Span;
 use crate::base::units::parse_percent;
@@ -21,7 +22,7 @@ pub(super) fn autoscaling(
     if target == Target::Compose {
         cx.err(
             Diagnostic::error(
-                "helm-only",
+                Code::HelmOnly,
                 format!("`{key}.autoscaling` applies to helm sites only"),
             )
             .at(anchor)
@@ -35,7 +36,7 @@ pub(super) fn autoscaling(
     ) {
         cx.err(
             Diagnostic::error(
-                "not-applicable",
+                Code::NotApplicable,
                 format!(
                     "the chart autoscales api, worker, web and sandbox, not {}",
                     kind.key()
@@ -67,7 +68,7 @@ pub(super) fn autoscaling(
             Ok(_) | Err(_) => {
                 cx.err(
                     Diagnostic::error(
-                        "invalid-unit",
+                        Code::InvalidUnit,
                         format!("`{}` is not a CPU target", t.get_ref()),
                     )
                     .at(t.span())
@@ -85,7 +86,7 @@ pub(super) fn autoscaling(
         let span = a.min_replicas.as_ref().map(|m| m.span()).unwrap_or(anchor);
         cx.err(
             Diagnostic::error(
-                "out-of-range",
+                Code::OutOfRange,
                 format!("min-replicas ({min}) is above max-replicas ({max})"),
             )
             .at(span)

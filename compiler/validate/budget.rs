@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::source::{SourceMap, Span};
 use crate::base::units::Bytes;
@@ -78,7 +79,7 @@ pub(super) fn budget(
         Bytes(total - budget.0).human_approx()
     ));
     cx.err(
-        Diagnostic::error("memory-budget", format!("the services need {} but the box has {} for them", Bytes(total).human_approx(), budget.human_approx()))
+        Diagnostic::error(Code::MemoryBudget, format!("the services need {} but the box has {} for them", Bytes(total).human_approx(), budget.human_approx()))
             .at_opt(culprit)
             .label("the most specific memory setting of this site")
             .note(table)

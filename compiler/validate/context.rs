@@ -9,6 +9,7 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use toml::Spanned;
 
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::base::names::{is_bidi_control, is_digest, is_image_repository, is_image_tag};
 use crate::base::source::Span;
@@ -52,7 +53,7 @@ impl Cx<'_> {
             return Some(v.get_ref().clone());
         };
         let d = Diagnostic::error(
-            "invalid-value",
+            Code::InvalidValue,
             format!("`{}` is not {what}: {why}", v.get_ref().escape_debug()),
         )
         .at(v.span());
@@ -61,10 +62,13 @@ impl Cx<'_> {
     }
 
     pub(super) fn missing(&mut self, key: &str, help: &str) {
-        let d = Diagnostic::error("missing-key", format!("`{key}` is not set for this site"))
-            .at(self.anchor.clone())
-            .label("in none of the files of this site's chain")
-            .help(help.to_string());
+        let d = Diagnostic::error(
+            Code::MissingKey,
+            format!("`{key}` is not set for this site"),
+        )
+        .at(self.anchor.clone())
+        .label("in none of the files of this site's chain")
+        .help(help.to_string());
         self.err(d);
     }
 
@@ -79,7 +83,7 @@ impl Cx<'_> {
                 Ok(b) if b.0 == 0 => {
                     self.err(
                         Diagnostic::error(
-                            "invalid-unit",
+                            Code::InvalidUnit,
                             format!("`{key}` must be more than zero"),
                         )
                         .at(s.span())
@@ -90,7 +94,7 @@ impl Cx<'_> {
                 Ok(b) => Some(b),
                 Err(e) => {
                     self.err(
-                        Diagnostic::error("invalid-unit", e.message)
+                        Diagnostic::error(Code::InvalidUnit, e.message)
                             .at(s.span())
                             .label(format!("`{key}` takes a size"))
                             .help(e.help),
@@ -113,7 +117,7 @@ impl Cx<'_> {
                 Ok(m) => Some(m),
                 Err(e) => {
                     self.err(
-                        Diagnostic::error("invalid-value", e.message)
+                        Diagnostic::error(Code::InvalidValue, e.message)
                             .at(n.span())
                             .label(format!("`{key}` takes a number of cores"))
                             .help(e.help),
@@ -137,7 +141,7 @@ impl Cx<'_> {
             Some(n) => {
                 self.err(
                     Diagnostic::error(
-                        "out-of-range",
+                        Code::OutOfRange,
                         format!(
                             "`{key}` is {}, outside {}..={}",
                             n.get_ref(),
@@ -172,7 +176,7 @@ impl Cx<'_> {
                 _ => {
                     self.err(
                         Diagnostic::error(
-                            "invalid-port",
+                            Code::InvalidPort,
                             format!("`{}` is not a TCP port", p.get_ref()),
                         )
                         .at(p.span())
@@ -191,7 +195,7 @@ impl Cx<'_> {
         let s = v.get_ref();
         if let Some(c) = s.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
             self.err(
-                Diagnostic::error("invalid-text", format!("`{key}` contains the control character U+{:04X}", c as u32))
+                Diagnostic::error(Code::InvalidText, format!("`{key}` contains the control character U+{:04X}", c as u32))
                     .at(v.span())
                     .help("write the value on one line, without control or bidirectional-override characters"),
             );
@@ -200,7 +204,7 @@ impl Cx<'_> {
         if s.len() > max {
             self.err(
                 Diagnostic::error(
-                    "invalid-text",
+                    Code::InvalidText,
                     format!("`{key}` is longer than {max} bytes"),
                 )
                 .at(v.span())
@@ -217,7 +221,7 @@ impl Cx<'_> {
             Ok(net) => {
                 self.err(
                     Diagnostic::error(
-                        "invalid-cidr",
+                        Code::InvalidCidr,
                         format!("`{}` has host bits set", v.get_ref()),
                     )
                     .at(v.span())
@@ -235,7 +239,7 @@ impl Cx<'_> {
                 };
                 self.err(
                     Diagnostic::error(
-                        "invalid-cidr",
+                        Code::InvalidCidr,
                         format!("`{}` is not a CIDR network", v.get_ref()),
                     )
                     .at(v.span())
@@ -276,7 +280,7 @@ impl Cx<'_> {
                 img.repository = r.get_ref().clone();
             } else {
                 self.err(
-                    Diagnostic::error("invalid-image", format!("`{}` is not an image repository", r.get_ref()))
+                    Diagnostic::error(Code::InvalidImage, format!("`{}` is not an image repository", r.get_ref()))
                         .at(r.span())
                         .help("write a repository such as `langgenius/dify-sandbox` or `registry.example.org:5000/team/image`"),
                 );
@@ -286,13 +290,13 @@ impl Cx<'_> {
             let tag = t.get_ref();
             if tag == "latest" {
                 self.err(
-                    Diagnostic::error("unpinned-image", format!("`{key}` uses the tag `latest`"))
+                    Diagnostic::error(Code::UnpinnedImage, format!("`{key}` uses the tag `latest`"))
                         .at(t.span())
                         .help("pin a release tag, e.g. `1.27-alpine`, so that every build runs the same image"),
                 );
             } else if !is_image_tag(tag) {
                 self.err(
-                    Diagnostic::error("invalid-image", format!("`{tag}` is not an image tag"))
+                    Diagnostic::error(Code::InvalidImage, format!("`{tag}` is not an image tag"))
                         .at(t.span())
                         .help(
                             "tags are 1 to 128 of A-Z a-z 0-9 _ . - and do not start with . or -",
@@ -308,7 +312,7 @@ impl Cx<'_> {
             } else {
                 self.err(
                     Diagnostic::error(
-                        "invalid-image",
+                        Code::InvalidImage,
                         format!("`{}` is not an image digest", d.get_ref()),
                     )
                     .at(d.span())
@@ -405,7 +409,7 @@ pub(super) fn name_value(
         Some(n) => {
             cx.err(
                 Diagnostic::error(
-                    "invalid-name",
+                    Code::InvalidName,
                     format!("`{}` is not {}", n.get_ref().escape_debug(), rule.what),
                 )
                 .at(n.span())

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::units::{Bytes, MIB};
 use crate::input::layer::{self, Layer, Target, VectorStore};
@@ -31,7 +32,7 @@ pub(super) fn vector_store_fits(
     if target == Target::Compose && vector_store != VectorStore::Pgvector {
         let span = layer.vector_store.as_ref().map(|v| v.span());
         cx.err(
-            Diagnostic::error("unsupported", format!("compose sites run the vector store in their PostgreSQL; `{}` is not available there", vector_store.as_str()))
+            Diagnostic::error(Code::Unsupported, format!("compose sites run the vector store in their PostgreSQL; `{}` is not available there", vector_store.as_str()))
                 .at_opt(span)
                 .help("use `vector-store = \"pgvector\"`"),
         );
@@ -98,7 +99,7 @@ pub(super) fn database(
         let need = Bytes(database.shared_buffers.0 + database.maintenance_work_mem.0 + 64 * MIB);
         if need > db.memory {
             cx.err(
-                Diagnostic::error("db-tuning", format!("PostgreSQL's shared buffers and maintenance memory need about {need}, above the db limit of {}", db.memory))
+                Diagnostic::error(Code::DbTuning, format!("PostgreSQL's shared buffers and maintenance memory need about {need}, above the db limit of {}", db.memory))
                     .at(sb.span())
                     .help("lower `shared-buffers` (a quarter of the db limit is usual) or raise `services.db.memory`"),
             );

@@ -4,6 +4,7 @@
 use toml::Spanned;
 
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::units::parse_percent;
 use crate::input::layer::{Layer, Target};
@@ -57,7 +58,7 @@ fn reserve(cx: &mut Cx<'_>, v: &Option<Spanned<String>>) -> Option<u8> {
             Ok(_) => {
                 cx.err(
                     Diagnostic::error(
-                        "out-of-range",
+                        Code::OutOfRange,
                         "a reserve of 100% leaves nothing for the services",
                     )
                     .at(r.span())
@@ -67,7 +68,7 @@ fn reserve(cx: &mut Cx<'_>, v: &Option<Spanned<String>>) -> Option<u8> {
             }
             Err(e) => {
                 cx.err(
-                    Diagnostic::error("invalid-unit", e.message)
+                    Diagnostic::error(Code::InvalidUnit, e.message)
                         .at(r.span())
                         .label("`device.reserve` takes a percentage")
                         .help(e.help),

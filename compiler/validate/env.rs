@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, did_you_mean};
 use crate::base::names::is_bidi_control;
 use crate::dify;
@@ -54,7 +55,7 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
         let name = k.get_ref();
         if !dify::is_env_name(name) {
             let d = Diagnostic::error(
-                "unknown-env",
+                Code::UnknownEnv,
                 format!("`{name}` is not a setting Dify knows"),
             )
             .at(k.span())
@@ -68,7 +69,7 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
         if dify::is_secret_name(name) {
             cx.err(
                 Diagnostic::error(
-                    "literal-secret",
+                    Code::LiteralSecret,
                     format!("`{name}` is a secret and may not be written in a file"),
                 )
                 .at(v.span())
@@ -82,7 +83,7 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
         if let Some((_, key)) = MANAGED_ENV.iter().find(|(n, _)| n == name) {
             cx.err(
                 Diagnostic::error(
-                    "env-conflict",
+                    Code::EnvConflict,
                     format!("`{name}` is set by dify-cfg from `{key}`"),
                 )
                 .at(k.span())
@@ -97,7 +98,7 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
         {
             cx.err(
                 Diagnostic::error(
-                    "invalid-text",
+                    Code::InvalidText,
                     format!(
                         "the value of `{name}` contains the control character U+{:04X}",
                         c as u32
@@ -111,7 +112,7 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
         if url_has_password(&value) {
             cx.err(
                 Diagnostic::error(
-                    "literal-secret",
+                    Code::LiteralSecret,
                     format!("the value of `{name}` is a URL with a password in it"),
                 )
                 .at(v.span())

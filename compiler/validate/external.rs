@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::names::{is_hostname, is_label_key};
 use crate::input::layer;
@@ -24,7 +25,7 @@ pub(super) fn external(
         Some(h) => {
             cx.err(
                 Diagnostic::error(
-                    "invalid-name",
+                    Code::InvalidName,
                     format!("`{}` is not a host name or address", h.get_ref()),
                 )
                 .at(h.span())
@@ -43,7 +44,7 @@ pub(super) fn external(
         Some(d) => {
             cx.err(
                 Diagnostic::error(
-                    "invalid-name",
+                    Code::InvalidName,
                     format!("`{}` is not a database name", d.get_ref()),
                 )
                 .at(d.span())

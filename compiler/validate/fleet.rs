@@ -1,6 +1,7 @@
 //! Fleet-wide rules, checked across the valid sites: overlapping LANs.
 
 use super::ValidSite;
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::base::source::SourceMap;
 
@@ -19,7 +20,7 @@ pub fn validate_fleet(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diag
                     .unwrap_or_else(|| b.site.file.clone());
                 diags.push(
                     Diagnostic::error(
-                        "overlapping-lan",
+                        Code::OverlappingLan,
                         format!(
                             "the LAN of `{}` ({la}) overlaps the LAN of `{}` ({lb})",
                             a.site.name, b.site.name

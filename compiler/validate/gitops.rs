@@ -5,6 +5,7 @@
 use toml::Spanned;
 
 use super::context::{Cx, NameRule, name_value};
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::names::{
     branch_prefix_problem, cluster_problem, is_dns_label, is_hostname, repository_problem,
@@ -51,7 +52,7 @@ fn time_span(
         Ok(span) if span.seconds() < min.seconds() || span.seconds() > max.seconds() => {
             cx.err(
                 Diagnostic::error(
-                    "out-of-range",
+                    Code::OutOfRange,
                     format!("`{key}` is {span}, outside {min}..={max}"),
                 )
                 .at(v.span())
@@ -62,7 +63,7 @@ fn time_span(
         Ok(span) => Some(span),
         Err(e) => {
             cx.err(
-                Diagnostic::error("invalid-unit", e.message)
+                Diagnostic::error(Code::InvalidUnit, e.message)
                     .at(v.span())
                     .label(format!("`{key}` takes a span of time"))
                     .help(e.help),
@@ -107,7 +108,7 @@ pub(super) fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<G
         if let Some(v) = v {
             cx.err(
                 Diagnostic::error(
-                    "not-applicable",
+                    Code::NotApplicable,
                     format!(
                         "`gitops.{key}` applies to {} sites only",
                         match target {

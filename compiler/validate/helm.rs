@@ -5,6 +5,7 @@
 use toml::Spanned;
 
 use super::context::{Cx, NameRule, name_value};
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::names::is_hostname;
 use crate::input::layer::{Layer, Target};
@@ -34,7 +35,7 @@ pub(super) fn helm(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Helm {
     if target == Target::Compose && layer.helm.is_some() {
         // Harmless, but probably a profile meant for the other target.
         cx.err(
-            Diagnostic::warning("helm-only", "`[helm]` has no effect on a compose site")
+            Diagnostic::warning(Code::HelmOnly, "`[helm]` has no effect on a compose site")
                 .at(cx.anchor.clone())
                 .help("remove `[helm]` from the chain of this site"),
         );
@@ -52,7 +53,7 @@ fn secret_store_kind(cx: &mut Cx<'_>, v: &Option<Spanned<String>>) -> String {
         Some(k) => {
             cx.err(
                 Diagnostic::error(
-                    "invalid-value",
+                    Code::InvalidValue,
                     format!("`{}` is not a secret store kind", k.get_ref()),
                 )
                 .at(k.span())

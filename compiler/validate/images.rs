@@ -4,6 +4,7 @@
 //! platforms).
 
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::names::is_image_repository;
 use crate::dify::{self, ReleaseImages};
@@ -18,7 +19,7 @@ pub(super) fn release(cx: &mut Cx<'_>, layer: &Layer) -> String {
         Some(v) => {
             cx.err(
                 Diagnostic::error(
-                    "unsupported-release",
+                    Code::UnsupportedRelease,
                     format!("Dify `{}` is not a release dify-cfg knows", v.get_ref()),
                 )
                 .at(v.span())
@@ -86,7 +87,7 @@ pub(super) fn build(
         Some(r) => {
             cx.err(
                 Diagnostic::error(
-                    "invalid-image",
+                    Code::InvalidImage,
                     format!("`{}` is not a registry path", r.get_ref()),
                 )
                 .at(r.span())
@@ -105,7 +106,7 @@ pub(super) fn build(
         if alpine {
             let span = l.tag.as_ref().or(l.repository.as_ref()).map(|s| s.span());
             cx.err(
-                Diagnostic::warning("alpine-python", "the api's base image is Alpine (musl)")
+                Diagnostic::warning(Code::AlpinePython, "the api's base image is Alpine (musl)")
                     .at_opt(span)
                     .help("dify-api's compiled Python wheels are built for glibc; use a slim Debian base such as `python:3.12-slim-bookworm`"),
             );
@@ -133,7 +134,7 @@ fn platforms(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Vec<String> {
                 } else {
                     cx.err(
                         Diagnostic::error(
-                            "invalid-value",
+                            Code::InvalidValue,
                             format!("`{}` is not a platform Dify publishes", item.get_ref()),
                         )
                         .at(item.span())

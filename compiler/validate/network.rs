@@ -8,6 +8,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use toml::Spanned;
 
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, did_you_mean};
 use crate::base::names::is_hostname;
 use crate::base::names::is_valid_name;
@@ -68,7 +69,7 @@ fn lan(cx: &mut Cx<'_>, nl: &NetworkLayer, compose: bool) -> Option<Ipv4Net> {
             Some(IpNet::V6(_)) => {
                 cx.err(
                     Diagnostic::error(
-                        "invalid-cidr",
+                        Code::InvalidCidr,
                         "`network.lan` is the IPv4 LAN; put an IPv6 LAN in `network.lan6`",
                     )
                     .at(l.span())
@@ -96,7 +97,7 @@ fn lan6(cx: &mut Cx<'_>, nl: &NetworkLayer) -> Option<Ipv6Net> {
             Some(IpNet::V6(n)) => Some(n),
             Some(IpNet::V4(_)) => {
                 cx.err(
-                    Diagnostic::error("invalid-cidr", "`network.lan6` takes an IPv6 network")
+                    Diagnostic::error(Code::InvalidCidr, "`network.lan6` takes an IPv6 network")
                         .at(l.span())
                         .help("put the IPv4 LAN in `network.lan`"),
                 );
@@ -124,7 +125,7 @@ fn address(
                 {
                     cx.err(
                         Diagnostic::error(
-                            "address-outside-lan",
+                            Code::AddressOutsideLan,
                             format!("`{addr}` is not a host address in the site's LAN {lan}"),
                         )
                         .at(a.span())
@@ -139,7 +140,7 @@ fn address(
             Err(_) => {
                 cx.err(
                     Diagnostic::error(
-                        "invalid-address",
+                        Code::InvalidAddress,
                         format!("`{}` is not an IPv4 address", a.get_ref()),
                     )
                     .at(a.span())
@@ -193,7 +194,7 @@ fn admin_and_ssh(cx: &mut Cx<'_>, nl: &NetworkLayer, compose: bool) -> (Vec<IpNe
             .map(|s| s.span())
             .or(nl.admin.as_ref().map(|a| a.span()));
         cx.err(
-            Diagnostic::error("ssh-lockout", "no admin network may reach SSH on the box")
+            Diagnostic::error(Code::SshLockout, "no admin network may reach SSH on the box")
                 .at_opt(span)
                 .label("`ssh-from` shares no address with `admin`")
                 .help("include an admin network (or part of one) in `network.ssh-from`, or the firewall would lock the administrators out"),
@@ -210,7 +211,7 @@ fn hostname(cx: &mut Cx<'_>, nl: &NetworkLayer, address: Option<Ipv4Addr>, site:
         Some(h) => {
             cx.err(
                 Diagnostic::error(
-                    "invalid-name",
+                    Code::InvalidName,
                     format!("`{}` is not a host name", h.get_ref()),
                 )
                 .at(h.span())
@@ -235,7 +236,7 @@ fn public_routes(cx: &mut Cx<'_>, nl: &NetworkLayer) -> Vec<String> {
                 public_routes.push(r.get_ref().clone());
             } else {
                 let d = Diagnostic::error(
-                    "unknown-route",
+                    Code::UnknownRoute,
                     format!("`{}` is not a route prefix Dify serves", r.get_ref()),
                 )
                 .at(r.span());
@@ -265,7 +266,7 @@ fn egress_rule(cx: &mut Cx<'_>, i: usize, item: &Spanned<EgressLayer>) -> Option
         Some(n) => {
             cx.err(
                 Diagnostic::error(
-                    "invalid-name",
+                    Code::InvalidName,
                     format!("`{}` is not a valid rule name", n.get_ref()),
                 )
                 .at(n.span())
@@ -275,7 +276,7 @@ fn egress_rule(cx: &mut Cx<'_>, i: usize, item: &Spanned<EgressLayer>) -> Option
         }
         None => {
             cx.err(
-                Diagnostic::error("missing-key", format!("`{key}` has no `name`"))
+                Diagnostic::error(Code::MissingKey, format!("`{key}` has no `name`"))
                     .at(at.clone())
                     .help("name each egress rule, e.g. `name = \"llm-gateway\"`"),
             );
@@ -286,7 +287,7 @@ fn egress_rule(cx: &mut Cx<'_>, i: usize, item: &Spanned<EgressLayer>) -> Option
         Some(c) => cx.cidr(c, &format!("{key}.cidr")),
         None => {
             cx.err(
-                Diagnostic::error("missing-key", format!("`{key}` has no `cidr`"))
+                Diagnostic::error(Code::MissingKey, format!("`{key}` has no `cidr`"))
                     .at(at.clone())
                     .help("give the network of the endpoint, e.g. `cidr = \"10.0.0.40/32\"`"),
             );
@@ -314,12 +315,12 @@ fn egress_ports(cx: &mut Cx<'_>, e: &EgressLayer, key: &str, at: Span) -> Vec<u1
             }
         }
         Some(p) => cx.err(
-            Diagnostic::error("missing-key", format!("`{key}.ports` is empty"))
+            Diagnostic::error(Code::MissingKey, format!("`{key}.ports` is empty"))
                 .at(p.span())
                 .help("list the ports, e.g. `ports = [443]`"),
         ),
         None => cx.err(
-            Diagnostic::error("missing-key", format!("`{key}` has no `ports`"))
+            Diagnostic::error(Code::MissingKey, format!("`{key}` has no `ports`"))
                 .at(at)
                 .help("list the ports, e.g. `ports = [443]`"),
         ),

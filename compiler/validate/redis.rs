@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::context::Cx;
 use super::services::MemorySpans;
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::units::{Bytes, MIB};
 use crate::input::layer::{EvictionPolicy, Layer};
@@ -41,7 +42,7 @@ pub(super) fn redis(
         && p.get_ref().evicts_any_key()
     {
         cx.err(
-                Diagnostic::warning("redis-eviction", format!("`{}` may evict Celery's queued tasks", p.get_ref().as_str()))
+                Diagnostic::warning(Code::RedisEviction, format!("`{}` may evict Celery's queued tasks", p.get_ref().as_str()))
                     .at(p.span())
                     .label("Redis is also the Celery broker")
                     .help("use `volatile-lru`: it evicts only keys with a TTL (the cache) and leaves the task queues alone"),
@@ -69,7 +70,7 @@ fn headroom(
             let span = memory_spans.get(&ServiceKind::Redis).cloned().flatten();
             cx.err(
                 Diagnostic::error(
-                    "redis-overhead",
+                    Code::RedisOverhead,
                     format!(
                         "the redis limit ({}) leaves no room above `maxmemory` ({maxmemory})",
                         redis.memory

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use toml::Spanned;
 
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, did_you_mean};
 use crate::base::names::is_env_var_name;
 use crate::dify;
@@ -49,7 +50,7 @@ pub(super) fn secrets(
         let name = k.get_ref();
         if !dify::is_env_name(name) {
             let d = Diagnostic::error(
-                "unknown-env",
+                Code::UnknownEnv,
                 format!("`{name}` is not a setting Dify knows"),
             )
             .at(k.span());
@@ -64,7 +65,7 @@ pub(super) fn secrets(
         let r = match v.get_ref() {
             SecretValue::Literal => {
                 cx.err(
-                    Diagnostic::error("literal-secret", format!("`{name}` is given as a literal value"))
+                    Diagnostic::error(Code::LiteralSecret, format!("`{name}` is given as a literal value"))
                         .at(v.span())
                         .label("a secret written in the file")
                         .help(match target {
@@ -100,7 +101,7 @@ fn reference(
         .count();
     let bad = |cx: &mut Cx<'_>, msg: String, help: &str| {
         cx.err(
-            Diagnostic::error("secret-ref", msg)
+            Diagnostic::error(Code::SecretRef, msg)
                 .at(v.span())
                 .help(help.to_string()),
         );
@@ -212,7 +213,7 @@ pub(super) fn site_secrets(cx: &mut Cx<'_>, site: &Site, layer: &Layer, target: 
             || site.services.contains_key(&ServiceKind::Db);
         if needs_db && !site.secrets.contains_key(name) {
             cx.err(
-                Diagnostic::error("missing-secret", format!("secret `{name}` is not given: {why}"))
+                Diagnostic::error(Code::MissingSecret, format!("secret `{name}` is not given: {why}"))
                     .at(cx.anchor.clone())
                     .help(match target {
                         Target::Compose => format!("add `{name} = {{ env = \"{name}\" }}` under `[secrets]`"),
@@ -230,7 +231,7 @@ pub(super) fn site_secrets(cx: &mut Cx<'_>, site: &Site, layer: &Layer, target: 
             .find(|(k, _)| k.get_ref() == &name)
             .map(|(_, v)| v.span());
         cx.err(
-            Diagnostic::error("secret-ref", format!("`{name}` is read from a file, but the {} service reads it only from its environment", kind.key()))
+            Diagnostic::error(Code::SecretRef, format!("`{name}` is read from a file, but the {} service reads it only from its environment", kind.key()))
                 .at_opt(span)
                 .help(format!("give `{name}` as `{{ env = \"VAR\" }}`: the {} image has no way to read a secret file", kind.key())),
         );

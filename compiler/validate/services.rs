@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::autoscaling::autoscaling;
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::source::Span;
 use crate::base::units::{Bytes, Millicores};
@@ -93,7 +94,7 @@ pub(super) fn services(
         if let Some(e) = service_layer(layer, needed).and_then(|s| s.enabled.as_ref())
             && !*e.get_ref()
         {
-            cx.err(Diagnostic::error("required-service", format!("Dify cannot run without `{}`", needed.key())).at(e.span()).help("only optional services (sandbox, plugin-daemon, agent-backend, ...) can be switched off"));
+            cx.err(Diagnostic::error(Code::RequiredService, format!("Dify cannot run without `{}`", needed.key())).at(e.span()).help("only optional services (sandbox, plugin-daemon, agent-backend, ...) can be switched off"));
         }
     }
     (services, memory_spans)
@@ -123,7 +124,7 @@ fn enabled(
         (Some(e), Some((implied, by))) if *e.get_ref() && !implied => {
             cx.err(
                 Diagnostic::error(
-                    "inconsistent",
+                    Code::Inconsistent,
                     format!("`{key}` is enabled but `{by}` turns it off"),
                 )
                 .at(e.span())
@@ -218,7 +219,7 @@ fn requests(
             if let Some(span) = v {
                 cx.err(
                     Diagnostic::error(
-                        "helm-only",
+                        Code::HelmOnly,
                         format!("`{key}.{what}` applies to helm sites only"),
                     )
                     .at(span)
@@ -232,7 +233,7 @@ fn requests(
     {
         cx.err(
             Diagnostic::error(
-                "request-above-limit",
+                Code::RequestAboveLimit,
                 format!("`{key}.memory-request` ({req}) is above its limit ({lim})"),
             )
             .at(s.span())
@@ -258,7 +259,7 @@ fn workers(
         cx.int(&sl.workers, &format!("{key}.workers"), 1..=64, 1)
     } else {
         if let Some(w) = &sl.workers {
-            cx.err(Diagnostic::error("not-applicable", format!("`{key}.workers` does not apply to {}", kind.key())).at(w.span()).help("`workers` sets gunicorn workers (api, api-websocket) or Celery processes (worker)"));
+            cx.err(Diagnostic::error(Code::NotApplicable, format!("`{key}.workers` does not apply to {}", kind.key())).at(w.span()).help("`workers` sets gunicorn workers (api, api-websocket) or Celery processes (worker)"));
         }
         None
     };
@@ -273,7 +274,7 @@ fn workers(
         if let Some(w) = &sl.worker_connections {
             cx.err(
                 Diagnostic::error(
-                    "not-applicable",
+                    Code::NotApplicable,
                     format!("`{key}.worker-connections` applies to api and api-websocket only"),
                 )
                 .at(w.span())

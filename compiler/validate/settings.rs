@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::context::Cx;
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::base::names::is_label_key;
 use crate::input::layer::Layer;
@@ -52,7 +53,7 @@ pub(super) fn wave(cx: &mut Cx<'_>, layer: &Layer) -> u32 {
         Some(w) => {
             cx.err(
                 Diagnostic::error(
-                    "out-of-range",
+                    Code::OutOfRange,
                     format!("wave {} is outside 1..=100", w.get_ref()),
                 )
                 .at(w.span())
@@ -71,7 +72,7 @@ pub(super) fn labels(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String>
         if !is_label_key(k.get_ref()) {
             cx.err(
                 Diagnostic::error(
-                    "invalid-name",
+                    Code::InvalidName,
                     format!("`{}` is not a valid label name", k.get_ref()),
                 )
                 .at(k.span())

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::base::source::Span;
 use crate::model::{ServiceKind, Site, Target};
@@ -178,7 +179,7 @@ pub fn check_site(
         |d: Diagnostic, tpl: &str, help: &str| d.at_opt(template(tpl)).help(help.to_string());
     let mismatch = |msg: String, tpl: &str, help: &str| {
         place(
-            Diagnostic::error("port-mismatch", format!("site `{}`: {msg}", site.name)),
+            Diagnostic::error(Code::PortMismatch, format!("site `{}`: {msg}", site.name)),
             tpl,
             help,
         )
@@ -287,7 +288,7 @@ pub fn check_site(
     }) {
         diags.push(place(
             Diagnostic::error(
-                "ssh-lockout",
+                Code::SshLockout,
                 format!(
                     "site `{}`: the firewall does not open SSH (port {}) to the admin networks",
                     site.name, site.network.ssh_port
@@ -373,7 +374,11 @@ mod tests {
         let mut f = files("10.20.1.10:80:80", 80, 80);
         f.insert("firewall/rules.v4".into(), b"*filter\n-A DIFY-DOCKER -p tcp --ctorigdst 10.20.1.10 --ctorigdstport 80 -j RETURN\nCOMMIT\n".to_vec());
         let d = check(&site, &f);
-        assert!(d.iter().any(|d| d.code == "ssh-lockout"), "{:?}", codes(&d));
+        assert!(
+            d.iter().any(|d| d.code == Code::SshLockout),
+            "{:?}",
+            codes(&d)
+        );
     }
 
     #[test]
