@@ -2,9 +2,9 @@
 //! Review changes with `cargo insta review` (or set INSTA_UPDATE=always and
 //! read the diff in git) — a changed snapshot is a changed deployment.
 
-mod support;
-
 use dify_cfg::driver::{analyze, read_inputs, select};
+
+use crate::support;
 
 #[test]
 fn rendered_sites_match_their_snapshots() {

@@ -11,16 +11,14 @@
 //!   file system lists them differently), under another root path, builds
 //!   to the same bytes for every site.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::{self, Compiled, clinic_site, compile_dir, repo};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use support::{Compiled, clinic_site, compile_dir, repo};
 use toml::{Table, Value};
 
 // ---------------------------------------------------------------------------

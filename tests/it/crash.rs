@@ -8,15 +8,13 @@
 //!   commit, either its old tip or the commit a complete run makes,
 //!   `git fsck` finds nothing wrong, and the next `commit` succeeds.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{
+use crate::support::{
     Tree, assert_ok, bin, fleet_repo_at, git, git_output, make_fleet, out_state, set_state,
     site_branches,
 };

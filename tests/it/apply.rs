@@ -10,15 +10,13 @@
 //! installs; where one is missing the tests say so and skip (and fail when
 //! DIFY_CFG_REQUIRE_TOOLS=1).
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use support::git;
+use crate::support::{self, git};
 
 /// The stub of every tool: logs `name args (secrets=present|absent)`, then
 /// the rules file a restore loads (indented); fails when the call contains

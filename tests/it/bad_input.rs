@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 
-mod support;
+use crate::support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
 /// The corpus must hold at least this many cases.

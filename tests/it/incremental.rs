@@ -1,13 +1,11 @@
 //! Parallel and incremental builds give the same bytes as a clean serial
 //! build, and an incremental build renders only what changed.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use support::{add_clinics, assert_ok, bin, clinic_site, copy_fleet, snapshot};
+use crate::support::{add_clinics, assert_ok, bin, clinic_site, copy_fleet, snapshot};
 
 /// More sites than one render chunk (`build::CHUNK`), so chunking is used.
 const EXTRA_SITES: usize = 140;

@@ -2,12 +2,10 @@
 //! waits or fails with a clear message, and nothing interleaves. Many
 //! rounds, so that the processes overlap at different moments.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::{
+use crate::support::{
     assert_ok, bin, fleet_repo_at, git, git_output, make_fleet, out_state, set_state, site_branches,
 };
 

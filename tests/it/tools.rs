@@ -7,11 +7,11 @@
 //! `.ci/run` installs the tools and sets DIFY_CFG_REQUIRE_TOOLS=1, so a
 //! missing tool fails there; elsewhere the check skips with a printed reason.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use crate::support;
 
 /// The example fleet, built once into a temporary directory.
 fn built() -> &'static Path {

@@ -1,5 +1,4 @@
 //! Shared helpers of the integration tests.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

@@ -9,16 +9,14 @@
 //! of the bad-input corpus (tests/bad/literal-secret/), and the check below
 //! that every way of writing one is refused.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::process::Output;
 
-use support::{
-    Compiled, assert_ok, bin, clinic_site, compile_mem, copy_fleet, fleet_files, git_output,
+use crate::support::{
+    self, Compiled, assert_ok, bin, clinic_site, compile_mem, copy_fleet, fleet_files, git_output,
     init_repo,
 };
 

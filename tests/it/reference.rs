@@ -2,10 +2,10 @@
 //! tests need `../shared/reference` (CI has it); elsewhere they skip with a
 //! printed reason.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
+
+use crate::support;
 
 fn names_in(dir: &Path, out: &mut BTreeSet<String>) {
     for e in walkdir::WalkDir::new(dir).into_iter().flatten() {

@@ -8,14 +8,12 @@
 //! namespaces are not allowed). Where neither works the tests skip with the
 //! reason, unless `DIFY_CFG_REQUIRE_TOOLS=1` (CI), where they fail.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use support::{add_clinics, available, copy_fleet, set_clinic_description, snapshot};
+use crate::support::{add_clinics, available, copy_fleet, set_clinic_description, snapshot};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
 

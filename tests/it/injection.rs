@@ -11,14 +11,12 @@
 //! site, so that the many combinations stay fast; a sample goes through the
 //! binary's `check` and `build` too.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::{Compiled, compile_mem, dify_cfg, fleet_files};
 use dify_cfg::emit::SiteTree;
-use support::{Compiled, compile_mem, dify_cfg, fleet_files};
 use toml::{Table, Value};
 
 // ---------------------------------------------------------------------------

@@ -2,15 +2,13 @@
 //! The tests drive git with its command line (the product itself uses
 //! git2 and never runs git).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::{
-    assert_ok, copy_fleet, dify_cfg, git, git_output, init_repo, site_branches, snapshot,
+use crate::support::{
+    self, assert_ok, copy_fleet, dify_cfg, git, git_output, init_repo, site_branches, snapshot,
 };
 
 const CLINICS: usize = 10;

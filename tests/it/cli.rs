@@ -1,11 +1,9 @@
 //! End-to-end tests of the command line on the built binary.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 
-use support::{copy_fleet, dify_cfg, snapshot};
+use crate::support::{self, copy_fleet, dify_cfg, snapshot};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
