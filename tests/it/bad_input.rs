@@ -29,7 +29,8 @@
 //! `--format json` and then with text output, then `commit --allow-dirty`
 //! (which compiles the changed working tree), and checks: exit code 2, every
 //! expected error at its place (and no other error), no panic, and `out/`
-//! and every branch exactly as they were.
+//! and every branch exactly as they were. The whole text of each case's
+//! messages is an insta snapshot besides ([`messages`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -43,6 +44,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::support;
+
+mod messages;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
 /// The corpus must hold at least this many cases.
@@ -239,9 +242,15 @@ struct Run {
 
 /// Run the binary with its output in files (no pipe can fill up), with a deadline.
 fn run(args: &[&str], scratch: &Path, tag: &str) -> Run {
+    run_in(Path::new("."), args, scratch, tag)
+}
+
+/// [`run`] in the working directory `cwd`.
+fn run_in(cwd: &Path, args: &[&str], scratch: &Path, tag: &str) -> Run {
     let out_path = scratch.join(format!("{tag}.stdout"));
     let err_path = scratch.join(format!("{tag}.stderr"));
     let mut child = Command::new(BIN)
+        .current_dir(cwd)
         .args(args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -348,6 +357,32 @@ fn check_no_panic(run: &Run, what: &str, failures: &mut Vec<String>) {
     }
 }
 
+/// Apply `case` to the fleet in `root` (its files, deletions and generated
+/// inputs, with `outside` for what lies outside the root); returns the
+/// command the case runs.
+fn apply_case<'a>(case: &'a Case, root: &Path, outside: &Path) -> &'a str {
+    copy_tree(&case.dir, root, &["case.toml"]);
+    for d in &case.spec.delete {
+        let p = root.join(d);
+        let r = if p.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        r.unwrap_or_else(|e| panic!("{}: cannot delete {d}: {e}", case.name));
+    }
+    for g in &case.spec.generate {
+        generate(root, outside, g);
+    }
+    let command = case.spec.command.as_deref().unwrap_or("build");
+    assert!(
+        matches!(command, "build" | "check"),
+        "{}: unknown command `{command}`",
+        case.name
+    );
+    command
+}
+
 /// Run one case; returns its failures (empty when it passes).
 fn run_case(case: &Case) -> Vec<String> {
     let mut failures = Vec::new();
@@ -392,25 +427,7 @@ fn run_case(case: &Case) -> Vec<String> {
     let branches_before = branches();
 
     // Apply the case.
-    copy_tree(&case.dir, &root, &["case.toml"]);
-    for d in &case.spec.delete {
-        let p = root.join(d);
-        let r = if p.is_dir() {
-            fs::remove_dir_all(&p)
-        } else {
-            fs::remove_file(&p)
-        };
-        r.unwrap_or_else(|e| panic!("{}: cannot delete {d}: {e}", case.name));
-    }
-    for g in &case.spec.generate {
-        generate(&root, &outside, g);
-    }
-    let command = case.spec.command.as_deref().unwrap_or("build");
-    assert!(
-        matches!(command, "build" | "check"),
-        "{}: unknown command `{command}`",
-        case.name
-    );
+    let command = apply_case(case, &root, &outside);
 
     // JSON report.
     let json = run(
