@@ -1,4 +1,6 @@
-//! End-to-end tests of the command line on the built binary.
+//! End-to-end tests of the command line on the built binary, and the
+//! command-line contract as trycmd cases in `tests/it/cmd/` (every
+//! command's help, a usage error of each, the JSON reports).
 
 use std::fs;
 use std::path::Path;
@@ -336,4 +338,16 @@ fn a_published_port_the_firewall_does_not_open_is_refused() {
     assert!(err.contains("error[port-mismatch]: site `clinic-01`: compose publishes port 8080 of `nginx` but the firewall opens no path to it"), "{err}");
     assert!(err.contains("--> templates/rules.v4:1:1"), "{err}");
     assert_eq!(snapshot(&dir.path().join("out")), before);
+}
+
+/// The cases of `tests/it/cmd/*.toml`: each runs the binary with its
+/// arguments and compares the exit code, stdout and stderr exactly.
+/// Regenerate the expected outputs with `TRYCMD=overwrite` and review the
+/// diff.
+#[test]
+fn command_line_cases() {
+    trycmd::TestCases::new()
+        .register_bin("dify-cfg", Path::new(env!("CARGO_BIN_EXE_dify-cfg")))
+        .env("NO_COLOR", "1")
+        .case("tests/it/cmd/*.toml");
 }
