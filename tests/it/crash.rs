@@ -1,0 +1,353 @@
+//! Killing `dify-cfg build` and `dify-cfg commit` with SIGKILL at varied
+//! moments never leaves a half-written result:
+//!
+//! - after each killed build, every `out/<site>/` is exactly the old or the
+//!   new complete tree (compared with reference builds of both input
+//!   states), and the next complete build leaves no temporary entries;
+//! - after each killed commit, every `sites/*` branch points at a valid
+//!   commit, either its old tip or the commit a complete run makes,
+//!   `git fsck` finds nothing wrong, and the next `commit` succeeds.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    Tree, assert_ok, bin, fleet_repo_at, git, git_output, make_fleet, out_state, set_state,
+    site_branches,
+};
+
+/// Generated clinics beside the example fleet's eleven sites, so that a
+/// build writes enough trees to be killed in the middle of.
+const EXTRA_SITES: usize = 10;
+const BUILD_KILLS: usize = 60;
+const COMMIT_KILLS: usize = 24;
+
+fn spawn(root: &Path, args: &[&str]) -> std::process::Child {
+    bin(root)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run dify-cfg")
+}
+
+fn run_ok(root: &Path, args: &[&str]) -> Duration {
+    let start = Instant::now();
+    let o = bin(root)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run dify-cfg");
+    assert_ok(o, &format!("dify-cfg {args:?}"));
+    start.elapsed()
+}
+
+/// Start `args`, wait `delay`, SIGKILL it (if still running), reap it.
+/// Whether it was still running when killed.
+fn kill_after(root: &Path, args: &[&str], delay: Duration) -> bool {
+    let mut child = spawn(root, args);
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    running
+}
+
+/// Delays from 0 to 1.3 times `duration`, spread evenly with a little
+/// deterministic jitter, in a shuffled order.
+fn delays(n: usize, duration: Duration) -> Vec<Duration> {
+    let span = duration.mul_f64(1.3);
+    let mut out: Vec<Duration> = (0..n)
+        .map(|i| {
+            let jitter = ((i * 7919) % 13) as f64 / 13.0 / n as f64;
+            span.mul_f64(i as f64 / n as f64 + jitter)
+        })
+        .collect();
+    // A fixed shuffle, so that the inputs alternate independently of delay.
+    let mut state = 0x9e37_79b9_u64;
+    for i in (1..n).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.swap(i, (state as usize) % (i + 1));
+    }
+    out
+}
+
+fn strays(hidden: &[String]) -> Vec<&String> {
+    hidden
+        .iter()
+        .filter(|n| n.contains(".dify-cfg-tmp-") || n.contains(".dify-cfg-old-"))
+        .collect()
+}
+
+#[test]
+fn a_killed_build_leaves_each_site_old_or_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("fleet");
+    make_fleet(&root, EXTRA_SITES);
+
+    // Reference trees of both input states.
+    let mut refs: Vec<BTreeMap<String, Tree>> = Vec::new();
+    for state in 0..2 {
+        set_state(&root, state);
+        let out = tmp.path().join(format!("ref-{state}"));
+        run_ok(&root, &["build", "--out", out.to_str().unwrap()]);
+        refs.push(out_state(&out).0);
+    }
+    let clinics_differ = refs[0]
+        .iter()
+        .filter(|(site, tree)| refs[1].get(*site) != Some(*tree))
+        .count();
+    assert!(
+        clinics_differ >= 10 + EXTRA_SITES,
+        "the two states should differ for every clinic, differ for {clinics_differ}"
+    );
+    let sites: Vec<String> = refs[0].keys().cloned().collect();
+
+    // Two out directories: one on the temp dir's file system (where the
+    // first fsync of a build may take most of its time) and one on a tmpfs
+    // when there is one (no fsync cost: kills spread over the writes).
+    let shm = tempfile::tempdir_in("/dev/shm").ok();
+    let mut outs = vec![tmp.path().join("out")];
+    if let Some(d) = &shm {
+        outs.push(d.path().join("out"));
+    }
+    // How long a build that rewrites every clinic takes in each (the median
+    // of three).
+    let mut schedule = Vec::new();
+    let mut typical = Vec::new();
+    for (j, out) in outs.iter().enumerate() {
+        let out_arg = out.to_str().unwrap();
+        let mut times: Vec<Duration> = [0, 1, 0]
+            .into_iter()
+            .map(|state| {
+                set_state(&root, state);
+                run_ok(&root, &["build", "--out", out_arg])
+            })
+            .collect();
+        times.sort();
+        typical.push(times[1]);
+        for (k, d) in delays(BUILD_KILLS / outs.len(), times[1])
+            .into_iter()
+            .enumerate()
+        {
+            schedule.push((k, j, d));
+        }
+    }
+    // Interleave the out directories; each sees the two states alternate.
+    schedule.sort();
+
+    let (mut mid_build, mut partial, mut left_temp) = (0, 0, 0);
+    for (i, (k, j, delay)) in schedule.iter().copied().enumerate() {
+        let state = 1 - k % 2;
+        set_state(&root, state);
+        let out = &outs[j];
+        let out_arg = out.to_str().unwrap();
+        let before = out_state(out).0;
+        if kill_after(&root, &["build", "--out", out_arg], delay) {
+            mid_build += 1;
+        }
+        let (now, hidden) = out_state(out);
+        let at = format!("kill {i} ({}) after {delay:?}", out.display());
+        assert_eq!(
+            now.keys().collect::<Vec<_>>(),
+            sites.iter().collect::<Vec<_>>(),
+            "{at}: a site directory is missing or extra"
+        );
+        for (site, tree) in &now {
+            if tree != &refs[state][site] && tree != &refs[1 - state][site] {
+                let files: Vec<&String> = tree.keys().collect();
+                panic!("{at}: {site} is neither the old nor the new tree; it holds {files:?}");
+            }
+        }
+        // Sites the build had to write, and those it wrote before the kill.
+        let to_write: Vec<&String> = sites
+            .iter()
+            .filter(|s| before[*s] != refs[state][*s])
+            .collect();
+        let written = to_write
+            .iter()
+            .filter(|s| now[**s] == refs[state][**s])
+            .count();
+        if written > 0 && written < to_write.len() {
+            partial += 1;
+        }
+        if !strays(&hidden).is_empty() {
+            left_temp += 1;
+        }
+        // Now and then, and at the end: a complete build cleans up.
+        if k % 10 == 9 || k + 1 == BUILD_KILLS / outs.len() {
+            run_ok(&root, &["build", "--out", out_arg]);
+            let (now, hidden) = out_state(out);
+            assert!(
+                strays(&hidden).is_empty(),
+                "after a complete build: {hidden:?}"
+            );
+            assert_eq!(now, refs[state], "a complete build left other trees");
+        }
+    }
+    eprintln!(
+        "{BUILD_KILLS} kills within 1.3 × {typical:?} (per out directory): {mid_build} during the build, {partial} after writing some sites but not all, {left_temp} with a temporary tree left"
+    );
+    // The kills did land inside builds, and some while trees were written.
+    assert!(
+        mid_build >= BUILD_KILLS / 3,
+        "only {mid_build} kills hit a running build"
+    );
+    assert!(
+        partial + left_temp >= 3,
+        "only {} kills landed while trees were written",
+        partial + left_temp
+    );
+}
+
+/// A git repository holding the fleet, one commit on `main`.
+fn fleet_repo(tmp: &Path) -> PathBuf {
+    fleet_repo_at(&tmp.join("repo"), EXTRA_SITES)
+}
+
+#[test]
+fn a_killed_commit_leaves_each_branch_at_a_valid_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fleet_repo(tmp.path());
+    run_ok(&root, &["commit"]);
+    // How long a commit that moves every clinic's branch takes (the median
+    // of three).
+    let mut state = 0;
+    let mut times: Vec<Duration> = (0..3)
+        .map(|_| {
+            state = 1 - state;
+            set_state(&root, state);
+            git(&root, &["commit", "-q", "-am", &format!("state {state}")]);
+            run_ok(&root, &["commit"])
+        })
+        .collect();
+    times.sort();
+    let typical = times[1];
+
+    let (mut moved_by_killed, mut interrupted, mut split) = (0, 0, 0);
+    for (i, delay) in delays(COMMIT_KILLS, typical).into_iter().enumerate() {
+        state = 1 - state;
+        set_state(&root, state);
+        git(
+            &root,
+            &["commit", "-q", "-am", &format!("state {state}, round {i}")],
+        );
+        let before = site_branches(&root);
+        if kill_after(&root, &["commit"], delay) {
+            interrupted += 1;
+        }
+        let after_kill = site_branches(&root);
+        assert_eq!(
+            after_kill.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>(),
+            "kill {i} after {delay:?}: branches appeared or vanished"
+        );
+        for (branch, tip) in &after_kill {
+            let o = git_output(&root, &["cat-file", "-e", &format!("{tip}^{{commit}}")]);
+            assert!(
+                o.status.success(),
+                "kill {i} after {delay:?}: {branch} points at {tip}, which is not a commit"
+            );
+        }
+        let fsck = git_output(&root, &["fsck", "--no-dangling", "--no-progress"]);
+        assert!(
+            fsck.status.success() && fsck.stdout.is_empty(),
+            "kill {i} after {delay:?}: git fsck: {}{}",
+            String::from_utf8_lossy(&fsck.stdout),
+            String::from_utf8_lossy(&fsck.stderr)
+        );
+        // The next commit succeeds; every branch is then at the commit a
+        // complete run makes, and the killed run had left each branch at
+        // its old tip or at exactly that commit.
+        run_ok(&root, &["commit"]);
+        let after = site_branches(&root);
+        let mut moved = 0;
+        for (branch, tip) in &after_kill {
+            let (old, new) = (&before[branch], &after[branch]);
+            assert!(
+                tip == old || tip == new,
+                "kill {i} after {delay:?}: {branch} is at {tip}, neither the old tip {old} nor the new {new}"
+            );
+            if branch != "sites/hq" {
+                assert_ne!(old, new, "{branch} did not move for the new state");
+                if git(&root, &["rev-parse", &format!("{new}^")]) != *old {
+                    panic!("{branch}: the new commit is not on top of the old tip");
+                }
+            }
+            moved += usize::from(tip != old);
+        }
+        // The branches move together (a kill in the middle of writing the
+        // refs may leave some moved and some not; each is valid).
+        if moved != 0 && moved != after_kill.len() - 1 {
+            split += 1;
+        }
+        moved_by_killed += usize::from(moved > 0);
+    }
+    eprintln!(
+        "{COMMIT_KILLS} kills within 1.3 × {typical:?}: {interrupted} during the commit, {moved_by_killed} after it had moved branches, {split} while it moved them"
+    );
+    assert!(
+        interrupted >= COMMIT_KILLS / 3,
+        "only {interrupted} kills hit a running commit"
+    );
+    assert!(
+        moved_by_killed < COMMIT_KILLS,
+        "no kill stopped a commit before it moved the branches"
+    );
+}
+
+#[test]
+fn the_ref_locks_of_a_killed_commit_are_cleared_and_foreign_ones_respected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fleet_repo(tmp.path());
+    run_ok(&root, &["commit"]);
+    let git_dir = root.join(".git");
+    let lock = git_dir.join("refs/heads/sites/clinic-01.lock");
+
+    // A lock file with no dify-cfg journal: another git process may be
+    // writing the branch. The commit refuses and says what to do.
+    set_state(&root, 1);
+    git(&root, &["commit", "-q", "-am", "state 1"]);
+    fs::write(&lock, "0000000000000000000000000000000000000000\n").unwrap();
+    let before = site_branches(&root);
+    let o = bin(&root)
+        .arg("--root")
+        .arg(&root)
+        .arg("commit")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("sites/clinic-01.lock"), "{err}");
+    assert_eq!(
+        site_branches(&root),
+        before,
+        "a refused commit moved branches"
+    );
+
+    // The same lock named in the journal of a killed dify-cfg (which held
+    // the move lock until it died), and the lock of a reflog it was
+    // writing: stale, cleared, the commit succeeds.
+    fs::write(
+        git_dir.join("dify-cfg-moving"),
+        "refs/heads/sites/clinic-01\nrefs/heads/sites/clinic-02\n",
+    )
+    .unwrap();
+    let log_lock = git_dir.join("logs/refs/heads/sites/clinic-02.lock");
+    fs::write(&log_lock, "").unwrap();
+    run_ok(&root, &["commit"]);
+    assert!(!lock.exists());
+    assert!(!log_lock.exists());
+    assert!(!git_dir.join("dify-cfg-moving").exists());
+    let after = site_branches(&root);
+    assert_ne!(after["sites/clinic-01"], before["sites/clinic-01"]);
+}

@@ -1,0 +1,19 @@
+//! The integration tests, as one test binary (one link, one run): each
+//! module is a suite, `support` their shared helpers.
+
+mod apply;
+mod bad_input;
+mod cli;
+mod concurrency;
+mod crash;
+mod disk_full;
+mod fleet;
+mod gitops;
+mod golden;
+mod incremental;
+mod injection;
+mod properties;
+mod reference;
+mod secrets;
+mod support;
+mod tools;
