@@ -1,5 +1,5 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    dify_cfg::cli::run(dify_cfg::cli::Cli::parse()).into()
+    dify_cfg::run(dify_cfg::Cli::parse()).into()
 }

@@ -14,7 +14,7 @@ pub mod exit;
 pub mod explain;
 pub mod output;
 
-pub use args::{Cli, Command, Format};
+pub use args::{Cli, Command};
 pub use exit::{ExitCode, Failure};
 
 use std::path::Path;

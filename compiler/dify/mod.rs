@@ -195,7 +195,9 @@ pub fn route_service(prefix: &str) -> Option<crate::model::ServiceKind> {
 /// Dify's compose file maps Dify's settings onto these (e.g. the sandbox
 /// reads `API_KEY`, which Dify calls `CODE_EXECUTION_API_KEY`/
 /// `SANDBOX_API_KEY`); every other key dify-cfg writes into a container's
-/// environment must be in [`env_names`].
+/// environment must be in [`env_names`]. (The render tests hold every
+/// rendered environment to this list and [`env_names`].)
+#[cfg(test)]
 pub fn image_env_names(kind: crate::model::ServiceKind) -> &'static [&'static str] {
     use crate::model::ServiceKind as K;
     match kind {

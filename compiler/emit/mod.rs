@@ -10,10 +10,9 @@ mod out_dir;
 use std::path::PathBuf;
 
 pub use manifest::{
-    BuiltManifest, BuiltOutput, COMPILER_NAME, COMPILER_VERSION, SiteTree, built_manifest, digest,
-    with_manifest,
+    BuiltManifest, COMPILER_NAME, COMPILER_VERSION, SiteTree, built_manifest, digest, with_manifest,
 };
-pub use out_dir::{OutDir, Staged, differences};
+pub use out_dir::{OutDir, differences};
 
 /// Operational failures of emitting (not user mistakes).
 #[derive(Debug, thiserror::Error)]

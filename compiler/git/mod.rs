@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use git2::{ErrorCode, Oid, Repository};
 
 pub use commits::{CommitInfo, Identity};
-pub use inputs::{CommitTree, INPUT_DIRS};
 pub use refs::RefUpdate;
 pub use trees::blob_id;
 

@@ -13,12 +13,8 @@ pub mod commit;
 pub mod diff;
 pub mod message;
 
-pub use audit::{AuditEntry, BlobIds, Verdict, audit_branches};
-pub use branch::{ROLLOUT_DIR, made_by_dify_cfg, managed_commit, site_branch};
-pub use commit::{
-    CommitPlan, Committer, Outcome, Prepared, Preparer, SiteCommit, commit_sites, prepare, publish,
-    write_pr_files,
-};
+pub use audit::{AuditEntry, Verdict, audit_branches};
+pub use commit::{CommitPlan, Committer, Prepared, commit_sites, prepare, publish, write_pr_files};
 pub use diff::{SiteDiff, diff_sites};
 
 use crate::base::diagnostic::Diagnostics;

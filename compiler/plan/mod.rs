@@ -36,30 +36,15 @@ mod quote;
 mod secrets;
 mod settings;
 
-pub use argocd::{
-    ARGOCD_APPLICATION, ArgoCdContext, HELM_CHART_NAME, HELM_CHART_REPOSITORY, HELM_RELEASE_NAME,
-};
-pub use common::{KeyValue, SiteInfo};
-pub use compose::{
-    BRIDGE_DEFAULT, BRIDGE_SSRF, ComposeContext, ComposeNetwork, ComposeSecret, ComposeService,
-    Dependency, Healthcheck, Logging, SECRETS_DIR, SSRF_NETWORK, SecretMount,
-};
-pub use dockerfile::{
-    ApiDockerfileContext, DockerIgnoreContext, IgnoreGroup, WebDockerfileContext,
-};
+pub use argocd::{ARGOCD_APPLICATION, ArgoCdContext};
+pub use compose::ComposeContext;
+pub use dockerfile::{ApiDockerfileContext, DockerIgnoreContext, WebDockerfileContext};
 pub use dotenv::DotEnvContext;
-pub use firewall::{
-    CHAIN_DOCKER, CHAIN_INPUT, FIREWALL_DECLARED, FIREWALL_FLUSHED, Family, FirewallContext, Rule,
-};
+pub use firewall::{Family, FirewallContext};
 pub use helm::{HelmContext, key_paths, unknown_key_paths};
-pub use nginx::{DOCKER_DNS, NginxContext, NginxLocation};
-pub use pull_agent::{
-    Installed, PULL_BOOT_DELAY, PULL_BUSY_EXIT, PULL_INSTALL_SCRIPT, PULL_KEEP_RELEASES,
-    PULL_RUN_LIMIT, PULL_SCRIPT, PULL_SECRETS_ENV, PULL_SERVICE, PULL_STATE_DIR, PULL_TIMER,
-    PULL_UNIT_DIR, PullContext, randomized_delay,
-};
-pub use quote::{compose_literal, dotenv_representable, reason_text, sh_quote};
-pub use settings::EnvSection;
+pub use nginx::NginxContext;
+pub use pull_agent::{PULL_SCRIPT, PULL_SERVICE, PULL_TIMER, PullContext};
+pub use quote::{dotenv_representable, sh_quote};
 
 use argocd::argocd_application;
 use compose::compose;

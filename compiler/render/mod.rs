@@ -36,9 +36,7 @@ use crate::model::Site;
 use crate::plan::{self, Artifact, BuiltImages, BuiltKind};
 
 use escape::{SH_ESCAPE, comment, dotenv, format_value, quote};
-pub use escape::{json_inline, json_string, yaml_safe};
 use refuse::unsafe_values;
-pub use yaml::to_yaml;
 use yaml::toyaml;
 
 /// One rendered output file.

@@ -29,10 +29,7 @@ use crate::input::layer::Target;
 use crate::input::resolve::ResolvedSite;
 use crate::model::*;
 
-pub use env::MANAGED_ENV;
 pub use fleet::validate_fleet;
-pub use gitops::{DEFAULT_BRANCH_PREFIX, DEFAULT_CONFIRM_TIMEOUT, DEFAULT_PULL_INTERVAL};
-pub use redis::redis_overhead;
 pub use sharing::Sharing;
 
 use context::Cx;

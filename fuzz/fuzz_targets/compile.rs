@@ -4,8 +4,8 @@
 //! that validates must render or say why.
 #![no_main]
 
-use dify_cfg::base::diagnostic::Diagnostics;
-use dify_cfg::input::load::{MemTree, load_from};
+use dify_cfg::Diagnostics;
+use dify_cfg::internals::{MemTree, load_from};
 use libfuzzer_sys::fuzz_target;
 
 /// A small valid fleet the fuzzed files join: the fuzzed site may extend
@@ -30,14 +30,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut diags = Diagnostics::new();
     let inputs = load_from(&tree, &mut diags);
-    let analysis = dify_cfg::driver::analyze(&inputs, diags);
+    let analysis = dify_cfg::internals::analyze(&inputs, diags);
     // Rendering diagnostics must be renderable too (spans inside files).
     let _ = analysis.diagnostics.render_text(&inputs.sources, false);
     if analysis.diagnostics.has_errors() {
         return;
     }
     let chosen: Vec<_> = analysis.sites.iter().collect();
-    match dify_cfg::cli::build::render_all(&inputs, &chosen) {
+    match dify_cfg::render_all(&inputs, &chosen) {
         Ok(trees) => {
             for t in &trees {
                 assert!(t.files.contains_key("manifest.json"));

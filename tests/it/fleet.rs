@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use dify_cfg::driver::{analyze, read_inputs, select};
-use dify_cfg::model::{ServiceKind, Target};
+use dify_cfg::internals::{ServiceKind, Target};
+use dify_cfg::internals::{analyze, read_inputs, select};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

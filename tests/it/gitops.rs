@@ -223,9 +223,9 @@ fn editing_one_site_moves_only_its_branch_and_dirty_trees_are_refused() {
 
 #[test]
 fn a_branch_moved_meanwhile_fails_cleanly_and_writes_nothing() {
-    use dify_cfg::driver::Compiled;
-    use dify_cfg::git::{GitError, Repo};
-    use dify_cfg::gitops::{CommitPlan, prepare, publish};
+    use dify_cfg::Compiled;
+    use dify_cfg::{CommitPlan, prepare, publish};
+    use dify_cfg::{GitError, Repo};
 
     let (_tmp, root) = fleet_repo();
     ok(&root, &["commit"]);
@@ -237,7 +237,7 @@ fn a_branch_moved_meanwhile_fails_cleanly_and_writes_nothing() {
     let compiled = Compiled::at_commit(&repo, head).unwrap();
     assert!(!compiled.diagnostics.has_errors());
     let chosen: Vec<_> = compiled.sites.iter().collect();
-    let trees = dify_cfg::driver::render_all(&compiled.inputs, &chosen).unwrap();
+    let trees = dify_cfg::render_all(&compiled.inputs, &chosen).unwrap();
     let pairs: Vec<_> = chosen.iter().copied().zip(trees).collect();
     let prepared = prepare(&repo, head, &pairs, &CommitPlan::default()).unwrap();
     assert!(prepared.updates.len() >= 5, "{:?}", prepared.updates);
@@ -560,9 +560,9 @@ fn a_pull_request_merged_with_a_merge_commit_stays_managed() {
 
 #[test]
 fn a_fleet_commit_holds_no_file_per_branch_and_equals_a_serial_commit() {
-    use dify_cfg::driver::Compiled;
-    use dify_cfg::git::Repo;
-    use dify_cfg::gitops::{CommitPlan, prepare, publish};
+    use dify_cfg::Compiled;
+    use dify_cfg::Repo;
+    use dify_cfg::{CommitPlan, prepare, publish};
 
     // 150 sites more than the example's: more branches than the descriptors
     // the command may open. A move that kept each ref's lock file open until
@@ -609,7 +609,7 @@ fn a_fleet_commit_holds_no_file_per_branch_and_equals_a_serial_commit() {
     let chosen: Vec<_> = compiled.sites.iter().collect();
     let mut pairs = Vec::new();
     for v in &chosen {
-        let trees = dify_cfg::driver::render_all(&compiled.inputs, &[*v]).unwrap();
+        let trees = dify_cfg::render_all(&compiled.inputs, &[*v]).unwrap();
         pairs.extend(trees.into_iter().map(|t| (*v, t)));
     }
     let prepared = prepare(&repo, head, &pairs, &CommitPlan::default()).unwrap();

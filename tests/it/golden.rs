@@ -2,7 +2,7 @@
 //! Review changes with `cargo insta review` (or set INSTA_UPDATE=always and
 //! read the diff in git) — a changed snapshot is a changed deployment.
 
-use dify_cfg::driver::{analyze, read_inputs, select};
+use dify_cfg::internals::{analyze, read_inputs, select};
 
 use crate::support;
 
@@ -18,7 +18,7 @@ fn rendered_sites_match_their_snapshots() {
         "hq".to_string(),
     ];
     let chosen = select(&analysis.sites, None, &names, None, &profiles).unwrap();
-    let trees = dify_cfg::driver::render_all(&inputs, &chosen)
+    let trees = dify_cfg::render_all(&inputs, &chosen)
         .unwrap_or_else(|d| panic!("{}", d.render_text(&inputs.sources, false)));
     assert_eq!(trees.len(), 3);
     let mut settings = insta::Settings::clone_current();

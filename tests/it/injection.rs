@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::support::{Compiled, compile_mem, dify_cfg, fleet_files};
-use dify_cfg::emit::SiteTree;
+use dify_cfg::SiteTree;
 use toml::{Table, Value};
 
 // ---------------------------------------------------------------------------

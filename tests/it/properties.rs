@@ -644,15 +644,15 @@ proptest! {
         let tmp = tempfile::tempdir().unwrap();
         write_root(tmp.path(), &files, &(0..files.len()).collect::<Vec<_>>());
         let once = || {
-            let (inputs, diags) = dify_cfg::driver::read_inputs(tmp.path());
+            let (inputs, diags) = dify_cfg::internals::read_inputs(tmp.path());
             let mut d = diags.clone();
-            let fleet = dify_cfg::input::resolve::resolve(&inputs, &mut d);
+            let fleet = dify_cfg::internals::resolve(&inputs, &mut d);
             let merged: Vec<String> = fleet
                 .sites
                 .iter()
                 .map(|s| format!("{} {:?} {:?} {:?}", s.name, s.chain, s.table, s.layer))
                 .collect();
-            let analysis = dify_cfg::driver::analyze(&inputs, diags);
+            let analysis = dify_cfg::internals::analyze(&inputs, diags);
             let sites: Vec<String> = analysis.sites.iter().map(|v| format!("{v:?}")).collect();
             let diagnostics = format!("{:?}", analysis.diagnostics);
             (merged, format!("{d:?}"), sites, diagnostics)

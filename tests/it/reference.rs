@@ -35,7 +35,7 @@ fn env_names_match_dify_reference() {
     };
     let mut expected = BTreeSet::new();
     names_in(&reference.join("dify-1.16.0"), &mut expected);
-    let carried: BTreeSet<String> = dify_cfg::dify::env_names()
+    let carried: BTreeSet<String> = dify_cfg::internals::env_names()
         .iter()
         .map(|s| s.to_string())
         .collect();

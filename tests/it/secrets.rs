@@ -94,9 +94,9 @@ fn no_secret_value_reaches_any_output() {
     let names = referenced_env_names(&root)
         .into_iter()
         .chain(
-            dify_cfg::dify::env_names()
+            dify_cfg::internals::env_names()
                 .iter()
-                .filter(|n| dify_cfg::dify::is_secret_name(n))
+                .filter(|n| dify_cfg::internals::is_secret_name(n))
                 .map(|n| n.to_string()),
         )
         .chain(

@@ -136,7 +136,7 @@ impl std::fmt::Display for Finding {
 /// (as `build` writes them), or the errors of the stage that stopped it.
 #[derive(Debug)]
 pub enum Compiled {
-    Built(Vec<dify_cfg::emit::SiteTree>),
+    Built(Vec<dify_cfg::SiteTree>),
     /// `check` fails: errors of load, parse, resolve or validate.
     Invalid(Vec<Finding>),
     /// `check` passes but rendering fails (the cross-check, or a template).
@@ -144,8 +144,8 @@ pub enum Compiled {
 }
 
 fn findings(
-    diags: &dify_cfg::base::diagnostic::Diagnostics,
-    sources: &dify_cfg::base::source::SourceMap,
+    diags: &dify_cfg::Diagnostics,
+    sources: &dify_cfg::internals::SourceMap,
 ) -> Vec<Finding> {
     diags
         .iter()
@@ -161,18 +161,19 @@ fn findings(
 
 /// Load, analyze and render loaded inputs, as `check` then `build` do.
 pub fn compile_inputs(
-    inputs: &dify_cfg::input::load::Inputs,
-    diags: dify_cfg::base::diagnostic::Diagnostics,
+    inputs: &dify_cfg::internals::Inputs,
+    diags: dify_cfg::Diagnostics,
 ) -> Compiled {
-    let analysis = dify_cfg::driver::analyze(inputs, diags);
+    let analysis = dify_cfg::internals::analyze(inputs, diags);
     if analysis.diagnostics.has_errors() {
         return Compiled::Invalid(findings(&analysis.diagnostics, &inputs.sources));
     }
-    let chosen: Vec<&dify_cfg::validate::ValidSite> = analysis.sites.iter().collect();
-    match dify_cfg::driver::render_all(inputs, &chosen) {
+    let chosen: Vec<&dify_cfg::internals::ValidSite> = analysis.sites.iter().collect();
+    match dify_cfg::render_all(inputs, &chosen) {
         Ok(mut trees) => {
             let pairs: Vec<_> = chosen.iter().map(|v| &v.site).zip(trees.iter()).collect();
-            let images = dify_cfg::emit::bake::tree(&dify_cfg::emit::bake::images(&pairs));
+            let images =
+                dify_cfg::internals::bake::tree(&dify_cfg::internals::bake::images(&pairs));
             trees.push(images);
             Compiled::Built(trees)
         }
@@ -182,17 +183,17 @@ pub fn compile_inputs(
 
 /// Compile an in-memory config root.
 pub fn compile_mem(files: &std::collections::BTreeMap<String, Vec<u8>>) -> Compiled {
-    let src = dify_cfg::input::load::MemTree {
+    let src = dify_cfg::internals::MemTree {
         files: files.clone(),
     };
-    let mut diags = dify_cfg::base::diagnostic::Diagnostics::new();
-    let inputs = dify_cfg::input::load::load_from(&src, &mut diags);
+    let mut diags = dify_cfg::Diagnostics::new();
+    let inputs = dify_cfg::internals::load_from(&src, &mut diags);
     compile_inputs(&inputs, diags)
 }
 
 /// Compile a config root on disk.
 pub fn compile_dir(root: &Path) -> Compiled {
-    let (inputs, diags) = dify_cfg::driver::read_inputs(root);
+    let (inputs, diags) = dify_cfg::internals::read_inputs(root);
     compile_inputs(&inputs, diags)
 }
 

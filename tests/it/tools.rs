@@ -253,17 +253,17 @@ fn helm_values_use_only_key_paths_the_chart_has() {
         &std::fs::read_to_string(built().join("hq/helm/values.yaml")).unwrap(),
     )
     .unwrap();
-    let unknown = dify_cfg::plan::unknown_key_paths(&ours, &chart);
+    let unknown = dify_cfg::internals::unknown_key_paths(&ours, &chart);
     assert!(
         unknown.is_empty(),
         "key paths the chart does not have: {unknown:?}"
     );
-    assert!(dify_cfg::plan::key_paths(&ours).len() > 50);
+    assert!(dify_cfg::internals::key_paths(&ours).len() > 50);
     // The check itself catches a typo the chart's schema would let through.
     let mut typo = ours.clone();
     typo["api"]["replicaz"] = serde_json::json!(2);
     assert_eq!(
-        dify_cfg::plan::unknown_key_paths(&typo, &chart),
+        dify_cfg::internals::unknown_key_paths(&typo, &chart),
         vec!["api.replicaz".to_string()]
     );
 }
@@ -526,7 +526,10 @@ fn argocd_application_points_at_the_chart_and_the_site_branch() {
             "https://borispolonsky.github.io/dify-helm"
         );
         assert_eq!(chart["chart"], "dify");
-        assert_eq!(chart["targetRevision"], dify_cfg::dify::HELM_CHART_VERSION);
+        assert_eq!(
+            chart["targetRevision"],
+            dify_cfg::internals::HELM_CHART_VERSION
+        );
         assert_eq!(
             chart["helm"]["valueFiles"],
             serde_json::json!(["$values/helm/values.yaml"])

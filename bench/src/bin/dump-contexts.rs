@@ -16,16 +16,19 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use dify_cfg::driver::{analyze, read_inputs};
-use dify_cfg::plan::{self, BuiltImages, BuiltKind};
-use dify_cfg::render::Renderer;
+use dify_cfg::internals::Renderer;
+use dify_cfg::internals::{BuiltImages, BuiltKind, built_image, plan};
+use dify_cfg::internals::{analyze, read_inputs};
 
 fn main() {
     let root = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".".into()));
     let (inputs, diags) = read_inputs(&root);
     let analysis = analyze(&inputs, diags);
     if analysis.diagnostics.has_errors() {
-        eprint!("{}", analysis.diagnostics.render_text(&inputs.sources, false));
+        eprint!(
+            "{}",
+            analysis.diagnostics.render_text(&inputs.sources, false)
+        );
         std::process::exit(2);
     }
     let renderer = match Renderer::new(&inputs.sources, &inputs.templates) {
@@ -47,7 +50,7 @@ fn main() {
                 std::process::exit(2);
             }
         };
-        let site_plan = plan::plan(site);
+        let site_plan = plan(site);
         let dockerfile = |kind: BuiltKind| {
             let path = site_plan
                 .builds
@@ -60,7 +63,7 @@ fn main() {
                 .find(|f| f.path == path)
                 .map(|f| f.bytes.as_slice())
                 .expect("the Dockerfile was rendered");
-            plan::built_image(site, kind, bytes)
+            built_image(site, kind, bytes)
         };
         let built = BuiltImages {
             api: dockerfile(BuiltKind::Api),
