@@ -1,7 +1,7 @@
 //! Facts about Dify that the compiler carries as data: the releases it
 //! knows, their default images, the names of Dify's settings, and which of
 //! those settings hold secrets. Names are facts and are kept as plain lists;
-//! `tests/reference.rs` checks them against Dify's own files where those
+//! `tests/it/reference.rs` checks them against Dify's own files where those
 //! are present.
 
 use std::collections::BTreeSet;

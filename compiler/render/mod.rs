@@ -197,7 +197,7 @@ impl<'s> Renderer<'s> {
                         describe(&e)
                     ),
                 )
-                .help("a template may use only the variables the planner provides; see compiler/plan.rs");
+                .help("a template may use only the variables the planner provides; see compiler/plan/");
                 Err(Box::new(match self.templates.get(&failing) {
                     Some(&id) => located(d, &e, self.sources.file(id)),
                     None => d,

@@ -694,3 +694,15 @@ fn the_argocd_application_is_one_yaml_document() {
         Some("sites/hq")
     );
 }
+
+#[test]
+fn a_template_set_without_an_output_kind_is_refused() {
+    let (sources, mut templates) = builtin_sources();
+    templates.remove("nginx.conf");
+    let diags = Renderer::new(&sources, &templates).unwrap_err();
+    let codes: Vec<(Code, &str)> = diags.iter().map(|d| (d.code, d.message.as_str())).collect();
+    assert_eq!(
+        codes,
+        [(Code::TemplateMissing, "there is no template `nginx.conf`")]
+    );
+}

@@ -13,6 +13,7 @@
 //! delete = ["sites/b.toml"]          # optional: base files or directories to remove
 //! generate = [{ path = "sites/huge.toml", kind = "large" }]  # optional
 //! extra-ok = true                    # optional: allow errors beyond `expect`
+//! warning = true                     # optional: the expected diagnostics are warnings
 //! ```
 //!
 //! Each expectation names an error's `code` and its exact `at`
@@ -29,8 +30,10 @@
 //! `--format json` and then with text output, then `commit --allow-dirty`
 //! (which compiles the changed working tree), and checks: exit code 2, every
 //! expected error at its place (and no other error), no panic, and `out/`
-//! and every branch exactly as they were. The whole text of each case's
-//! messages is an insta snapshot besides ([`messages`]).
+//! and every branch exactly as they were. A `warning` case instead checks
+//! that `check` and `build` succeed and report exactly its warnings, and no
+//! error. The whole text of each case's messages is an insta snapshot
+//! besides ([`messages`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -69,6 +72,8 @@ struct CaseSpec {
     generate: Vec<Generate>,
     #[serde(default)]
     extra_ok: bool,
+    #[serde(default)]
+    warning: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -611,7 +616,11 @@ fn every_bad_input_is_rejected_at_its_place() {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(case) = cases.get(i) else { break };
-                    let f = run_case(case);
+                    let f = if case.spec.warning {
+                        run_warning_case(case)
+                    } else {
+                        run_case(case)
+                    };
                     if !f.is_empty() {
                         failures.lock().unwrap().push((case.name.clone(), f));
                     }
@@ -637,29 +646,27 @@ fn every_bad_input_is_rejected_at_its_place() {
     }
 }
 
-/// The diagnostic codes the compiler can emit, read from its source:
-/// every `Diagnostic::error("code"` and `Diagnostic::warning("code"`.
+/// Registered codes that no config root can produce, so that no corpus case
+/// can show them, each with the unit test that does.
+const NOT_FROM_INPUTS: &[(&str, &str)] = &[
+    (
+        "template-missing",
+        "the built-in templates fill in every template a root lacks; \
+         render/tests.rs: a_template_set_without_an_output_kind_is_refused",
+    ),
+    (
+        "unsafe-value",
+        "render's second check of values printed raw, which validate refuses first; \
+         render/tests.rs: values_printed_raw_are_checked_again",
+    ),
+];
+
+/// Every code of the compiler's registry.
 fn compiler_codes() -> BTreeSet<String> {
-    let mut codes = BTreeSet::new();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("compiler");
-    for entry in walkdir::WalkDir::new(src) {
-        let entry = entry.unwrap();
-        if entry.path().extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let text = fs::read_to_string(entry.path()).unwrap();
-        for marker in ["Diagnostic::error(", "Diagnostic::warning("] {
-            for (i, _) in text.match_indices(marker) {
-                let rest = text[i + marker.len()..].trim_start();
-                if let Some(rest) = rest.strip_prefix('"')
-                    && let Some(end) = rest.find('"')
-                {
-                    codes.insert(rest[..end].to_string());
-                }
-            }
-        }
-    }
-    codes
+    dify_cfg::Code::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect()
 }
 
 #[test]
@@ -671,10 +678,6 @@ fn corpus_is_large_and_grouped_by_real_codes() {
         cases.len()
     );
     let codes = compiler_codes();
-    assert!(
-        codes.contains("unknown-key") && codes.contains("memory-budget"),
-        "could not read the codes from compiler/: {codes:?}"
-    );
     let mut problems = Vec::new();
     let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
     for case in &cases {
@@ -723,88 +726,94 @@ fn corpus_is_large_and_grouped_by_real_codes() {
             problems.push(format!("tests/bad/{name}/ holds no case"));
         }
     }
+    let exempt: BTreeSet<&str> = NOT_FROM_INPUTS.iter().map(|(c, _)| *c).collect();
+    for code in &codes {
+        match (groups.contains_key(code.as_str()), exempt.contains(code.as_str())) {
+            (false, false) => problems.push(format!(
+                "`{code}` has no case: add tests/bad/{code}/<case>/ (see ARCHITECTURE.md, adding a diagnostic)"
+            )),
+            (true, true) => problems.push(format!(
+                "`{code}` has cases: take it out of NOT_FROM_INPUTS"
+            )),
+            _ => {}
+        }
+    }
+    for code in &exempt {
+        if !codes.contains(*code) {
+            problems.push(format!(
+                "NOT_FROM_INPUTS names `{code}`, which is not a code"
+            ));
+        }
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// Copy `_base` to a temp dir, append `extra` to `profiles/mid.toml`, and
-/// check that `build` succeeds with exactly one warning `code` at `at`.
-fn assert_warning_only(extra: &str, code: &str, at: &str) {
+/// A `warning` case: `check` and `build` succeed and report the case's
+/// warnings at their places, and no error; `build` writes the sites.
+fn run_warning_case(case: &Case) -> Vec<String> {
+    let mut failures = Vec::new();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
+    let outside = tmp.path().join("outside");
     let scratch = tmp.path().join("scratch");
+    fs::create_dir_all(&outside).unwrap();
     fs::create_dir_all(&scratch).unwrap();
     copy_tree(&bad_dir().join("_base"), &root, &[]);
-    let mid = root.join("profiles/mid.toml");
-    let mut text = fs::read_to_string(&mid).unwrap();
-    text.push_str(extra);
-    fs::write(&mid, text).unwrap();
+    apply_case(case, &root, &outside);
     let root_arg = root.to_str().unwrap();
-
     for command in ["check", "build"] {
         let json = run(
             &["--root", root_arg, "--format", "json", command],
             &scratch,
             "json",
         );
-        assert_eq!(
-            json.code,
-            Some(0),
-            "{command} --format json should succeed:\n{}{}",
-            json.stdout,
-            json.stderr
-        );
-        assert!(!json.stderr.contains("panicked"), "{}", json.stderr);
+        check_no_panic(&json, command, &mut failures);
+        if json.code != Some(0) {
+            failures.push(format!(
+                "{command} --format json: exit {:?}, 0 expected:\n{}{}",
+                json.code, json.stdout, json.stderr
+            ));
+            continue;
+        }
         // (`build` prints the diagnostics and then its report as a second
         // document; only the diagnostics are checked here.)
-        let (diags, _) = parse_diagnostics(&json.stdout).unwrap();
+        let diags = match parse_diagnostics(&json.stdout) {
+            Ok((d, _)) => d,
+            Err(e) => {
+                failures.push(format!("{command}: {e}"));
+                continue;
+            }
+        };
         let found: Vec<String> = diags.iter().map(ToString::to_string).collect();
-        assert!(
-            diags.iter().all(|d| d.severity == "warning"),
-            "{command}: only warnings expected: {found:?}"
-        );
-        assert!(
-            diags
-                .iter()
-                .any(|d| d.code == code && d.at.as_deref() == Some(at)),
-            "{command}: expected warning[{code}] at {at}, got {found:?}"
-        );
+        if !diags.iter().all(|d| d.severity == "warning") {
+            failures.push(format!("{command}: only warnings expected: {found:?}"));
+        }
+        for e in &case.spec.expect {
+            if !diags.iter().any(|d| d.code == e.code && d.at == e.at) {
+                failures.push(format!(
+                    "{command}: expected warning[{}] at {:?}, got {found:?}",
+                    e.code, e.at
+                ));
+            }
+        }
     }
-    assert!(
-        root.join("out/a/manifest.json").is_file(),
-        "build wrote no out/a/manifest.json"
-    );
-
+    if !root.join("out/a/manifest.json").is_file() {
+        failures.push("build wrote no out/a/manifest.json".into());
+    }
     let text = run(&["--root", root_arg, "build"], &scratch, "text");
-    assert_eq!(text.code, Some(0), "{}", text.stderr);
-    assert!(
-        text.stderr.contains(&format!("warning[{code}]")),
-        "{}",
-        text.stderr
-    );
-    assert!(
-        text.stderr.contains(&format!(" --> {at}")),
-        "{}",
-        text.stderr
-    );
-    assert!(!text.stderr.contains("error["), "{}", text.stderr);
-}
-
-#[test]
-fn allkeys_eviction_is_a_warning_not_an_error() {
-    // Lines 11-13 of mid.toml: blank, `[redis]`, `policy = "allkeys-lru"`; the value starts at column 10.
-    assert_warning_only(
-        "\n[redis]\npolicy = \"allkeys-lru\"\n",
-        "redis-eviction",
-        "profiles/mid.toml:13:10",
-    );
-}
-
-#[test]
-fn alpine_api_base_is_a_warning_not_an_error() {
-    // Lines 11-14 of mid.toml: blank, `[build.api-base]`, repository, `tag = "3.12-alpine"` (value at column 7).
-    assert_warning_only(
-        "\n[build.api-base]\nrepository = \"python\"\ntag = \"3.12-alpine\"\n",
-        "alpine-python",
-        "profiles/mid.toml:14:7",
-    );
+    if text.code != Some(0) || text.stderr.contains("error[") {
+        failures.push(format!("build: exit {:?}:\n{}", text.code, text.stderr));
+    }
+    for e in &case.spec.expect {
+        let place = e.at.as_deref().map(|at| format!(" --> {at}"));
+        if !text.stderr.contains(&format!("warning[{}]", e.code))
+            || place.is_some_and(|p| !text.stderr.contains(&p))
+        {
+            failures.push(format!(
+                "build: no warning[{}] at {:?} in:\n{}",
+                e.code, e.at, text.stderr
+            ));
+        }
+    }
+    failures
 }

@@ -12,6 +12,7 @@ mod gitops;
 mod golden;
 mod incremental;
 mod injection;
+mod layers;
 mod properties;
 mod reference;
 mod secrets;
