@@ -4,6 +4,8 @@
 //! `tests/it/reference.rs` checks them against Dify's own files where those
 //! are present.
 
+pub mod secret_files;
+
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 

@@ -13,7 +13,6 @@ use serde::{Serialize, Serializer};
 
 use crate::base::units::{Bytes, Millicores, TimeSpan};
 pub use crate::input::layer::{DbEngine, EvictionPolicy, Target, VectorStore};
-pub mod secret_files;
 
 /// Everything the renderers need about one site. The parts a site usually
 /// has in common with the other sites of its profiles are [`Shared`].

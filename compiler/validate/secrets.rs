@@ -223,7 +223,7 @@ pub(super) fn site_secrets(cx: &mut Cx<'_>, site: &Site, layer: &Layer, target: 
         }
     }
     // A secret file reaches only the services that can read one.
-    for (name, kind) in crate::model::secret_files::unsupported_file_secrets(site) {
+    for (name, kind) in crate::dify::secret_files::unsupported_file_secrets(site) {
         let span = layer
             .secrets
             .iter()

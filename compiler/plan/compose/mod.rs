@@ -11,7 +11,7 @@ use super::common::{KeyValue, SiteInfo, has, site_info};
 use super::quote::compose_literal;
 use super::secrets::SecretPlan;
 use super::settings::EnvPlan;
-use crate::model::secret_files::unsupported_file_secrets;
+use crate::dify::secret_files::unsupported_file_secrets;
 use crate::model::{ServiceKind, Site};
 use services::ServiceCx;
 

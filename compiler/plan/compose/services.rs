@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{ComposeService, Healthcheck, SECRETS_DIR, SSRF_NETWORK, SecretMount};
 use crate::dify;
-use crate::model::secret_files::{reads_secret_files, secret_vars};
+use crate::dify::secret_files::{reads_secret_files, secret_vars};
 use crate::model::{Service, ServiceKind, Site};
 use crate::plan::common::{
     KeyValue, base_url, db_host_port, db_name, has, http_url, kv, redis_host_port, websocket_url,
