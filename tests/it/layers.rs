@@ -1,7 +1,8 @@
 //! The shape of `compiler/`: the folders are the pipeline's stages, and
 //! dependencies point one way, down [`LAYERS`]; no file module uses another
-//! that (through any chain) uses it back. Read from the `crate::` paths of
-//! the source, leaving out test code, which may use anything.
+//! that (through any chain) uses it back (read from the `crate::` paths of
+//! the source, leaving out test code, which may use anything); no file is
+//! over [`MAX_FILE_LINES`] lines, no function over [`MAX_FN_LINES`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -12,6 +13,11 @@ const LAYERS: &[&str] = &[
     "base", "input", "model", "dify", "validate", "plan", "render", "verify", "emit", "git",
     "driver", "gitops", "cli",
 ];
+
+/// The most lines a source file of `compiler/` may have.
+const MAX_FILE_LINES: usize = 800;
+/// The most lines a function may have, from `fn` to its closing brace.
+const MAX_FN_LINES: usize = 150;
 
 /// Every file module of `compiler/` (`plan::compose::services`, ...) with
 /// its source, test files (`tests.rs`, `fixtures.rs`) left out.
@@ -266,4 +272,88 @@ fn the_checks_see_a_planted_circle_and_an_upward_use() {
     assert_eq!(edges["render"], BTreeSet::from(["base", "plan"]));
     let text = "fn a() { crate::cli::run() }\n#[cfg(test)]\nmod tests { use crate::cli; }\n";
     assert_eq!(crate_paths(&without_tests(text)), ["cli::run"]);
+}
+
+/// Each function of `text` (a rustfmt-formatted source) that runs over
+/// `max` lines: its name and length. A function ends at the first line that
+/// is its own indentation followed by `}`.
+fn long_functions(text: &str, max: usize) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        let mut words = body.split_whitespace().peekable();
+        while words
+            .peek()
+            .is_some_and(|w| w.starts_with("pub") || matches!(*w, "const" | "async" | "unsafe"))
+        {
+            words.next();
+        }
+        if words.next() != Some("fn") {
+            continue;
+        }
+        let name: String = words
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // The signature ends at the first line ending in `{` (a body) or
+        // in `;` or `}` (a declaration, or a body on one line).
+        let Some(open) = lines[i..].iter().position(|l| l.ends_with(['{', ';', '}'])) else {
+            continue;
+        };
+        if !lines[i + open].ends_with('{') {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        if let Some(end) = lines[i + 1..].iter().position(|l| *l == close) {
+            let len = end + 2;
+            if len > max {
+                out.push((name, len));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_file_over_800_lines_and_no_function_over_150() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("compiler");
+    let mut problems = Vec::new();
+    let mut files = 0;
+    for entry in walkdir::WalkDir::new(&src).sort_by_file_name() {
+        let entry = entry.unwrap();
+        if entry.path().extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        files += 1;
+        let rel = entry
+            .path()
+            .strip_prefix(&src)
+            .unwrap()
+            .display()
+            .to_string();
+        let text = fs::read_to_string(entry.path()).unwrap();
+        let n = text.lines().count();
+        if n > MAX_FILE_LINES {
+            problems.push(format!("compiler/{rel} has {n} lines: split it by concept"));
+        }
+        for (name, len) in long_functions(&text, MAX_FN_LINES) {
+            problems.push(format!("compiler/{rel}: `{name}` has {len} lines"));
+        }
+    }
+    assert!(files > 40, "read only {files} files under compiler/");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_length_check_sees_a_long_function() {
+    let mut text = String::from("impl X {\n    pub(crate) fn long(&self) {\n");
+    text.push_str(&"        step();\n".repeat(150));
+    text.push_str("    }\n    fn short() {}\n    fn declared(\n        a: u8,\n    );\n}\n");
+    text.push_str("fn two() {\n    a();\n}\n");
+    assert_eq!(long_functions(&text, 150), [("long".to_string(), 152)]);
+    assert!(long_functions(&text, 152).is_empty());
 }
