@@ -362,6 +362,34 @@ fn check_no_panic(run: &Run, what: &str, failures: &mut Vec<String>) {
     }
 }
 
+/// Where a case runs: a temp dir holding `root` (a copy of `_base`),
+/// `outside` (for what a case puts outside the root) and `scratch` (the
+/// output of its runs).
+struct CaseDirs {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    outside: PathBuf,
+    scratch: PathBuf,
+}
+
+impl CaseDirs {
+    fn new() -> CaseDirs {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        let scratch = tmp.path().join("scratch");
+        fs::create_dir_all(&outside).unwrap();
+        fs::create_dir_all(&scratch).unwrap();
+        copy_tree(&bad_dir().join("_base"), &root, &[]);
+        CaseDirs {
+            tmp,
+            root,
+            outside,
+            scratch,
+        }
+    }
+}
+
 /// Apply `case` to the fleet in `root` (its files, deletions and generated
 /// inputs, with `outside` for what lies outside the root); returns the
 /// command the case runs.
@@ -391,17 +419,12 @@ fn apply_case<'a>(case: &'a Case, root: &Path, outside: &Path) -> &'a str {
 /// Run one case; returns its failures (empty when it passes).
 fn run_case(case: &Case) -> Vec<String> {
     let mut failures = Vec::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let outside = tmp.path().join("outside");
-    let scratch = tmp.path().join("scratch");
-    fs::create_dir_all(&outside).unwrap();
-    fs::create_dir_all(&scratch).unwrap();
-    copy_tree(&bad_dir().join("_base"), &root, &[]);
+    let dirs = CaseDirs::new();
+    let (root, outside, scratch) = (&dirs.root, &dirs.outside, &dirs.scratch);
     let root_arg = root.to_str().unwrap();
 
     // The pristine base builds, and its out/ is the reference.
-    let base = run(&["--root", root_arg, "build"], &scratch, "base");
+    let base = run(&["--root", root_arg, "build"], scratch, "base");
     if base.code != Some(0) {
         return vec![format!(
             "the pristine _base did not build (exit {:?}):\n{}{}",
@@ -415,29 +438,24 @@ fn run_case(case: &Case) -> Vec<String> {
     }
 
     // The site branches of the pristine base.
-    support::init_repo(&root, "base");
-    let committed = run(&["--root", root_arg, "commit"], &scratch, "commit-base");
+    support::init_repo(root, "base");
+    let committed = run(&["--root", root_arg, "commit"], scratch, "commit-base");
     if committed.code != Some(0) {
         return vec![format!(
             "the pristine _base did not commit (exit {:?}):\n{}{}",
             committed.code, committed.stdout, committed.stderr
         )];
     }
-    let branches = || {
-        support::git(
-            &root,
-            &["for-each-ref", "--format=%(refname) %(objectname)"],
-        )
-    };
+    let branches = || support::git(root, &["for-each-ref", "--format=%(refname) %(objectname)"]);
     let branches_before = branches();
 
     // Apply the case.
-    let command = apply_case(case, &root, &outside);
+    let command = apply_case(case, root, outside);
 
     // JSON report.
     let json = run(
         &["--root", root_arg, "--format", "json", command],
-        &scratch,
+        scratch,
         "json",
     );
     check_no_panic(&json, "--format json", &mut failures);
@@ -457,7 +475,7 @@ fn run_case(case: &Case) -> Vec<String> {
     }
 
     // Text report.
-    let text = run(&["--root", root_arg, command], &scratch, "text");
+    let text = run(&["--root", root_arg, command], scratch, "text");
     check_no_panic(&text, "text", &mut failures);
     if text.code != Some(2) {
         failures.push(format!("text: exit {:?}, expected 2", text.code));
@@ -479,7 +497,7 @@ fn run_case(case: &Case) -> Vec<String> {
     // `commit` refuses the same inputs and moves no branch.
     let commit = run(
         &["--root", root_arg, "commit", "--allow-dirty"],
-        &scratch,
+        scratch,
         "commit",
     );
     check_no_panic(&commit, "commit", &mut failures);
@@ -602,10 +620,9 @@ fn check_expectations(case: &Case, diags: &[Diag], failures: &mut Vec<String>) {
     }
 }
 
-#[test]
-fn every_bad_input_is_rejected_at_its_place() {
-    let cases = cases();
-    let failures: Mutex<Vec<(String, Vec<String>)>> = Mutex::new(Vec::new());
+/// `f` of every case, in the order of `cases`, on a few worker threads.
+fn for_cases<T: Send>(cases: &[Case], f: impl Fn(&Case) -> T + Sync) -> Vec<T> {
+    let done: Mutex<Vec<Option<T>>> = Mutex::new((0..cases.len()).map(|_| None).collect());
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -616,20 +633,35 @@ fn every_bad_input_is_rejected_at_its_place() {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(case) = cases.get(i) else { break };
-                    let f = if case.spec.warning {
-                        run_warning_case(case)
-                    } else {
-                        run_case(case)
-                    };
-                    if !f.is_empty() {
-                        failures.lock().unwrap().push((case.name.clone(), f));
-                    }
+                    let result = f(case);
+                    done.lock().unwrap()[i] = Some(result);
                 }
             });
         }
     });
-    let mut failures = failures.into_inner().unwrap();
-    failures.sort();
+    done.into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("every case ran"))
+        .collect()
+}
+
+#[test]
+fn every_bad_input_is_rejected_at_its_place() {
+    let cases = cases();
+    let results = for_cases(&cases, |case| {
+        if case.spec.warning {
+            run_warning_case(case)
+        } else {
+            run_case(case)
+        }
+    });
+    let failures: Vec<(&String, Vec<String>)> = cases
+        .iter()
+        .map(|c| &c.name)
+        .zip(results)
+        .filter(|(_, f)| !f.is_empty())
+        .collect();
     if !failures.is_empty() {
         let mut report = format!(
             "{} of {} bad-input cases failed:\n",
@@ -752,19 +784,14 @@ fn corpus_is_large_and_grouped_by_real_codes() {
 /// warnings at their places, and no error; `build` writes the sites.
 fn run_warning_case(case: &Case) -> Vec<String> {
     let mut failures = Vec::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let outside = tmp.path().join("outside");
-    let scratch = tmp.path().join("scratch");
-    fs::create_dir_all(&outside).unwrap();
-    fs::create_dir_all(&scratch).unwrap();
-    copy_tree(&bad_dir().join("_base"), &root, &[]);
-    apply_case(case, &root, &outside);
+    let dirs = CaseDirs::new();
+    let (root, outside, scratch) = (&dirs.root, &dirs.outside, &dirs.scratch);
+    apply_case(case, root, outside);
     let root_arg = root.to_str().unwrap();
     for command in ["check", "build"] {
         let json = run(
             &["--root", root_arg, "--format", "json", command],
-            &scratch,
+            scratch,
             "json",
         );
         check_no_panic(&json, command, &mut failures);
@@ -800,7 +827,7 @@ fn run_warning_case(case: &Case) -> Vec<String> {
     if !root.join("out/a/manifest.json").is_file() {
         failures.push("build wrote no out/a/manifest.json".into());
     }
-    let text = run(&["--root", root_arg, "build"], &scratch, "text");
+    let text = run(&["--root", root_arg, "build"], scratch, "text");
     if text.code != Some(0) || text.stderr.contains("error[") {
         failures.push(format!("build: exit {:?}:\n{}", text.code, text.stderr));
     }

@@ -7,12 +7,9 @@
 //! the temp directory is redacted as `[TMP]` should any message name it.
 //! Review changes with `cargo insta review`.
 
-use std::fs;
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Case, Run, apply_case, bad_dir, cases, copy_tree, run_in};
+use super::{Case, CaseDirs, Run, apply_case, cases, for_cases, run_in};
 
 /// The snapshot name of `case`: `<code>__<case>`.
 fn snapshot_name(case: &Case) -> String {
@@ -39,22 +36,17 @@ fn section(title: &str, run: &Run) -> String {
 /// Apply `case` to a copy of `_base` and run its command with text and with
 /// JSON output; the snapshot text of both runs, with the temp dir redacted.
 fn messages(case: &Case) -> String {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let outside = tmp.path().join("outside");
-    let scratch = tmp.path().join("scratch");
-    fs::create_dir_all(&outside).unwrap();
-    fs::create_dir_all(&scratch).unwrap();
-    copy_tree(&bad_dir().join("_base"), &root, &[]);
-    let command = apply_case(case, &root, &outside);
-    let text = run_in(&root, &[command], &scratch, "text");
-    let json = run_in(&root, &["--format", "json", command], &scratch, "json");
+    let dirs = CaseDirs::new();
+    let (root, outside, scratch) = (&dirs.root, &dirs.outside, &dirs.scratch);
+    let command = apply_case(case, root, outside);
+    let text = run_in(root, &[command], scratch, "text");
+    let json = run_in(root, &["--format", "json", command], scratch, "json");
     let report = format!(
         "{}{}",
         section(&format!("dify-cfg {command}"), &text),
         section(&format!("dify-cfg --format json {command}"), &json)
     );
-    redact(&report, tmp.path())
+    redact(&report, dirs.tmp.path())
 }
 
 /// `text` with every spelling of `tmp` (as given and canonical) as `[TMP]`.
@@ -67,36 +59,10 @@ fn redact(text: &str, tmp: &Path) -> String {
     out
 }
 
-/// Every case's snapshot text, in the order of `cases`, on a few workers.
-fn all_messages(cases: &[Case]) -> Vec<String> {
-    let done: Mutex<Vec<Option<String>>> = Mutex::new(vec![None; cases.len()]);
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(case) = cases.get(i) else { break };
-                    let text = messages(case);
-                    done.lock().unwrap()[i] = Some(text);
-                }
-            });
-        }
-    });
-    done.into_inner()
-        .unwrap()
-        .into_iter()
-        .map(Option::unwrap)
-        .collect()
-}
-
 #[test]
 fn every_bad_input_message_matches_its_snapshot() {
     let cases = cases();
-    let texts = all_messages(&cases);
+    let texts = for_cases(&cases, messages);
     let mut settings = insta::Settings::clone_current();
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
