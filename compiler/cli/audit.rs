@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::cli::exit::{ExitCode, Failure};
-use crate::cli::output::{Output, Report, Text};
+use crate::cli::output::{Report, Text};
 use crate::git::Repo;
 use crate::gitops::{AuditEntry, Verdict, audit_branches};
 
@@ -44,7 +44,7 @@ pub fn run(root: &Path, opts: &AuditOptions) -> Result<AuditReport, Failure> {
 }
 
 impl Report for AuditReport {
-    fn text(&self, _: &Output) -> Text {
+    fn text(&self) -> Text {
         let mut out = String::new();
         let mut line = |s: String| {
             out.push_str(&s);

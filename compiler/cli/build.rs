@@ -122,7 +122,7 @@ pub fn run(root: &Path, opts: &BuildOptions, out: &Output) -> Result<BuildReport
 }
 
 impl Report for BuildReport {
-    fn text(&self, _: &Output) -> Text {
+    fn text(&self) -> Text {
         let mut text = Text::default();
         let sites = self.written.len() - 1;
         let written = self.written.iter().filter(|(_, c)| *c).count();
@@ -184,7 +184,7 @@ fn compare(
 }
 
 impl Report for CheckOutReport {
-    fn text(&self, _: &Output) -> Text {
+    fn text(&self) -> Text {
         let mut text = Text::default();
         for (name, diffs) in &self.differences {
             if diffs.is_empty() {

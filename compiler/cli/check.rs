@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::cli::exit::Failure;
 use crate::cli::output::{Output, Report, Text};
-use crate::driver::{analyze_lean, read_inputs};
+use crate::driver::Compiled;
 use crate::render::Renderer;
 
 /// A fleet that validated.
@@ -16,26 +16,29 @@ pub struct CheckReport {
 }
 
 pub fn run(root: &Path, out: &Output) -> Result<CheckReport, Failure> {
-    let (inputs, diags) = read_inputs(root);
-    let mut analysis = analyze_lean(&inputs, diags);
+    let Compiled {
+        inputs,
+        sites,
+        mut diagnostics,
+    } = Compiled::read(root);
     // Templates are inputs too: a template that does not parse fails `check`,
     // not only `build`.
     if let Err(d) = Renderer::new(&inputs.sources, &inputs.templates) {
-        analysis.diagnostics.extend(d);
+        diagnostics.extend(d);
     }
-    out.diagnostics(&analysis.diagnostics, &inputs);
-    if analysis.diagnostics.has_errors() {
+    out.diagnostics(&diagnostics, &inputs);
+    if diagnostics.has_errors() {
         return Err(Failure::Diagnosed);
     }
     Ok(CheckReport {
         profiles: inputs.profiles.len(),
-        sites: analysis.sites.iter().map(|s| s.site.name.clone()).collect(),
-        waves: analysis.sites.iter().map(|s| s.site.wave).collect(),
+        sites: sites.iter().map(|s| s.site.name.clone()).collect(),
+        waves: sites.iter().map(|s| s.site.wave).collect(),
     })
 }
 
 impl Report for CheckReport {
-    fn text(&self, _: &Output) -> Text {
+    fn text(&self) -> Text {
         Text {
             stdout: format!(
                 "ok: {} profiles and {} sites are valid\n",

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use git2::Oid;
 
+use crate::cli::args::Format;
 use crate::cli::exit::Failure;
 use crate::cli::output::{Output, Report, Text};
 use crate::driver::{Compiled, Selection};
@@ -61,12 +62,9 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
         plan: &plan,
     };
     // The text report of a real commit shows subjects only.
-    let details = opts.dry_run || out.format == crate::cli::args::Format::Json;
-    let prepared = match commit_sites(&repo, &compiled, &chosen, &committer, details) {
-        Ok(p) => p,
-        Err(gitops::Error::Render(d)) => return Err(out.diagnosed(&d, &compiled.inputs)),
-        Err(e) => return Err(e.into()),
-    };
+    let details = opts.dry_run || out.format == Format::Json;
+    let prepared = commit_sites(&repo, &compiled, &chosen, &committer, details)
+        .map_err(|e| out.gitops_failure(e, &compiled.inputs))?;
     if !opts.dry_run {
         publish(&repo, &prepared)?;
         if opts.rollout_prefix.is_some() {
@@ -83,7 +81,7 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
 }
 
 impl Report for CommitReport {
-    fn text(&self, _: &Output) -> Text {
+    fn text(&self) -> Text {
         let mut text = Text::default();
         let sites = &self.prepared.sites;
         for s in sites {

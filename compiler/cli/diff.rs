@@ -12,7 +12,7 @@ use crate::cli::output::{Output, Paint, Report, Text};
 use crate::driver::{Compiled, Selection};
 use crate::git::{Repo, short};
 use crate::gitops::changes::ChangeKind;
-use crate::gitops::{self, SiteDiff, diff_sites};
+use crate::gitops::{SiteDiff, diff_sites};
 
 /// What to compare.
 pub struct DiffOptions {
@@ -54,17 +54,14 @@ pub fn run(root: &Path, opts: &DiffOptions, out: &Output) -> Result<DiffReport, 
             "risks": d.summary.risks,
         })),
     };
-    let shown = match diff_sites(
+    let shown = diff_sites(
         &repo,
         &compiled,
         &chosen,
         opts.branch_prefix.as_deref(),
         show,
-    ) {
-        Ok(s) => s,
-        Err(gitops::Error::Render(d)) => return Err(out.diagnosed(&d, &compiled.inputs)),
-        Err(e) => return Err(e.into()),
-    };
+    )
+    .map_err(|e| out.gitops_failure(e, &compiled.inputs))?;
     Ok(DiffReport {
         differs: shown.iter().any(|(d, _)| *d),
         sites: shown.into_iter().map(|(_, s)| s).collect(),
@@ -73,7 +70,7 @@ pub fn run(root: &Path, opts: &DiffOptions, out: &Output) -> Result<DiffReport, 
 }
 
 impl Report for DiffReport {
-    fn text(&self, _: &Output) -> Text {
+    fn text(&self) -> Text {
         let mut text = Text::default();
         for s in &self.sites {
             if let Shown::Text(t) = s {

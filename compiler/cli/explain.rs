@@ -60,7 +60,7 @@ pub fn run(root: &Path, opts: &ExplainOptions, out: &Output) -> Result<ExplainRe
 }
 
 impl Report for ExplainReport {
-    fn text(&self, _: &Output) -> Text {
+    fn text(&self) -> Text {
         Text {
             stdout: to_text(&self.site, &self.chain, &self.entries),
             stderr: String::new(),

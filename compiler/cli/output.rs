@@ -9,13 +9,14 @@ use crate::base::diagnostic::Diagnostics;
 use crate::cli::args::Format;
 use crate::cli::exit::{ExitCode, Failure};
 use crate::driver::{Compiled, Selection};
+use crate::gitops;
 use crate::input::load::Inputs;
 use crate::validate::ValidSite;
 
 /// A command's result as the command line shows it.
 pub trait Report {
     /// The report for people: what goes to stdout, then what goes to stderr.
-    fn text(&self, out: &Output) -> Text;
+    fn text(&self) -> Text;
     /// The report for machines (the diagnostics are added under `diagnostics`).
     fn json(&self) -> serde_json::Value;
     /// The exit code the report stands for.
@@ -81,18 +82,17 @@ impl Output {
     pub fn report(&self, report: &dyn Report) -> ExitCode {
         match self.format {
             Format::Text => {
-                let text = report.text(self);
+                let text = report.text();
                 let _ = std::io::stdout().write_all(text.stdout.as_bytes());
                 let _ = std::io::stderr().write_all(text.stderr.as_bytes());
             }
-            Format::Json => self.json(&report.json()),
+            Format::Json => self.json(report.json()),
         }
         report.exit_code()
     }
 
     /// Print the command's JSON report, with the diagnostics collected so far.
-    fn json(&self, value: &serde_json::Value) {
-        let mut value = value.clone();
+    fn json(&self, mut value: serde_json::Value) {
         if let Some(obj) = value.as_object_mut() {
             let pending: Vec<_> = self.pending.borrow_mut().drain(..).collect();
             obj.insert("diagnostics".into(), serde_json::Value::Array(pending));
@@ -108,7 +108,7 @@ impl Output {
             let message = failure.to_string();
             match self.format {
                 Format::Text => eprintln!("error: {message}"),
-                Format::Json => self.json(&serde_json::json!({ "error": message })),
+                Format::Json => self.json(serde_json::json!({ "error": message })),
             }
         }
         ExitCode::Invalid
@@ -134,10 +134,19 @@ impl Output {
         Failure::Diagnosed
     }
 
+    /// A GitOps failure: sites that did not render have their diagnostics
+    /// printed (against `inputs`); any other failure is said by [`Output::fail`].
+    pub fn gitops_failure(&self, e: gitops::Error, inputs: &Inputs) -> Failure {
+        match e {
+            gitops::Error::Render(d) => self.diagnosed(&d, inputs),
+            e => e.into(),
+        }
+    }
+
     /// JSON mode: print diagnostics no report has carried yet.
     pub fn finish(&self) {
         if self.format == Format::Json && !self.pending.borrow().is_empty() {
-            self.json(&serde_json::json!({}));
+            self.json(serde_json::json!({}));
         }
     }
 }

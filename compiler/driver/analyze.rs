@@ -67,7 +67,7 @@ fn finish<'a>(
 /// [`analyze`] without keeping the merged trees: each site is validated as
 /// soon as it is resolved and its tree dropped, so memory grows with the
 /// typed sites only. `resolved` is empty; `explain` uses [`analyze`].
-pub fn analyze_lean(inputs: &Inputs, mut diagnostics: Diagnostics) -> Analysis<'_> {
+fn analyze_lean(inputs: &Inputs, mut diagnostics: Diagnostics) -> Analysis<'_> {
     let mut sites = Vec::with_capacity(inputs.sites.len());
     let mut sharing = Sharing::default();
     resolve_each(inputs, &mut diagnostics, |rs, diags| {

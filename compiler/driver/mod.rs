@@ -9,6 +9,6 @@ pub mod explain;
 pub mod render;
 pub mod select;
 
-pub use analyze::{Compiled, analyze, analyze_lean, read_inputs};
+pub use analyze::{Compiled, analyze, read_inputs};
 pub use render::{for_each_tree, for_each_worked, input_digest, render_all, render_chunks_with};
 pub use select::{Selection, SelectionError, select};

@@ -29,7 +29,7 @@ pub enum Error {
     #[error(transparent)]
     Emit(#[from] EmitError),
     /// Sites failed to render: their diagnostics.
-    #[error("{} sites do not render", .0.error_count())]
+    #[error("rendering failed with {} errors", .0.error_count())]
     Render(Diagnostics),
     /// Sites whose branches may not be written, each with the reason.
     #[error("{}", .0.join("\n"))]

@@ -765,7 +765,8 @@ fn corpus_is_large_and_grouped_by_real_codes() {
                 "`{code}` has no case: add tests/bad/{code}/<case>/ (see ARCHITECTURE.md, adding a diagnostic)"
             )),
             (true, true) => problems.push(format!(
-                "`{code}` has cases: take it out of NOT_FROM_INPUTS"
+                "`{code}` has cases: take it out of NOT_FROM_INPUTS (which says: {})",
+                NOT_FROM_INPUTS.iter().find(|(c, _)| c == code).map_or("", |(_, why)| why)
             )),
             _ => {}
         }
