@@ -41,6 +41,8 @@ codes! {
     AlpinePython = "alpine-python",
     /// The config root cannot be read, or is not a config root.
     BadRoot = "bad-root",
+    /// The database connections the services' pools may open do not fit PostgreSQL's `max-connections` less a reserve.
+    ConnectionBudget = "connection-budget",
     /// PostgreSQL's tuned memory does not fit the db service's limit.
     DbTuning = "db-tuning",
     /// Two profile files define the same profile.

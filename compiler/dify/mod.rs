@@ -174,6 +174,12 @@ pub const REDIS_DB_CACHE: u8 = 0;
 pub const REDIS_DB_CELERY: u8 = 1;
 pub const REDIS_DB_AGENT: u8 = 2;
 
+/// The SQLAlchemy pool dify-cfg gives Celery beat: one thread that only
+/// schedules tasks, so two connections at most (Dify's default pool, 30
+/// plus 10 overflow, would count 40 against `max_connections`).
+pub const BEAT_POOL_SIZE: u32 = 1;
+pub const BEAT_MAX_OVERFLOW: u32 = 1;
+
 /// Tool versions the api and web builds pin (uv installs the api's locked
 /// dependencies; pm2 runs the web server the way Dify's entrypoint expects).
 pub const UV_VERSION: &str = "0.8.9";

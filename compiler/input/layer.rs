@@ -201,6 +201,12 @@ pub struct DatabaseLayer {
     pub effective_cache_size: Option<S<String>>,
     /// SQLAlchemy pool size of each api/worker process.
     pub pool_size: Option<S<i64>>,
+    /// Connections each of those pools may open beyond `pool-size`.
+    pub max_overflow: Option<S<i64>>,
+    /// The pgvector store's connection pool ceiling, per api/worker process.
+    pub vector_connections: Option<S<i64>>,
+    /// The plugin daemon's open-connection ceiling.
+    pub plugin_connections: Option<S<i64>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -353,7 +353,14 @@ pub struct Database {
     pub work_mem: Bytes,
     pub maintenance_work_mem: Bytes,
     pub effective_cache_size: Bytes,
+    /// SQLAlchemy's pool of each api, worker and websocket process:
+    /// `pool_size` kept open, up to `max_overflow` more under load.
     pub pool_size: u32,
+    pub max_overflow: u32,
+    /// The pgvector store's pool ceiling per api/worker process.
+    pub vector_connections: u32,
+    /// The plugin daemon's open-connection ceiling.
+    pub plugin_connections: u32,
     /// Database names: Dify's and the plugin daemon's.
     pub name: String,
     pub plugin_name: String,

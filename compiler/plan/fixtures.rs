@@ -124,6 +124,9 @@ pub fn edge() -> Site {
             maintenance_work_mem: Bytes::mib(32),
             effective_cache_size: Bytes::mib(384),
             pool_size: 10,
+            max_overflow: 2,
+            vector_connections: 3,
+            plugin_connections: 10,
             name: "dify".into(),
             plugin_name: "dify_plugin".into(),
         }

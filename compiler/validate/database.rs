@@ -92,6 +92,25 @@ pub(super) fn database(
         pool_size: cx
             .int(&dl.pool_size, "database.pool-size", 1..=1000, 30)
             .unwrap_or(30),
+        max_overflow: cx
+            .int(&dl.max_overflow, "database.max-overflow", 0..=1000, 10)
+            .unwrap_or(10),
+        vector_connections: cx
+            .int(
+                &dl.vector_connections,
+                "database.vector-connections",
+                1..=1000,
+                5,
+            )
+            .unwrap_or(5),
+        plugin_connections: cx
+            .int(
+                &dl.plugin_connections,
+                "database.plugin-connections",
+                1..=1000,
+                30,
+            )
+            .unwrap_or(30),
         name: "dify".to_string(),
         plugin_name: "dify_plugin".to_string(),
     };

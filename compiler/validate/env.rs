@@ -43,6 +43,8 @@ pub const MANAGED_ENV: &[(&str, &str)] = &[
         "database.effective-cache-size",
     ),
     ("SQLALCHEMY_POOL_SIZE", "database.pool-size"),
+    ("SQLALCHEMY_MAX_OVERFLOW", "database.max-overflow"),
+    ("PGVECTOR_MAX_CONNECTION", "database.vector-connections"),
     ("NGINX_PORT", "network.http-port"),
     ("NGINX_SERVER_NAME", "network.hostname"),
 ];

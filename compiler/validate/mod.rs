@@ -6,6 +6,7 @@
 
 mod autoscaling;
 mod budget;
+mod connections;
 mod context;
 mod database;
 mod device;
@@ -107,6 +108,8 @@ pub fn validate_site(
             &rs.chain_files,
         );
     }
+
+    connections::budget(cx, layer, &services, &database, vector_store, sources);
 
     let (Some(network), Some(gitops), true) = (network, gitops, cx.diags.error_count() == before)
     else {
