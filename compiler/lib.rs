@@ -49,8 +49,15 @@ pub fn compile(root: &std::path::Path) -> Compiled {
 #[doc(hidden)]
 pub mod internals {
     pub use crate::base::source::SourceMap;
-    pub use crate::dify::{HELM_CHART_VERSION, env_names, is_secret_name};
+    pub use crate::dify::{
+        HELM_CHART_VERSION, SUPPORTED_RELEASES, env_names, is_secret_name, release_env_names,
+    };
     pub use crate::driver::{analyze, read_inputs, select};
+    /// Facts about Dify's releases, for the tests that hold them to
+    /// Dify's own files.
+    pub mod dify_facts {
+        pub use crate::dify::*;
+    }
     pub use crate::emit::bake;
     pub use crate::input::load::{Inputs, MemTree, load_from};
     pub use crate::input::resolve::resolve;

@@ -63,22 +63,60 @@ pub fn release_images(version: &str) -> ReleaseImages {
 /// The dify-helm chart version whose values dify-cfg writes.
 pub const HELM_CHART_VERSION: &str = "0.38.0-rc2";
 
-const ENV_NAMES_TEXT: &str = include_str!("env-names.txt");
+/// The setting names each supported release reads, one list per release
+/// (see the files' headers for where the names come from).
+const ENV_NAMES: &[(&str, &str)] = &[
+    ("1.16.0", include_str!("env-names/1.16.0.txt")),
+    ("1.16.1", include_str!("env-names/1.16.1.txt")),
+];
 
-/// Every setting name Dify's docker deployment knows.
+fn parse_names(text: &'static str) -> BTreeSet<&'static str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// The setting names `release` reads; empty for a release dify-cfg does
+/// not support (validation has refused it already).
+pub fn release_env_names(release: &str) -> &'static BTreeSet<&'static str> {
+    static NAMES: OnceLock<Vec<(&'static str, BTreeSet<&'static str>)>> = OnceLock::new();
+    static NONE: BTreeSet<&'static str> = BTreeSet::new();
+    let all = NAMES.get_or_init(|| {
+        ENV_NAMES
+            .iter()
+            .map(|(release, text)| (*release, parse_names(text)))
+            .collect()
+    });
+    all.iter()
+        .find(|(r, _)| *r == release)
+        .map(|(_, names)| names)
+        .unwrap_or(&NONE)
+}
+
+/// Every setting name any supported release reads.
 pub fn env_names() -> &'static BTreeSet<&'static str> {
     static NAMES: OnceLock<BTreeSet<&'static str>> = OnceLock::new();
     NAMES.get_or_init(|| {
-        ENV_NAMES_TEXT
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        SUPPORTED_RELEASES
+            .iter()
+            .flat_map(|r| release_env_names(r).iter().copied())
             .collect()
     })
 }
 
+#[cfg(test)]
 pub fn is_env_name(name: &str) -> bool {
     env_names().contains(name)
+}
+
+/// The first supported release that reads `name`, for telling a site on
+/// an older release where a setting comes from.
+pub fn first_release_reading(name: &str) -> Option<&'static str> {
+    SUPPORTED_RELEASES
+        .iter()
+        .copied()
+        .find(|r| release_env_names(r).contains(name))
 }
 
 /// Whether a Dify setting holds a secret and may only be given by reference.
@@ -393,6 +431,20 @@ mod tests {
 
     #[test]
     fn names_list_is_loaded() {
+        for release in SUPPORTED_RELEASES {
+            let names = release_env_names(release);
+            assert!(
+                names.contains("DB_PASSWORD") && names.len() > 900,
+                "{release}"
+            );
+        }
+        assert!(release_env_names("0.1.0").is_empty());
+        // 1.16.1 added the knowledge file system.
+        assert!(!release_env_names("1.16.0").contains("KNOWLEDGE_FS_ENABLED"));
+        assert_eq!(
+            first_release_reading("KNOWLEDGE_FS_ENABLED"),
+            Some("1.16.1")
+        );
         assert!(is_env_name("DB_PASSWORD"));
         assert!(is_env_name("SERVER_WORKER_AMOUNT"));
         assert!(!is_env_name("DATABASE_URL"));

@@ -191,7 +191,9 @@ pub(super) fn budget(
     } else if let Some(p) = &dl.pool_size {
         d = d.at(p.span()).label("each process's pool");
     } else {
-        d = d.at(cx.anchor.clone()).label("this site's services, at their defaults");
+        d = d
+            .at(cx.anchor.clone())
+            .label("this site's services, at their defaults");
     }
     cx.err(d);
 }

@@ -7,6 +7,7 @@ use super::context::Cx;
 use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, did_you_mean};
 use crate::base::names::is_bidi_control;
+use crate::base::source::Span;
 use crate::dify;
 use crate::input::layer::Layer;
 
@@ -49,23 +50,55 @@ pub const MANAGED_ENV: &[(&str, &str)] = &[
     ("NGINX_SERVER_NAME", "network.hostname"),
 ];
 
-/// `[env]`: the settings that may be written in a file, by name.
-pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let names = dify::env_names();
-    for (k, v) in layer.env.iter().flatten() {
-        let name = k.get_ref();
-        if !dify::is_env_name(name) {
+/// Whether the site's release reads the setting `name` (a key of `[env]`
+/// or `[secrets]`, at `span`); an `unknown-env` error when it does not,
+/// saying which release does when another one reads it. `example` ends
+/// the help when no name is close.
+pub(super) fn known_name(
+    cx: &mut Cx<'_>,
+    release: &str,
+    name: &str,
+    span: Span,
+    example: &str,
+) -> bool {
+    let names = dify::release_env_names(release);
+    if names.contains(name) {
+        return true;
+    }
+    let d = match dify::first_release_reading(name) {
+        Some(first) => Diagnostic::error(
+            Code::UnknownEnv,
+            format!("`{name}` is not a setting Dify {release} reads"),
+        )
+        .at(span)
+        .label(format!("read from Dify {first} on"))
+        .help(format!(
+            "remove it, or move the site to Dify {first} (`[dify] version`)"
+        )),
+        None => {
             let d = Diagnostic::error(
                 Code::UnknownEnv,
                 format!("`{name}` is not a setting Dify knows"),
             )
-            .at(k.span())
+            .at(span)
             .label("not in Dify's settings");
-            cx.err(match did_you_mean(name, names.iter().copied()) {
+            match did_you_mean(name, names.iter().copied()) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
-                None => d.help("`[env]` takes the names of Dify's settings, e.g. `LOG_LEVEL`"),
-            });
+                None => d.help(example.to_string()),
+            }
+        }
+    };
+    cx.err(d);
+    false
+}
+
+/// `[env]`: the settings that may be written in a file, by name.
+pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer, release: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in layer.env.iter().flatten() {
+        let name = k.get_ref();
+        let example = "`[env]` takes the names of Dify's settings, e.g. `LOG_LEVEL`";
+        if !known_name(cx, release, name, k.span(), example) {
             continue;
         }
         if dify::is_secret_name(name) {

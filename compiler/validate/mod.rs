@@ -93,8 +93,8 @@ pub fn validate_site(
     let lan_span = (layer.network.as_ref().and_then(|n| n.lan.as_ref())).map(|l| l.span());
     let login = settings::login(cx, layer);
     let helm = helm::helm(cx, layer, target);
-    let env = env::env(cx, layer);
-    let secrets = secrets::secrets(cx, layer, target);
+    let env = env::env(cx, layer, &dify_version);
+    let secrets = secrets::secrets(cx, layer, target, &dify_version);
     let wave = settings::wave(cx, layer);
     let labels = settings::labels(cx, layer);
     let gitops = gitops::gitops(cx, layer, target);

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::context::Cx;
 use crate::base::codes::Code;
-use crate::base::diagnostic::{Diagnostic, did_you_mean};
+use crate::base::diagnostic::Diagnostic;
 use crate::base::names::is_env_var_name;
 use crate::dify;
 use crate::input::layer::{self, Layer, SecretValue, Target};
@@ -43,23 +43,13 @@ pub(super) fn secrets(
     cx: &mut Cx<'_>,
     layer: &Layer,
     target: Target,
+    release: &str,
 ) -> BTreeMap<String, SecretRef> {
     let mut out = BTreeMap::new();
-    let names = dify::env_names();
     for (k, v) in layer.secrets.iter().flatten() {
         let name = k.get_ref();
-        if !dify::is_env_name(name) {
-            let d = Diagnostic::error(
-                Code::UnknownEnv,
-                format!("`{name}` is not a setting Dify knows"),
-            )
-            .at(k.span());
-            cx.err(match did_you_mean(name, names.iter().copied()) {
-                Some(s) => d.help(format!("did you mean `{s}`?")),
-                None => {
-                    d.help("`[secrets]` takes the names of Dify's settings, e.g. `DB_PASSWORD`")
-                }
-            });
+        let example = "`[secrets]` takes the names of Dify's settings, e.g. `DB_PASSWORD`";
+        if !super::env::known_name(cx, release, name, k.span(), example) {
             continue;
         }
         let r = match v.get_ref() {

@@ -2,25 +2,24 @@
 //! tests need `../shared/reference` (CI has it); elsewhere they skip with a
 //! printed reason.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::support;
 
-fn names_in(dir: &Path, out: &mut BTreeSet<String>) {
+/// Setting names in the deployment's env examples (`NAME=value`, also
+/// commented out).
+fn env_example_names(dir: &Path, out: &mut BTreeSet<String>) {
     for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
         let name = e.file_name().to_string_lossy();
-        if !e.file_type().is_file() || !(name.ends_with(".env.example") || name == ".env.example") {
+        if !e.file_type().is_file() || !name.ends_with(".env.example") {
             continue;
         }
         let text = std::fs::read_to_string(e.path()).unwrap();
         for line in text.lines() {
             let line = line.trim_start().trim_start_matches('#').trim_start();
             if let Some((k, _)) = line.split_once('=')
-                && !k.is_empty()
-                && k.starts_with(|c: char| c.is_ascii_uppercase())
-                && k.bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                && is_setting_name(k)
             {
                 out.insert(k.to_string());
             }
@@ -28,21 +27,280 @@ fn names_in(dir: &Path, out: &mut BTreeSet<String>) {
     }
 }
 
+fn is_setting_name(k: &str) -> bool {
+    k.starts_with(|c: char| c.is_ascii_uppercase())
+        && k.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The fields of Dify's settings classes: `    NAME: type` in a class body.
+fn settings_class_fields(dir: &Path, out: &mut BTreeSet<String>) {
+    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if !e.file_type().is_file() || e.path().extension().is_none_or(|x| x != "py") {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("    ") else {
+                continue;
+            };
+            if let Some((k, _)) = rest.split_once(':')
+                && is_setting_name(k.trim_end())
+            {
+                out.insert(k.trim_end().to_string());
+            }
+        }
+    }
+}
+
+/// The variables the web's entrypoint reads: `${NAME`.
+fn entrypoint_vars(file: &Path, out: &mut BTreeSet<String>) {
+    let text = std::fs::read_to_string(file).unwrap();
+    for piece in text.split("${").skip(1) {
+        let name: String = piece
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if is_setting_name(&name) {
+            out.insert(name);
+        }
+    }
+}
+
 #[test]
-fn env_names_match_dify_reference() {
+fn each_release_reads_the_setting_names_dify_cfg_carries() {
     let Some(reference) = support::reference() else {
         return;
     };
-    let mut expected = BTreeSet::new();
-    names_in(&reference.join("dify-1.16.0"), &mut expected);
-    let carried: BTreeSet<String> = dify_cfg::internals::env_names()
-        .iter()
-        .map(|s| s.to_string())
+    for release in dify_cfg::internals::SUPPORTED_RELEASES {
+        let tree = reference.join("dify").join(release).join("source");
+        let mut expected = BTreeSet::new();
+        env_example_names(&tree.join("docker"), &mut expected);
+        settings_class_fields(&tree.join("api/configs"), &mut expected);
+        entrypoint_vars(&tree.join("web/docker/entrypoint.sh"), &mut expected);
+        let carried: BTreeSet<String> = dify_cfg::internals::release_env_names(release)
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let missing: Vec<_> = expected.difference(&carried).collect();
+        let extra: Vec<_> = carried.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "Dify {release}: missing from compiler/dify/env-names/{release}.txt: {missing:?}; not read by Dify {release}: {extra:?}"
+        );
+    }
+}
+
+/// The first value each setting has in the release's env examples.
+fn env_example_values(release: &str) -> Option<BTreeMap<String, String>> {
+    let docker = support::reference()?
+        .join("dify")
+        .join(release)
+        .join("source/docker");
+    let mut out = BTreeMap::new();
+    let mut files: Vec<_> = walkdir::WalkDir::new(&docker)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".env.example"))
+        .map(|e| e.into_path())
         .collect();
-    let missing: Vec<_> = expected.difference(&carried).collect();
-    let extra: Vec<_> = carried.difference(&expected).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing from env-names.txt: {missing:?}; not in Dify: {extra:?}"
-    );
+    // docker/.env.example first: it is what compose reads.
+    files.sort_by_key(|p| p != &docker.join(".env.example"));
+    for f in files {
+        for line in std::fs::read_to_string(f).unwrap().lines() {
+            if let Some((k, v)) = line.split_once('=')
+                && is_setting_name(k)
+            {
+                out.entry(k.to_string()).or_insert_with(|| v.to_string());
+            }
+        }
+    }
+    Some(out)
+}
+
+fn upstream_compose(release: &str) -> Option<serde_yaml_ng::Value> {
+    let path = support::reference()?
+        .join("dify")
+        .join(release)
+        .join("source/docker/docker-compose.yaml");
+    Some(serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+}
+
+fn split_image(reference: &str) -> (String, String) {
+    let (repo, tag) = reference.rsplit_once(':').unwrap();
+    (repo.to_string(), tag.to_string())
+}
+
+/// The images each release runs by default are upstream's, pinned where
+/// upstream says `latest`.
+#[test]
+fn default_images_are_the_releases_own() {
+    use dify_cfg::internals::dify_facts::{SUPPORTED_RELEASES, release_images};
+    for release in SUPPORTED_RELEASES {
+        let Some(compose) = upstream_compose(release) else {
+            return;
+        };
+        let image =
+            |service: &str| split_image(compose["services"][service]["image"].as_str().unwrap());
+        let ours = release_images(release);
+        let same = [
+            ("sandbox", &ours.sandbox),
+            ("plugin_daemon", &ours.plugin_daemon),
+            ("agent_backend", &ours.agent_backend),
+            ("local_sandbox", &ours.local_sandbox),
+            ("redis", &ours.redis),
+            ("db_postgres", &ours.postgres),
+        ];
+        for (service, ours) in same {
+            assert_eq!(
+                (ours.repository.clone(), ours.tag.clone()),
+                image(service),
+                "Dify {release}: the default image of {service}"
+            );
+        }
+        // Upstream names `latest` (nginx, squid) or a moving tag (pgvector's
+        // `pg16`); ours pin a version of the same image.
+        for (service, ours) in [
+            ("nginx", &ours.nginx),
+            ("ssrf_proxy", &ours.ssrf_proxy),
+            ("pgvector", &ours.postgres_pgvector),
+        ] {
+            let (repo, tag) = image(service);
+            assert_eq!(ours.repository, repo, "Dify {release}: {service}");
+            assert!(
+                tag == "latest" || ours.tag.ends_with(&tag),
+                "Dify {release}: {service} runs {repo}:{tag}, ours {}",
+                ours.tag
+            );
+            assert_ne!(ours.tag, "latest");
+        }
+    }
+}
+
+/// The ports, paths, user id and Redis databases the compiler wires the
+/// services with are the ones Dify's deployment uses.
+#[test]
+fn ports_paths_and_user_are_the_releases_own() {
+    use dify_cfg::internals::dify_facts as f;
+    for release in f::SUPPORTED_RELEASES {
+        let (Some(env), Some(compose)) = (env_example_values(release), upstream_compose(release))
+        else {
+            return;
+        };
+        let port = |name: &str| env[name].parse::<u16>().unwrap();
+        assert_eq!(port("DIFY_PORT"), f::API_PORT, "{release}");
+        assert_eq!(port("SANDBOX_PORT"), f::SANDBOX_PORT, "{release}");
+        assert_eq!(
+            port("PLUGIN_DAEMON_PORT"),
+            f::PLUGIN_DAEMON_PORT,
+            "{release}"
+        );
+        assert_eq!(
+            port("PLUGIN_DEBUGGING_PORT"),
+            f::PLUGIN_DEBUGGING_PORT,
+            "{release}"
+        );
+        assert_eq!(port("SSRF_HTTP_PORT"), f::SSRF_PROXY_PORT, "{release}");
+        assert_eq!(
+            env["AGENT_BACKEND_BASE_URL"],
+            format!("http://agent_backend:{}", f::AGENT_BACKEND_PORT)
+        );
+        assert_eq!(
+            env["DIFY_AGENT_SHELLCTL_ENTRYPOINT"],
+            format!("http://local_sandbox:{}", f::LOCAL_SANDBOX_PORT)
+        );
+        // The Celery broker is Redis database 1.
+        assert!(
+            env["CELERY_BROKER_URL"].ends_with(&format!(":6379/{}", f::REDIS_DB_CELERY)),
+            "{release}: {}",
+            env["CELERY_BROKER_URL"]
+        );
+        assert_eq!(env["REDIS_DB"], f::REDIS_DB_CACHE.to_string());
+        let mounts = |service: &str| -> Vec<String> {
+            compose["services"][service]["volumes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter_map(|v| v.as_str())
+                .filter_map(|v| v.split(':').nth(1).map(str::to_string))
+                .collect()
+        };
+        assert!(mounts("api").contains(&f::API_STORAGE_PATH.to_string()));
+        assert!(mounts("plugin_daemon").contains(&f::PLUGIN_DAEMON_STORAGE_PATH.to_string()));
+        let source = support::reference()
+            .unwrap()
+            .join("dify")
+            .join(release)
+            .join("source");
+        for dockerfile in ["api/Dockerfile", "web/Dockerfile"] {
+            let text = std::fs::read_to_string(source.join(dockerfile)).unwrap();
+            assert!(
+                text.contains(&format!("ARG dify_uid={}", f::DIFY_UID)),
+                "{release}: {dockerfile} runs as another user"
+            );
+        }
+    }
+}
+
+/// Every route prefix the compiler routes is one Dify's own nginx serves,
+/// and the other way round.
+#[test]
+fn routes_are_the_ones_difys_nginx_serves() {
+    use dify_cfg::internals::dify_facts::{ROUTES, SUPPORTED_RELEASES};
+    for release in SUPPORTED_RELEASES {
+        let Some(reference) = support::reference() else {
+            return;
+        };
+        let template = reference
+            .join("dify")
+            .join(release)
+            .join("source/docker/nginx/conf.d/default.conf.template");
+        let text = std::fs::read_to_string(template).unwrap();
+        let upstream: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("location "))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|p| p.starts_with('/') && !p.starts_with("/.well-known"))
+            .collect();
+        let ours: BTreeSet<&str> = ROUTES.iter().map(|(p, _)| *p).collect();
+        assert_eq!(ours, upstream, "Dify {release}");
+    }
+}
+
+/// Claims from dify-facts.md the compiler builds on, held to the source:
+/// no SQLite (DB_TYPE's choices), the completion endpoint's path, and the
+/// modes the api image's entrypoint starts.
+#[test]
+fn the_claims_the_compiler_relies_on_hold() {
+    use dify_cfg::internals::dify_facts::SUPPORTED_RELEASES;
+    for release in SUPPORTED_RELEASES {
+        let Some(reference) = support::reference() else {
+            return;
+        };
+        let api = reference.join("dify").join(release).join("source/api");
+        let read = |p: &str| std::fs::read_to_string(api.join(p)).unwrap();
+        let db = read("configs/middleware/__init__.py");
+        let db_type = db
+            .lines()
+            .find(|l| l.trim_start().starts_with("DB_TYPE:"))
+            .expect("DB_TYPE is a setting");
+        assert!(db_type.contains("\"postgresql\""), "{release}: {db_type}");
+        assert!(
+            !db.to_lowercase().contains("sqlite"),
+            "{release} mentions SQLite"
+        );
+        let completion = read("controllers/service_api/app/completion.py");
+        assert!(completion.contains("\"/completion-messages\""), "{release}");
+        assert!(!completion.contains("\"/completion\""), "{release}");
+        let entrypoint = read("docker/entrypoint.sh");
+        for mode in ["worker", "beat", "migration"] {
+            assert!(
+                entrypoint.contains(&format!("\"${{MODE}}\" == \"{mode}\"")),
+                "{release}: entrypoint.sh has no MODE {mode}"
+            );
+        }
+        assert!(entrypoint.contains("flask upgrade-db"));
+        assert!(entrypoint.contains("\"${MIGRATION_ENABLED}\" == \"true\""));
+    }
 }
