@@ -5,6 +5,7 @@
 //! are present.
 
 pub mod secret_files;
+pub mod service_env;
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -78,7 +79,7 @@ pub fn env_names() -> &'static BTreeSet<&'static str> {
 }
 
 pub fn is_env_name(name: &str) -> bool {
-    env_names().contains(name)
+    env_names().contains(name) || service_env::is_api_setting_beyond_examples(name)
 }
 
 /// Whether a Dify setting holds a secret and may only be given by reference.
@@ -200,9 +201,14 @@ pub fn route_service(prefix: &str) -> Option<crate::model::ServiceKind> {
 /// environment must be in [`env_names`]. (The render tests hold every
 /// rendered environment to this list and [`env_names`].)
 #[cfg(test)]
-pub fn image_env_names(kind: crate::model::ServiceKind) -> &'static [&'static str] {
+pub fn image_env_names(kind: crate::model::ServiceKind) -> Vec<&'static str> {
     use crate::model::ServiceKind as K;
-    match kind {
+    // What upstream's compose gives the service itself (e.g. the sandbox's
+    // and plugin daemon's own names, the web's SERVER_CONSOLE_API_URL).
+    let mut names: Vec<&'static str> = service_env::container_names(kind.compose_name())
+        .into_iter()
+        .collect();
+    names.extend_from_slice(match kind {
         // The postgres image's entrypoint.
         K::Db => &[
             "POSTGRES_USER",
@@ -237,7 +243,8 @@ pub fn image_env_names(kind: crate::model::ServiceKind) -> &'static [&'static st
         // The agent's shell controller reads its token under this name.
         K::LocalSandbox => &["SHELLCTL_AUTH_TOKEN"],
         _ => &[],
-    }
+    });
+    names
 }
 
 /// Settings dify-web reads (docker/envs/core-services/web.env.example); a
