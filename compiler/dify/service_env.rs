@@ -73,6 +73,55 @@ pub fn api_settings_beyond_examples(release: &str) -> &'static [&'static str] {
     }
 }
 
+/// Settings the dify-api image reads outside `configs.DifyConfig`: (name,
+/// the file of the api's tree that reads it, the text in that file by which
+/// it does). Every other name a site gives the api, worker or beat is read
+/// by DifyConfig (`tests/it/dify_settings.rs` proves both).
+pub const API_READ_ELSEWHERE: &[(&str, &str, &str)] = &[
+    ("MODE", "docker/entrypoint.sh", "${MODE}"),
+    (
+        "MIGRATION_ENABLED",
+        "docker/entrypoint.sh",
+        "${MIGRATION_ENABLED}",
+    ),
+    (
+        "CELERY_AUTO_SCALE",
+        "docker/entrypoint.sh",
+        "${CELERY_AUTO_SCALE",
+    ),
+    (
+        "CELERY_WORKER_AMOUNT",
+        "docker/entrypoint.sh",
+        "${CELERY_WORKER_AMOUNT",
+    ),
+    (
+        "SERVER_WORKER_AMOUNT",
+        "docker/entrypoint.sh",
+        "${SERVER_WORKER_AMOUNT",
+    ),
+    (
+        "SERVER_WORKER_CLASS",
+        "docker/entrypoint.sh",
+        "${SERVER_WORKER_CLASS",
+    ),
+    (
+        "SERVER_WORKER_CONNECTIONS",
+        "docker/entrypoint.sh",
+        "${SERVER_WORKER_CONNECTIONS",
+    ),
+    (
+        "GUNICORN_TIMEOUT",
+        "docker/entrypoint.sh",
+        "${GUNICORN_TIMEOUT",
+    ),
+    // OpenDAL's options, read from the environment by scheme prefix.
+    (
+        "OPENDAL_FS_ROOT",
+        "extensions/storage/opendal_storage.py",
+        "prefix: str = \"OPENDAL_\"",
+    ),
+];
+
 /// Whether any supported release's api reads `name` though its env
 /// examples do not list it.
 pub fn is_api_setting_beyond_examples(name: &str) -> bool {

@@ -88,7 +88,7 @@ pub(super) fn shared_settings(site: &Site) -> Vec<(&'static str, Vec<KeyValue>)>
             kv("CONSOLE_API_URL", &base),
             kv("CONSOLE_WEB_URL", &base),
             kv("SERVICE_API_URL", &base),
-            kv("APP_API_URL", &base),
+            // (APP_API_URL is the web's: the api reads no such setting.)
             kv("APP_WEB_URL", &base),
             kv("FILES_URL", &base),
             kv("TRIGGER_URL", &base),
