@@ -210,7 +210,9 @@ for name, f in cls.model_fields.items():
     for a in aliases(f.alias) + aliases(f.validation_alias):
         read.add(a.upper())
 
-out = {"fields": len(cls.model_fields), "cases": {}}
+from importlib.metadata import version
+out = {"fields": len(cls.model_fields), "cases": {},
+       "versions": {p: version(p) for p in ("pydantic", "pydantic-core", "pydantic-settings")}}
 for case in json.load(open(cases_file)):
     os.environ.clear()
     os.environ.update(case["env"])
@@ -283,6 +285,16 @@ fn dify_config(python: &Path, source: &Path, cases: &[(String, Env)]) -> BTreeMa
         v["fields"].as_u64().unwrap() > 500,
         "DifyConfig has too few fields"
     );
+    // The venv holds what the release's uv.lock pins.
+    let lock = std::fs::read_to_string(source.join("api/uv.lock")).unwrap();
+    for (package, installed) in v["versions"].as_object().unwrap() {
+        let pinned = locked_version(&lock, package);
+        assert_eq!(
+            installed.as_str(),
+            pinned.as_deref(),
+            "{package}: the venv has {installed}, uv.lock pins {pinned:?}"
+        );
+    }
     let strings = |v: &serde_json::Value| -> Vec<String> {
         v.as_array()
             .unwrap()
@@ -304,6 +316,15 @@ fn dify_config(python: &Path, source: &Path, cases: &[(String, Env)]) -> BTreeMa
             )
         })
         .collect()
+}
+
+/// The version uv.lock pins for a package.
+fn locked_version(lock: &str, package: &str) -> Option<String> {
+    let at = lock.find(&format!("[[package]]\nname = \"{package}\"\n"))?;
+    let line = lock[at..].lines().nth(2)?;
+    line.strip_prefix("version = \"")?
+        .strip_suffix('"')
+        .map(str::to_string)
 }
 
 /// The api/worker/beat environments of every compose site, and the api,
@@ -664,6 +685,93 @@ fn migrations_run_in_the_api_alone() {
             );
         }
     }
+}
+
+/// Names the sandbox's process reads outside its own config.go.
+const SANDBOX_READ_ELSEWHERE: &[(&str, &str)] =
+    &[("GIN_MODE", "the gin web framework it serves with")];
+
+/// The names a Go config file reads from the environment: `envconfig`
+/// tags (the plugin daemon) and quoted upper-case names (the sandbox's
+/// `os.Getenv` calls).
+fn go_config_names(text: &str) -> BTreeSet<String> {
+    text.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            !s.is_empty()
+                && s.starts_with(|c: char| c.is_ascii_uppercase())
+                && s.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The names in `env` that `read` lacks and nothing else reads.
+fn unread_by(service: &str, read: &BTreeSet<String>, env: &Env) -> Vec<String> {
+    env.keys()
+        .filter(|name| {
+            let elsewhere =
+                service == "sandbox" && SANDBOX_READ_ELSEWHERE.iter().any(|(n, _)| n == name);
+            !read.contains(*name) && !elsewhere
+        })
+        .cloned()
+        .collect()
+}
+
+/// Every name the plugin daemon and the sandbox are given is one their
+/// own configuration reads (at the image version the site runs).
+#[test]
+fn daemon_and_sandbox_read_every_name_they_are_given() {
+    let Some(reference) = support::reference() else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for site in sites() {
+        let Some(compose) = site.compose() else {
+            continue;
+        };
+        for (service, dir, config) in [
+            (
+                "plugin_daemon",
+                "dify-plugin-daemon",
+                "internal/types/app/config.go",
+            ),
+            ("sandbox", "dify-sandbox", "internal/static/config.go"),
+        ] {
+            let Some(env) = service_env_of(&site, &compose, service) else {
+                continue;
+            };
+            let image = scalar(&compose["services"][service]["image"]);
+            let tag = image.rsplit_once(':').unwrap().1;
+            let version = tag.split('-').next().unwrap();
+            let path = reference
+                .join(dir)
+                .join(version)
+                .join("source")
+                .join(config);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|_| panic!("{} is missing", path.display()));
+            let read = go_config_names(&text);
+            for name in unread_by(service, &read, &env) {
+                failures.push(format!(
+                    "{} {service}: sets {name}, which {dir} {version} does not read",
+                    site.name
+                ));
+            }
+            // Planted: a name neither reads is caught.
+            let mut planted = env.clone();
+            planted.insert("DIFY_CFG_NOT_A_SETTING".into(), "1".into());
+            assert_eq!(
+                unread_by(service, &read, &planted),
+                ["DIFY_CFG_NOT_A_SETTING"],
+                "{} {service}: an unread name went unnoticed",
+                site.name
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// The per-release lists in compiler/dify/service-env/ are what upstream's
