@@ -85,6 +85,8 @@ codes! {
     MemoryBudget = "memory-budget",
     /// A key stands in a file where it does not belong (e.g. `profile` in a profile).
     MisplacedKey = "misplaced-key",
+    /// A setting needs egress the site's firewall does not allow (the marketplace with no internet egress).
+    MissingEgress = "missing-egress",
     /// A required key is missing.
     MissingKey = "missing-key",
     /// A secret the site's services need has no reference.

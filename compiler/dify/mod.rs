@@ -5,6 +5,7 @@
 //! are present.
 
 pub mod secret_files;
+pub mod service_env;
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -244,9 +245,14 @@ pub fn route_service(prefix: &str) -> Option<crate::model::ServiceKind> {
 /// environment must be in [`env_names`]. (The render tests hold every
 /// rendered environment to this list and [`env_names`].)
 #[cfg(test)]
-pub fn image_env_names(kind: crate::model::ServiceKind) -> &'static [&'static str] {
+pub fn image_env_names(kind: crate::model::ServiceKind) -> Vec<&'static str> {
     use crate::model::ServiceKind as K;
-    match kind {
+    // What upstream's compose gives the service itself (e.g. the sandbox's
+    // and plugin daemon's own names, the web's SERVER_CONSOLE_API_URL).
+    let mut names: Vec<&'static str> = service_env::container_names(kind.compose_name())
+        .into_iter()
+        .collect();
+    names.extend_from_slice(match kind {
         // The postgres image's entrypoint.
         K::Db => &[
             "POSTGRES_USER",
@@ -281,7 +287,8 @@ pub fn image_env_names(kind: crate::model::ServiceKind) -> &'static [&'static st
         // The agent's shell controller reads its token under this name.
         K::LocalSandbox => &["SHELLCTL_AUTH_TOKEN"],
         _ => &[],
-    }
+    });
+    names
 }
 
 /// Settings dify-web reads (docker/envs/core-services/web.env.example); a

@@ -11,6 +11,7 @@ use super::common::{
 };
 use super::quote::dotenv_representable;
 use crate::dify;
+use crate::dify::service_env;
 use crate::model::{ServiceKind, Site, Target, VectorStore};
 
 /// The computed, non-secret Dify settings of a site, in sections, and the
@@ -87,7 +88,7 @@ pub(super) fn shared_settings(site: &Site) -> Vec<(&'static str, Vec<KeyValue>)>
             kv("CONSOLE_API_URL", &base),
             kv("CONSOLE_WEB_URL", &base),
             kv("SERVICE_API_URL", &base),
-            kv("APP_API_URL", &base),
+            // (APP_API_URL is the web's: the api reads no such setting.)
             kv("APP_WEB_URL", &base),
             kv("FILES_URL", &base),
             kv("TRIGGER_URL", &base),
@@ -121,7 +122,6 @@ pub(super) fn shared_settings(site: &Site) -> Vec<(&'static str, Vec<KeyValue>)>
             ),
             kv("CELERY_AUTO_SCALE", "false"),
             kv("SQLALCHEMY_POOL_SIZE", site.database.pool_size.to_string()),
-            kv("MIGRATION_ENABLED", "true"),
         ],
     ));
 
@@ -151,6 +151,11 @@ pub(super) fn shared_settings(site: &Site) -> Vec<(&'static str, Vec<KeyValue>)>
         // No calls home for update checks.
         kv("CHECK_UPDATE_URL", ""),
     ];
+    // A compose box's egress is its allow-list: no community telemetry
+    // where the release would send it.
+    if compose && service_env::reads_telemetry_opt_out(&site.dify_version) {
+        features.push(kv("DISABLE_TELEMETRY", "true"));
+    }
     if compose && site.features.plugin_debugging && has(site, ServiceKind::PluginDaemon) {
         features.push(kv("PLUGIN_REMOTE_INSTALL_HOST", &site.network.hostname));
         features.push(kv(
@@ -224,6 +229,11 @@ fn service_wiring(site: &Site) -> Vec<KeyValue> {
         wiring.push(kv(
             "PLUGIN_DAEMON_URL",
             http_url("plugin_daemon", dify::PLUGIN_DAEMON_PORT),
+        ));
+        // The api's own limit is smaller than the daemon's.
+        wiring.push(kv(
+            "PLUGIN_MAX_PACKAGE_SIZE",
+            service_env::PLUGIN_MAX_PACKAGE_SIZE.to_string(),
         ));
     }
     if has(site, ServiceKind::SsrfProxy) {

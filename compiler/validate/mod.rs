@@ -10,6 +10,7 @@ mod connections;
 mod context;
 mod database;
 mod device;
+mod egress;
 mod env;
 mod external;
 mod fleet;
@@ -90,6 +91,7 @@ pub fn validate_site(
     let redis = redis::redis(cx, layer, redis_external, &services, &memory_spans);
     database::vector_store_fits(cx, layer, target, vector_store);
     let network = network::network(cx, layer, target, &rs.name);
+    egress::needed_egress(cx, layer, target, &features, network.as_ref());
     let lan_span = (layer.network.as_ref().and_then(|n| n.lan.as_ref())).map(|l| l.span());
     let login = settings::login(cx, layer);
     let helm = helm::helm(cx, layer, target);

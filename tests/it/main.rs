@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod crash;
+mod dify_settings;
 mod disk_full;
 mod fleet;
 mod gitops;

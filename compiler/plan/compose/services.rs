@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::{ComposeService, Healthcheck, SECRETS_DIR, SSRF_NETWORK, SecretMount};
 use crate::dify;
 use crate::dify::secret_files::{reads_secret_files, secret_vars};
+use crate::dify::service_env;
 use crate::model::{Service, ServiceKind, Site};
 use crate::plan::common::{
     KeyValue, base_url, db_host_port, db_name, has, http_url, kv, redis_host_port, websocket_url,
@@ -166,6 +167,11 @@ fn api_image(
         _ => "api",
     };
     environment.insert("MODE".into(), mode.into());
+    if kind == ServiceKind::Api {
+        // Dify's entrypoint upgrades the database first when this is true:
+        // the api alone does it (the worker and beat leave it unset: off).
+        environment.insert("MIGRATION_ENABLED".into(), "true".into());
+    }
     if let Some(url) = redis_url(site, secrets, dify::REDIS_DB_CELERY) {
         environment.insert("CELERY_BROKER_URL".into(), url);
     }
@@ -225,8 +231,32 @@ fn web(site: &Site, s: &mut ComposeService, environment: &mut Environment) {
     s.built = Some(BuiltKind::Web);
     s.image = String::new();
     let base = base_url(site);
+    let release = site.dify_version.as_str();
     environment.insert("CONSOLE_API_URL".into(), compose_literal(&base));
     environment.insert("APP_API_URL".into(), compose_literal(&base));
+    if service_env::web_reads_console_web_url(release) {
+        environment.insert("CONSOLE_WEB_URL".into(), compose_literal(&base));
+    }
+    // The web's own server-side calls stay inside the site (the public
+    // console routes admit the admin networks only).
+    environment.insert(
+        "SERVER_CONSOLE_API_URL".into(),
+        http_url("api", dify::API_PORT),
+    );
+    // The entrypoint turns these into URLs the web validates, so they are
+    // set whether the marketplace is on or not (whether the console offers
+    // it is MARKETPLACE_ENABLED, which the web learns from the api).
+    environment.insert(
+        "MARKETPLACE_API_URL".into(),
+        service_env::MARKETPLACE_URL.into(),
+    );
+    environment.insert(
+        "MARKETPLACE_URL".into(),
+        service_env::MARKETPLACE_URL.into(),
+    );
+    environment.insert("DEPLOY_ENV".into(), "PRODUCTION".into());
+    // No Next.js telemetry from a box whose egress is an allow-list.
+    environment.insert("NEXT_TELEMETRY_DISABLED".into(), "1".into());
     if site.features.collaboration && has(site, ServiceKind::ApiWebsocket) {
         environment.insert(
             "NEXT_PUBLIC_SOCKET_URL".into(),
