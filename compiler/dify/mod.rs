@@ -4,6 +4,7 @@
 //! `tests/it/reference.rs` checks them against Dify's own files where those
 //! are present.
 
+pub mod helm;
 pub mod secret_files;
 pub mod service_env;
 
@@ -61,8 +62,7 @@ pub fn release_images(version: &str) -> ReleaseImages {
     }
 }
 
-/// The dify-helm chart version whose values dify-cfg writes.
-pub const HELM_CHART_VERSION: &str = "0.38.0-rc2";
+pub use helm::{HELM_CHART_VERSION, helm_secret_refs};
 
 /// The setting names each supported release reads, one list per release
 /// (see the files' headers for where the names come from).
@@ -322,115 +322,6 @@ pub const WEB_ENV_NAMES: &[&str] = &[
     "TEXT_GENERATION_TIMEOUT_MS",
     "TOP_K_MAX_VALUE",
 ];
-
-/// The remote references the chart's api and worker secrets both carry.
-const API_REMOTE_REFS: &[&str] = &[
-    "SECRET_KEY",
-    "CODE_EXECUTION_API_KEY",
-    "DB_USERNAME",
-    "DB_PASSWORD",
-    "REDIS_PASSWORD",
-    "WEAVIATE_API_KEY",
-    "RESEND_API_KEY",
-    "PLUGIN_DAEMON_KEY",
-    "INNER_API_KEY_FOR_PLUGIN",
-    "S3_ACCESS_KEY",
-    "S3_SECRET_KEY",
-    "OTLP_API_KEY",
-    "AGENT_BACKEND_API_TOKEN",
-];
-
-/// The dify-helm chart's `externalSecret` components whose secrets dify-cfg
-/// writes, and the `remoteRefs` keys each declares by default. A key a site
-/// does not fill is set to null, which removes the chart's default (whose
-/// store key a site's store would not have).
-pub const HELM_REMOTE_REF_DEFAULTS: &[(&str, &[&str])] = &[
-    ("api", API_REMOTE_REFS),
-    ("worker", API_REMOTE_REFS),
-    ("sandbox", &["API_KEY"]),
-    (
-        "agentBackend",
-        &[
-            "REDIS_PASSWORD",
-            "DIFY_AGENT_API_TOKEN",
-            "DIFY_AGENT_SERVER_SECRET_KEY",
-            "DIFY_AGENT_SHELLCTL_AUTH_TOKEN",
-            "DIFY_AGENT_PLUGIN_DAEMON_API_KEY",
-            "DIFY_AGENT_INNER_API_KEY",
-        ],
-    ),
-    ("localSandbox", &["SHELLCTL_AUTH_TOKEN"]),
-    (
-        "pluginDaemon",
-        &[
-            "DB_USERNAME",
-            "DB_PASSWORD",
-            "REDIS_PASSWORD",
-            "SERVER_KEY",
-            "DIFY_INNER_API_KEY",
-        ],
-    ),
-    ("postgresql", &["postgres-password", "replication-password"]),
-    ("redis", &["redis-password"]),
-];
-
-/// Where the dify-helm chart takes a Dify secret from: (`externalSecret`
-/// component, `remoteRefs` key) pairs. Empty when the chart has no place for
-/// the secret; validation should refuse such a secret on a helm site.
-pub fn helm_secret_refs(name: &str) -> &'static [(&'static str, &'static str)] {
-    match name {
-        "SECRET_KEY" => &[("api", "SECRET_KEY"), ("worker", "SECRET_KEY")],
-        "DB_USERNAME" => &[
-            ("api", "DB_USERNAME"),
-            ("worker", "DB_USERNAME"),
-            ("pluginDaemon", "DB_USERNAME"),
-        ],
-        "DB_PASSWORD" => &[
-            ("api", "DB_PASSWORD"),
-            ("worker", "DB_PASSWORD"),
-            ("pluginDaemon", "DB_PASSWORD"),
-        ],
-        "REDIS_PASSWORD" => &[
-            ("api", "REDIS_PASSWORD"),
-            ("worker", "REDIS_PASSWORD"),
-            ("pluginDaemon", "REDIS_PASSWORD"),
-            ("agentBackend", "REDIS_PASSWORD"),
-        ],
-        "CODE_EXECUTION_API_KEY" => &[
-            ("api", "CODE_EXECUTION_API_KEY"),
-            ("worker", "CODE_EXECUTION_API_KEY"),
-            ("sandbox", "API_KEY"),
-        ],
-        "PLUGIN_DAEMON_KEY" => &[
-            ("api", "PLUGIN_DAEMON_KEY"),
-            ("worker", "PLUGIN_DAEMON_KEY"),
-            ("pluginDaemon", "SERVER_KEY"),
-            ("agentBackend", "DIFY_AGENT_PLUGIN_DAEMON_API_KEY"),
-        ],
-        "PLUGIN_DIFY_INNER_API_KEY" | "INNER_API_KEY_FOR_PLUGIN" => &[
-            ("api", "INNER_API_KEY_FOR_PLUGIN"),
-            ("worker", "INNER_API_KEY_FOR_PLUGIN"),
-            ("pluginDaemon", "DIFY_INNER_API_KEY"),
-            ("agentBackend", "DIFY_AGENT_INNER_API_KEY"),
-        ],
-        "WEAVIATE_API_KEY" => &[("api", "WEAVIATE_API_KEY"), ("worker", "WEAVIATE_API_KEY")],
-        "RESEND_API_KEY" => &[("api", "RESEND_API_KEY"), ("worker", "RESEND_API_KEY")],
-        "S3_ACCESS_KEY" => &[("api", "S3_ACCESS_KEY"), ("worker", "S3_ACCESS_KEY")],
-        "S3_SECRET_KEY" => &[("api", "S3_SECRET_KEY"), ("worker", "S3_SECRET_KEY")],
-        "OTLP_API_KEY" => &[("api", "OTLP_API_KEY"), ("worker", "OTLP_API_KEY")],
-        "DIFY_AGENT_API_TOKEN" => &[
-            ("api", "AGENT_BACKEND_API_TOKEN"),
-            ("worker", "AGENT_BACKEND_API_TOKEN"),
-            ("agentBackend", "DIFY_AGENT_API_TOKEN"),
-        ],
-        "DIFY_AGENT_SERVER_SECRET_KEY" => &[("agentBackend", "DIFY_AGENT_SERVER_SECRET_KEY")],
-        "DIFY_AGENT_SHELLCTL_AUTH_TOKEN" => &[
-            ("agentBackend", "DIFY_AGENT_SHELLCTL_AUTH_TOKEN"),
-            ("localSandbox", "SHELLCTL_AUTH_TOKEN"),
-        ],
-        _ => &[],
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -4,8 +4,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::common::{SiteInfo, site_info};
-use crate::dify;
-use crate::model::Site;
+use crate::dify::helm::chart_for;
+use crate::model::{ServiceKind, Site};
 
 /// Where the Argo CD application goes in the site tree.
 pub const ARGOCD_APPLICATION: &str = "argocd/application.yaml";
@@ -25,14 +25,53 @@ pub struct ArgoCdContext {
     pub application: Value,
 }
 
+/// The Deployments an HPA scales: the chart renders their `replicas` all
+/// the same (`replicas: {{ .Values.<component>.replicas }}`, unconditional),
+/// so Argo CD must leave that field to the HPA, or every sync would reset
+/// the replicas the HPA chose and the application would never be in sync.
+fn hpa_deployments(site: &Site) -> Vec<String> {
+    let chart = chart_for(&site.dify_version);
+    let mut names: Vec<String> = ServiceKind::ALL
+        .into_iter()
+        .filter(|k| {
+            site.services
+                .get(k)
+                .is_some_and(|s| s.autoscaling.is_some())
+        })
+        .filter_map(|k| k.helm_key())
+        .filter(|key| chart.has_autoscaling(key))
+        .filter_map(|key| chart.object_name(HELM_RELEASE_NAME, key))
+        .collect();
+    names.sort();
+    names
+}
+
 /// The application: the dify-helm chart at the pinned version, with the
 /// values file from the site branch (a second source, referenced as
 /// `$values`), into the site's namespace. No automated sync: merging the
-/// site's pull request is the approval, a person syncs.
+/// site's pull request is the approval, a person syncs. The replicas of
+/// the Deployments an HPA scales are the HPA's: ignored in the diff and
+/// left alone by a sync (`RespectIgnoreDifferences`).
 pub(super) fn argocd_application(site: &Site) -> Option<ArgoCdContext> {
     let argo = site.gitops.argocd.as_ref()?;
     let branch = site.gitops.branch(&site.name);
-    let application = json!({
+    let scaled = hpa_deployments(site);
+    let mut sync_options = vec!["CreateNamespace=true"];
+    if !scaled.is_empty() {
+        sync_options.push("RespectIgnoreDifferences=true");
+    }
+    let ignore: Vec<Value> = scaled
+        .iter()
+        .map(|name| {
+            json!({
+                "group": "apps",
+                "kind": "Deployment",
+                "name": name,
+                "jsonPointers": ["/spec/replicas"],
+            })
+        })
+        .collect();
+    let mut application = json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
         "metadata": {
@@ -51,7 +90,7 @@ pub(super) fn argocd_application(site: &Site) -> Option<ArgoCdContext> {
                 {
                     "repoURL": HELM_CHART_REPOSITORY,
                     "chart": HELM_CHART_NAME,
-                    "targetRevision": dify::HELM_CHART_VERSION,
+                    "targetRevision": chart_for(&site.dify_version).version,
                     "helm": {
                         "releaseName": HELM_RELEASE_NAME,
                         "valueFiles": ["$values/helm/values.yaml"],
@@ -68,10 +107,13 @@ pub(super) fn argocd_application(site: &Site) -> Option<ArgoCdContext> {
                 "namespace": site.helm.namespace,
             },
             "syncPolicy": {
-                "syncOptions": ["CreateNamespace=true"],
+                "syncOptions": sync_options,
             },
         },
     });
+    if !ignore.is_empty() {
+        application["spec"]["ignoreDifferences"] = Value::Array(ignore);
+    }
     Some(ArgoCdContext {
         site: site_info(site),
         branch,
@@ -100,7 +142,7 @@ mod tests {
         let chart = &spec["sources"][0];
         assert_eq!(chart["repoURL"], HELM_CHART_REPOSITORY);
         assert_eq!(chart["chart"], "dify");
-        assert_eq!(chart["targetRevision"], dify::HELM_CHART_VERSION);
+        assert_eq!(chart["targetRevision"], crate::dify::HELM_CHART_VERSION);
         assert_eq!(
             chart["helm"]["valueFiles"],
             json!(["$values/helm/values.yaml"])
@@ -118,6 +160,32 @@ mod tests {
         assert!(spec["syncPolicy"]["automated"].is_null());
         assert_eq!(
             spec["syncPolicy"]["syncOptions"],
+            json!(["CreateNamespace=true", "RespectIgnoreDifferences=true"])
+        );
+        // The fixture autoscales api, worker and web: their replicas are
+        // the HPA's.
+        let ignored: Vec<&str> = spec["ignoreDifferences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                assert_eq!(d["jsonPointers"], json!(["/spec/replicas"]));
+                d["name"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(ignored, ["dify-api", "dify-web", "dify-worker"]);
+    }
+
+    #[test]
+    fn without_autoscaling_nothing_is_ignored() {
+        let mut site = cloud();
+        for svc in site.services.values_mut() {
+            svc.autoscaling = None;
+        }
+        let app = argocd_application(&site).unwrap().application;
+        assert!(app["spec"].get("ignoreDifferences").is_none());
+        assert_eq!(
+            app["spec"]["syncPolicy"]["syncOptions"],
             json!(["CreateNamespace=true"])
         );
     }

@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::argocd::HELM_RELEASE_NAME;
 use super::common::{SiteInfo, base_url, db_name, has, site_info, websocket_url};
+use super::nginx::CLIENT_MAX_BODY_SIZE;
 use super::settings::shared_settings;
 use crate::dify;
+use crate::dify::helm::{HelmChart, chart_for};
 use crate::model::{ImageRef, SecretRef, Service, ServiceKind, Site, VectorStore};
 
 /// `tag[@digest]`: the chart writes `repository:tag`, so a digest rides on
@@ -37,23 +40,52 @@ fn resources(svc: &Service) -> Value {
     })
 }
 
-fn extra_env(entries: impl IntoIterator<Item = (String, String)>) -> Value {
-    let map: BTreeMap<String, String> = entries.into_iter().collect();
+/// An `extraEnv` list, sorted by name, from (name, entry) pairs whose entry
+/// holds `value` or `valueFrom`.
+fn extra_env(entries: BTreeMap<String, Value>) -> Value {
     Value::Array(
-        map.into_iter()
-            .map(|(name, value)| json!({"name": name, "value": value}))
+        entries
+            .into_iter()
+            .map(|(name, mut entry)| {
+                entry["name"] = Value::String(name);
+                entry
+            })
             .collect(),
     )
 }
 
-/// Chart components with their own `replicas`.
-fn helm_has_replicas(key: &str) -> bool {
-    !matches!(key, "beat" | "localSandbox")
+fn plain(value: impl Into<String>) -> Value {
+    json!({"value": value.into()})
 }
 
-/// Chart components with `autoscaling`.
-fn helm_has_autoscaling(key: &str) -> bool {
-    matches!(key, "api" | "worker" | "web" | "sandbox")
+/// A key of the Secret the chart's ExternalSecret writes for `component`.
+fn from_secret(chart: &HelmChart, component: &str, key: &str) -> Value {
+    let name = chart
+        .object_name(HELM_RELEASE_NAME, component)
+        .unwrap_or_default();
+    json!({"valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
+}
+
+/// The ingress-nginx annotation for the largest request body (its default
+/// is 1 MiB).
+pub const INGRESS_BODY_SIZE_ANNOTATION: &str = "nginx.ingress.kubernetes.io/proxy-body-size";
+
+/// Whether the site's store holds the database user (`[secrets]
+/// DB_USERNAME`); otherwise it is a plain value, as on compose sites.
+fn db_user_remote(site: &Site) -> bool {
+    matches!(
+        site.secrets.get("DB_USERNAME"),
+        Some(SecretRef::Remote { .. })
+    )
+}
+
+/// The database user as a plain value: the site's `[env]`, else the user
+/// the postgres images create.
+fn db_user(site: &Site) -> String {
+    site.env
+        .get("DB_USERNAME")
+        .cloned()
+        .unwrap_or_else(|| dify::POSTGRES_USER.to_string())
 }
 
 /// Components the chart runs with a service dify-cfg knows.
@@ -65,6 +97,7 @@ fn helm_component_service(component: &str) -> Option<ServiceKind> {
 
 /// The values file of a helm site.
 pub(super) fn helm(site: &Site) -> HelmContext {
+    let chart = chart_for(&site.dify_version);
     let mut notes = Vec::new();
     let mut values = Map::new();
     values.insert(
@@ -72,7 +105,7 @@ pub(super) fn helm(site: &Site) -> HelmContext {
         json!({"marketplace": {"enabled": site.features.marketplace}}),
     );
     values.insert("image".into(), image_values(site));
-    component_values(site, &mut values);
+    component_values(site, chart, &mut values);
     data_store_values(site, &mut values);
     vector_store_values(site, &mut values, &mut notes);
     ingress_values(site, &mut values);
@@ -80,13 +113,13 @@ pub(super) fn helm(site: &Site) -> HelmContext {
 
     values.insert(
         "externalSecret".into(),
-        helm_external_secret(site, &mut notes),
+        helm_external_secret(site, chart, &mut notes),
     );
 
     HelmContext {
         site: site_info(site),
         namespace: site.helm.namespace.clone(),
-        chart_version: dify::HELM_CHART_VERSION,
+        chart_version: chart.version,
         values: Value::Object(values),
         notes,
     }
@@ -114,15 +147,9 @@ fn image_values(site: &Site) -> Value {
 
 /// One entry per component of the chart: whether it runs, its replicas,
 /// resources and autoscaling, and the environment of the Dify components.
-fn component_values(site: &Site, values: &mut Map<String, Value>) {
-    // Shared settings for the dify-api components, plus the site's [env].
-    let shared: Vec<(String, String)> = shared_settings(site)
-        .into_iter()
-        .flat_map(|(_, entries)| entries)
-        .map(|e| (e.key, e.value))
-        .chain(site.env.iter().map(|(k, v)| (k.clone(), v.clone())))
-        .collect();
-    let web_env: Vec<(String, String)> = [
+fn component_values(site: &Site, chart: &HelmChart, values: &mut Map<String, Value>) {
+    let shared = api_image_env(site);
+    let web_env: BTreeMap<String, Value> = [
         ("CONSOLE_API_URL".to_string(), base_url(site)),
         ("APP_API_URL".to_string(), base_url(site)),
     ]
@@ -133,6 +160,7 @@ fn component_values(site: &Site, values: &mut Map<String, Value>) {
             .filter(|(k, _)| dify::WEB_ENV_NAMES.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone())),
     )
+    .map(|(k, v)| (k, plain(v)))
     .collect();
 
     for kind in ServiceKind::ALL {
@@ -141,33 +169,122 @@ fn component_values(site: &Site, values: &mut Map<String, Value>) {
         let svc = site.services.get(&kind);
         component.insert("enabled".into(), Value::Bool(svc.is_some()));
         if let Some(svc) = svc {
-            if helm_has_replicas(key) {
-                component.insert("replicas".into(), json!(svc.replicas));
-            }
+            scaling_values(svc, key, chart, &mut component);
             component.insert("resources".into(), resources(svc));
-            if helm_has_autoscaling(key) {
-                let autoscaling = match svc.autoscaling {
-                    Some(a) => json!({
-                        "enabled": true,
-                        "minReplicas": a.min_replicas,
-                        "maxReplicas": a.max_replicas,
-                        "targetCPUUtilizationPercentage": a.target_cpu_percent,
-                    }),
-                    None => json!({"enabled": false}),
-                };
-                component.insert("autoscaling".into(), autoscaling);
-            }
-            if kind.uses_api_image() {
-                component.insert("extraEnv".into(), extra_env(shared.clone()));
+            let env = if kind.uses_api_image() {
+                let mut env = shared.clone();
+                env.retain(|name, _| !chart.fixed_env(key).contains(&name.as_str()));
+                if matches!(kind, ServiceKind::Api | ServiceKind::Worker) {
+                    env.extend(pgvector_env(site, chart, key));
+                }
+                if let Some(level) = site.env.get("LOG_LEVEL") {
+                    component.insert("logLevel".into(), Value::String(level.clone()));
+                }
+                env
             } else if kind == ServiceKind::Web {
-                component.insert("extraEnv".into(), extra_env(web_env.clone()));
+                web_env.clone()
+            } else if kind == ServiceKind::PluginDaemon && !db_user_remote(site) {
+                // The daemon refuses to start without DB_USERNAME.
+                BTreeMap::from([("DB_USERNAME".to_string(), plain(db_user(site)))])
+            } else {
+                BTreeMap::new()
+            };
+            if !env.is_empty() {
+                component.insert("extraEnv".into(), extra_env(env));
             }
             if kind == ServiceKind::ApiWebsocket {
                 component.insert("socketUrl".into(), Value::String(websocket_url(site)));
             }
+            if kind == ServiceKind::Api {
+                // The chart writes MIGRATION_ENABLED into the api's
+                // ConfigMap from this, and only there.
+                let migrate = site
+                    .env
+                    .get("MIGRATION_ENABLED")
+                    .is_none_or(|v| v == "true");
+                component.insert("migration".into(), Value::Bool(migrate));
+            }
+            if kind == ServiceKind::Nginx {
+                component.insert(
+                    "clientMaxBodySize".into(),
+                    Value::String(CLIENT_MAX_BODY_SIZE.into()),
+                );
+            }
         }
         values.insert(key.into(), Value::Object(component));
     }
+}
+
+/// `replicas` and `autoscaling`. Where an HPA scales the Deployment, the
+/// chart still renders `replicas` (its default, 1, when unset), so it is the
+/// HPA's minimum: the first sync starts what the HPA would keep, and the
+/// Argo CD application ignores the field from then on.
+fn scaling_values(svc: &Service, key: &str, chart: &HelmChart, component: &mut Map<String, Value>) {
+    let autoscaling = svc.autoscaling.filter(|_| chart.has_autoscaling(key));
+    if chart.has_replicas(key) {
+        let replicas = autoscaling.map_or(svc.replicas, |a| a.min_replicas);
+        component.insert("replicas".into(), json!(replicas));
+    }
+    if chart.has_autoscaling(key) {
+        let values = match autoscaling {
+            Some(a) => json!({
+                "enabled": true,
+                "minReplicas": a.min_replicas,
+                "maxReplicas": a.max_replicas,
+                "targetCPUUtilizationPercentage": a.target_cpu_percent,
+            }),
+            None => json!({"enabled": false}),
+        };
+        component.insert("autoscaling".into(), values);
+    }
+}
+
+/// The environment of the components that run the api image: the shared
+/// settings and the site's `[env]`, without MIGRATION_ENABLED (the chart
+/// sets it on the api alone, see `api.migration`), and with the database
+/// user when the store does not hold it.
+fn api_image_env(site: &Site) -> BTreeMap<String, Value> {
+    let mut env: BTreeMap<String, Value> = shared_settings(site)
+        .into_iter()
+        .flat_map(|(_, entries)| entries)
+        .map(|e| (e.key, e.value))
+        .chain(site.env.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .filter(|(k, _)| k != "MIGRATION_ENABLED")
+        .map(|(k, v)| (k, plain(v)))
+        .collect();
+    if !db_user_remote(site) {
+        env.entry("DB_USERNAME".into())
+            .or_insert_with(|| plain(db_user(site)));
+    }
+    env
+}
+
+/// pgvector's credentials for the api and the worker: the chart's
+/// ExternalSecret has no place for them, so they come from the keys it
+/// does write (the vector store is the site's own PostgreSQL database).
+fn pgvector_env(site: &Site, chart: &HelmChart, component: &str) -> BTreeMap<String, Value> {
+    let mut env = BTreeMap::new();
+    if site.vector_store != VectorStore::Pgvector {
+        return env;
+    }
+    if !site.env.contains_key("PGVECTOR_USER") {
+        let user = if db_user_remote(site) {
+            from_secret(chart, component, "DB_USERNAME")
+        } else {
+            plain(db_user(site))
+        };
+        env.insert("PGVECTOR_USER".to_string(), user);
+    }
+    if matches!(
+        site.secrets.get("DB_PASSWORD"),
+        Some(SecretRef::Remote { .. })
+    ) {
+        env.insert(
+            "PGVECTOR_PASSWORD".to_string(),
+            from_secret(chart, component, "DB_PASSWORD"),
+        );
+    }
+    env
 }
 
 /// Data stores: external PostgreSQL and Redis, or the chart's own.
@@ -222,7 +339,6 @@ fn vector_store_values(site: &Site, values: &mut Map<String, Value>, notes: &mut
                 "externalPgvector".into(),
                 json!({"enabled": true, "address": host, "port": port, "dbName": db_name(site)}),
             );
-            notes.push("externalPgvector connects with the chart's default user; its password is not wired through externalSecret by the chart".into());
         }
         VectorStore::Weaviate => {
             values.insert("weaviate".into(), json!({"enabled": true}));
@@ -252,6 +368,7 @@ fn ingress_values(site: &Site, values: &mut Map<String, Value>) {
                 json!({
                     "enabled": true,
                     "className": class,
+                    "annotations": {INGRESS_BODY_SIZE_ANNOTATION: CLIENT_MAX_BODY_SIZE},
                     "hosts": [{"host": site.network.hostname, "paths": [{"path": "/", "pathType": "Prefix"}]}],
                 }),
             );
@@ -262,13 +379,13 @@ fn ingress_values(site: &Site, values: &mut Map<String, Value>) {
     }
 }
 
-fn helm_external_secret(site: &Site, notes: &mut Vec<String>) -> Value {
+fn helm_external_secret(site: &Site, chart: &HelmChart, notes: &mut Vec<String>) -> Value {
     let mut refs: BTreeMap<&str, BTreeMap<&str, Value>> = BTreeMap::new();
     for (name, r) in &site.secrets {
         let SecretRef::Remote { key, property } = r else {
             continue;
         };
-        let targets = dify::helm_secret_refs(name);
+        let targets = chart.secret_refs(name);
         if targets.is_empty() {
             notes.push(format!(
                 "secret {name} has no place in the chart's externalSecret and is not wired"
@@ -289,7 +406,7 @@ fn helm_external_secret(site: &Site, notes: &mut Vec<String>) -> Value {
     let redis_password = refs
         .get("api")
         .is_some_and(|r| r.contains_key("REDIS_PASSWORD"));
-    for (component, defaults) in dify::HELM_REMOTE_REF_DEFAULTS {
+    for (component, defaults) in chart.remote_ref_defaults {
         let runs = match *component {
             "postgresql" => site.database.external.is_none(),
             "redis" => site.redis.external.is_none(),
@@ -451,6 +568,97 @@ mod tests {
         assert!(paths.contains(&"externalSecret.secretStore.kind".to_string()));
     }
 
+    #[test]
+    fn credentials_migration_and_body_size_follow_the_chart() {
+        let site = cloud();
+        let values = helm_values_of(&site);
+        let env = |component: &str| -> BTreeMap<String, Value> {
+            values[component]["extraEnv"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| (e["name"].as_str().unwrap().to_string(), e.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        // The store holds no user: a plain value, as on compose sites.
+        assert_eq!(env("pluginDaemon")["DB_USERNAME"]["value"], "postgres");
+        for c in ["api", "worker", "beat"] {
+            assert_eq!(env(c)["DB_USERNAME"]["value"], "postgres", "{c}");
+            assert!(!env(c).contains_key("MIGRATION_ENABLED"), "{c}");
+        }
+        assert_eq!(values["api"]["migration"], true);
+        for c in ["api", "worker"] {
+            let secret = format!("dify-{c}");
+            assert_eq!(
+                env(c)["PGVECTOR_PASSWORD"]["valueFrom"]["secretKeyRef"],
+                json!({"name": secret, "key": "DB_PASSWORD"})
+            );
+            assert_eq!(env(c)["PGVECTOR_USER"]["value"], "postgres");
+        }
+        assert!(!env("beat").contains_key("PGVECTOR_PASSWORD"));
+        assert_eq!(
+            values["ingress"]["annotations"][INGRESS_BODY_SIZE_ANNOTATION],
+            CLIENT_MAX_BODY_SIZE
+        );
+        assert_eq!(values["proxy"]["clientMaxBodySize"], CLIENT_MAX_BODY_SIZE);
+        // Autoscaled Deployments start at the HPA's minimum.
+        assert_eq!(values["api"]["replicas"], 2);
+
+        // A user in the store: every component reads it from its Secret.
+        let mut remote = cloud();
+        remote.secrets.insert(
+            "DB_USERNAME".into(),
+            SecretRef::Remote {
+                key: "dify/database".into(),
+                property: "username".into(),
+            },
+        );
+        let values = helm_values_of(&remote);
+        assert_eq!(
+            values["externalSecret"]["pluginDaemon"]["remoteRefs"]["DB_USERNAME"]["property"],
+            "username"
+        );
+        assert!(values["pluginDaemon"].get("extraEnv").is_none());
+        let api_env = values["api"]["extraEnv"].as_array().unwrap();
+        assert!(!api_env.iter().any(|e| e["name"] == "DB_USERNAME"));
+        let user = api_env
+            .iter()
+            .find(|e| e["name"] == "PGVECTOR_USER")
+            .unwrap();
+        assert_eq!(
+            user["valueFrom"]["secretKeyRef"],
+            json!({"name": "dify-api", "key": "DB_USERNAME"})
+        );
+    }
+
+    #[test]
+    fn the_websocket_keeps_the_settings_its_deployment_fixes() {
+        let mut site = cloud();
+        let mut ws = site.services[&ServiceKind::Api].clone();
+        ws.kind = ServiceKind::ApiWebsocket;
+        ws.autoscaling = None;
+        site.services.insert(ServiceKind::ApiWebsocket, ws);
+        site.env.insert("LOG_LEVEL".into(), "DEBUG".into());
+        let values = helm_values_of(&site);
+        let names: Vec<&str> = values["apiWebsocket"]["extraEnv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        for fixed in [
+            "MIGRATION_ENABLED",
+            "SERVER_WORKER_CLASS",
+            "SERVER_WORKER_AMOUNT",
+            "LOG_LEVEL",
+        ] {
+            assert!(!names.contains(&fixed), "{fixed}");
+        }
+        assert_eq!(values["apiWebsocket"]["logLevel"], "DEBUG");
+    }
+
     /// The chart's values.yaml, when the reference data is present
     /// (`../shared/reference` beside the checkout, or DIFY_CFG_REFERENCE).
     /// Absent, the test skips with a printed reason, except in CI
@@ -508,6 +716,7 @@ mod tests {
             everything.services.insert(kind, s);
         }
         everything.features.collaboration = true;
+        everything.env.insert("LOG_LEVEL".into(), "DEBUG".into());
         everything.secrets.insert(
             "DIFY_AGENT_SHELLCTL_AUTH_TOKEN".into(),
             SecretRef::Remote {
@@ -546,7 +755,7 @@ mod tests {
             );
         }
         // Every secret mapping lands on a remoteRefs key of the chart.
-        for (component, keys) in dify::HELM_REMOTE_REF_DEFAULTS {
+        for (component, keys) in chart_for("1.16.0").remote_ref_defaults {
             for key in keys.iter() {
                 let path = format!("/externalSecret/{component}/remoteRefs/{key}");
                 assert!(reference.pointer(&path).is_some(), "{path}");

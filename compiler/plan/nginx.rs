@@ -8,6 +8,11 @@ use super::common::{KeyValue, SiteInfo, has, http_url, kv, site_info};
 use crate::dify;
 use crate::model::{ServiceKind, Site};
 
+/// The largest request body the site's front proxy passes on (Dify's own
+/// compose nginx: `NGINX_CLIENT_MAX_BODY_SIZE`, 100M); a helm site's
+/// ingress and the chart's nginx take the same.
+pub const CLIENT_MAX_BODY_SIZE: &str = "100m";
+
 /// Docker's embedded DNS server, which resolves compose service names.
 pub const DOCKER_DNS: &str = "127.0.0.11";
 
@@ -164,7 +169,7 @@ pub(super) fn nginx(site: &Site) -> NginxContext {
         upstreams,
         websocket: locations.iter().any(|l| l.websocket),
         locations,
-        client_max_body_size: "100m",
+        client_max_body_size: CLIENT_MAX_BODY_SIZE,
         health_path: "/nginx-health",
     }
 }

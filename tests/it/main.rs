@@ -11,6 +11,7 @@ mod disk_full;
 mod fleet;
 mod gitops;
 mod golden;
+mod helm_chart;
 mod incremental;
 mod injection;
 mod layers;

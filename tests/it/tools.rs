@@ -550,9 +550,10 @@ fn argocd_application_points_at_the_chart_and_the_site_branch() {
             serde_json::json!({"server": "https://kubernetes.default.svc", "namespace": "dify"})
         );
         assert!(spec["syncPolicy"].get("automated").is_none(), "{site}");
+        // hq autoscales: the HPA's replicas are ignored and left alone.
         assert_eq!(
             spec["syncPolicy"]["syncOptions"],
-            serde_json::json!(["CreateNamespace=true"])
+            serde_json::json!(["CreateNamespace=true", "RespectIgnoreDifferences=true"])
         );
     }
     assert_eq!(seen, 1, "hq is the one helm site");
