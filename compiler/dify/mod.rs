@@ -274,6 +274,8 @@ pub fn image_env_names(kind: crate::model::ServiceKind) -> Vec<&'static str> {
             "PLUGIN_REMOTE_INSTALLING_ENABLED",
             "PLUGIN_REMOTE_INSTALLING_HOST",
             "PLUGIN_REMOTE_INSTALLING_PORT",
+            "DB_MAX_OPEN_CONNS",
+            "DB_MAX_IDLE_CONNS",
         ],
         // dify-sandbox's own configuration names.
         K::Sandbox => &[

@@ -122,6 +122,10 @@ pub(super) fn shared_settings(site: &Site) -> Vec<(&'static str, Vec<KeyValue>)>
             ),
             kv("CELERY_AUTO_SCALE", "false"),
             kv("SQLALCHEMY_POOL_SIZE", site.database.pool_size.to_string()),
+            kv(
+                "SQLALCHEMY_MAX_OVERFLOW",
+                site.database.max_overflow.to_string(),
+            ),
         ],
     ));
 
@@ -202,6 +206,10 @@ fn data_store_sections(site: &Site) -> Vec<(&'static str, Vec<KeyValue>)> {
             kv("PGVECTOR_PORT", db_port.to_string()),
             kv("PGVECTOR_USER", dify::POSTGRES_USER),
             kv("PGVECTOR_DATABASE", db_name(site)),
+            kv(
+                "PGVECTOR_MAX_CONNECTION",
+                site.database.vector_connections.to_string(),
+            ),
         ]);
     }
     out.push(("Vector store", vector));
@@ -248,4 +256,28 @@ fn service_wiring(site: &Site) -> Vec<KeyValue> {
         ));
     }
     wiring
+}
+
+/// Settings a service gets beyond the shared ones so that its database
+/// pool is what the connection budget (validate/connections.rs) counts:
+/// Celery beat's small pool, the plugin daemon's ceiling.
+pub(super) fn pool_settings(site: &Site, kind: ServiceKind) -> Vec<KeyValue> {
+    match kind {
+        ServiceKind::WorkerBeat => vec![
+            kv("SQLALCHEMY_POOL_SIZE", dify::BEAT_POOL_SIZE.to_string()),
+            kv(
+                "SQLALCHEMY_MAX_OVERFLOW",
+                dify::BEAT_MAX_OVERFLOW.to_string(),
+            ),
+        ],
+        ServiceKind::PluginDaemon => {
+            let open = site.database.plugin_connections;
+            vec![
+                kv("DB_MAX_OPEN_CONNS", open.to_string()),
+                // The daemon keeps 10 idle by default; never more than open.
+                kv("DB_MAX_IDLE_CONNS", open.min(10).to_string()),
+            ]
+        }
+        _ => vec![],
+    }
 }

@@ -14,7 +14,7 @@ use crate::plan::common::{
 };
 use crate::plan::quote::{compose_literal, required_var};
 use crate::plan::secrets::{SecretPlan, SecretSource};
-use crate::plan::settings::EnvPlan;
+use crate::plan::settings::{EnvPlan, pool_settings};
 use crate::plan::{BuiltKind, DOTENV_FILE};
 
 /// A service's environment while it is decided: sorted by name, values
@@ -171,6 +171,9 @@ fn api_image(
         // Dify's entrypoint upgrades the database first when this is true:
         // the api alone does it (the worker and beat leave it unset: off).
         environment.insert("MIGRATION_ENABLED".into(), "true".into());
+    }
+    for e in pool_settings(site, kind) {
+        environment.insert(e.key, e.value);
     }
     if let Some(url) = redis_url(site, secrets, dify::REDIS_DB_CELERY) {
         environment.insert("CELERY_BROKER_URL".into(), url);
@@ -418,6 +421,9 @@ fn plugin_daemon(cx: &ServiceCx, s: &mut ComposeService, environment: &mut Envir
     environment.insert("FORCE_VERIFYING_SIGNATURE".into(), "true".into());
     environment.insert("PYTHON_ENV_INIT_TIMEOUT".into(), "120".into());
     environment.insert("PLUGIN_MAX_EXECUTION_TIMEOUT".into(), "600".into());
+    for e in pool_settings(site, ServiceKind::PluginDaemon) {
+        environment.insert(e.key, e.value);
+    }
     if site.features.plugin_debugging {
         environment.insert("PLUGIN_REMOTE_INSTALLING_ENABLED".into(), "true".into());
         environment.insert("PLUGIN_REMOTE_INSTALLING_HOST".into(), "0.0.0.0".into());
