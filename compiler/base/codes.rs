@@ -99,6 +99,8 @@ codes! {
     OverlappingLan = "overlapping-lan",
     /// The rendered compose ports, firewall openings and nginx listeners disagree.
     PortMismatch = "port-mismatch",
+    /// The rendered SSRF proxy config disagrees with compose.yaml, dify.env or the firewall.
+    ProxyMismatch = "proxy-mismatch",
     /// Redis's eviction policy may drop Celery's queued tasks.
     RedisEviction = "redis-eviction",
     /// Redis's memory limit leaves no room above `maxmemory`.

@@ -5,6 +5,7 @@
 //! are present.
 
 pub mod secret_files;
+pub mod ssrf_proxy;
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;

@@ -16,5 +16,6 @@ mod layers;
 mod properties;
 mod reference;
 mod secrets;
+mod squid;
 mod support;
 mod tools;
