@@ -42,6 +42,9 @@ pub struct SquidContext {
     /// the container's output).
     pub access_log: &'static str,
     pub cache_log: &'static str,
+    /// How far squid may buffer a request body the server reads slower
+    /// than the client sends it, in MB.
+    pub request_buffer_mb: u64,
     pub ports: Vec<u16>,
     pub tls_port: u16,
     /// Compose service names, refused as destinations.
@@ -160,6 +163,7 @@ pub(super) fn squid(site: &Site) -> SquidContext {
         listen_port: dify::SSRF_PROXY_PORT,
         access_log: dify::ssrf_proxy::SQUID_ACCESS_LOG,
         cache_log: dify::ssrf_proxy::SQUID_CACHE_LOG,
+        request_buffer_mb: request_buffer_mb(site),
         ports: PROXY_PORTS.to_vec(),
         tls_port: TLS_PORT,
         services: site.services.keys().map(|k| k.compose_name()).collect(),
@@ -168,6 +172,17 @@ pub(super) fn squid(site: &Site) -> SquidContext {
         private: uncovered(private),
         notes,
     }
+}
+
+/// A quarter of the proxy's memory limit, at most 100 MB: uploads through
+/// the proxy (HTTP-request nodes sending files) need more than squid's
+/// default 512 KB, and the buffer must not grow past the container's limit.
+fn request_buffer_mb(site: &Site) -> u64 {
+    let limit = site
+        .services
+        .get(&ServiceKind::SsrfProxy)
+        .map_or(0, |s| s.memory.0);
+    (limit / crate::base::units::MIB / 4).clamp(1, 100)
 }
 
 /// The site's own networks: the box's address and the clinic LAN (IPv4
@@ -222,6 +237,8 @@ mod tests {
         let site = edge();
         let c = squid(&site);
         assert_eq!(c.listen_port, 3128);
+        // The edge box gives the proxy 96 MiB.
+        assert_eq!(c.request_buffer_mb, 24);
         let never: Vec<&str> = c.never.iter().map(|d| d.cidr.as_str()).collect();
         for cidr in [
             "127.0.0.0/8",

@@ -309,6 +309,46 @@ pub fn check_site(
     }
     let proxy_networks = strings(svc.get("networks"));
     let dotenv = env_file_values(&text(DOTENV_FILE).unwrap_or_default());
+    check_users(doc, &conf, &proxy_networks, &dotenv, &mut fail);
+    if !conf.ends_with_deny_all() {
+        fail(
+            format!(
+                "{SQUID_FILE} does not end by refusing everything else (`http_access deny all`)"
+            ),
+            TEMPLATE_SQUID,
+            "squid's default for a request no line matches is the opposite of the last line: end with `http_access deny all`",
+        );
+    }
+    let allowed = match conf.allowed() {
+        Ok(a) => a,
+        Err(e) => {
+            fail(
+                format!("{SQUID_FILE}: {e}"),
+                TEMPLATE_SQUID,
+                "every allow line must name egress networks and ports the firewall opens",
+            );
+            return diags;
+        }
+    };
+    let rules: Vec<String> = [RULES_V4_FILE, RULES_V6_FILE]
+        .iter()
+        .map(|f| text(f).unwrap_or_default())
+        .collect();
+    check_reach(doc, &proxy_networks, &rules, allowed, &mut fail);
+    diags
+}
+
+/// Every service that names the proxy in a proxy URL (its environment, or
+/// dify.env when it reads that file) names squid's port and shares a
+/// network with the proxy.
+fn check_users(
+    doc: &serde_yaml_ng::Value,
+    conf: &SquidConfig,
+    proxy_networks: &[String],
+    dotenv: &BTreeMap<String, String>,
+    fail: &mut impl FnMut(String, &str, &str),
+) {
+    let proxy = ServiceKind::SsrfProxy.compose_name();
     let services = doc.get("services").and_then(|s| s.as_mapping());
     for (name, s) in services.into_iter().flatten() {
         let name = name.as_str().unwrap_or_default();
@@ -351,30 +391,21 @@ pub fn check_site(
             );
         }
     }
-    if !conf.ends_with_deny_all() {
-        fail(
-            format!(
-                "{SQUID_FILE} does not end by refusing everything else (`http_access deny all`)"
-            ),
-            TEMPLATE_SQUID,
-            "squid's default for a request no line matches is the opposite of the last line: end with `http_access deny all`",
-        );
-    }
-    let allowed = match conf.allowed() {
-        Ok(a) => a,
-        Err(e) => {
-            fail(
-                format!("{SQUID_FILE}: {e}"),
-                TEMPLATE_SQUID,
-                "every allow line must name egress networks and ports the firewall opens",
-            );
-            return diags;
-        }
-    };
+}
+
+/// Every destination squid lets through is opened by the firewall to the
+/// traffic the proxy starts on its outbound bridges.
+fn check_reach(
+    doc: &serde_yaml_ng::Value,
+    proxy_networks: &[String],
+    rules: &[String],
+    allowed: Vec<Reach>,
+    fail: &mut impl FnMut(String, &str, &str),
+) {
     let mut openings = Vec::new();
-    for bridge in outbound_bridges(doc, &proxy_networks) {
-        for file in [RULES_V4_FILE, RULES_V6_FILE] {
-            openings.extend(firewall_egress(&text(file).unwrap_or_default(), &bridge));
+    for bridge in outbound_bridges(doc, proxy_networks) {
+        for r in rules {
+            openings.extend(firewall_egress(r, &bridge));
         }
     }
     for (net, lo, hi) in allowed {
@@ -389,7 +420,6 @@ pub fn check_site(
             );
         }
     }
-    diags
 }
 
 /// The bridges the proxy's traffic leaves by: those of its networks that
