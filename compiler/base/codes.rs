@@ -37,6 +37,8 @@ macro_rules! codes {
 codes! {
     /// A site's address is not a host address inside the site's LAN.
     AddressOutsideLan = "address-outside-lan",
+    /// A Dify release runs the agent's sandbox behind its own SSRF proxy, which dify-cfg does not generate.
+    AgentSsrfProxy = "agent-ssrf-proxy",
     /// The api's base image is Alpine (musl), but Dify's compiled Python wheels are built for glibc.
     AlpinePython = "alpine-python",
     /// The config root cannot be read, or is not a config root.
@@ -103,6 +105,8 @@ codes! {
     OverlappingLan = "overlapping-lan",
     /// The rendered compose ports, firewall openings and nginx listeners disagree.
     PortMismatch = "port-mismatch",
+    /// The rendered SSRF proxy config disagrees with compose.yaml, dify.env or the firewall.
+    ProxyMismatch = "proxy-mismatch",
     /// Redis's eviction policy may drop Celery's queued tasks.
     RedisEviction = "redis-eviction",
     /// Redis's memory limit leaves no room above `maxmemory`.

@@ -7,6 +7,7 @@
 pub mod helm;
 pub mod secret_files;
 pub mod service_env;
+pub mod ssrf_proxy;
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;

@@ -185,7 +185,10 @@ fn render_one(
             .map(|id| inputs.sources.file(*id).whole())
     };
     let compose = crate::verify::crosscheck::read_compose(&files);
-    let crossed = crate::verify::crosscheck::check_site(&v.site, &files, &compose, template);
+    let mut crossed = crate::verify::crosscheck::check_site(&v.site, &files, &compose, template);
+    crossed.extend(crate::verify::squid::check_site(
+        &v.site, &files, &compose, template,
+    ));
     if crossed.has_errors() {
         return Err(crossed);
     }

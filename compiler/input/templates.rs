@@ -28,6 +28,7 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
     ("nginx.conf", include_str!("../../templates/nginx.conf")),
     ("rules.v4", include_str!("../../templates/rules.v4")),
     ("rules.v6", include_str!("../../templates/rules.v6")),
+    ("squid.conf", include_str!("../../templates/squid.conf")),
     ("values.yaml", include_str!("../../templates/values.yaml")),
     (
         "web.Dockerfile",

@@ -35,6 +35,7 @@ mod pull_agent;
 mod quote;
 mod secrets;
 mod settings;
+mod squid;
 
 pub use argocd::{ARGOCD_APPLICATION, ArgoCdContext};
 pub use compose::ComposeContext;
@@ -45,6 +46,7 @@ pub use helm::{HelmContext, key_paths, unknown_key_paths};
 pub use nginx::NginxContext;
 pub use pull_agent::{PULL_SCRIPT, PULL_SERVICE, PULL_TIMER, PullContext};
 pub use quote::{dotenv_representable, sh_quote};
+pub use squid::SquidContext;
 
 use argocd::argocd_application;
 use compose::compose;
@@ -55,6 +57,7 @@ use helm::{helm, helm_tag};
 use nginx::nginx;
 use pull_agent::pull_agent;
 use settings::EnvPlan;
+use squid::{has_proxy, squid};
 
 /// Template names, one per output kind.
 pub const TEMPLATE_COMPOSE: &str = "compose.yaml";
@@ -71,6 +74,7 @@ pub const TEMPLATE_APPLY: &str = "apply.sh";
 pub const TEMPLATE_PULL_SERVICE: &str = "dify-cfg-pull.service";
 pub const TEMPLATE_PULL_TIMER: &str = "dify-cfg-pull.timer";
 pub const TEMPLATE_ARGOCD_APPLICATION: &str = "application.yaml";
+pub const TEMPLATE_SQUID: &str = "squid.conf";
 
 /// Every template the planner uses.
 pub const TEMPLATE_NAMES: &[&str] = &[
@@ -88,6 +92,7 @@ pub const TEMPLATE_NAMES: &[&str] = &[
     TEMPLATE_PULL_SERVICE,
     TEMPLATE_PULL_TIMER,
     TEMPLATE_ARGOCD_APPLICATION,
+    TEMPLATE_SQUID,
 ];
 
 /// The compose env file shared by the dify-api services.
@@ -100,6 +105,7 @@ pub const NGINX_FILE: &str = "nginx/default.conf";
 pub const RULES_V4_FILE: &str = "firewall/rules.v4";
 pub const RULES_V6_FILE: &str = "firewall/rules.v6";
 pub const HELM_VALUES_FILE: &str = "helm/values.yaml";
+pub const SQUID_FILE: &str = "ssrf_proxy/squid.conf";
 
 /// The image dify-cfg builds from Dify's source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -184,6 +190,7 @@ pub enum Context {
     Helm(HelmContext),
     Pull(Box<PullContext>),
     ArgoCd(ArgoCdContext),
+    Squid(SquidContext),
 }
 
 /// Everything to render for one site.
@@ -300,6 +307,14 @@ pub fn plan(site: &Site) -> SitePlan {
                     context: Context::Firewall(firewall(site, Family::V6)),
                 },
             ];
+            if has_proxy(site) {
+                deploy.push(Artifact {
+                    path: SQUID_FILE.into(),
+                    template: TEMPLATE_SQUID,
+                    defines: None,
+                    context: Context::Squid(squid(site)),
+                });
+            }
             if let Some(pull) = pull_agent(site) {
                 let contexts = [
                     Box::new(pull.clone()),
@@ -372,6 +387,7 @@ mod tests {
                 "firewall/rules.v4",
                 "firewall/rules.v6",
                 "nginx/default.conf",
+                "ssrf_proxy/squid.conf",
             ]
         );
         let paths = plan(&cloud()).paths();

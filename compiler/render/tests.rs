@@ -80,6 +80,7 @@ fn edge_site_renders_the_compose_file_set() {
             "firewall/rules.v4",
             "firewall/rules.v6",
             "nginx/default.conf",
+            "ssrf_proxy/squid.conf",
         ]
     );
     for (path, text) in &files {

@@ -4,6 +4,7 @@
 //! keep a box alive: the memory budget, Redis headroom, secrets by
 //! reference only. Fleet-wide rules (overlapping LANs) come last.
 
+mod agent_proxy;
 mod autoscaling;
 mod budget;
 mod connections;
@@ -87,6 +88,7 @@ pub fn validate_site(
         dify_version: &dify_version,
     };
     let (services, memory_spans) = services::services(cx, layer, target, &decided);
+    agent_proxy::agent_proxy(cx, layer, target, &dify_version, &services);
     let database = database::database(cx, layer, db_external, &services);
     let redis = redis::redis(cx, layer, redis_external, &services, &memory_spans);
     database::vector_store_fits(cx, layer, target, vector_store);

@@ -1,2 +1,3 @@
 //! Read-back checks of rendered files.
 pub mod crosscheck;
+pub mod squid;

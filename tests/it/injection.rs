@@ -1130,6 +1130,7 @@ fn hostile_strings_are_refused_or_inert_in_every_output() {
         "default.conf",
         "rules.v4",
         "rules.v6",
+        "squid.conf",
         "api.Dockerfile",
         "web.Dockerfile",
         "api.Dockerfile.dockerignore",

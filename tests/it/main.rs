@@ -18,5 +18,6 @@ mod layers;
 mod properties;
 mod reference;
 mod secrets;
+mod squid;
 mod support;
 mod tools;

@@ -78,10 +78,15 @@ pub(super) fn service(cx: &ServiceCx, kind: ServiceKind, svc: &Service) -> Compo
         ServiceKind::Sandbox => sandbox(site, &mut s, &mut environment),
         ServiceKind::SsrfProxy => {
             s.networks = vec!["default", SSRF_NETWORK];
-            s.notes.push(
-                "squid with the image's own configuration (Docker networks count as its localnet)"
-                    .into(),
-            );
+            s.volumes.push(format!(
+                "./{}:{}:ro",
+                crate::plan::SQUID_FILE,
+                dify::ssrf_proxy::SQUID_CONFIG_PATH
+            ));
+            s.notes.push(format!(
+                "squid with the site's own configuration ({}): only the egress rules, on ports 80 and 443; never private, loopback or link-local addresses",
+                crate::plan::SQUID_FILE
+            ));
         }
         ServiceKind::PluginDaemon => plugin_daemon(cx, &mut s, &mut environment),
         ServiceKind::AgentBackend => agent_backend(cx, &mut environment),
