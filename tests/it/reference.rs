@@ -304,3 +304,49 @@ fn the_claims_the_compiler_relies_on_hold() {
         assert!(entrypoint.contains("\"${MIGRATION_ENABLED}\" == \"true\""));
     }
 }
+
+/// The api builds on the same Debian-based Python as the release (Dify's
+/// compiled wheels need glibc: not Alpine), the web on the same Alpine
+/// Node; ours may pin more precisely, never another line.
+#[test]
+fn build_bases_are_the_releases_own() {
+    use dify_cfg::internals::dify_facts::{SUPPORTED_RELEASES, release_images};
+    for release in SUPPORTED_RELEASES {
+        let Some(reference) = support::reference() else {
+            return;
+        };
+        let source = reference.join("dify").join(release).join("source");
+        let ours = release_images(release);
+        for (dockerfile, base) in [
+            ("api/Dockerfile", &ours.api_base),
+            ("web/Dockerfile", &ours.web_base),
+        ] {
+            let text = std::fs::read_to_string(source.join(dockerfile)).unwrap();
+            let from = text
+                .lines()
+                .find_map(|l| l.strip_prefix("FROM "))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap();
+            let (repo, tag) = split_image(from);
+            assert_eq!(base.repository, repo, "{release}: {dockerfile}");
+            let (version, flavour) = tag.split_once('-').unwrap_or((&tag, ""));
+            let (our_version, our_flavour) = base.tag.split_once('-').unwrap_or((&base.tag, ""));
+            assert_eq!(
+                our_flavour, flavour,
+                "{release}: {dockerfile} builds on {from}"
+            );
+            let theirs: Vec<&str> = version.split('.').collect();
+            let mine: Vec<&str> = our_version.split('.').collect();
+            let n = mine.len().min(theirs.len());
+            assert_eq!(
+                mine[..n],
+                theirs[..n],
+                "{release}: {dockerfile} builds on {from}, ours on {}",
+                base.reference()
+            );
+            if dockerfile.starts_with("api") {
+                assert!(!flavour.contains("alpine"), "{release}: the api on Alpine");
+            }
+        }
+    }
+}
