@@ -49,6 +49,7 @@ pub fn compile(root: &std::path::Path) -> Compiled {
 #[doc(hidden)]
 pub mod internals {
     pub use crate::base::source::SourceMap;
+    pub use crate::dify::build as dify_build;
     pub use crate::dify::{HELM_CHART_VERSION, env_names, is_secret_name};
     pub use crate::driver::{analyze, read_inputs, select};
     pub use crate::emit::bake;

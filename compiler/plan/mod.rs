@@ -250,7 +250,7 @@ pub fn plan(site: &Site) -> SitePlan {
             path: "docker/api.Dockerfile.dockerignore".into(),
             template: TEMPLATE_API_DOCKERIGNORE,
             defines: None,
-            context: Context::DockerIgnore(api_dockerignore()),
+            context: Context::DockerIgnore(api_dockerignore(site)),
         },
         Artifact {
             path: "docker/web.Dockerfile".into(),
@@ -262,7 +262,7 @@ pub fn plan(site: &Site) -> SitePlan {
             path: "docker/web.Dockerfile.dockerignore".into(),
             template: TEMPLATE_WEB_DOCKERIGNORE,
             defines: None,
-            context: Context::DockerIgnore(web_dockerignore()),
+            context: Context::DockerIgnore(web_dockerignore(site)),
         },
     ];
     let deploy = match site.target {
