@@ -53,6 +53,7 @@ pub mod internals {
     pub use crate::dify::{
         HELM_CHART_VERSION, SUPPORTED_RELEASES, env_names, is_secret_name, release_env_names,
     };
+    pub use crate::dify::build as dify_build;
     pub use crate::driver::{analyze, read_inputs, select};
     /// Facts about Dify's releases, for the tests that hold them to
     /// Dify's own files.

@@ -4,6 +4,7 @@
 //! `tests/it/reference.rs` checks them against Dify's own files where those
 //! are present.
 
+pub mod build;
 pub mod helm;
 pub mod secret_files;
 pub mod service_env;
@@ -219,11 +220,6 @@ pub const REDIS_DB_AGENT: u8 = 2;
 /// plus 10 overflow, would count 40 against `max_connections`).
 pub const BEAT_POOL_SIZE: u32 = 1;
 pub const BEAT_MAX_OVERFLOW: u32 = 1;
-
-/// Tool versions the api and web builds pin (uv installs the api's locked
-/// dependencies; pm2 runs the web server the way Dify's entrypoint expects).
-pub const UV_VERSION: &str = "0.8.9";
-pub const PM2_VERSION: &str = "6.0.14";
 
 /// Which service serves each route of [`ROUTES`].
 pub fn route_service(prefix: &str) -> Option<crate::model::ServiceKind> {

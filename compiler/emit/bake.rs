@@ -137,10 +137,9 @@ impl ImagePlan {
 pub fn tree(images: &[ImageBuild]) -> SiteTree {
     let mut targets = serde_json::Map::new();
     for img in images {
-        let context = match img.kind {
-            BuiltKind::Api => "${DIFY_SRC}/api",
-            BuiltKind::Web => "${DIFY_SRC}/web",
-        };
+        // Both images build from the repository root: the api's workspace
+        // members and path sources, and the web's pnpm workspace, are there.
+        let context = "${DIFY_SRC}";
         let cache = format!("{}:buildcache", img.repository);
         targets.insert(
             img.target.clone(),
@@ -160,7 +159,7 @@ pub fn tree(images: &[ImageBuild]) -> SiteTree {
     }
     let bake = json!({
         "variable": {
-            // The Dify source checked out at the pinned release.
+            // The root of a checkout of Dify at the pinned release.
             "DIFY_SRC": { "default": "dify" },
             // Absolute path of this directory: a bake `dockerfile` is
             // relative to its context, which is the Dify source.

@@ -257,7 +257,7 @@ pub fn plan(site: &Site) -> SitePlan {
             path: "docker/api.Dockerfile.dockerignore".into(),
             template: TEMPLATE_API_DOCKERIGNORE,
             defines: None,
-            context: Context::DockerIgnore(api_dockerignore()),
+            context: Context::DockerIgnore(api_dockerignore(site)),
         },
         Artifact {
             path: "docker/web.Dockerfile".into(),
@@ -269,7 +269,7 @@ pub fn plan(site: &Site) -> SitePlan {
             path: "docker/web.Dockerfile.dockerignore".into(),
             template: TEMPLATE_WEB_DOCKERIGNORE,
             defines: None,
-            context: Context::DockerIgnore(web_dockerignore()),
+            context: Context::DockerIgnore(web_dockerignore(site)),
         },
     ];
     let deploy = match site.target {

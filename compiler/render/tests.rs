@@ -220,9 +220,9 @@ fn api_dockerfile_layers_dependencies_before_source() {
         df.find(needle)
             .unwrap_or_else(|| panic!("no `{needle}` in\n{df}"))
     };
-    let lock = pos("COPY pyproject.toml uv.lock ./");
-    let sync = pos("uv sync --frozen --no-dev");
-    let source = pos("COPY --chown=1001:1001 . /app/api/");
+    let lock = pos("COPY api/pyproject.toml api/uv.lock ./");
+    let sync = pos("uv sync --frozen --no-dev --no-install-project --no-install-workspace");
+    let source = pos("COPY --chown=1001:1001 api /app/api/");
     assert!(
         lock < sync && sync < source,
         "dependency layers must come before the source"
@@ -242,7 +242,8 @@ fn api_dockerfile_layers_dependencies_before_source() {
     assert!(!df.contains("clinic-01"));
     let web = &files["docker/web.Dockerfile"];
     assert!(
-        web.find("COPY package.json pnpm-lock.yaml ./").unwrap()
+        web.find("COPY package.json pnpm-lock.yaml pnpm-workspace.yaml ./")
+            .unwrap()
             < web.find("pnpm install --frozen-lockfile").unwrap()
     );
     assert!(

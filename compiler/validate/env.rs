@@ -144,6 +144,10 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer, release: &str) -> BTreeMap<Str
             );
             continue;
         }
+        if let Some(d) = unbuilt_target(name, &value, v.span()) {
+            cx.err(d);
+            continue;
+        }
         if url_has_password(&value) {
             cx.err(
                 Diagnostic::error(
@@ -159,6 +163,22 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer, release: &str) -> BTreeMap<Str
         out.insert(name.clone(), value);
     }
     out
+}
+
+/// The web image dify-cfg builds holds the Next.js server only: the
+/// setting that makes Dify's entrypoint start the vinext target instead
+/// would start a server that is not there.
+fn unbuilt_target(name: &str, value: &str, span: std::ops::Range<usize>) -> Option<Diagnostic> {
+    let on = |w: &dify::build::WebLayout| w.vinext_switch == name && w.vinext_on == value.trim();
+    dify::build::LAYOUTS.iter().any(|l| on(&l.web)).then(|| {
+        Diagnostic::error(
+            Code::Unsupported,
+            format!("`{name} = {value}` starts the vinext server, which the web image dify-cfg builds does not hold"),
+        )
+        .at(span)
+        .label("the image holds the Next.js server only")
+        .help(format!("remove `{name}` (the image sets it to `false`)"))
+    })
 }
 
 /// Whether `value` is a URL whose authority carries a password

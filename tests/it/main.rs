@@ -3,6 +3,7 @@
 
 mod apply;
 mod bad_input;
+mod build_rehearsal;
 mod cli;
 mod concurrency;
 mod crash;

@@ -377,9 +377,16 @@ fn ancestry(instrs: &[(String, String)], stage: &str) -> Vec<String> {
 }
 
 /// Files copied from the build context before the dependency install, in
-/// its stage and the stages under it: only the manifests may be there, so
-/// that editing any source file leaves the dependency layer cached.
-fn layer_problems(dockerfile: &str, install: &str, manifests: &[&str]) -> Vec<String> {
+/// its stage and the stages under it: only manifests and lock files (by file
+/// name) may be there, so that editing any source file leaves the
+/// dependency layer cached; the source (`source`, a directory of the
+/// context) is copied after it.
+fn layer_problems(
+    dockerfile: &str,
+    install: &str,
+    manifests: &[&str],
+    source: &str,
+) -> Vec<String> {
     let instrs = instructions(dockerfile);
     let Some(at) = instrs
         .iter()
@@ -402,35 +409,47 @@ fn layer_problems(dockerfile: &str, install: &str, manifests: &[&str]) -> Vec<St
             .filter(|w| !w.starts_with("--"))
             .collect();
         for src in &words[..words.len().saturating_sub(1)] {
-            if !manifests.contains(src) {
+            let name = src.rsplit('/').next().unwrap_or(src);
+            if !manifests.contains(&name) {
                 problems.push(format!("`{ins}` copies `{src}` before `{install}`"));
             }
         }
     }
     let source_copied_later = instrs[at..].iter().any(|(_, i)| {
-        i.starts_with("COPY") && !i.contains("--from=") && i.split_whitespace().any(|w| w == ".")
+        i.starts_with("COPY") && !i.contains("--from=") && i.split_whitespace().any(|w| w == source)
     });
     if !source_copied_later {
-        problems.push("the source is not copied after the dependency install".to_string());
+        problems.push(format!(
+            "the source `{source}` is not copied after the dependency install"
+        ));
     }
     problems
 }
+
+const UV_MANIFESTS: &[&str] = &["pyproject.toml", "uv.lock"];
+const PNPM_MANIFESTS: &[&str] = &["package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml"];
 
 #[test]
 fn dependency_layers_survive_source_edits() {
     for (site, dir) in sites() {
         let api = std::fs::read_to_string(dir.join("docker/api.Dockerfile")).unwrap();
-        let p = layer_problems(&api, "uv sync", &["pyproject.toml", "uv.lock"]);
+        let p = layer_problems(&api, "uv sync", UV_MANIFESTS, "api");
         assert!(p.is_empty(), "{site} api: {p:?}");
         let web = std::fs::read_to_string(dir.join("docker/web.Dockerfile")).unwrap();
-        let p = layer_problems(&web, "pnpm install", &["package.json", "pnpm-lock.yaml"]);
+        let p = layer_problems(&web, "pnpm install", PNPM_MANIFESTS, ".");
         assert!(p.is_empty(), "{site} web: {p:?}");
     }
-    // The check itself: a Dockerfile that copies the source first fails it.
-    let bad = "FROM python:3.12-slim AS base\nWORKDIR /app\nCOPY . .\nFROM base AS deps\nCOPY pyproject.toml uv.lock ./\nRUN uv sync --frozen\nCOPY . .\n";
+    // The check itself: a Dockerfile that copies the source first fails it,
+    // and so does one that copies a member's source before the install.
+    let bad = "FROM python:3.12-slim AS base\nWORKDIR /app\nCOPY api api\nFROM base AS deps\nCOPY api/pyproject.toml api/uv.lock ./\nRUN uv sync --frozen\nCOPY api api\n";
     assert_eq!(
-        layer_problems(bad, "uv sync", &["pyproject.toml", "uv.lock"]),
-        vec!["`COPY . .` copies `.` before `uv sync`"]
+        layer_problems(bad, "uv sync", UV_MANIFESTS, "api"),
+        vec!["`COPY api api` copies `api` before `uv sync`"]
+    );
+    let bad = "FROM node:22 AS deps\nCOPY package.json pnpm-lock.yaml ./\nCOPY packages /app/packages\nRUN pnpm install\nCOPY . .\n";
+    assert_eq!(
+        layer_problems(bad, "pnpm install", PNPM_MANIFESTS, "."),
+        vec!["`COPY packages /app/packages` copies `packages` before `pnpm install`"]
     );
 }
 
