@@ -49,11 +49,11 @@ pub fn compile(root: &std::path::Path) -> Compiled {
 #[doc(hidden)]
 pub mod internals {
     pub use crate::base::source::SourceMap;
+    pub use crate::dify::build as dify_build;
     pub use crate::dify::service_env;
     pub use crate::dify::{
         HELM_CHART_VERSION, SUPPORTED_RELEASES, env_names, is_secret_name, release_env_names,
     };
-    pub use crate::dify::build as dify_build;
     pub use crate::driver::{analyze, read_inputs, select};
     /// Facts about Dify's releases, for the tests that hold them to
     /// Dify's own files.
