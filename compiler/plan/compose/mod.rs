@@ -73,6 +73,9 @@ pub struct ComposeService {
     pub volumes: Vec<String>,
     pub secrets: Vec<SecretMount>,
     pub healthcheck: Option<Healthcheck>,
+    /// Turns off the image's own HEALTHCHECK (the api image's HTTP check
+    /// means nothing in the worker and beat, which serve no HTTP).
+    pub healthcheck_disabled: bool,
     pub depends_on: Vec<Dependency>,
     pub networks: Vec<&'static str>,
     pub labels: Vec<KeyValue>,

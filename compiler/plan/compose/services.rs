@@ -64,6 +64,7 @@ pub(super) fn service(cx: &ServiceCx, kind: ServiceKind, svc: &Service) -> Compo
         volumes: Vec::new(),
         secrets: Vec::new(),
         healthcheck: None,
+        healthcheck_disabled: false,
         depends_on: Vec::new(),
         networks: vec!["default"],
         labels: service_labels(site, kind),
@@ -221,6 +222,14 @@ fn api_image(
     }
     if uses_ssrf_network && matches!(kind, ServiceKind::Api | ServiceKind::Worker) {
         s.networks.push(SSRF_NETWORK);
+    }
+    if matches!(kind, ServiceKind::Worker | ServiceKind::WorkerBeat) {
+        // Not Dify's `celery inspect ping` either: a Python process per
+        // probe would spend the worker's memory headroom (Dify's compose
+        // leaves it off too).
+        s.healthcheck_disabled = true;
+        s.notes
+            .push("the image's HTTP health check is the api's: off here".into());
     }
     if kind == ServiceKind::Api {
         let url = format!("http://127.0.0.1:{}/health", dify::API_PORT);

@@ -172,3 +172,26 @@ fn file_secrets_are_mounted_and_read() {
         "{gaps:?}"
     );
 }
+
+/// The api image carries an HTTP HEALTHCHECK; every other service running
+/// it must bring its own check or turn that one off, or compose's
+/// `up --wait` would wait for a worker that never answers HTTP.
+#[test]
+fn services_on_the_api_image_do_not_inherit_its_http_check() {
+    let c = compose_of(&edge());
+    let on_api_image: Vec<_> = c
+        .services
+        .iter()
+        .filter(|s| s.built == Some(BuiltKind::Api))
+        .collect();
+    assert!(on_api_image.len() >= 3);
+    for s in on_api_image {
+        match s.name {
+            "api" => assert!(s.healthcheck.is_some() && !s.healthcheck_disabled),
+            other => assert!(
+                s.healthcheck.is_some() || s.healthcheck_disabled,
+                "{other} inherits the api image's HTTP health check"
+            ),
+        }
+    }
+}
