@@ -110,6 +110,16 @@ pub enum Opening {
     Host { port: u16 },
 }
 
+/// The word after `flag` in an iptables rule's words (`-j ACCEPT`,
+/// `--dport 80`).
+pub(super) fn rule_option<'a>(words: &[&'a str], flag: &str) -> Option<&'a str> {
+    words
+        .iter()
+        .position(|w| *w == flag)
+        .and_then(|i| words.get(i + 1))
+        .copied()
+}
+
 /// Openings of an iptables-restore file: `--ctorigdstport` rules that
 /// accept or return, and `--dport` rules of the host's input chain.
 pub fn firewall_openings(rules: &str) -> BTreeSet<Opening> {
@@ -119,13 +129,7 @@ pub fn firewall_openings(rules: &str) -> BTreeSet<Opening> {
         .filter(|l| l.starts_with("-A ") || l.starts_with("-I "))
     {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let after = |flag: &str| {
-            words
-                .iter()
-                .position(|w| *w == flag)
-                .and_then(|i| words.get(i + 1))
-                .copied()
-        };
+        let after = |flag: &str| rule_option(&words, flag);
         let verdict = after("-j").unwrap_or_default();
         if !matches!(verdict, "ACCEPT" | "RETURN") {
             continue;

@@ -166,13 +166,7 @@ pub fn firewall_egress(rules: &str, bridge: &str) -> Vec<(IpNet, u16)> {
     let mut out = Vec::new();
     for line in rules.lines().filter(|l| l.starts_with("-A ")) {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let after = |flag: &str| {
-            words
-                .iter()
-                .position(|w| *w == flag)
-                .and_then(|i| words.get(i + 1))
-                .copied()
-        };
+        let after = |flag: &str| super::crosscheck::rule_option(&words, flag);
         if !matches!(after("-j"), Some("ACCEPT" | "RETURN")) || after("-i") != Some(bridge) {
             continue;
         }
