@@ -149,7 +149,7 @@ fn image_values(site: &Site) -> Value {
 /// resources and autoscaling, and the environment of the Dify components.
 fn component_values(site: &Site, chart: &HelmChart, values: &mut Map<String, Value>) {
     let shared = api_image_env(site);
-    let web_env: BTreeMap<String, Value> = [
+    let mut web_env: BTreeMap<String, Value> = [
         ("CONSOLE_API_URL".to_string(), base_url(site)),
         ("APP_API_URL".to_string(), base_url(site)),
     ]
@@ -162,6 +162,14 @@ fn component_values(site: &Site, chart: &HelmChart, values: &mut Map<String, Val
     )
     .map(|(k, v)| (k, plain(v)))
     .collect();
+    if !site.features.marketplace {
+        // With the marketplace off the chart sets no MARKETPLACE_API_URL;
+        // the web's entrypoint would then export `/api/v1`, which the web
+        // refuses as a URL. Its own default keeps it starting.
+        web_env
+            .entry("MARKETPLACE_API_URL".to_string())
+            .or_insert_with(|| plain(dify::service_env::MARKETPLACE_URL.to_string()));
+    }
 
     for kind in ServiceKind::ALL {
         let Some(key) = kind.helm_key() else { continue };

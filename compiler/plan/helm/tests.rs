@@ -280,3 +280,31 @@ fn unknown_key_paths_accept_free_form_maps() {
     let values = json!({"api": {"resources": {"limits": {"cpu": "1"}}, "replicas": 2, "auth": {"other": 1}}});
     assert_eq!(unknown_key_paths(&values, &reference), ["api.auth.other"]);
 }
+
+/// With the marketplace off the chart gives the web no marketplace URL and
+/// the web's entrypoint would export a relative one the web refuses: the
+/// values give it Dify's default. With it on, the chart's own is used.
+#[test]
+fn the_web_keeps_an_absolute_marketplace_url() {
+    let web_url = |site: &Site| {
+        let values = helm_values_of(site);
+        values["web"]["extraEnv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "MARKETPLACE_API_URL")
+            .map(|e| e["value"].as_str().unwrap().to_string())
+    };
+    let mut site = cloud();
+    site.features.marketplace = true;
+    assert_eq!(web_url(&site), None);
+    site.features.marketplace = false;
+    assert_eq!(
+        web_url(&site).as_deref(),
+        Some("https://marketplace.dify.ai")
+    );
+    assert_eq!(
+        helm_values_of(&site)["global"]["marketplace"]["enabled"],
+        false
+    );
+}
