@@ -304,6 +304,16 @@ pub fn left_out(service: &str, name: &str) -> Option<&'static str> {
         .map(|(_, _, why)| *why)
 }
 
+/// The compose services whose environment dify-cfg holds to upstream's.
+pub const CHECKED_SERVICES: &[&str] = &[
+    "api",
+    "worker",
+    "worker_beat",
+    "web",
+    "sandbox",
+    "plugin_daemon",
+];
+
 /// Container-level names a compose service may carry besides Dify's
 /// settings: what upstream's compose gives that service in any supported
 /// release.
@@ -323,15 +333,8 @@ mod tests {
     fn every_release_has_its_services() {
         for release in super::super::SUPPORTED_RELEASES {
             let services = upstream_services(release);
-            for s in [
-                "api",
-                "worker",
-                "worker_beat",
-                "web",
-                "sandbox",
-                "plugin_daemon",
-            ] {
-                assert!(services.contains(&s), "{release}: no [{s}]");
+            for s in CHECKED_SERVICES {
+                assert!(services.contains(s), "{release}: no [{s}]");
             }
             assert!(upstream_names(release, "web").contains("SERVER_CONSOLE_API_URL"));
         }

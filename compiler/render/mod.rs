@@ -277,3 +277,22 @@ fn normalize(text: &str) -> String {
     out.push('\n');
     out
 }
+
+/// The built-in templates in a source map of their own, as the unit tests
+/// of render and verify render the fixtures with them.
+#[cfg(test)]
+pub(crate) fn builtin_sources() -> (SourceMap, BTreeMap<String, FileId>) {
+    use crate::base::source::FileKind;
+    use crate::input::templates::BUILTIN_TEMPLATES;
+    let mut sources = SourceMap::new();
+    let mut templates = BTreeMap::new();
+    for (name, text) in BUILTIN_TEMPLATES {
+        let id = sources.add(
+            format!("templates/{name}"),
+            FileKind::Template,
+            (*text).to_string(),
+        );
+        templates.insert((*name).to_string(), id);
+    }
+    (sources, templates)
+}

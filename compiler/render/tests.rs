@@ -11,20 +11,6 @@ use crate::input::templates::BUILTIN_TEMPLATES;
 use crate::model::{SecretRef, ServiceKind};
 use crate::plan::fixtures::{cloud, edge};
 
-fn builtin_sources() -> (SourceMap, BTreeMap<String, FileId>) {
-    let mut sources = SourceMap::new();
-    let mut templates = BTreeMap::new();
-    for (name, text) in BUILTIN_TEMPLATES {
-        let id = sources.add(
-            format!("templates/{name}"),
-            FileKind::Template,
-            (*text).to_string(),
-        );
-        templates.insert((*name).to_string(), id);
-    }
-    (sources, templates)
-}
-
 fn render(site: &Site) -> BTreeMap<String, String> {
     let (sources, templates) = builtin_sources();
     let renderer = Renderer::new(&sources, &templates).expect("built-in templates compile");

@@ -21,7 +21,7 @@
 //! `DIFY_CFG_TOOLS` (default `/opt/dify-cfg-tools`), as `.ci/run` installs
 //! them. Without them (b)'s tool runs skip with a printed reason; CI fails.
 
-mod model;
+pub mod model;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -25,16 +25,6 @@ use crate::support;
 
 type Env = BTreeMap<String, String>;
 
-/// The services whose environment these tests hold to upstream.
-const CHECKED_SERVICES: &[&str] = &[
-    "api",
-    "worker",
-    "worker_beat",
-    "web",
-    "sandbox",
-    "plugin_daemon",
-];
-
 /// A rendered site: its name, its Dify release and its files.
 struct Rendered {
     name: String,
@@ -636,7 +626,7 @@ fn every_upstream_name_is_set_or_left_out_for_a_reason() {
         let Some(compose) = site.compose() else {
             continue;
         };
-        for service in CHECKED_SERVICES {
+        for service in service_env::CHECKED_SERVICES {
             let Some(env) = service_env_of(&site, &compose, service) else {
                 continue;
             };

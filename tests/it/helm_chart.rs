@@ -168,6 +168,16 @@ fn configmap_names(chart: &Chart, component: &str) -> BTreeSet<String> {
     out
 }
 
+/// The chart's components whose ExternalSecret carries Dify's secrets.
+const EXTERNAL_SECRET_COMPONENTS: &[&str] = &[
+    "api",
+    "worker",
+    "pluginDaemon",
+    "sandbox",
+    "agentBackend",
+    "localSandbox",
+];
+
 /// The keys the Secret that the ExternalSecret of `component` writes
 /// holds, for these values: its `target.template.data`, each line under
 /// the conditions around it. `None` when no ExternalSecret renders.
@@ -282,14 +292,7 @@ fn provided(
         }
     }
     let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for c in [
-        "api",
-        "worker",
-        "pluginDaemon",
-        "sandbox",
-        "agentBackend",
-        "localSandbox",
-    ] {
+    for c in EXTERNAL_SECRET_COMPONENTS {
         if let Some(keys) = secret_keys(chart, values, c) {
             secrets.insert(object_name(chart, release, c), keys);
         }
@@ -453,14 +456,7 @@ fn credential_problems(
         }
     }
     // A remote reference set but not rendered is ignored.
-    for c in [
-        "api",
-        "worker",
-        "pluginDaemon",
-        "sandbox",
-        "agentBackend",
-        "localSandbox",
-    ] {
+    for c in EXTERNAL_SECRET_COMPONENTS {
         let refs = ours.pointer(&format!("/externalSecret/{c}/remoteRefs"));
         let keys = secret_keys(chart, &values, c).unwrap_or_default();
         for (key, r) in refs.and_then(Value::as_object).into_iter().flatten() {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::build_rehearsal::model::{Instr, instructions};
 use crate::support;
 
 /// The example fleet, built once into a temporary directory.
@@ -333,41 +334,16 @@ fn every_image_is_baked_or_pinned_upstream() {
     }
 }
 
-/// A Dockerfile's instructions with their stage, continuation lines joined.
-fn instructions(dockerfile: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stage = String::new();
-    let mut current = String::new();
-    for line in dockerfile.lines() {
-        let t = line.trim();
-        if current.is_empty() && (t.is_empty() || t.starts_with('#')) {
-            continue;
-        }
-        if let Some(head) = t.strip_suffix('\\') {
-            current.push_str(head);
-            current.push(' ');
-            continue;
-        }
-        current.push_str(t);
-        let ins = std::mem::take(&mut current);
-        if ins.starts_with("FROM ") {
-            stage = ins.rsplit(' ').next().unwrap().to_string();
-        }
-        out.push((stage.clone(), ins));
-    }
-    out
-}
-
 /// The stages a stage builds on (`FROM <stage>`), itself included.
-fn ancestry(instrs: &[(String, String)], stage: &str) -> Vec<String> {
+fn ancestry(instrs: &[Instr], stage: &str) -> Vec<String> {
     let mut chain = vec![stage.to_string()];
     let mut cur = stage.to_string();
-    while let Some((_, from)) = instrs
+    while let Some(from) = instrs
         .iter()
-        .find(|(s, i)| *s == cur && i.starts_with("FROM "))
+        .find(|i| i.stage == cur && i.keyword == "FROM")
     {
-        let parent = from.split_whitespace().nth(1).unwrap().to_string();
-        if !instrs.iter().any(|(s, _)| *s == parent) {
+        let parent = from.args.split_whitespace().next().unwrap().to_string();
+        if !instrs.iter().any(|i| i.stage == parent) {
             break;
         }
         chain.push(parent.clone());
@@ -390,33 +366,38 @@ fn layer_problems(
     let instrs = instructions(dockerfile);
     let Some(at) = instrs
         .iter()
-        .position(|(_, i)| i.starts_with("RUN") && i.contains(install))
+        .position(|i| i.keyword == "RUN" && i.args.contains(install))
     else {
         return vec![format!("no dependency install `{install}`")];
     };
-    let chain = ancestry(&instrs, &instrs[at].0);
+    let chain = ancestry(&instrs, &instrs[at].stage);
     let mut problems = Vec::new();
-    for (stage, ins) in &instrs[..at] {
-        if !chain.contains(stage)
-            || !(ins.starts_with("COPY ") || ins.starts_with("ADD "))
-            || ins.contains("--from=")
+    for ins in &instrs[..at] {
+        if !chain.contains(&ins.stage)
+            || !matches!(ins.keyword.as_str(), "COPY" | "ADD")
+            || ins.args.contains("--from=")
         {
             continue;
         }
         let words: Vec<&str> = ins
+            .args
             .split_whitespace()
-            .skip(1)
             .filter(|w| !w.starts_with("--"))
             .collect();
         for src in &words[..words.len().saturating_sub(1)] {
             let name = src.rsplit('/').next().unwrap_or(src);
             if !manifests.contains(&name) {
-                problems.push(format!("`{ins}` copies `{src}` before `{install}`"));
+                problems.push(format!(
+                    "`{} {}` copies `{src}` before `{install}`",
+                    ins.keyword, ins.args
+                ));
             }
         }
     }
-    let source_copied_later = instrs[at..].iter().any(|(_, i)| {
-        i.starts_with("COPY") && !i.contains("--from=") && i.split_whitespace().any(|w| w == source)
+    let source_copied_later = instrs[at..].iter().any(|i| {
+        i.keyword == "COPY"
+            && !i.args.contains("--from=")
+            && i.args.split_whitespace().any(|w| w == source)
     });
     if !source_copied_later {
         problems.push(format!(

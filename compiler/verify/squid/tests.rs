@@ -2,22 +2,11 @@
 //! templates, then with one planted mismatch at a time.
 
 use super::*;
-use crate::base::source::{FileKind, SourceMap};
-use crate::input::templates::BUILTIN_TEMPLATES;
 use crate::plan::fixtures::edge;
 use crate::render::Renderer;
 
 fn rendered(site: &Site) -> BTreeMap<String, Vec<u8>> {
-    let mut sources = SourceMap::new();
-    let mut templates = BTreeMap::new();
-    for (name, text) in BUILTIN_TEMPLATES {
-        let id = sources.add(
-            format!("templates/{name}"),
-            FileKind::Template,
-            (*text).to_string(),
-        );
-        templates.insert((*name).to_string(), id);
-    }
+    let (sources, templates) = crate::render::builtin_sources();
     let renderer = Renderer::new(&sources, &templates).expect("built-in templates compile");
     let files = renderer.render_site(site).expect("the fixture renders");
     files.into_iter().map(|f| (f.path, f.bytes)).collect()
