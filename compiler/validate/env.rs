@@ -50,6 +50,20 @@ pub const MANAGED_ENV: &[(&str, &str)] = &[
     ("NGINX_SERVER_NAME", "network.hostname"),
 ];
 
+/// Settings dify-cfg fixes, with why: the rest of the site depends on them
+/// (a site that moved the api to another port would pass every parser and
+/// never become healthy).
+pub const FIXED_ENV: &[(&str, &str)] = &[
+    (
+        "DIFY_PORT",
+        "the api listens on 5001: nginx, the health check and the plugin daemon reach it there",
+    ),
+    (
+        "DIFY_BIND_ADDRESS",
+        "the api listens on every address of its container, where nginx and the health check reach it",
+    ),
+];
+
 /// Whether the site's release reads the setting `name` (a key of `[env]`
 /// or `[secrets]`, at `span`); an `unknown-env` error when it does not,
 /// saying which release does when another one reads it. `example` ends
@@ -123,6 +137,17 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer, release: &str) -> BTreeMap<Str
                 )
                 .at(k.span())
                 .help(format!("set `{key}` instead")),
+            );
+            continue;
+        }
+        if let Some((_, why)) = FIXED_ENV.iter().find(|(n, _)| n == name) {
+            cx.err(
+                Diagnostic::error(
+                    Code::EnvConflict,
+                    format!("`{name}` is fixed by dify-cfg: {why}"),
+                )
+                .at(k.span())
+                .help(format!("remove `{name}` from `[env]`")),
             );
             continue;
         }
