@@ -31,7 +31,8 @@
 #     A mismatch names the file and removes the release; the firewall and
 #     the containers are not touched.
 #  5. Preflight, still changing nothing: iptables-restore --test and
-#     ip6tables-restore --test of the rules, docker compose config and pull.
+#     ip6tables-restore --test of the rules, docker compose config, and a
+#     pull of the images the box does not have yet.
 #  6. Save the filter table (iptables-save, ip6tables-save) into the
 #     release, start the watchdog, load firewall/rules.v4 and rules.v6 with
 #     --noflush (they own the chains {{ firewall_flushed|comment }}).
@@ -291,7 +292,9 @@ ip6tables-restore --noflush --test "$RELEASE/$RULES_V6" ||
     abort "ip6tables-restore --test refused $RULES_V6"
 compose "$RELEASE" config --quiet ||
     abort "docker compose refused compose.yaml (are the secrets it names in $SECRETS_ENV?)"
-compose "$RELEASE" pull --quiet ||
+# Only the images the box does not have: dify-cfg's own tags name their
+# content, and a tag already here is the image that was reviewed.
+compose "$RELEASE" pull --quiet --policy missing ||
     abort "docker compose could not pull the images"
 
 # 6. Firewall, with a timed rollback.

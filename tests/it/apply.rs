@@ -272,7 +272,7 @@ fn a_good_tree_is_applied_in_order_and_a_second_run_is_a_no_op() {
         format!("iptables-restore --noflush --test {r}/firewall/rules.v4 (secrets=absent)"),
         format!("ip6tables-restore --noflush --test {r}/firewall/rules.v6 (secrets=absent)"),
         format!("{compose} config --quiet (secrets=present)"),
-        format!("{compose} pull --quiet (secrets=present)"),
+        format!("{compose} pull --quiet --policy missing (secrets=present)"),
         "iptables-save -t filter (secrets=absent)".to_string(),
         "ip6tables-save -t filter (secrets=absent)".to_string(),
         format!("iptables-restore --noflush {r}/firewall/rules.v4 (secrets=absent)"),
