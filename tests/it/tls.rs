@@ -444,3 +444,39 @@ fn the_probes_catch_a_weakened_config() {
         );
     }
 }
+
+/// A profile can turn TLS on for its sites (each site file giving its own
+/// certificate and key), and a site can turn it off again.
+#[test]
+fn a_profile_turns_tls_on_and_a_site_turns_it_off() {
+    let mut files: BTreeMap<String, Vec<u8>> = fleet_files()
+        .into_iter()
+        .filter(|(p, _)| {
+            !p.starts_with("sites/") || p == "sites/clinic-01.toml" || p == "sites/clinic-02.toml"
+        })
+        .collect();
+    files
+        .get_mut("profiles/multi-branch.toml")
+        .unwrap()
+        .extend_from_slice(b"\n[network.tls]\nhttp = \"refuse\"\n");
+    files
+        .get_mut("sites/clinic-01.toml")
+        .unwrap()
+        .extend_from_slice(TLS_BLOCK.as_bytes());
+    files
+        .get_mut("sites/clinic-02.toml")
+        .unwrap()
+        .extend_from_slice(b"\n[network.tls]\nenabled = false\n");
+    let Compiled::Built(trees) = compile_mem(&files) else {
+        panic!("the fleet does not compile: {:?}", compile_mem(&files));
+    };
+    let compose = |site: &str| {
+        let tree = trees.iter().find(|t| t.name == site).unwrap();
+        text(&tree.files, "compose.yaml")
+    };
+    let one = compose("clinic-01");
+    assert!(one.contains("\"10.20.1.10:443:443\"") && !one.contains("\"10.20.1.10:80:80\""));
+    let two = compose("clinic-02");
+    assert!(two.contains("\"10.20.2.10:80:80\"") && !two.contains(":443:443"));
+    assert!(two.contains("http://clinic-02.clinics.example.org"));
+}
