@@ -125,6 +125,8 @@ codes! {
     TemplateMissing = "template-missing",
     /// A template does not parse.
     TemplateSyntax = "template-syntax",
+    /// The rendered TLS setup disagrees: nginx's certificate or key is not mounted from the site's files, https is not served with `ssl` where compose publishes it, or plain http is published where the site refuses it.
+    TlsMismatch = "tls-mismatch",
     /// A file is not valid TOML.
     TomlSyntax = "toml-syntax",
     /// An input file is larger than inputs may be.

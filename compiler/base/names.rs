@@ -301,6 +301,47 @@ pub fn is_valid_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// Why `path` is not a path on the box dify-cfg mounts into a container
+/// (a TLS certificate or key); `None` when it is. Accepted: an absolute
+/// path of `[A-Za-z0-9._+@-]` names, without `.` or `..` parts, empty parts
+/// or a trailing `/`. Such a path is inert in compose's YAML, cannot be
+/// read by compose as a variable (`$`), a volume's field separator (`:`)
+/// or an option, and needs no quoting in a shell or an nginx config.
+pub fn box_path_problem(path: &str) -> Option<String> {
+    if path.is_empty() {
+        return Some("it is empty".to_string());
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/._+@-".contains(*c)))
+    {
+        return Some(format!(
+            "{} is not allowed in it (letters, digits, `/`, `.`, `_`, `+`, `@` and `-` are)",
+            char_name(c)
+        ));
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Some("it is not absolute (it must start with `/`)".to_string());
+    };
+    if path.len() > 1024 {
+        return Some("it is longer than 1024 bytes".to_string());
+    }
+    if rest.is_empty() || rest.ends_with('/') {
+        return Some("it names a directory, not a file".to_string());
+    }
+    for part in rest.split('/') {
+        match part {
+            "" => return Some("it has an empty part (`//`)".to_string()),
+            "." | ".." => return Some(format!("it has a `{part}` part")),
+            p if p.starts_with('-') => {
+                return Some(format!("its part `{p}` starts with `-`"));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,5 +468,43 @@ mod tests {
         ] {
             assert!(!is_valid_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn box_paths_are_absolute_plain_file_paths() {
+        for ok in [
+            "/etc/dify-cfg/tls/clinic-01.crt",
+            "/etc/dify-cfg/tls/clinic-01.key",
+            "/srv/tls/fullchain+intermediate@2026.pem",
+            "/a",
+        ] {
+            assert_eq!(box_path_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("etc/dify-cfg/tls/a.crt", "not absolute"),
+            ("./a.crt", "not absolute"),
+            ("/etc/../root/a.key", "`..` part"),
+            ("/etc/./a.key", "`.` part"),
+            ("/etc//a.key", "empty part"),
+            ("/etc/tls/", "directory"),
+            ("/", "directory"),
+            ("/etc/tls/a b.crt", "whitespace"),
+            ("/etc/tls/a\\b.crt", "`\\`"),
+            ("/etc/tls/a\tb.crt", "whitespace"),
+            ("/etc/tls/a:b.crt", "`:`"),
+            ("/etc/tls/${HOME}.crt", "`$`"),
+            ("/etc/tls/\"a\".crt", "`\"`"),
+            ("/etc/tls/'a'.crt", "`'`"),
+            ("/etc/tls/a;b.crt", "`;`"),
+            ("/etc/tls/a#b.crt", "`#`"),
+            ("/etc/tls/a\nb.crt", "U+000A"),
+            ("/etc/tls/-a.crt", "starts with `-`"),
+            ("/etc/tls/zürich.crt", "`ü`"),
+        ] {
+            let got = box_path_problem(bad).unwrap_or_default();
+            assert!(got.contains(why), "{bad:?}: {got}");
+        }
+        assert!(box_path_problem(&format!("/{}", "a".repeat(1100))).is_some());
     }
 }

@@ -9,6 +9,7 @@ pub mod helm;
 pub mod secret_files;
 pub mod service_env;
 pub mod ssrf_proxy;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;

@@ -189,6 +189,9 @@ fn render_one(
     crossed.extend(crate::verify::squid::check_site(
         &v.site, &files, &compose, template,
     ));
+    crossed.extend(crate::verify::tls::check_site(
+        &v.site, &files, &compose, template,
+    ));
     if crossed.has_errors() {
         return Err(crossed);
     }

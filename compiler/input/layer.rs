@@ -301,6 +301,65 @@ pub struct NetworkLayer {
     /// Where the containers may open connections to (LLM endpoints).
     pub egress: Option<S<Vec<S<EgressLayer>>>>,
     pub http_port: Option<S<i64>>,
+    /// TLS at nginx (compose sites): the certificate and key on the box,
+    /// by path, and what plain http does.
+    pub tls: Option<S<TlsLayer>>,
+}
+
+/// `[network.tls]`: nginx terminates TLS with a certificate and key that
+/// stay on the box. Only their paths are written here; the compiler never
+/// reads them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TlsLayer {
+    /// `false` turns TLS off in a site whose profile turns it on.
+    pub enabled: Option<S<bool>>,
+    /// The certificate chain (PEM) on the box, an absolute path.
+    pub certificate: Option<S<String>>,
+    /// The private key (PEM) on the box, an absolute path.
+    pub key: Option<S<String>>,
+    /// The port nginx serves https on (443).
+    pub port: Option<S<i64>>,
+    /// What plain http on `http-port` does: `refuse`, `redirect`,
+    /// `allow-lan` or `allow`.
+    pub http: Option<S<PlainHttp>>,
+}
+
+/// What a TLS site does with plain http.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlainHttp {
+    /// Not published, closed in the firewall (nginx answers its own health
+    /// check on loopback only).
+    Refuse,
+    /// Answered with a redirect to https only.
+    Redirect,
+    /// Served to the site LAN; everyone else is redirected.
+    AllowLan,
+    /// Served to everyone nginx serves.
+    Allow,
+}
+
+impl PlainHttp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlainHttp::Refuse => "refuse",
+            PlainHttp::Redirect => "redirect",
+            PlainHttp::AllowLan => "allow-lan",
+            PlainHttp::Allow => "allow",
+        }
+    }
+
+    /// Whether port `http-port` is published and opened at all.
+    pub fn published(self) -> bool {
+        self != PlainHttp::Refuse
+    }
+
+    /// Whether browsers are told to use https only (HSTS): where no one
+    /// may use plain http.
+    pub fn strict(self) -> bool {
+        matches!(self, PlainHttp::Refuse | PlainHttp::Redirect)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -12,7 +12,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Serialize, Serializer};
 
 use crate::base::units::{Bytes, Millicores, TimeSpan};
-pub use crate::input::layer::{DbEngine, EvictionPolicy, Target, VectorStore};
+pub use crate::input::layer::{DbEngine, EvictionPolicy, PlainHttp, Target, VectorStore};
 
 /// Everything the renderers need about one site. The parts a site usually
 /// has in common with the other sites of its profiles are [`Shared`].
@@ -393,6 +393,19 @@ pub struct Network {
     /// Route prefixes open to the site LAN, sorted.
     pub public_routes: Shared<Vec<String>>,
     pub egress: Shared<Vec<Egress>>,
+    /// TLS at nginx (compose sites), when on.
+    pub tls: Option<Tls>,
+}
+
+/// TLS at nginx: the certificate and key stay on the box (these are their
+/// paths there, mounted read-only into nginx), https on `port`, and what
+/// plain http on `http_port` does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Tls {
+    pub certificate: String,
+    pub key: String,
+    pub port: u16,
+    pub http: PlainHttp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

@@ -51,21 +51,35 @@ pub(super) fn http_url(host: &str, port: u16) -> String {
     format!("http://{host}:{port}")
 }
 
-/// The site's public base URL, e.g. `http://clinic-01.example.org`.
+/// The site's public base URL, e.g. `http://clinic-01.example.org`, or
+/// `https://...` when nginx terminates TLS (a port only where it is not
+/// the scheme's own).
 pub(super) fn base_url(site: &Site) -> String {
     let host = &site.network.hostname;
     let host = match host.parse::<IpAddr>() {
         Ok(IpAddr::V6(_)) => format!("[{host}]"),
         _ => host.clone(),
     };
-    match (site.target, site.network.http_port) {
-        (Target::Compose, p) if p != 80 => format!("http://{host}:{p}"),
-        _ => format!("http://{host}"),
+    let (scheme, port, usual) = match (&site.network.tls, site.target) {
+        (Some(tls), Target::Compose) => ("https", tls.port, 443),
+        (None, Target::Compose) => ("http", site.network.http_port, 80),
+        (_, Target::Helm) => ("http", 80, 80),
+    };
+    if port == usual {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}:{port}")
     }
 }
 
+/// The public URL of the real-time collaboration socket: `ws://` or, on a
+/// TLS site, `wss://`.
 pub(super) fn websocket_url(site: &Site) -> String {
-    base_url(site).replacen("http://", "ws://", 1)
+    let base = base_url(site);
+    match base.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}"),
+        None => base.replacen("http://", "ws://", 1),
+    }
 }
 
 pub(super) fn db_host_port(site: &Site) -> (String, u16) {

@@ -256,15 +256,20 @@ fn docker_chain(site: &Site, family: Family, rules: &mut Vec<Rule>) {
 }
 
 /// Published ports, matched after Docker's DNAT by the original
-/// destination: nginx to the LAN and admins, plugin debugging to admins
-/// only.
+/// destination: nginx to the LAN and admins (https when TLS is on, plain
+/// http unless TLS refuses it), plugin debugging to admins only.
 fn published_ports(site: &Site, rules: &mut Vec<Rule>) {
     let net = &site.network;
     let mut openings: Vec<(u16, &str, Vec<IpNet>)> = Vec::new();
     let mut http_from: Vec<IpNet> = net.lan.map(IpNet::V4).into_iter().collect();
     http_from.extend(net.admin.iter().copied().filter(is_v4));
     if has(site, ServiceKind::Nginx) {
-        openings.push((net.http_port, "http to nginx", http_from));
+        if let Some(tls) = &net.tls {
+            openings.push((tls.port, "https to nginx", http_from.clone()));
+        }
+        if net.tls.as_ref().is_none_or(|t| t.http.published()) {
+            openings.push((net.http_port, "http to nginx", http_from));
+        }
     }
     if site.features.plugin_debugging && has(site, ServiceKind::PluginDaemon) {
         let admins = net.admin.iter().copied().filter(is_v4).collect();
@@ -337,5 +342,34 @@ mod tests {
                 .iter()
                 .any(|r| r.icmp_type == Some("neighbour-solicitation"))
         );
+    }
+
+    #[test]
+    fn tls_opens_https_and_plain_http_as_the_site_says() {
+        use crate::model::PlainHttp;
+        use crate::plan::fixtures::edge_tls;
+        let opened = |site: &Site, port: u16| -> Vec<String> {
+            firewall(site, Family::V4)
+                .rules
+                .iter()
+                .filter(|r| r.ctorigdstport == Some(port))
+                .map(|r| r.source.clone().unwrap())
+                .collect()
+        };
+        let everyone = ["10.20.1.0/24", "10.0.0.0/24"];
+        for mode in [PlainHttp::Redirect, PlainHttp::AllowLan, PlainHttp::Allow] {
+            let site = edge_tls(mode);
+            assert_eq!(opened(&site, 443), everyone, "{mode:?}");
+            assert_eq!(opened(&site, 80), everyone, "{mode:?}");
+        }
+        let site = edge_tls(PlainHttp::Refuse);
+        assert_eq!(opened(&site, 443), everyone);
+        assert!(opened(&site, 80).is_empty(), "plain http refused: closed");
+        // Without TLS nothing is opened on 443.
+        assert!(opened(&edge(), 443).is_empty());
+        // No nginx, nothing to open.
+        let mut site = edge_tls(PlainHttp::Allow);
+        site.services.remove(&ServiceKind::Nginx);
+        assert!(opened(&site, 443).is_empty() && opened(&site, 80).is_empty());
     }
 }

@@ -154,6 +154,7 @@ pub fn edge() -> Site {
                 ports: vec![443],
             }]
             .into(),
+            tls: None,
         },
         login: Login {
             allow_register: false,
@@ -198,6 +199,19 @@ pub fn edge() -> Site {
     }
 }
 
+/// clinic-01 with TLS at nginx: the box's certificate and key, https on
+/// 443, plain http as `http` says.
+pub fn edge_tls(http: PlainHttp) -> Site {
+    let mut site = edge();
+    site.network.tls = Some(Tls {
+        certificate: "/etc/dify-cfg/tls/clinic-01.crt".into(),
+        key: "/etc/dify-cfg/tls/clinic-01.key".into(),
+        port: 443,
+        http,
+    });
+    site
+}
+
 /// hq: the helm cloud site (profiles/cloud + sites/hq).
 pub fn cloud() -> Site {
     let mut site = edge();
@@ -230,6 +244,7 @@ pub fn cloud() -> Site {
         http_port: 80,
         public_routes: vec!["/v1".into()].into(),
         egress: Shared::default(),
+        tls: None,
     };
     site.helm = Helm {
         namespace: "dify".into(),

@@ -24,6 +24,7 @@ mod secrets;
 mod services;
 mod settings;
 mod sharing;
+mod tls;
 
 use crate::base::diagnostic::Diagnostics;
 use crate::base::source::{SourceMap, Span};
@@ -93,6 +94,7 @@ pub fn validate_site(
     let redis = redis::redis(cx, layer, redis_external, &services, &memory_spans);
     database::vector_store_fits(cx, layer, target, vector_store);
     let network = network::network(cx, layer, target, &rs.name);
+    tls::served_by_nginx(cx, layer, network.as_ref(), &services);
     egress::needed_egress(cx, layer, target, &features, network.as_ref());
     let lan_span = (layer.network.as_ref().and_then(|n| n.lan.as_ref())).map(|l| l.span());
     let login = settings::login(cx, layer);

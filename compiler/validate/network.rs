@@ -1,5 +1,6 @@
 //! `[network]`: LAN, address, admin and SSH networks (and the lock-out
-//! rule), ports, host name, public routes and egress rules.
+//! rule), ports, host name, public routes and egress rules; `[network.tls]`
+//! is `tls.rs`.
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -35,6 +36,7 @@ pub(super) fn network(
     let http_port = cx.port(&nl.http_port, "network.http-port", 80);
     let hostname = hostname(cx, &nl, address, site);
     let public_routes = public_routes(cx, &nl);
+    let tls = super::tls::tls(cx, &nl, target, http_port, ssh_port);
     let egress = match &nl.egress {
         Some(rules) => rules
             .get_ref()
@@ -58,6 +60,7 @@ pub(super) fn network(
         http_port,
         public_routes: public_routes.into(),
         egress: egress.into(),
+        tls,
     })
 }
 

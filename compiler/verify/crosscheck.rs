@@ -148,13 +148,17 @@ pub fn firewall_openings(rules: &str) -> BTreeSet<Opening> {
     out
 }
 
-/// Ports of nginx's `listen` directives.
+/// Ports of nginx's `listen` directives, but those on the container's
+/// loopback (`127.0.0.1:80`), which nothing published reaches.
 pub fn nginx_listens(conf: &str) -> BTreeSet<u16> {
     conf.lines()
         .map(str::trim)
         .filter_map(|l| l.strip_prefix("listen "))
         .filter_map(|rest| {
             let addr = rest.split([' ', ';']).next()?;
+            if addr.starts_with("127.") {
+                return None;
+            }
             addr.rsplit(':').next()?.parse().ok()
         })
         .collect()
@@ -419,8 +423,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            nginx_listens("server {\n    listen 80 default_server;\n    listen [::]:8080;\n}\n"),
-            BTreeSet::from([80, 8080])
+            nginx_listens(
+                "server {\n    listen 80 default_server;\n    listen [::]:8080;\n    listen 443 ssl;\n    listen 127.0.0.1:81;\n}\n"
+            ),
+            BTreeSet::from([80, 443, 8080])
         );
     }
 }

@@ -1,3 +1,4 @@
 //! Read-back checks of rendered files.
 pub mod crosscheck;
 pub mod squid;
+pub mod tls;

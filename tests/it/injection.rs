@@ -190,6 +190,25 @@ fn fields() -> Vec<Field> {
                 ])]),
             )
         }),
+        field!(
+            "tls certificate",
+            c,
+            "/etc/dify-cfg/tls/benign.crt",
+            |t, v| {
+                set(
+                    t,
+                    "network.tls",
+                    table(&[("certificate", s(v)), ("key", s("/etc/dify-cfg/tls/a.key"))]),
+                )
+            }
+        ),
+        field!("tls key", c, "/etc/dify-cfg/tls/benign.key", |t, v| {
+            set(
+                t,
+                "network.tls",
+                table(&[("certificate", s("/etc/dify-cfg/tls/a.crt")), ("key", s(v))]),
+            )
+        }),
         // Images and the build.
         field!("registry", c, "registry.benign.example.org/dify", at "build.registry"),
         field!(

@@ -21,4 +21,5 @@ mod reference;
 mod secrets;
 mod squid;
 mod support;
+mod tls;
 mod tools;

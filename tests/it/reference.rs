@@ -268,6 +268,55 @@ fn routes_are_the_ones_difys_nginx_serves() {
     }
 }
 
+/// What a TLS site builds on: the api marks its session cookies `Secure`
+/// exactly when the URLs of `SECURE_COOKIE_URLS` start with `https`
+/// (`libs/token.py`'s `is_secure`, which judges no other setting), and
+/// Dify's own compose mounts its nginx's site configs where ours goes.
+#[test]
+fn secure_cookies_follow_the_urls_a_tls_site_sets() {
+    use dify_cfg::internals::dify_facts::SUPPORTED_RELEASES;
+    use dify_cfg::internals::dify_facts::tls::{NGINX_CONF_PATH, SECURE_COOKIE_URLS};
+    for release in SUPPORTED_RELEASES {
+        let Some(reference) = support::reference() else {
+            return;
+        };
+        let source = reference.join("dify").join(release).join("source");
+        let token = std::fs::read_to_string(source.join("api/libs/token.py")).unwrap();
+        let body: String = token
+            .split("def is_secure()")
+            .nth(1)
+            .unwrap_or_else(|| panic!("Dify {release}: no `is_secure` in libs/token.py"))
+            .lines()
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with(' '))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let read: BTreeSet<&str> = body
+            .split("dify_config.")
+            .skip(1)
+            .filter_map(|s| s.split('.').next())
+            .collect();
+        let ours: BTreeSet<&str> = SECURE_COOKIE_URLS.iter().copied().collect();
+        assert_eq!(read, ours, "Dify {release}: is_secure reads {body}");
+        for name in SECURE_COOKIE_URLS {
+            assert!(
+                body.contains(&format!("dify_config.{name}.startswith(\"https\")")),
+                "Dify {release}: is_secure does not test {name} for https: {body}"
+            );
+        }
+        assert!(
+            !body.contains(" or "),
+            "Dify {release}: is_secure is no longer a conjunction: {body}"
+        );
+        let compose = std::fs::read_to_string(source.join("docker/docker-compose.yaml")).unwrap();
+        let conf_dir = NGINX_CONF_PATH.rsplit_once('/').unwrap().0;
+        assert!(
+            compose.contains(&format!(":{conf_dir}\n")),
+            "Dify {release}: its compose no longer mounts nginx's site configs at {conf_dir}"
+        );
+    }
+}
+
 /// Claims from dify-facts.md the compiler builds on, held to the source:
 /// no SQLite (DB_TYPE's choices), the completion endpoint's path, and the
 /// modes the api image's entrypoint starts.

@@ -1,5 +1,6 @@
 //! Every generated file of the example fleet is accepted by the real tool
-//! that consumes it: hadolint, docker compose, nginx, iptables-restore and
+//! that consumes it (and clinic-01 with TLS on, `tls.rs`, by nginx and
+//! docker compose): hadolint, docker compose, nginx, iptables-restore and
 //! ip6tables-restore (legacy and nft backends), check-jsonschema against the
 //! dify-helm chart's schema, shellcheck for the pull agent, and
 //! `systemd-analyze verify` for its units.
@@ -178,6 +179,84 @@ fn nginx_accepts_every_site_config() {
             .arg(&main));
         assert!(ok, "nginx -t on {site}:\n{text}");
     }
+}
+
+/// clinic-01 with TLS on (`tests/it/tls.rs`), in every plain-http mode:
+/// nginx -t with a throwaway self-signed certificate and key in place of
+/// the box's. Rendered for the nginx under test (its version as the
+/// nginx image's tag, which decides how HTTP/2 is switched on), and for
+/// the pinned nginx image too when the nginx under test reads its config.
+#[test]
+fn nginx_accepts_the_tls_site_configs() {
+    let Some(version) = crate::tls::local_nginx() else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::self_signed(certs.path());
+    let local = format!("\n[images.nginx]\nrepository = \"nginx\"\ntag = \"{version}\"\n");
+    let reads_http2_on = {
+        let v: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+        v >= vec![1, 25, 1]
+    };
+    if !reads_http2_on {
+        eprintln!(
+            "note: nginx {version} predates `http2 on;` (1.25.1): the pinned nginx image's TLS config is checked by the unit tests only"
+        );
+    }
+    for http in crate::tls::MODES {
+        let mut variants = vec![crate::tls::tls_clinic(http, &local)];
+        if reads_http2_on {
+            variants.push(crate::tls::tls_clinic(http, ""));
+        }
+        for files in variants {
+            let prefix = tempfile::tempdir().unwrap();
+            let site = prefix.path().join("default.conf");
+            let conf = String::from_utf8(files["nginx/default.conf"].clone()).unwrap();
+            std::fs::write(&site, crate::tls::runnable(&conf, &cert, &key, false)).unwrap();
+            let main = crate::tls::main_conf(prefix.path(), &site, false);
+            let (ok, text) = run(Command::new("nginx")
+                .arg("-t")
+                .arg("-q")
+                .arg("-p")
+                .arg(prefix.path())
+                .arg("-c")
+                .arg(&main));
+            assert!(ok, "nginx -t on clinic-01 with TLS ({http:?}):\n{text}");
+        }
+    }
+}
+
+#[test]
+fn docker_compose_accepts_the_tls_site() {
+    if !have("docker-compose", &["version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = crate::tls::tls_clinic(None, "");
+    for (path, bytes) in &files {
+        let to = dir.path().join(path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, bytes).unwrap();
+    }
+    let text = String::from_utf8(files["compose.yaml"].clone()).unwrap();
+    let mut cmd = Command::new("docker-compose");
+    cmd.current_dir(dir.path())
+        .args(["-f", "compose.yaml", "config", "--format", "json"]);
+    for var in required_vars(&text) {
+        cmd.env(var, "placeholder");
+    }
+    let (ok, out) = run(&mut cmd);
+    assert!(ok, "docker compose config on clinic-01 with TLS:\n{out}");
+    // Compose reads the box's files as read-only binds it will not create.
+    let doc: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    let volumes = doc["services"]["nginx"]["volumes"].as_array().unwrap();
+    let key = volumes
+        .iter()
+        .find(|v| v["target"] == "/etc/nginx/tls/site.key")
+        .expect("the key is mounted");
+    assert_eq!(key["source"], "/etc/dify-cfg/tls/clinic-01.key");
+    assert_eq!(key["read_only"], true);
+    assert_eq!(key["bind"]["create_host_path"], false, "{key}");
 }
 
 #[test]

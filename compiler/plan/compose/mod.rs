@@ -70,7 +70,7 @@ pub struct ComposeService {
     pub cpus: String,
     pub replicas: Option<u32>,
     pub ports: Vec<String>,
-    pub volumes: Vec<String>,
+    pub volumes: Vec<Volume>,
     pub secrets: Vec<SecretMount>,
     pub healthcheck: Option<Healthcheck>,
     /// Turns off the image's own HEALTHCHECK (the api image's HTTP check
@@ -79,6 +79,60 @@ pub struct ComposeService {
     pub depends_on: Vec<Dependency>,
     pub networks: Vec<&'static str>,
     pub labels: Vec<KeyValue>,
+}
+
+/// A service's volume: compose's short syntax (`SOURCE:TARGET[:ro]`), or a
+/// bind mount of a file on the box in the long syntax, which refuses to
+/// start the service when the file is missing (the short syntax would
+/// create an empty directory in its place).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Volume {
+    Short(String),
+    BoxFile(BoxFile),
+}
+
+impl From<String> for Volume {
+    fn from(s: String) -> Self {
+        Volume::Short(s)
+    }
+}
+
+impl From<&str> for Volume {
+    fn from(s: &str) -> Self {
+        Volume::Short(s.to_string())
+    }
+}
+
+/// A file of the box mounted read-only (printed as a flow mapping).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BoxFile {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The path on the box, `$`-escaped for compose.
+    pub source: String,
+    pub target: &'static str,
+    pub read_only: bool,
+    pub bind: BindOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BindOptions {
+    pub create_host_path: bool,
+}
+
+impl BoxFile {
+    pub fn read_only(source: &str, target: &'static str) -> Self {
+        BoxFile {
+            kind: "bind",
+            source: compose_literal(source),
+            target,
+            read_only: true,
+            bind: BindOptions {
+                create_host_path: false,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -211,12 +265,17 @@ fn networks(uses_ssrf_network: bool) -> Vec<ComposeNetwork> {
     networks
 }
 
-/// The named volumes the services mount (bind mounts start with `./`).
+/// The named volumes the services mount (bind mounts start with `./`, or
+/// are box files).
 fn named_volumes(services: &[ComposeService]) -> Vec<String> {
     let mut volumes: Vec<String> = services
         .iter()
         .flat_map(|s| s.volumes.iter())
-        .filter(|v| !v.starts_with("./"))
+        .filter_map(|v| match v {
+            Volume::Short(v) => Some(v),
+            Volume::BoxFile(_) => None,
+        })
+        .filter(|v| !v.starts_with("./") && !v.starts_with('/'))
         .filter_map(|v| v.split(':').next())
         .map(str::to_string)
         .collect();

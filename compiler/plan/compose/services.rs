@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ComposeService, Healthcheck, SECRETS_DIR, SSRF_NETWORK, SecretMount};
+use super::{BoxFile, ComposeService, Healthcheck, SECRETS_DIR, SSRF_NETWORK, SecretMount, Volume};
 use crate::dify;
 use crate::dify::secret_files::{reads_secret_files, secret_vars};
 use crate::dify::service_env;
@@ -79,11 +79,14 @@ pub(super) fn service(cx: &ServiceCx, kind: ServiceKind, svc: &Service) -> Compo
         ServiceKind::Sandbox => sandbox(site, &mut s, &mut environment),
         ServiceKind::SsrfProxy => {
             s.networks = vec!["default", SSRF_NETWORK];
-            s.volumes.push(format!(
-                "./{}:{}:ro",
-                crate::plan::SQUID_FILE,
-                dify::ssrf_proxy::SQUID_CONFIG_PATH
-            ));
+            s.volumes.push(
+                format!(
+                    "./{}:{}:ro",
+                    crate::plan::SQUID_FILE,
+                    dify::ssrf_proxy::SQUID_CONFIG_PATH
+                )
+                .into(),
+            );
             s.notes.push(format!(
                 "squid with the site's own configuration ({}): only the egress rules, on ports 80 and 443; never private, loopback or link-local addresses",
                 crate::plan::SQUID_FILE
@@ -218,7 +221,7 @@ fn api_image(
         ServiceKind::Api | ServiceKind::Worker | ServiceKind::ApiWebsocket
     ) {
         s.volumes
-            .push(format!("api_storage:{}", dify::API_STORAGE_PATH));
+            .push(format!("api_storage:{}", dify::API_STORAGE_PATH).into());
     }
     if uses_ssrf_network && matches!(kind, ServiceKind::Api | ServiceKind::Worker) {
         s.networks.push(SSRF_NETWORK);
@@ -453,10 +456,8 @@ fn plugin_daemon(cx: &ServiceCx, s: &mut ComposeService, environment: &mut Envir
         s.notes
             .push("plugin debugging is off: its port is neither served nor published".into());
     }
-    s.volumes.push(format!(
-        "plugin_daemon_storage:{}",
-        dify::PLUGIN_DAEMON_STORAGE_PATH
-    ));
+    s.volumes
+        .push(format!("plugin_daemon_storage:{}", dify::PLUGIN_DAEMON_STORAGE_PATH).into());
 }
 
 /// The agent backend: its Redis, the plugin daemon, dify-api and the local
@@ -482,12 +483,37 @@ fn agent_backend(cx: &ServiceCx, environment: &mut Environment) {
     }
 }
 
-/// nginx: the one service that publishes a port.
+/// nginx: the one service that publishes a port (plain http, and https
+/// with the box's certificate and key when TLS is on).
 fn nginx(cx: &ServiceCx, s: &mut ComposeService) {
     let site = cx.site;
-    s.ports.push(cx.publish(site.network.http_port));
-    s.volumes
-        .push("./nginx/default.conf:/etc/nginx/conf.d/default.conf:ro".into());
+    let tls = site.network.tls.as_ref();
+    if tls.is_none_or(|t| t.http.published()) {
+        s.ports.push(cx.publish(site.network.http_port));
+    }
+    s.volumes.push(
+        format!(
+            "./{}:{}:ro",
+            crate::plan::NGINX_FILE,
+            dify::tls::NGINX_CONF_PATH
+        )
+        .into(),
+    );
+    if let Some(tls) = tls {
+        s.ports.push(cx.publish(tls.port));
+        for (file, target) in [
+            (&tls.certificate, dify::tls::NGINX_CERTIFICATE_PATH),
+            (&tls.key, dify::tls::NGINX_KEY_PATH),
+        ] {
+            s.volumes
+                .push(Volume::BoxFile(BoxFile::read_only(file, target)));
+        }
+        s.notes.push(format!(
+            "https on port {}, with the box's certificate and key mounted read-only (nginx's master process reads them as root); plain http: {}",
+            tls.port,
+            tls.http.as_str()
+        ));
+    }
     s.notes
         .push("the only service that publishes a port, on the box's LAN address".into());
     let url = format!("http://127.0.0.1:{}/nginx-health", site.network.http_port);

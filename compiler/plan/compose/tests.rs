@@ -195,3 +195,101 @@ fn services_on_the_api_image_do_not_inherit_its_http_check() {
         }
     }
 }
+
+#[test]
+fn tls_publishes_https_mounts_the_box_files_and_turns_the_urls_to_https() {
+    use crate::model::PlainHttp;
+    use crate::plan::fixtures::edge_tls;
+    let nginx_of = |c: &ComposeContext| c.services.iter().find(|s| s.name == "nginx").cloned();
+    let c = compose_of(&edge_tls(PlainHttp::Redirect));
+    let nginx = nginx_of(&c).unwrap();
+    assert_eq!(nginx.ports, ["10.20.1.10:80:80", "10.20.1.10:443:443"]);
+    let box_files: Vec<(&str, &str)> = nginx
+        .volumes
+        .iter()
+        .filter_map(|v| match v {
+            Volume::BoxFile(b) => {
+                assert!(b.read_only && !b.bind.create_host_path && b.kind == "bind");
+                Some((b.source.as_str(), b.target))
+            }
+            Volume::Short(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        box_files,
+        [
+            ("/etc/dify-cfg/tls/clinic-01.crt", "/etc/nginx/tls/site.crt"),
+            ("/etc/dify-cfg/tls/clinic-01.key", "/etc/nginx/tls/site.key"),
+        ]
+    );
+    // Box files are not named volumes.
+    assert!(
+        c.volumes.iter().all(|v| !v.starts_with('/')),
+        "{:?}",
+        c.volumes
+    );
+    // The health check stays on plain http, inside the container.
+    let health = nginx.healthcheck.unwrap().test.join(" ");
+    assert!(
+        health.contains("http://127.0.0.1:80/nginx-health"),
+        "{health}"
+    );
+    let web = c.services.iter().find(|s| s.name == "web").unwrap();
+    let env: std::collections::BTreeMap<&str, &str> = web
+        .environment
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(
+        env["CONSOLE_API_URL"],
+        "https://clinic-01.clinics.example.org"
+    );
+    assert_eq!(env["APP_API_URL"], "https://clinic-01.clinics.example.org");
+    assert_eq!(env["SERVER_CONSOLE_API_URL"], "http://api:5001");
+
+    // Plain http refused: only https is published.
+    let c = compose_of(&edge_tls(PlainHttp::Refuse));
+    assert_eq!(nginx_of(&c).unwrap().ports, ["10.20.1.10:443:443"]);
+}
+
+#[test]
+fn tls_urls_follow_the_scheme_and_port() {
+    use crate::model::PlainHttp;
+    use crate::plan::common::{base_url, websocket_url};
+    use crate::plan::fixtures::edge_tls;
+    let mut site = edge_tls(PlainHttp::Redirect);
+    assert_eq!(base_url(&site), "https://clinic-01.clinics.example.org");
+    assert_eq!(websocket_url(&site), "wss://clinic-01.clinics.example.org");
+    site.network.tls.as_mut().unwrap().port = 8443;
+    site.network.http_port = 8080;
+    assert_eq!(
+        base_url(&site),
+        "https://clinic-01.clinics.example.org:8443"
+    );
+    site.network.tls = None;
+    assert_eq!(base_url(&site), "http://clinic-01.clinics.example.org:8080");
+    assert_eq!(
+        websocket_url(&site),
+        "ws://clinic-01.clinics.example.org:8080"
+    );
+    // Every public URL the api reads follows.
+    let site = edge_tls(PlainHttp::Allow);
+    let settings = crate::plan::settings::shared_settings(&site);
+    let urls = &settings
+        .iter()
+        .find(|(t, _)| *t == "Public URLs")
+        .unwrap()
+        .1;
+    for kv in urls {
+        assert!(
+            kv.value
+                .starts_with("https://clinic-01.clinics.example.org"),
+            "{}: {}",
+            kv.key,
+            kv.value
+        );
+    }
+    for name in crate::dify::tls::SECURE_COOKIE_URLS {
+        assert!(urls.iter().any(|kv| kv.key == *name), "{name}");
+    }
+}
