@@ -162,6 +162,31 @@ def sample_sites(out_dir, k=6):
     return sorted(dict.fromkeys(pick))
 
 
+def object_sizes(git_dir):
+    """Every object of a repository: id -> (type, size in bytes, size on disk)."""
+    out = run(["git", f"--git-dir={git_dir}", "cat-file", "--batch-all-objects",
+               "--batch-check=%(objectname) %(objecttype) %(objectsize) %(objectsize:disk)"],
+              stdout=subprocess.PIPE).stdout
+    objects = {}
+    for line in out.splitlines():
+        oid, kind, size, disk = line.split()
+        objects[oid] = (kind, int(size), int(disk))
+    return objects
+
+
+def committed_objects(root, pristine):
+    """What `commit` wrote: the objects the repository has beyond its
+    pristine copy, their bytes (as git hashes them) and their size on disk
+    (zlib-compressed loose objects), in all and per kind."""
+    before = object_sizes(pristine)
+    new = {k: v for k, v in object_sizes(root / ".git").items() if k not in before}
+    res = {"objects": len(new), "bytes": sum(v[1] for v in new.values()),
+           "disk": sum(v[2] for v in new.values())}
+    for kind in ("blob", "tree", "commit"):
+        res[f"{kind}_bytes"] = sum(v[1] for v in new.values() if v[0] == kind)
+    return res
+
+
 # ---------------------------------------------------------------------------
 # One fleet size
 
@@ -220,6 +245,9 @@ def bench_n(n, a, results):
         raise Failed(f"dify-cfg commit made {len(branches)} branches for {n} sites")
     dify_trees = {b: run(["git", "rev-parse", b + "^{tree}"], cwd=root, stdout=subprocess.PIPE).stdout.strip()
                   for b in branches[:3]}
+    r["committed"] = committed_objects(root, pristine)
+    log(f"  commit wrote {r['committed']['objects']:,} objects, "
+        f"{r['committed']['bytes'] / 1024 / 1024:.1f} MiB ({r['committed']['disk'] / 1024 / 1024:.1f} MiB on disk)")
     r["audit"] = measure("audit", runs, None, [dc, "audit", "--root", root], env=env)
 
     r["gitcli"] = measure("git CLI commits", runs, fresh_repo, [HERE / "git-cli-commit", root], env=env)
@@ -444,6 +472,14 @@ def report(a, results, mach):
         w(f"| git CLI / dify-cfg commit | {fmt_x(ratio(r['gitcli']['wall'], r['commit']['wall']))} |")
         w(f"| no-op build / full build | {fmt_x(ratio(r['noop']['wall'], build))} |")
         w(f"| one site edited / full build | {fmt_x(ratio(r['edit1']['wall'], build))} |")
+        c = r.get("committed")
+        if c:
+            w("")
+            w(f"Committed by `dify-cfg commit`: {c['objects']:,} new objects, "
+              f"{c['bytes'] / 1024 / 1024:.1f} MiB as git hashes them (blobs "
+              f"{c['blob_bytes'] / 1024 / 1024:.1f} MiB, trees {c['tree_bytes'] / 1024 / 1024:.1f} MiB, "
+              f"commits {c['commit_bytes'] / 1024 / 1024:.1f} MiB), "
+              f"{c['disk'] / 1024 / 1024:.1f} MiB on disk.")
         if not r.get("gitcli_same_trees", True):
             w("")
             w("Note: the git CLI commits' trees differ from dify-cfg's (file modes?).")

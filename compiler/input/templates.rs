@@ -2,6 +2,7 @@
 //! `templates/` directory overrides them file by file. Names are the ones
 //! the planner asks for (see `plan::TEMPLATE_NAMES`).
 pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+    ("agent.conf", include_str!("../../templates/agent.conf")),
     (
         "api.Dockerfile",
         include_str!("../../templates/api.Dockerfile"),
@@ -16,6 +17,10 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
     ),
     ("apply.sh", include_str!("../../templates/apply.sh")),
     ("compose.yaml", include_str!("../../templates/compose.yaml")),
+    (
+        "dify-cfg-firewall.service",
+        include_str!("../../templates/dify-cfg-firewall.service"),
+    ),
     (
         "dify-cfg-pull.service",
         include_str!("../../templates/dify-cfg-pull.service"),

@@ -44,7 +44,7 @@ pub use dotenv::DotEnvContext;
 pub use firewall::{Family, FirewallContext};
 pub use helm::{HelmContext, key_paths, unknown_key_paths};
 pub use nginx::NginxContext;
-pub use pull_agent::{PULL_SCRIPT, PULL_SERVICE, PULL_TIMER, PullContext};
+pub use pull_agent::PullContext;
 pub use quote::{dotenv_representable, sh_quote};
 pub use squid::SquidContext;
 
@@ -55,7 +55,7 @@ use dotenv::dotenv;
 use firewall::firewall;
 use helm::{helm, helm_tag};
 use nginx::nginx;
-use pull_agent::pull_agent;
+use pull_agent::pull_agent_artifacts;
 use settings::EnvPlan;
 use squid::{has_proxy, squid};
 
@@ -73,6 +73,8 @@ pub const TEMPLATE_HELM_VALUES: &str = "values.yaml";
 pub const TEMPLATE_APPLY: &str = "apply.sh";
 pub const TEMPLATE_PULL_SERVICE: &str = "dify-cfg-pull.service";
 pub const TEMPLATE_PULL_TIMER: &str = "dify-cfg-pull.timer";
+pub const TEMPLATE_AGENT_CONF: &str = "agent.conf";
+pub const TEMPLATE_FIREWALL_SERVICE: &str = "dify-cfg-firewall.service";
 pub const TEMPLATE_ARGOCD_APPLICATION: &str = "application.yaml";
 pub const TEMPLATE_SQUID: &str = "squid.conf";
 
@@ -91,6 +93,8 @@ pub const TEMPLATE_NAMES: &[&str] = &[
     TEMPLATE_APPLY,
     TEMPLATE_PULL_SERVICE,
     TEMPLATE_PULL_TIMER,
+    TEMPLATE_AGENT_CONF,
+    TEMPLATE_FIREWALL_SERVICE,
     TEMPLATE_ARGOCD_APPLICATION,
     TEMPLATE_SQUID,
 ];
@@ -315,28 +319,7 @@ pub fn plan(site: &Site) -> SitePlan {
                     context: Context::Squid(squid(site)),
                 });
             }
-            if let Some(pull) = pull_agent(site) {
-                let contexts = [
-                    Box::new(pull.clone()),
-                    Box::new(pull.clone()),
-                    Box::new(pull),
-                ];
-                for ((path, template), context) in [
-                    (PULL_SCRIPT, TEMPLATE_APPLY),
-                    (PULL_SERVICE, TEMPLATE_PULL_SERVICE),
-                    (PULL_TIMER, TEMPLATE_PULL_TIMER),
-                ]
-                .into_iter()
-                .zip(contexts)
-                {
-                    deploy.push(Artifact {
-                        path: path.into(),
-                        template,
-                        defines: None,
-                        context: Context::Pull(context),
-                    });
-                }
-            }
+            deploy.extend(pull_agent_artifacts(site));
             deploy
         }
         Target::Helm => {
@@ -376,7 +359,9 @@ mod tests {
             paths,
             [
                 "compose.yaml",
+                "deploy/agent.conf",
                 "deploy/apply.sh",
+                "deploy/dify-cfg-firewall.service",
                 "deploy/dify-cfg-pull.service",
                 "deploy/dify-cfg-pull.timer",
                 "dify.env",

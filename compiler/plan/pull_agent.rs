@@ -1,26 +1,39 @@
-//! The pull agent of a compose box: deploy/apply.sh and its systemd
-//! service and timer.
+//! The pull agent of a compose box: deploy/apply.sh, its per-site settings
+//! deploy/agent.conf, and its systemd units (the pull service and timer, and
+//! the boot unit that loads the last applied firewall).
+//!
+//! apply.sh and the two services are the same bytes at every site: their
+//! context holds only what dify-cfg fixes for the whole fleet
+//! ([`AgentContext`]), so a template cannot print a site's value into them
+//! (an undefined variable is an error). What differs between sites is data
+//! in agent.conf ([`SiteValues`]), and the timer's schedule
+//! ([`ScheduleContext`]) in the timer.
 
 use serde::Serialize;
 
 use super::common::{SiteInfo, site_info};
 use super::firewall::{FIREWALL_DECLARED, FIREWALL_FLUSHED};
 use super::{
-    COMPOSE_FILE, RULES_V4_FILE, RULES_V6_FILE, TEMPLATE_PULL_SERVICE, TEMPLATE_PULL_TIMER,
+    Artifact, COMPOSE_FILE, Context, RULES_V4_FILE, RULES_V6_FILE, TEMPLATE_AGENT_CONF,
+    TEMPLATE_APPLY, TEMPLATE_FIREWALL_SERVICE, TEMPLATE_PULL_SERVICE, TEMPLATE_PULL_TIMER,
 };
 use crate::base::units::{TimeSpan, TimeUnit};
 use crate::model::Site;
 
 /// Where the pull agent's files go in the site tree.
 pub const PULL_SCRIPT: &str = "deploy/apply.sh";
+pub const PULL_CONF: &str = "deploy/agent.conf";
 pub const PULL_SERVICE: &str = "deploy/dify-cfg-pull.service";
 pub const PULL_TIMER: &str = "deploy/dify-cfg-pull.timer";
+pub const FIREWALL_SERVICE: &str = "deploy/dify-cfg-firewall.service";
 
 /// Where the operator installs the pull agent on a box: the script (copied
-/// from a verified tree) and the two units.
+/// from a verified tree), its per-site settings and the units.
 pub const PULL_INSTALL_SCRIPT: &str = "/opt/dify-cfg/apply.sh";
+pub const PULL_INSTALL_CONF: &str = "/etc/dify-cfg/agent.conf";
 pub const PULL_UNIT_DIR: &str = "/etc/systemd/system";
-/// The agent's state: the mirror, releases, the applied commit.
+/// The agent's state: the mirror, releases, the applied commit, the saved
+/// firewall the boot unit loads.
 pub const PULL_STATE_DIR: &str = "/var/lib/dify-cfg";
 /// The operator's file of `export NAME=...` lines for the secret
 /// references of compose.yaml. Never in the repository.
@@ -35,6 +48,9 @@ pub const PULL_BOOT_DELAY: TimeSpan = TimeSpan::new(2, TimeUnit::Minutes);
 /// The longest one run may take (a hung fetch or pull ends there, and the
 /// run's interrupt handler rolls the firewall back).
 pub const PULL_RUN_LIMIT: TimeSpan = TimeSpan::new(1, TimeUnit::Hours);
+/// The longest confirmation window apply.sh accepts from agent.conf or
+/// its environment (validation allows at most 30 minutes).
+pub const PULL_MAX_CONFIRM_SECONDS: u32 = 86_400;
 
 /// A deploy file of the tree and where the operator installs it.
 #[derive(Debug, Clone, Serialize)]
@@ -43,33 +59,31 @@ pub struct Installed {
     pub installed: String,
 }
 
-/// What the pull agent's three files (apply.sh and its systemd service and
-/// timer) say.
+/// What every site's pull agent has alike: paths, names and limits that
+/// dify-cfg fixes. apply.sh and the services are rendered from this alone.
 #[derive(Debug, Clone, Serialize)]
-pub struct PullContext {
-    pub site: SiteInfo,
-    pub repository: String,
-    /// The site branch, `{prefix}{site}`.
-    pub branch: String,
+pub struct AgentContext {
     pub state_dir: &'static str,
     pub secrets_env: &'static str,
+    /// Where the installed agent reads its per-site settings.
+    pub agent_conf: &'static str,
     pub install_script: &'static str,
     pub unit_dir: &'static str,
     pub service_unit: &'static str,
     pub timer_unit: &'static str,
-    /// The deploy files and where they are installed, so that apply.sh can
-    /// say when a release changes them.
-    pub installed: Vec<Installed>,
-    /// The confirmation window, in seconds (apply.sh) and as written.
-    pub confirm_timeout_seconds: u64,
-    pub confirm_timeout: String,
-    /// systemd time spans of the timer and the service.
-    pub pull_interval: String,
+    pub firewall_unit: &'static str,
+    /// The script and agent.conf in the tree (apply.sh compares them with
+    /// the files it runs as and reads).
+    pub script_release: &'static str,
+    pub conf_release: &'static str,
+    /// The units and where they are installed, so that apply.sh can say
+    /// when a release changes them.
+    pub installed_units: Vec<Installed>,
     pub boot_delay: String,
-    pub randomized_delay: String,
     pub run_limit: String,
     pub keep_releases: u32,
     pub busy_exit: u8,
+    pub max_confirm_seconds: u32,
     /// Files a release must have besides those its manifest lists.
     pub required: Vec<&'static str>,
     pub rules_v4: &'static str,
@@ -80,6 +94,38 @@ pub struct PullContext {
     pub firewall_flushed: String,
 }
 
+/// The timer's schedule: `[gitops] pull-interval`, per site.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleContext {
+    /// systemd time spans.
+    pub pull_interval: String,
+    pub randomized_delay: String,
+}
+
+/// The values of agent.conf: what the agent of one site needs to know.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteValues {
+    pub site: SiteInfo,
+    pub repository: String,
+    /// The site branch, `{prefix}{site}`.
+    pub branch: String,
+    /// The confirmation window, in seconds and as written.
+    pub confirm_timeout_seconds: u64,
+    pub confirm_timeout: String,
+}
+
+/// The context of one pull-agent file: the fleet-wide part, plus the
+/// schedule for the timer and the site's values for agent.conf.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullContext {
+    #[serde(flatten)]
+    pub agent: AgentContext,
+    #[serde(flatten)]
+    pub schedule: Option<ScheduleContext>,
+    #[serde(flatten)]
+    pub values: Option<SiteValues>,
+}
+
 /// The timer's random delay: a tenth of the interval, between 1s and 60s, so
 /// that a fleet does not fetch all at once and a short interval stays short.
 pub fn randomized_delay(interval: TimeSpan) -> TimeSpan {
@@ -87,44 +133,95 @@ pub fn randomized_delay(interval: TimeSpan) -> TimeSpan {
     TimeSpan::new(tenth as u32, TimeUnit::Seconds)
 }
 
-pub(super) fn pull_agent(site: &Site) -> Option<PullContext> {
-    let pull = site.gitops.pull?;
-    let installed = [
-        (PULL_SCRIPT, PULL_INSTALL_SCRIPT.to_string()),
+/// The fleet-wide part: the same value for every site.
+fn agent_context() -> AgentContext {
+    let installed_units = [
         (
             PULL_SERVICE,
             format!("{PULL_UNIT_DIR}/{TEMPLATE_PULL_SERVICE}"),
         ),
         (PULL_TIMER, format!("{PULL_UNIT_DIR}/{TEMPLATE_PULL_TIMER}")),
+        (
+            FIREWALL_SERVICE,
+            format!("{PULL_UNIT_DIR}/{TEMPLATE_FIREWALL_SERVICE}"),
+        ),
     ]
     .into_iter()
     .map(|(release, installed)| Installed { release, installed })
     .collect();
-    Some(PullContext {
-        site: site_info(site),
-        repository: site.gitops.repository.clone(),
-        branch: site.gitops.branch(&site.name),
+    AgentContext {
         state_dir: PULL_STATE_DIR,
         secrets_env: PULL_SECRETS_ENV,
+        agent_conf: PULL_INSTALL_CONF,
         install_script: PULL_INSTALL_SCRIPT,
         unit_dir: PULL_UNIT_DIR,
         service_unit: TEMPLATE_PULL_SERVICE,
         timer_unit: TEMPLATE_PULL_TIMER,
-        installed,
-        confirm_timeout_seconds: pull.confirm_timeout.seconds(),
-        confirm_timeout: pull.confirm_timeout.systemd(),
-        pull_interval: pull.interval.systemd(),
+        firewall_unit: TEMPLATE_FIREWALL_SERVICE,
+        script_release: PULL_SCRIPT,
+        conf_release: PULL_CONF,
+        installed_units,
         boot_delay: PULL_BOOT_DELAY.systemd(),
-        randomized_delay: randomized_delay(pull.interval).systemd(),
         run_limit: PULL_RUN_LIMIT.systemd(),
         keep_releases: PULL_KEEP_RELEASES,
         busy_exit: PULL_BUSY_EXIT,
+        max_confirm_seconds: PULL_MAX_CONFIRM_SECONDS,
         required: vec![COMPOSE_FILE, RULES_V4_FILE, RULES_V6_FILE],
         rules_v4: RULES_V4_FILE,
         rules_v6: RULES_V6_FILE,
         firewall_declared: FIREWALL_DECLARED.join(" "),
         firewall_flushed: FIREWALL_FLUSHED.join(" "),
-    })
+    }
+}
+
+/// The context of each pull-agent file of a compose site, by path; none
+/// for a site without a pull agent.
+pub(super) fn pull_agent(site: &Site) -> Option<Vec<(&'static str, PullContext)>> {
+    let pull = site.gitops.pull?;
+    let shared = |schedule, values| PullContext {
+        agent: agent_context(),
+        schedule,
+        values,
+    };
+    let schedule = ScheduleContext {
+        pull_interval: pull.interval.systemd(),
+        randomized_delay: randomized_delay(pull.interval).systemd(),
+    };
+    let values = SiteValues {
+        site: site_info(site),
+        repository: site.gitops.repository.clone(),
+        branch: site.gitops.branch(&site.name),
+        confirm_timeout_seconds: pull.confirm_timeout.seconds(),
+        confirm_timeout: pull.confirm_timeout.systemd(),
+    };
+    Some(vec![
+        (PULL_SCRIPT, shared(None, None)),
+        (PULL_CONF, shared(None, Some(values))),
+        (PULL_SERVICE, shared(None, None)),
+        (PULL_TIMER, shared(Some(schedule), None)),
+        (FIREWALL_SERVICE, shared(None, None)),
+    ])
+}
+
+/// The pull agent's artifacts of a compose site (none without one).
+pub(super) fn pull_agent_artifacts(site: &Site) -> Vec<Artifact> {
+    let template = |path: &str| match path {
+        PULL_SCRIPT => TEMPLATE_APPLY,
+        PULL_CONF => TEMPLATE_AGENT_CONF,
+        PULL_SERVICE => TEMPLATE_PULL_SERVICE,
+        PULL_TIMER => TEMPLATE_PULL_TIMER,
+        _ => TEMPLATE_FIREWALL_SERVICE,
+    };
+    pull_agent(site)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(path, context)| Artifact {
+            path: path.into(),
+            template: template(path),
+            defines: None,
+            context: Context::Pull(Box::new(context)),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -134,6 +231,12 @@ mod tests {
     use crate::plan::firewall::{Family, firewall};
     use crate::plan::fixtures::edge;
     use crate::plan::plan;
+
+    fn context(site: &Site, path: &str) -> serde_json::Value {
+        let files = pull_agent(site).expect("a pull agent");
+        let (_, c) = files.into_iter().find(|(p, _)| *p == path).unwrap();
+        serde_json::to_value(c).unwrap()
+    }
 
     #[test]
     fn timer_delay_is_a_tenth_of_the_interval_within_bounds() {
@@ -147,32 +250,59 @@ mod tests {
     #[test]
     fn a_compose_site_gets_the_pull_agent_and_no_argocd() {
         let site = edge();
-        let pull = pull_agent(&site).expect("a pull agent");
-        assert_eq!(pull.branch, "sites/clinic-01");
+        let conf = context(&site, PULL_CONF);
+        assert_eq!(conf["branch"], "sites/clinic-01");
         assert_eq!(
-            pull.repository,
+            conf["repository"],
             "https://git.clinics.example.org/platform/dify-fleet.git"
         );
-        assert_eq!(pull.confirm_timeout_seconds, 120);
-        assert_eq!(pull.pull_interval, "5min");
-        assert_eq!(pull.randomized_delay, "30s");
+        assert_eq!(conf["confirm_timeout_seconds"], 120);
+        let timer = context(&site, PULL_TIMER);
+        assert_eq!(timer["pull_interval"], "5min");
+        assert_eq!(timer["randomized_delay"], "30s");
         // The rollback restores exactly what the rules files own.
+        let agent = agent_context();
         let fw = firewall(&site, Family::V4);
-        assert_eq!(pull.firewall_declared, fw.chains.join(" "));
-        assert_eq!(pull.firewall_flushed, fw.flush.join(" "));
+        assert_eq!(agent.firewall_declared, fw.chains.join(" "));
+        assert_eq!(agent.firewall_flushed, fw.flush.join(" "));
         let paths = plan(&site).paths();
-        for (release, _) in pull.installed.iter().map(|i| (i.release, &i.installed)) {
+        let installed = agent.installed_units.iter().map(|i| i.release);
+        for release in installed.chain([agent.script_release, agent.conf_release]) {
             assert!(paths.contains(&release.to_string()), "{release}");
         }
-        for required in &pull.required {
+        for required in &agent.required {
             assert!(paths.contains(&required.to_string()), "{required}");
         }
         assert!(argocd_application(&site).is_none());
         let mut other = site.clone();
         other.gitops.branch_prefix = "fleet/clinics/".into();
         assert_eq!(
-            pull_agent(&other).unwrap().branch,
+            context(&other, PULL_CONF)["branch"],
             "fleet/clinics/clinic-01"
         );
+    }
+
+    /// apply.sh and the services see nothing of the site: the same context
+    /// for two sites that differ in everything the agent knows of them.
+    #[test]
+    fn the_script_and_the_services_have_no_site_values() {
+        let one = edge();
+        let mut two = edge();
+        two.name = "clinic-77".into();
+        two.gitops.repository = "ssh://git@git.example.org/other.git".into();
+        two.gitops.branch_prefix = "fleet/".into();
+        two.gitops.pull = two.gitops.pull.map(|mut p| {
+            p.confirm_timeout = TimeSpan::new(300, TimeUnit::Seconds);
+            p
+        });
+        for path in [PULL_SCRIPT, PULL_SERVICE, FIREWALL_SERVICE] {
+            let (a, b) = (context(&one, path), context(&two, path));
+            assert_eq!(a, b, "{path}");
+            assert!(a.get("site").is_none() && a.get("branch").is_none());
+        }
+        assert_ne!(context(&one, PULL_CONF), context(&two, PULL_CONF));
+        // The timer knows the schedule, not the site.
+        let timer = context(&one, PULL_TIMER);
+        assert!(timer.get("site").is_none() && timer.get("pull_interval").is_some());
     }
 }

@@ -55,7 +55,9 @@ fn edge_site_renders_the_compose_file_set() {
         paths,
         [
             "compose.yaml",
+            "deploy/agent.conf",
             "deploy/apply.sh",
+            "deploy/dify-cfg-firewall.service",
             "deploy/dify-cfg-pull.service",
             "deploy/dify-cfg-pull.timer",
             "dify.env",
@@ -607,16 +609,19 @@ fn render_with_script(site: &Site, script: &str) -> Result<String, Diagnostics> 
 
 #[test]
 fn shell_templates_print_every_value_as_one_quoted_word() {
+    // The pull agent's script sees nothing of the site (it is the same file
+    // at every site), so the hostile value comes as a template string.
     let hostile = "it's $(touch /tmp/dify-cfg-pwned) `id` ${HOME}; exit 3 # x";
-    let mut site = edge();
-    site.description = hostile.into();
+    let site = edge();
     let script = render_with_script(
         &site,
-        "#!/bin/sh\n# {{ site.description|comment }}\nX={{ site.description }}\nN={{ confirm_timeout_seconds }}\nprintf '%s|%s' \"$X\" \"$N\"\n",
+        &format!(
+            "#!/bin/sh\n# {{{{ \"{hostile}\"|comment }}}}\nX={{{{ \"{hostile}\" }}}}\nN={{{{ max_confirm_seconds }}}}\nprintf '%s|%s' \"$X\" \"$N\"\n"
+        ),
     )
     .unwrap();
     assert!(script.contains(r"X='it'\''s $(touch"), "{script}");
-    assert!(script.contains("N='120'"), "{script}");
+    assert!(script.contains("N='86400'"), "{script}");
     let out = std::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(&script)
@@ -625,10 +630,13 @@ fn shell_templates_print_every_value_as_one_quoted_word() {
     assert!(out.status.success(), "{script}");
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        format!("{hostile}|120")
+        format!("{hostile}|86400")
     );
     // A list has no single shell word: the template must say how.
     let err = render_with_script(&site, "{{ required }}\n").unwrap_err();
+    assert_eq!(err.iter().next().unwrap().code, Code::TemplateError);
+    // And the site's values are not there to print.
+    let err = render_with_script(&site, "{{ site.name }}\n").unwrap_err();
     assert_eq!(err.iter().next().unwrap().code, Code::TemplateError);
 }
 
@@ -638,13 +646,22 @@ fn the_rendered_pull_agent_quotes_its_values() {
     let script = &files["deploy/apply.sh"];
     assert!(script.starts_with("#!/bin/sh\n"), "{script}");
     for line in [
-        "SITE='clinic-01'",
-        "BRANCH='sites/clinic-01'",
-        "DEFAULT_REPOSITORY='https://git.clinics.example.org/platform/dify-fleet.git'",
-        "DEFAULT_CONFIRM_TIMEOUT='120'",
+        "DEFAULT_AGENT_CONF='/etc/dify-cfg/agent.conf'",
+        "MAX_CONFIRM_TIMEOUT='86400'",
         "FIREWALL_FLUSHED='INPUT DIFY-INPUT DIFY-DOCKER DOCKER-USER'",
     ] {
         assert!(script.lines().any(|l| l == line), "no line {line}");
+    }
+    // The site's values are in agent.conf, as the script reads them.
+    assert!(!script.contains("clinic-01"), "{script}");
+    let conf = &files["deploy/agent.conf"];
+    for line in [
+        "SITE=clinic-01",
+        "BRANCH=sites/clinic-01",
+        "REPOSITORY=https://git.clinics.example.org/platform/dify-fleet.git",
+        "CONFIRM_TIMEOUT=120",
+    ] {
+        assert!(conf.lines().any(|l| l == line), "no line {line}");
     }
     let timer = &files["deploy/dify-cfg-pull.timer"];
     assert!(

@@ -1,10 +1,12 @@
 //! The pull agent of a compose box, run for real: clinic-01's rendered
-//! `deploy/apply.sh` under `/bin/sh` against a git repository whose branch
-//! `sites/clinic-01` holds the rendered tree, with stub `docker`,
-//! `iptables-save`, `iptables-restore`, `ip6tables-save` and
-//! `ip6tables-restore` first on PATH. The stubs log every call (and the
-//! rules files they are given) and succeed, fail or hang when a test says
-//! so; the firewall and docker of the machine are never touched.
+//! `deploy/apply.sh` under `/bin/sh`, reading its `deploy/agent.conf`,
+//! against a git repository whose branch `sites/clinic-01` holds the
+//! rendered tree, with stub `docker`, `iptables`, `iptables-save`,
+//! `iptables-restore`, `ip6tables-save` and `ip6tables-restore` first on
+//! PATH. The stubs log every call (and the rules files they are given) and
+//! succeed, fail or hang when a test says so; the firewall and docker of
+//! the machine are never touched. The boot unit's mode, Docker's firewall
+//! backend and agent.conf are in `apply/`.
 //!
 //! Needs `git`, `flock`, `tar`, `awk` and GNU coreutils, which `.ci/run`
 //! installs; where one is missing the tests say so and skip (and fail when
@@ -18,10 +20,18 @@ use std::sync::OnceLock;
 
 use crate::support::{self, git};
 
+mod boot;
+mod conf;
+mod docker;
+
 /// The stub of every tool: logs `name args (secrets=present|absent)`, then
 /// the rules file a restore loads (indented); fails when the call contains
 /// `$STUB_FAIL`, sleeps `$STUB_SLEEP` seconds first when it contains
 /// `$STUB_SLOW`. The save commands print a small filter and nat table.
+/// `docker info` prints `$STUB_BACKEND` (default: Docker's iptables
+/// backend) or fails with `$STUB_INFO_ERROR`; `iptables -S FORWARD` prints
+/// Docker's jumps, without the one to DOCKER-USER when `$STUB_NO_JUMP` is
+/// set.
 const STUB: &str = r#"#!/bin/sh
 name=${0##*/}
 call="$name $*"
@@ -41,6 +51,26 @@ case $name in
         '-A FORWARD -j DOCKER-USER' 'COMMIT' '*nat' '-A PREROUTING -j DOCKER' 'COMMIT'
     ;;
 esac
+case $call in
+"docker info "*)
+    if [ -n "${STUB_INFO_ERROR:-}" ]; then
+        printf '%s\n' "$STUB_INFO_ERROR" >&2
+        exit 1
+    fi
+    backend=${STUB_BACKEND:-}
+    if [ -z "$backend" ]; then
+        backend='{"Driver":"iptables","Info":[["ReloadedAt","2025-01-01T00:00:00Z"]]}'
+    fi
+    printf '%s\n' "$backend"
+    ;;
+"iptables -S FORWARD")
+    printf '%s\n' '-P FORWARD DROP'
+    if [ -z "${STUB_NO_JUMP:-}" ]; then
+        printf '%s\n' '-A FORWARD -j DOCKER-USER'
+    fi
+    printf '%s\n' '-A FORWARD -j DOCKER-FORWARD'
+    ;;
+esac
 if [ -n "${STUB_SLOW:-}" ]; then
     case $call in *"$STUB_SLOW"*) sleep "$STUB_SLEEP" ;; esac
 fi
@@ -50,8 +80,9 @@ fi
 exit 0
 "#;
 
-const STUBBED: [&str; 5] = [
+const STUBBED: [&str; 6] = [
     "docker",
+    "iptables",
     "iptables-save",
     "iptables-restore",
     "ip6tables-save",
@@ -98,7 +129,8 @@ fn rendered() -> &'static Path {
     })
 }
 
-/// One test's world: the repository, the state directory, the stubs.
+/// One test's world: the repository, the state directory, the stubs, and
+/// the installed agent.conf (a copy of clinic-01's).
 struct World {
     _dir: tempfile::TempDir,
     repo: PathBuf,
@@ -106,6 +138,7 @@ struct World {
     stubs: PathBuf,
     log: PathBuf,
     secrets: PathBuf,
+    conf: PathBuf,
 }
 
 impl World {
@@ -134,7 +167,10 @@ impl World {
         }
         let secrets = dir.path().join("secrets.env");
         fs::write(&secrets, "export DIFY_DB_PASSWORD='not-a-real-secret'\n").unwrap();
+        let conf = dir.path().join("agent.conf");
+        fs::copy(rendered().join("deploy/agent.conf"), &conf).unwrap();
         let world = World {
+            conf,
             log: dir.path().join("calls.log"),
             _dir: dir,
             repo,
@@ -163,6 +199,16 @@ impl World {
     /// Run apply.sh with the confirmation window `timeout` and extra
     /// environment; the log of stub calls is reset first.
     fn apply(&self, timeout: u32, env: &[(&str, &str)]) -> (Output, String) {
+        let timeout = timeout.to_string();
+        let mut all = vec![("DIFY_CFG_CONFIRM_TIMEOUT", timeout.as_str())];
+        all.extend_from_slice(env);
+        self.run(&[], &all)
+    }
+
+    /// Run apply.sh with arguments and extra environment, as the units do
+    /// (the window is agent.conf's unless set); the log of stub calls is
+    /// reset first.
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> (Output, String) {
         let _ = fs::remove_file(&self.log);
         let path = format!(
             "{}:{}",
@@ -171,17 +217,26 @@ impl World {
         );
         let mut cmd = Command::new("/bin/sh");
         cmd.arg(rendered().join("deploy/apply.sh"))
+            .args(args)
             .env("PATH", path)
             .env("STUB_LOG", &self.log)
+            .env("DIFY_CFG_AGENT_CONF", &self.conf)
             .env("DIFY_CFG_STATE_DIR", &self.state)
             .env("DIFY_CFG_REPOSITORY", &self.repo)
             .env("DIFY_CFG_SECRETS_ENV", &self.secrets)
-            .env("DIFY_CFG_CONFIRM_TIMEOUT", timeout.to_string())
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env_remove("DIFY_DB_PASSWORD")
-            .env_remove("STUB_FAIL")
-            .env_remove("STUB_SLOW");
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        for var in [
+            "DIFY_DB_PASSWORD",
+            "DIFY_CFG_CONFIRM_TIMEOUT",
+            "STUB_FAIL",
+            "STUB_SLOW",
+            "STUB_BACKEND",
+            "STUB_INFO_ERROR",
+            "STUB_NO_JUMP",
+        ] {
+            cmd.env_remove(var);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -193,6 +248,13 @@ impl World {
         );
         let log = fs::read_to_string(&self.log).unwrap_or_default();
         (out, log)
+    }
+
+    /// The commit whose rules the boot unit loads.
+    fn saved_commit(&self) -> Option<String> {
+        fs::read_to_string(self.state.join("firewall/commit"))
+            .ok()
+            .map(|s| s.trim().to_string())
     }
 
     fn applied(&self) -> Option<String> {
@@ -269,6 +331,8 @@ fn a_good_tree_is_applied_in_order_and_a_second_run_is_a_no_op() {
     let r = release.display();
     let compose = format!("docker compose --project-directory {r} -f {r}/compose.yaml");
     let expected = [
+        "docker info --format {{json .FirewallBackend}} (secrets=absent)".to_string(),
+        "iptables -S FORWARD (secrets=absent)".to_string(),
         format!("iptables-restore --noflush --test {r}/firewall/rules.v4 (secrets=absent)"),
         format!("ip6tables-restore --noflush --test {r}/firewall/rules.v6 (secrets=absent)"),
         format!("{compose} config --quiet (secrets=present)"),
@@ -300,11 +364,52 @@ fn a_good_tree_is_applied_in_order_and_a_second_run_is_a_no_op() {
     assert_eq!(tree, support::snapshot(rendered()));
     assert!(!w.state.join("failed").exists());
 
+    // Its rules are saved for the boot unit.
+    assert_eq!(w.saved_commit().as_deref(), Some(commit.as_str()));
+
+    // A second run changes nothing but loads the applied firewall again.
     let (out, log) = w.apply(30, &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("up to date"), "{}", text(&out));
-    assert_eq!(log, "", "a second run calls nothing");
+    assert_reasserted(&w, &log, &commit);
+    assert!(
+        text(&out).contains(&format!(
+            "loaded the firewall of the applied release {commit} again"
+        )),
+        "{}",
+        text(&out)
+    );
     assert_eq!(w.applied().as_deref(), Some(commit.as_str()));
+}
+
+/// The calls of a run that only loaded the saved firewall of `commit`
+/// again: the two restores, of the applied release's rules byte for byte.
+fn assert_reasserted(w: &World, log: &str, commit: &str) {
+    let saved = w.state.join("firewall");
+    let (v4, v6) = (saved.join("rules.v4"), saved.join("rules.v6"));
+    assert_eq!(
+        calls(log),
+        [
+            format!(
+                "iptables-restore --noflush {} (secrets=absent)",
+                v4.display()
+            ),
+            format!(
+                "ip6tables-restore --noflush {} (secrets=absent)",
+                v6.display()
+            ),
+        ],
+        "\n{log}"
+    );
+    for (file, call) in [("rules.v4", "iptables"), ("rules.v6", "ip6tables")] {
+        let rules = fs::read_to_string(rendered().join("firewall").join(file)).unwrap();
+        let path = saved.join(file);
+        assert_eq!(
+            loaded(log, &format!("{call}-restore --noflush {}", path.display())),
+            rules.lines().collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(w.saved_commit().as_deref(), Some(commit));
 }
 
 /// A refused tree: non-zero, the reason named, neither the firewall nor
@@ -318,6 +423,7 @@ fn assert_refused(w: &World, before: &str, bad: &str, out: &Output, log: &str, n
     assert_eq!(w.applied().as_deref(), Some(before));
     assert!(!w.release(bad).exists(), "the refused release is removed");
     assert!(w.release(before).is_dir(), "the running release stays");
+    // Not tried again; the applied release's firewall is loaded again.
     let (out, log) = w.apply(30, &[]);
     assert!(!out.status.success());
     assert!(
@@ -325,7 +431,7 @@ fn assert_refused(w: &World, before: &str, bad: &str, out: &Output, log: &str, n
         "{}",
         text(&out)
     );
-    assert_eq!(log, "");
+    assert_reasserted(w, &log, before);
 }
 
 #[test]
@@ -466,6 +572,8 @@ fn a_failing_compose_up_restores_the_saved_rules_and_the_previous_release() {
         fs::read_link(w.state.join("current")).unwrap(),
         Path::new("releases").join(&good)
     );
+    // The boot unit still loads the rules of the release that runs.
+    assert_eq!(w.saved_commit().as_deref(), Some(good.as_str()));
 }
 
 #[test]
@@ -488,6 +596,7 @@ fn the_watchdog_rolls_back_when_no_confirmation_comes_in_time() {
         .count();
     assert!(restores >= 1, "{log}");
     assert_eq!(w.applied(), None);
+    assert_eq!(w.saved_commit(), None, "nothing saved for the boot unit");
     assert_eq!(
         fs::read_to_string(w.state.join("failed")).unwrap().trim(),
         commit

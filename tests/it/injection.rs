@@ -1004,6 +1004,25 @@ fn check_file(cx: &mut Ctx<'_>, path: &str, b: &[u8], p: &[u8]) {
                 &bv.replace("%%", "%"),
                 &pv.replace("%%", "%"),
             );
+        } else if name == "agent.conf" {
+            // Data the agent reads as KEY=value, with values of URL and
+            // name characters only.
+            let value_char = |c: char| c.is_ascii_alphanumeric() || "._~/+:@-".contains(c);
+            match (b.split_once('='), p.split_once('=')) {
+                (Some((bk, bv)), Some((pk, pv))) if bk == pk => {
+                    if !pv.chars().all(value_char) {
+                        cx.fail(format!(
+                            "line {n}: `{}` is not a value agent.conf takes",
+                            short(pv)
+                        ));
+                    }
+                    cx.literal(&format!("line {n}"), bv, pv);
+                }
+                _ => cx.fail(format!(
+                    "line {n}: `{}` is not the reference's setting",
+                    short(p)
+                )),
+            }
         } else if name.starts_with("rules.v") {
             let (bw, pw) = (quoted_tokens(b), quoted_tokens(p));
             if bw.len() != pw.len() || bw.first() != pw.first() {
@@ -1143,8 +1162,7 @@ fn hostile_strings_are_refused_or_inert_in_every_output() {
         "manifest.json",
         "docker-bake.json",
         "dify.env",
-        "apply.sh",
-        "dify-cfg-pull.service",
+        "agent.conf",
         "dify-cfg-pull.timer",
         "default.conf",
         "rules.v4",
@@ -1158,6 +1176,23 @@ fn hostile_strings_are_refused_or_inert_in_every_output() {
             kinds.contains(kind),
             "no field renders into {kind}: {kinds:?}"
         );
+    }
+
+    // The pull agent's script and services are the same bytes whatever
+    // the site says: no field renders into them.
+    for file in [
+        "deploy/apply.sh",
+        "deploy/dify-cfg-pull.service",
+        "deploy/dify-cfg-firewall.service",
+    ] {
+        let versions: std::collections::BTreeSet<&Vec<u8>> = references
+            .iter()
+            .flatten()
+            .flat_map(|r| r.iter())
+            .filter(|(p, _)| p.ends_with(&format!("/{file}")))
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(versions.len(), 1, "{file} depends on a field");
     }
 
     let mut cases = Vec::new();
@@ -1340,6 +1375,18 @@ fn the_checks_catch_escaped_payloads() {
             "s/deploy/apply.sh",
             "git fetch 'BENIGN'\n",
             "git fetch $(id)\n",
+            "$(id)",
+        ),
+        (
+            "s/deploy/agent.conf",
+            "REPOSITORY=BENIGN\n",
+            "REPOSITORY=x\nSITE=y\n",
+            "x\nSITE=y",
+        ),
+        (
+            "s/deploy/agent.conf",
+            "REPOSITORY=BENIGN\n",
+            "REPOSITORY=$(id)\n",
             "$(id)",
         ),
         (

@@ -542,7 +542,8 @@ fn shellcheck_accepts_every_pull_agent() {
     assert!(!ok, "shellcheck accepted an unquoted expansion");
 }
 
-/// `systemd-analyze verify` accepts the pull agent's units and prints
+/// `systemd-analyze verify` accepts the pull agent's units (the pull
+/// service and timer, the boot unit that loads the firewall) and prints
 /// nothing (it only warns, exit 0, about unknown keys and bad values).
 #[test]
 fn systemd_accepts_the_pull_agent_units() {
@@ -554,6 +555,7 @@ fn systemd_accepts_the_pull_agent_units() {
             .args(["verify", "--man=no"])
             .arg(dir.join("dify-cfg-pull.service"))
             .arg(dir.join("dify-cfg-pull.timer"))
+            .arg(dir.join("dify-cfg-firewall.service"))
             .env("SYSTEMD_LOG_COLOR", "0"))
     };
     for (site, dir) in pull_agents() {
@@ -566,16 +568,22 @@ fn systemd_accepts_the_pull_agent_units() {
     // The check itself: an unknown key is reported.
     let bad = tempfile::tempdir().unwrap();
     let clinic = built().join("clinic-01/deploy");
-    for unit in ["dify-cfg-pull.service", "dify-cfg-pull.timer"] {
+    for unit in [
+        "dify-cfg-pull.service",
+        "dify-cfg-pull.timer",
+        "dify-cfg-firewall.service",
+    ] {
         let text = std::fs::read_to_string(clinic.join(unit)).unwrap();
         std::fs::write(
             bad.path().join(unit),
-            text.replace("OnBootSec=", "OnBootSecs="),
+            text.replace("OnBootSec=", "OnBootSecs=")
+                .replace("RemainAfterExit=", "RemainAfterExits="),
         )
         .unwrap();
     }
     let (_, out) = verify(bad.path());
     assert!(out.contains("OnBootSecs"), "{out}");
+    assert!(out.contains("RemainAfterExits"), "{out}");
 }
 
 /// The Argo CD application of the helm site, read as YAML: the chart at
