@@ -18,6 +18,7 @@ mod injection;
 mod layers;
 mod properties;
 mod reference;
+mod rehearsal;
 mod secrets;
 mod squid;
 mod support;

@@ -1,0 +1,208 @@
+//! What the running services run with: each container's memory limit as
+//! Docker and the kernel enforce it, PostgreSQL's settings and pgvector,
+//! Redis's memory policy and password, and the connections the stand-ins
+//! made at start with the generated environment.
+
+use std::path::Path;
+
+use super::matrix::Expect;
+use super::netns::Engine;
+use super::probes::Row;
+
+fn row(from: &str, probe: String, expected: String, observed: String) -> Row {
+    Row {
+        from: from.to_string(),
+        probe,
+        expected,
+        observed,
+    }
+}
+
+fn compose_command(compose: &Path, service: &str) -> Vec<String> {
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(compose).unwrap()).unwrap();
+    doc["services"][service]["command"]
+        .as_sequence()
+        .map(|s| {
+            s.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The memory limit of a container as the kernel holds it (cgroup v1 or
+/// v2, Docker's cgroupfs driver).
+fn cgroup_limit(id: &str) -> String {
+    for path in [
+        format!("/sys/fs/cgroup/memory/docker/{id}/memory.limit_in_bytes"),
+        format!("/sys/fs/cgroup/docker/{id}/memory.max"),
+    ] {
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            return s.trim().to_string();
+        }
+    }
+    "not found".into()
+}
+
+fn memory_rows(x: &Expect, engine: &Engine, project: &str) -> Vec<Row> {
+    x.memory
+        .iter()
+        .map(|(service, bytes)| {
+            let container = format!("{project}-{service}-1");
+            let out = engine.docker_ok(&[
+                "inspect",
+                "--format",
+                "{{.Id}} {{.HostConfig.Memory}}",
+                &container,
+            ]);
+            let (id, docker) = out.trim().split_once(' ').unwrap_or(("", "?"));
+            row(
+                &format!("container {service}"),
+                "memory limit (docker, kernel cgroup)".into(),
+                format!("{bytes}, {bytes}"),
+                format!("{docker}, {}", cgroup_limit(id)),
+            )
+        })
+        .collect()
+}
+
+fn psql(engine: &Engine, project: &str, db: &str, sql: &str) -> String {
+    let out = engine.docker(&[
+        "exec",
+        &format!("{project}-db_postgres-1"),
+        "psql",
+        "-U",
+        "postgres",
+        "-d",
+        db,
+        "-Atc",
+        sql,
+    ]);
+    if out.status.success() {
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    } else {
+        format!("error: {}", String::from_utf8_lossy(&out.stderr).trim())
+    }
+}
+
+fn postgres_rows(engine: &Engine, project: &str, compose: &Path) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let command = compose_command(compose, "db_postgres");
+    for pair in command.windows(2).filter(|w| w[0] == "-c") {
+        let (key, value) = pair[1].split_once('=').unwrap();
+        rows.push(row(
+            "container db_postgres",
+            format!("SHOW {key}"),
+            value.to_string(),
+            psql(engine, project, "dify", &format!("SHOW {key}")),
+        ));
+    }
+    rows.push(row(
+        "container db_postgres",
+        "pgvector extension (created by the api with PGVECTOR_*)".into(),
+        super::images::PGVECTOR.into(),
+        psql(
+            engine,
+            project,
+            "dify",
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+        ),
+    ));
+    rows.push(row(
+        "container db_postgres",
+        "rows written at start with DB_* (database dify)".into(),
+        "api,beat,worker".into(),
+        psql(
+            engine,
+            project,
+            "dify",
+            "SELECT string_agg(DISTINCT service, ',' ORDER BY service) FROM rehearsal_starts",
+        ),
+    ));
+    rows.push(row(
+        "container db_postgres",
+        "rows written at start by the plugin daemon (its own database)".into(),
+        "plugin_daemon".into(),
+        psql(
+            engine,
+            project,
+            "dify_plugin",
+            "SELECT string_agg(DISTINCT service, ',') FROM rehearsal_starts",
+        ),
+    ));
+    rows
+}
+
+fn redis_bytes(value: &str) -> String {
+    let v = value.to_ascii_lowercase();
+    let (n, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+    let n: u64 = n.parse().unwrap();
+    let factor = match unit {
+        "" | "b" => 1,
+        "kb" => 1024,
+        "mb" => 1024 * 1024,
+        "gb" => 1024 * 1024 * 1024,
+        other => panic!("unit {other}"),
+    };
+    (n * factor).to_string()
+}
+
+fn redis_rows(engine: &Engine, project: &str, compose: &Path) -> Vec<Row> {
+    let container = format!("{project}-redis-1");
+    let command = compose_command(compose, "redis");
+    let arg = |name: &str| {
+        command
+            .windows(2)
+            .find(|w| w[0] == name)
+            .map(|w| w[1].clone())
+            .unwrap_or_default()
+    };
+    let config = |key: &str| {
+        let out = engine.docker(&["exec", &container, "redis-cli", "config", "get", key]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().nth(1).unwrap_or("").to_string()
+    };
+    let unauthenticated = engine.docker(&[
+        "exec",
+        "-e",
+        "REDISCLI_AUTH=",
+        &container,
+        "redis-cli",
+        "ping",
+    ]);
+    let answer = String::from_utf8_lossy(&unauthenticated.stdout)
+        .trim()
+        .to_string();
+    vec![
+        row(
+            "container redis",
+            "CONFIG GET maxmemory".into(),
+            redis_bytes(&arg("--maxmemory")),
+            config("maxmemory"),
+        ),
+        row(
+            "container redis",
+            "CONFIG GET maxmemory-policy".into(),
+            arg("--maxmemory-policy"),
+            config("maxmemory-policy"),
+        ),
+        row(
+            "container redis",
+            "PING without the password".into(),
+            "refused (NOAUTH)".into(),
+            if answer.starts_with("NOAUTH") {
+                "refused (NOAUTH)".into()
+            } else {
+                format!("answered {answer}")
+            },
+        ),
+    ]
+}
+
+pub fn rows(x: &Expect, engine: &Engine, project: &str, compose: &Path) -> Vec<Row> {
+    let mut rows = memory_rows(x, engine, project);
+    rows.extend(postgres_rows(engine, project, compose));
+    rows.extend(redis_rows(engine, project, compose));
+    rows
+}
