@@ -90,6 +90,7 @@ fn strays(hidden: &[String]) -> Vec<&String> {
 
 #[test]
 fn a_killed_build_leaves_each_site_old_or_new() {
+    let _quiet = crate::support::timing_sensitive();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("fleet");
     make_fleet(&root, EXTRA_SITES);
@@ -216,6 +217,7 @@ fn fleet_repo(tmp: &Path) -> PathBuf {
 
 #[test]
 fn a_killed_commit_leaves_each_branch_at_a_valid_commit() {
+    let _quiet = crate::support::timing_sensitive();
     let tmp = tempfile::tempdir().unwrap();
     let root = fleet_repo(tmp.path());
     run_ok(&root, &["commit"]);

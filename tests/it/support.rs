@@ -352,3 +352,13 @@ pub fn refs(root: &Path, prefix: &str) -> std::collections::BTreeMap<String, Str
 pub fn site_branches(root: &Path) -> std::collections::BTreeMap<String, String> {
     refs(root, "refs/heads/sites/")
 }
+
+/// Held by the tests that time themselves against the machine (the kill
+/// tests calibrate their delays on a build's duration) and by the box
+/// rehearsal, whose image builds and container starts would skew those
+/// timings: they never run at the same time.
+pub fn timing_sensitive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

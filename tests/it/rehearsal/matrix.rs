@@ -132,7 +132,7 @@ const SERVICE_PORTS: &[(&str, u16)] = &[
 /// TCP from every host to the box's ports and to every container's own
 /// address (the hosts have a route to the containers' networks through
 /// the box: only the firewall stands in the way).
-fn tcp_rows(x: &Expect, engine: &Engine, project: &str) -> Vec<Row> {
+pub fn tcp_rows(x: &Expect, engine: &Engine, project: &str) -> Vec<Row> {
     let mut jobs: Vec<(Host, String, u16, &'static str)> = Vec::new();
     let hosts = [Host::Lan, Host::Admin, Host::Admin2, Host::Outside];
     let tls_port = x.tls.as_ref().map(|(p, _)| *p);
@@ -196,6 +196,47 @@ fn tcp_rows(x: &Expect, engine: &Engine, project: &str) -> Vec<Row> {
             format!("tcp {target}:{port}"),
             expected,
             probes::tcp(host, addr, port),
+        )
+    })
+}
+
+/// Ping from every host: the site admits it from its LAN and the admin
+/// networks (and from its IPv6 LAN).
+fn ping_rows(x: &Expect) -> Vec<Row> {
+    let mut jobs = Vec::new();
+    for host in [Host::Lan, Host::Admin, Host::Admin2, Host::Outside] {
+        let target = if host == Host::Outside {
+            OUTSIDE_BOX
+        } else {
+            x.address.as_str()
+        };
+        let expected = if x.allowed_http(host) {
+            "answered"
+        } else {
+            "no answer"
+        };
+        jobs.push((host, target.to_string(), expected));
+    }
+    if x.lan6 {
+        jobs.push((Host::Lan, LAN6_BOX.to_string(), "answered"));
+    }
+    parallel(jobs, |(host, target, expected)| {
+        let out = super::netns::in_host(host, &["ping", "-c", "1", "-W", "2", &target]);
+        let observed = if out.status.success() {
+            "answered"
+        } else {
+            "no answer"
+        };
+        let from = if target == LAN6_BOX {
+            format!("LAN {LAN6_CLIENT}")
+        } else {
+            host.label()
+        };
+        row(
+            &from,
+            format!("ping {target}"),
+            expected,
+            observed.to_string(),
         )
     })
 }
@@ -364,6 +405,7 @@ fn egress_rows(x: &Expect, engine: &Engine, project: &str, ca: &Path) -> Vec<Row
 /// The matrix of a running site.
 pub fn run(x: &Expect, engine: &Engine, project: &str, ca: &Path, upload: &Path) -> Vec<Row> {
     let mut rows = tcp_rows(x, engine, project);
+    rows.extend(ping_rows(x));
     rows.extend(http_rows(x, ca));
     rows.extend(egress_rows(x, engine, project, ca));
     let public_v1 = x.public_routes.iter().any(|r| r == "/v1");

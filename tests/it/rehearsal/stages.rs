@@ -1,10 +1,11 @@
-//! The rehearsal's stages after the first apply: a hand edit refused, a
-//! failing release rolled back, a reboot.
+//! The rehearsal's stages after the first apply: the matrix seeing a hole,
+//! a hand edit refused, a failing release rolled back, a reboot.
 
-use super::matrix::Expect;
+use super::matrix::{self, Expect};
 use super::netns;
 use super::{Rehearsal, check, text};
 use crate::support;
+use std::path::Path;
 
 /// A hand edit on the site branch (a commit dify-cfg did not make, whose
 /// tree no longer matches its manifest) is refused, and nothing changes.
@@ -81,7 +82,7 @@ pub fn failing_release_rolls_back(r: &Rehearsal, site: &str) {
 /// the firewall. At boot the firewall unit loads the rules last applied
 /// before Docker starts, the containers come back by their restart policy,
 /// and the matrix holds again.
-pub fn reboot(r: &mut Rehearsal, site: &str) {
+pub fn reboot(r: &mut Rehearsal, site: &str, running: &Expect, compose: &Path) {
     let applied = r.firewall();
     r.engine.stop();
     for tool in ["iptables", "ip6tables"] {
@@ -108,11 +109,7 @@ pub fn reboot(r: &mut Rehearsal, site: &str) {
     );
     r.engine.start();
     r.wait_healthy(site);
-    let compose = r.site_file(site, "compose.yaml");
-    check(
-        &format!("{site}-after-reboot"),
-        &r.matrix(&Expect::load(&r.config, site), &compose),
-    );
+    check(&format!("{site}-after-reboot"), &r.matrix(running, compose));
     // The branch is still at the commit that failed: the agent does not
     // try it again, and loads the rules last applied once more (here after
     // someone emptied INPUT by hand).
@@ -130,4 +127,26 @@ pub fn reboot(r: &mut Rehearsal, site: &str) {
 fn must_in_box(args: &[&str]) {
     let out = netns::in_box(args);
     assert!(out.status.success(), "{}: {}", args.join(" "), text(&out));
+}
+
+/// The matrix sees what it must: with a hole punched in the box's firewall
+/// (everything to the box accepted), the probes that expect a drop fail:
+/// ssh answers the admin host outside `ssh-from`, and closed ports answer
+/// with a reset instead of silence.
+pub fn a_hole_is_seen(r: &Rehearsal, x: &Expect) {
+    must_in_box(&["iptables", "-I", "DIFY-INPUT", "1", "-j", "ACCEPT"]);
+    let rows = matrix::tcp_rows(x, &r.engine, &x.site);
+    must_in_box(&["iptables", "-D", "DIFY-INPUT", "1"]);
+    let failed: Vec<_> = rows.iter().filter(|row| !row.ok()).collect();
+    let ssh = format!(":{}", x.ssh_port);
+    assert!(
+        failed
+            .iter()
+            .any(|row| row.probe.ends_with(&ssh) && row.observed == "open"),
+        "a hole in the firewall went unseen:\n{failed:#?}"
+    );
+    assert!(
+        failed.iter().any(|row| row.observed == "refused"),
+        "closed ports behind a hole were not seen answering:\n{failed:#?}"
+    );
 }
