@@ -7,14 +7,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::netns::{Engine, must};
 
-/// The root file systems, by Debian release: bookworm for PostgreSQL 15,
-/// Redis and the Python of the stand-ins; trixie for nginx 1.26 and squid
-/// 6.13, the nearest Debian has to the images' nginx 1.27 (which reads
-/// `http2 on;`) and squid 6.6.
+/// The root file systems, by Debian release (what each holds, and why, is
+/// in tests/rehearsal/rootfs.sh, which builds them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Suite {
     Bookworm,
@@ -28,42 +24,8 @@ impl Suite {
             Suite::Trixie => "trixie",
         }
     }
-
-    fn packages(self) -> &'static [&'static str] {
-        match self {
-            Suite::Bookworm => &[
-                "ca-certificates",
-                "curl",
-                "iproute2",
-                "openssl",
-                "postgresql-15",
-                "procps",
-                "python3",
-                "python3-psycopg2",
-                "python3-redis",
-                "redis-server",
-                "wget",
-            ],
-            Suite::Trixie => &[
-                "ca-certificates",
-                "curl",
-                "nginx",
-                "openssl",
-                "procps",
-                "squid",
-                "wget",
-            ],
-        }
-    }
 }
 
-const MIRROR: &str = "http://deb.debian.org/debian";
-const EXCLUDES: &[&str] = &[
-    "/usr/share/doc/*",
-    "/usr/share/info/*",
-    "/usr/share/locale/*",
-    "/usr/share/man/*",
-];
 pub const PGVECTOR: &str = "0.8.0";
 const PG_CONFIG: &str = "/usr/lib/postgresql/15/bin/pg_config";
 
@@ -113,59 +75,16 @@ pub fn cache_dir() -> PathBuf {
     base.join("dify-cfg/rehearsal")
 }
 
-fn rootfs_key(suite: Suite) -> String {
-    let mut h = Sha256::new();
-    for part in [suite.name(), MIRROR]
-        .iter()
-        .chain(suite.packages())
-        .chain(EXCLUDES)
-    {
-        h.update(part.as_bytes());
-        h.update(b"\n");
-    }
-    h.finalize()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A root file system as a tar file, built with mmdebstrap when the cache
-/// does not have it; and its image name in the engine.
+/// A root file system as a tar file (built by tests/rehearsal/rootfs.sh
+/// when the cache does not have it), and its image name in the engine.
 pub fn rootfs(suite: Suite) -> (PathBuf, String) {
-    let name = suite.name();
-    let key = rootfs_key(suite);
-    let dir = cache_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    let tar = dir.join(format!("rootfs-{name}-{key}.tar"));
-    if !tar.exists() {
-        eprintln!(
-            "rehearsal: building the {name} root file system with mmdebstrap (cached in {})",
-            dir.display()
-        );
-        let partial = dir.join(format!("rootfs-{name}-{key}.tar.partial"));
-        let include = format!("--include={}", suite.packages().join(","));
-        let mut args = vec![
-            "mmdebstrap".to_string(),
-            "--quiet".into(),
-            "--variant=minbase".into(),
-            include,
-            "--format=tar".into(),
-        ];
-        args.extend(
-            EXCLUDES
-                .iter()
-                .map(|e| format!("--dpkgopt=path-exclude={e}")),
-        );
-        args.extend([
-            name.to_string(),
-            partial.to_str().unwrap().to_string(),
-            MIRROR.to_string(),
-        ]);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        must(&refs);
-        std::fs::rename(&partial, &tar).unwrap();
-    }
-    (tar, format!("dify-cfg-rehearsal/{name}:{key}"))
+    let script = crate::support::repo().join("tests/rehearsal/rootfs.sh");
+    let out = must(&["sh", script.to_str().unwrap(), suite.name()]);
+    let tar = PathBuf::from(out.trim());
+    let stem = tar.file_stem().unwrap().to_str().unwrap();
+    let key = stem.rsplit('-').next().unwrap();
+    let image = format!("dify-cfg-rehearsal/{}:{key}", suite.name());
+    (tar, image)
 }
 
 /// pgvector built from its source against the machine's PostgreSQL 15
