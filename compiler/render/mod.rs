@@ -296,3 +296,14 @@ pub(crate) fn builtin_sources() -> (SourceMap, BTreeMap<String, FileId>) {
     }
     (sources, templates)
 }
+
+/// `site` rendered with the built-in templates: path to bytes.
+#[cfg(test)]
+pub(crate) fn render_builtin(site: &Site) -> BTreeMap<String, Vec<u8>> {
+    let (sources, templates) = builtin_sources();
+    let renderer = Renderer::new(&sources, &templates).expect("built-in templates compile");
+    match renderer.render_site(site) {
+        Ok(files) => files.into_iter().map(|f| (f.path, f.bytes)).collect(),
+        Err(d) => panic!("{}", d.render_text(&sources, false)),
+    }
+}

@@ -12,15 +12,9 @@ use crate::model::{SecretRef, ServiceKind};
 use crate::plan::fixtures::{cloud, edge};
 
 fn render(site: &Site) -> BTreeMap<String, String> {
-    let (sources, templates) = builtin_sources();
-    let renderer = Renderer::new(&sources, &templates).expect("built-in templates compile");
-    let files = match renderer.render_site(site) {
-        Ok(f) => f,
-        Err(d) => panic!("{}", d.render_text(&sources, false)),
-    };
-    files
+    render_builtin(site)
         .into_iter()
-        .map(|f| (f.path, String::from_utf8(f.bytes).expect("UTF-8 output")))
+        .map(|(path, bytes)| (path, String::from_utf8(bytes).expect("UTF-8 output")))
         .collect()
 }
 

@@ -1,5 +1,6 @@
 //! `[env]`: Dify's plain settings, by name; no secrets, no URLs with a
-//! password, nothing dify-cfg derives from typed keys ([`MANAGED_ENV`]).
+//! password, nothing dify-cfg derives from typed keys ([`MANAGED_ENV`]) or
+//! fixes ([`FIXED_ENV`]).
 
 use std::collections::BTreeMap;
 
@@ -53,7 +54,7 @@ pub const MANAGED_ENV: &[(&str, &str)] = &[
 /// Settings dify-cfg fixes, with why: the rest of the site depends on them
 /// (a site that moved the api to another port would pass every parser and
 /// never become healthy).
-pub const FIXED_ENV: &[(&str, &str)] = &[
+const FIXED_ENV: &[(&str, &str)] = &[
     (
         "DIFY_PORT",
         "the api listens on 5001: nginx, the health check and the plugin daemon reach it there",
@@ -63,6 +64,24 @@ pub const FIXED_ENV: &[(&str, &str)] = &[
         "the api listens on every address of its container, where nginx and the health check reach it",
     ),
 ];
+
+/// Why `[env]` may not set `name`, and what to do instead: dify-cfg
+/// derives it from a typed key ([`MANAGED_ENV`]) or fixes it
+/// ([`FIXED_ENV`]).
+fn set_by_dify_cfg(name: &str) -> Option<(String, String)> {
+    if let Some((_, key)) = MANAGED_ENV.iter().find(|(n, _)| *n == name) {
+        return Some((
+            format!("`{name}` is set by dify-cfg from `{key}`"),
+            format!("set `{key}` instead"),
+        ));
+    }
+    FIXED_ENV.iter().find(|(n, _)| *n == name).map(|(_, why)| {
+        (
+            format!("`{name}` is fixed by dify-cfg: {why}"),
+            format!("remove `{name}` from `[env]`"),
+        )
+    })
+}
 
 /// Whether the site's release reads the setting `name` (a key of `[env]`
 /// or `[secrets]`, at `span`); an `unknown-env` error when it does not,
@@ -129,25 +148,11 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer, release: &str) -> BTreeMap<Str
             );
             continue;
         }
-        if let Some((_, key)) = MANAGED_ENV.iter().find(|(n, _)| n == name) {
+        if let Some((message, help)) = set_by_dify_cfg(name) {
             cx.err(
-                Diagnostic::error(
-                    Code::EnvConflict,
-                    format!("`{name}` is set by dify-cfg from `{key}`"),
-                )
-                .at(k.span())
-                .help(format!("set `{key}` instead")),
-            );
-            continue;
-        }
-        if let Some((_, why)) = FIXED_ENV.iter().find(|(n, _)| n == name) {
-            cx.err(
-                Diagnostic::error(
-                    Code::EnvConflict,
-                    format!("`{name}` is fixed by dify-cfg: {why}"),
-                )
-                .at(k.span())
-                .help(format!("remove `{name}` from `[env]`")),
+                Diagnostic::error(Code::EnvConflict, message)
+                    .at(k.span())
+                    .help(help),
             );
             continue;
         }

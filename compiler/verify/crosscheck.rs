@@ -164,6 +164,29 @@ pub fn nginx_listens(conf: &str) -> BTreeSet<u16> {
         .collect()
 }
 
+/// A rendered file as text (empty when the site has no such file).
+pub(super) fn file_text(files: &BTreeMap<String, Vec<u8>>, path: &str) -> Option<String> {
+    files
+        .get(path)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+/// A compose site's `compose.yaml` as read back and its service `kind`,
+/// for the checks of one service's files; `None` for a helm site, a site
+/// without the service, or an unreadable `compose.yaml` (which
+/// [`check_site`] reports).
+pub(super) fn compose_service<'a>(
+    site: &Site,
+    compose: &'a Result<serde_yaml_ng::Value, String>,
+    kind: ServiceKind,
+) -> Option<(&'a serde_yaml_ng::Value, &'a serde_yaml_ng::Value)> {
+    if site.target != Target::Compose {
+        return None;
+    }
+    let doc = compose.as_ref().ok()?;
+    Some((doc, doc.get("services")?.get(kind.compose_name())?))
+}
+
 /// Check one rendered compose site, whose `compose.yaml` reads back as
 /// `compose` ([`read_compose`]). `template` gives the span to point at for
 /// an output (the template that produced it).
@@ -177,12 +200,7 @@ pub fn check_site(
     if site.target != Target::Compose {
         return diags;
     }
-    let text = |p: &str| {
-        files
-            .get(p)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
-    };
+    let text = |p: &str| file_text(files, p).unwrap_or_default();
     let place =
         |d: Diagnostic, tpl: &str, help: &str| d.at_opt(template(tpl)).help(help.to_string());
     let mismatch = |msg: String, tpl: &str, help: &str| {

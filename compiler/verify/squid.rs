@@ -12,11 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
+use super::crosscheck::{compose_service, file_text};
 use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::base::source::Span;
 use crate::dify::ssrf_proxy::SQUID_CONFIG_PATH;
-use crate::model::{ServiceKind, Site, Target};
+use crate::model::{ServiceKind, Site};
 use crate::plan::{DOTENV_FILE, RULES_V4_FILE, RULES_V6_FILE, SQUID_FILE, TEMPLATE_SQUID};
 
 /// Variables whose value is a proxy URL.
@@ -250,16 +251,10 @@ pub fn check_site(
     template: impl Fn(&str) -> Option<Span>,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    let Ok(doc) = compose else {
-        return diags; // The port cross-check reports an unreadable compose.yaml.
-    };
     let proxy = ServiceKind::SsrfProxy.compose_name();
-    let Some(svc) = doc.get("services").and_then(|s| s.get(proxy)) else {
+    let Some((doc, svc)) = compose_service(site, compose, ServiceKind::SsrfProxy) else {
         return diags;
     };
-    if site.target != Target::Compose {
-        return diags;
-    }
     let mut fail = |msg: String, tpl: &str, help: &str| {
         diags.push(
             Diagnostic::error(Code::ProxyMismatch, format!("site `{}`: {msg}", site.name))
@@ -267,11 +262,7 @@ pub fn check_site(
                 .help(help.to_string()),
         );
     };
-    let text = |p: &str| {
-        files
-            .get(p)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-    };
+    let text = |p: &str| file_text(files, p);
     let conf = match text(SQUID_FILE).map(|t| read_squid(&t)) {
         Some(Ok(c)) => c,
         Some(Err(e)) => {

@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 
 use serde_yaml_ng::Value;
 
-use super::crosscheck::published_ports_of;
+use super::crosscheck::{compose_service, file_text, published_ports_of};
 use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::base::source::Span;
 use crate::dify::tls::{NGINX_CERTIFICATE_PATH, NGINX_KEY_PATH};
-use crate::model::{ServiceKind, Site, Target};
+use crate::model::{ServiceKind, Site};
 use crate::plan::NGINX_FILE;
 
 /// A `listen` directive of nginx's config.
@@ -131,16 +131,10 @@ pub fn check_site(
     template: impl Fn(&str) -> Option<Span>,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    let Ok(doc) = compose else {
-        return diags; // The port cross-check reports an unreadable compose.yaml.
-    };
     let nginx = ServiceKind::Nginx.compose_name();
-    let Some(svc) = doc.get("services").and_then(|s| s.get(nginx)) else {
+    let Some((doc, svc)) = compose_service(site, compose, ServiceKind::Nginx) else {
         return diags;
     };
-    if site.target != Target::Compose {
-        return diags;
-    }
     let mut fail = |msg: String, tpl: &str, help: &str| {
         diags.push(
             Diagnostic::error(Code::TlsMismatch, format!("site `{}`: {msg}", site.name))
@@ -148,10 +142,7 @@ pub fn check_site(
                 .help(help.to_string()),
         );
     };
-    let conf = files
-        .get(NGINX_FILE)
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .unwrap_or_default();
+    let conf = file_text(files, NGINX_FILE).unwrap_or_default();
     let mounts = mounts_of(svc);
     for path in nginx_tls_files(&conf) {
         match mounts.iter().find(|m| m.target == path) {

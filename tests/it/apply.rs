@@ -16,9 +16,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-use crate::support::{self, git};
+use crate::support::{self, git, output_text as text};
 
 mod boot;
 mod conf;
@@ -96,12 +95,7 @@ const BRANCH: &str = "sites/clinic-01";
 fn have_tools() -> bool {
     let missing: Vec<&str> = ["git", "flock", "tar", "awk", "sha256sum", "comm", "cmp"]
         .into_iter()
-        .filter(|t| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+        .filter(|t| !support::on_path(t))
         .collect();
     support::available(
         "the tools apply.sh needs",
@@ -110,23 +104,9 @@ fn have_tools() -> bool {
     )
 }
 
-/// clinic-01 rendered once by the built binary, from the example fleet.
-fn rendered() -> &'static Path {
-    static OUT: OnceLock<PathBuf> = OnceLock::new();
-    OUT.get_or_init(|| {
-        let out = tempfile::tempdir().unwrap().keep().join("out");
-        let o = support::dify_cfg(
-            &["build", "--site", SITE, "--out", out.to_str().unwrap()],
-            support::repo(),
-        );
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        out.join(SITE)
-    })
+/// clinic-01 as the built binary renders it in the example fleet.
+fn rendered() -> PathBuf {
+    support::example_out().join(SITE)
 }
 
 /// One test's world: the repository, the state directory, the stubs, and
@@ -160,7 +140,7 @@ impl World {
             &repo,
             &["init", "-q", &format!("--initial-branch={BRANCH}")],
         );
-        for (rel, bytes) in support::snapshot(rendered()) {
+        for (rel, bytes) in support::snapshot(&rendered()) {
             let path = repo.join(&rel);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(path, bytes).unwrap();
@@ -310,14 +290,6 @@ fn loaded<'a>(log: &'a str, call_prefix: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn a_good_tree_is_applied_in_order_and_a_second_run_is_a_no_op() {
     if !have_tools() {
@@ -361,7 +333,7 @@ fn a_good_tree_is_applied_in_order_and_a_second_run_is_a_no_op() {
     // The release is the tree of the commit (plus the saved rules).
     let mut tree = support::snapshot(&release);
     tree.retain(|k, _| !k.starts_with(".apply/"));
-    assert_eq!(tree, support::snapshot(rendered()));
+    assert_eq!(tree, support::snapshot(&rendered()));
     assert!(!w.state.join("failed").exists());
 
     // Its rules are saved for the boot unit.

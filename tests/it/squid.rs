@@ -25,9 +25,7 @@ fn built() -> &'static (PathBuf, PathBuf) {
     static OUT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     OUT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let out = dir.join("out");
-        let o = support::dify_cfg(&["build", "--out", out.to_str().unwrap()], support::repo());
-        support::assert_ok(o, "build the example fleet");
+        let out = support::example_out().to_path_buf();
 
         let root = dir.join("variant");
         support::copy_fleet(&root);

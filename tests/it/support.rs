@@ -362,3 +362,32 @@ pub fn timing_sensitive() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// The example fleet (every site and the image plan) built once by the
+/// binary into a temporary directory, for the tests that read its files.
+pub fn example_out() -> &'static Path {
+    static OUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    OUT.get_or_init(|| {
+        let out = tempfile::tempdir().unwrap().keep().join("out");
+        let o = dify_cfg(&["build", "--out", out.to_str().unwrap()], repo());
+        assert_ok(o, "build the example fleet");
+        out
+    })
+}
+
+/// A command's output and error output, for failure messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Whether `tool` is a command here.
+pub fn on_path(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -187,6 +187,12 @@ pub fn runnable(conf: &str, cert: &Path, key: &Path, closed_upstreams: bool) -> 
         .collect()
 }
 
+/// A site file's lines that give nginx the image tag `version` (the
+/// nginx under test), which decides how the config switches HTTP/2 on.
+pub fn nginx_image(version: &str) -> String {
+    format!("\n[images.nginx]\nrepository = \"nginx\"\ntag = \"{version}\"\n")
+}
+
 /// The main config of a test nginx in `prefix`, including `site`.
 pub fn main_conf(prefix: &Path, site: &Path, foreground: bool) -> PathBuf {
     std::fs::create_dir_all(prefix.join("logs")).unwrap();
@@ -356,10 +362,7 @@ fn nginx_serves_each_plain_http_mode_as_the_site_says() {
     let (cert, key) = self_signed(dir.path());
     let mut failures = Vec::new();
     for http in MODES {
-        let files = tls_clinic(
-            http,
-            &format!("\n[images.nginx]\nrepository = \"nginx\"\ntag = \"{version}\"\n"),
-        );
+        let files = tls_clinic(http, &nginx_image(&version));
         let prefix = tempfile::tempdir().unwrap();
         let site = prefix.path().join("default.conf");
         std::fs::write(
@@ -398,10 +401,7 @@ fn the_probes_catch_a_weakened_config() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());
-    let files = tls_clinic(
-        None,
-        &format!("\n[images.nginx]\nrepository = \"nginx\"\ntag = \"{version}\"\n"),
-    );
+    let files = tls_clinic(None, &nginx_image(&version));
     let conf = runnable(&text(&files, "nginx/default.conf"), &cert, &key, true)
         .replace(
             "ssl_protocols TLSv1.2 TLSv1.3;",

@@ -10,30 +10,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use crate::build_rehearsal::model::{Instr, instructions};
 use crate::support;
 
-/// The example fleet, built once into a temporary directory.
-fn built() -> &'static Path {
-    static OUT: OnceLock<PathBuf> = OnceLock::new();
-    OUT.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let out = dir.join("out");
-        let o = support::dify_cfg(&["build", "--out", out.to_str().unwrap()], support::repo());
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        out
-    })
-}
-
 fn sites() -> Vec<(String, PathBuf)> {
-    let mut v: Vec<_> = std::fs::read_dir(built())
+    let mut v: Vec<_> = std::fs::read_dir(support::example_out())
         .unwrap()
         .flatten()
         .filter(|e| {
@@ -148,6 +130,15 @@ fn required_vars(text: &str) -> Vec<String> {
     out
 }
 
+/// `nginx -t` of the main configuration `main`, with `prefix` as nginx's.
+fn nginx_t(prefix: &Path, main: &Path) -> (bool, String) {
+    run(Command::new("nginx")
+        .args(["-t", "-q", "-p"])
+        .arg(prefix)
+        .arg("-c")
+        .arg(main))
+}
+
 #[test]
 fn nginx_accepts_every_site_config() {
     if !have("nginx", &["-v"]) {
@@ -159,24 +150,8 @@ fn nginx_accepts_every_site_config() {
             continue;
         }
         let prefix = tempfile::tempdir().unwrap();
-        let main = prefix.path().join("nginx.conf");
-        std::fs::create_dir_all(prefix.path().join("logs")).unwrap();
-        std::fs::write(
-            &main,
-            format!(
-                "pid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  include {c};\n}}\n",
-                p = prefix.path().display(),
-                c = conf.display()
-            ),
-        )
-        .unwrap();
-        let (ok, text) = run(Command::new("nginx")
-            .arg("-t")
-            .arg("-q")
-            .arg("-p")
-            .arg(prefix.path())
-            .arg("-c")
-            .arg(&main));
+        let main = crate::tls::main_conf(prefix.path(), &conf, false);
+        let (ok, text) = nginx_t(prefix.path(), &main);
         assert!(ok, "nginx -t on {site}:\n{text}");
     }
 }
@@ -193,7 +168,7 @@ fn nginx_accepts_the_tls_site_configs() {
     };
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = crate::tls::self_signed(certs.path());
-    let local = format!("\n[images.nginx]\nrepository = \"nginx\"\ntag = \"{version}\"\n");
+    let local = crate::tls::nginx_image(&version);
     let reads_http2_on = {
         let v: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
         v >= vec![1, 25, 1]
@@ -214,13 +189,7 @@ fn nginx_accepts_the_tls_site_configs() {
             let conf = String::from_utf8(files["nginx/default.conf"].clone()).unwrap();
             std::fs::write(&site, crate::tls::runnable(&conf, &cert, &key, false)).unwrap();
             let main = crate::tls::main_conf(prefix.path(), &site, false);
-            let (ok, text) = run(Command::new("nginx")
-                .arg("-t")
-                .arg("-q")
-                .arg("-p")
-                .arg(prefix.path())
-                .arg("-c")
-                .arg(&main));
+            let (ok, text) = nginx_t(prefix.path(), &main);
             assert!(ok, "nginx -t on clinic-01 with TLS ({http:?}):\n{text}");
         }
     }
@@ -330,7 +299,7 @@ fn helm_values_use_only_key_paths_the_chart_has() {
     )
     .unwrap();
     let ours: serde_json::Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(built().join("hq/helm/values.yaml")).unwrap(),
+        &std::fs::read_to_string(support::example_out().join("hq/helm/values.yaml")).unwrap(),
     )
     .unwrap();
     let unknown = dify_cfg::internals::unknown_key_paths(&ours, &chart);
@@ -352,9 +321,10 @@ fn helm_values_use_only_key_paths_the_chart_has() {
 /// the bake file, or is an upstream image pinned by a tag other than `latest`.
 #[test]
 fn every_image_is_baked_or_pinned_upstream() {
-    let bake: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(built().join("_images/docker-bake.json")).unwrap())
-            .unwrap();
+    let bake: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(support::example_out().join("_images/docker-bake.json")).unwrap(),
+    )
+    .unwrap();
     let baked: std::collections::BTreeSet<String> = bake["target"]
         .as_object()
         .unwrap()
@@ -567,7 +537,7 @@ fn systemd_accepts_the_pull_agent_units() {
     }
     // The check itself: an unknown key is reported.
     let bad = tempfile::tempdir().unwrap();
-    let clinic = built().join("clinic-01/deploy");
+    let clinic = support::example_out().join("clinic-01/deploy");
     for unit in [
         "dify-cfg-pull.service",
         "dify-cfg-pull.timer",

@@ -7,14 +7,8 @@ use super::*;
 use crate::model::PlainHttp;
 use crate::plan::fixtures::edge_tls;
 use crate::plan::{COMPOSE_FILE, RULES_V4_FILE};
-use crate::render::Renderer;
-
-fn rendered(site: &Site) -> BTreeMap<String, Vec<u8>> {
-    let (sources, templates) = crate::render::builtin_sources();
-    let renderer = Renderer::new(&sources, &templates).expect("built-in templates compile");
-    let files = renderer.render_site(site).expect("the fixture renders");
-    files.into_iter().map(|f| (f.path, f.bytes)).collect()
-}
+use crate::render::render_builtin as rendered;
+use crate::verify::planted;
 
 /// The TLS and the port cross-checks' messages, `code: message`.
 fn check(site: &Site, files: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
@@ -29,20 +23,6 @@ fn check(site: &Site, files: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
     d.iter()
         .map(|d| format!("{}: {}", d.code, d.message))
         .collect()
-}
-
-/// `files` with `from` replaced by `to` in `path` (which must contain it).
-fn planted(
-    files: &BTreeMap<String, Vec<u8>>,
-    path: &str,
-    from: &str,
-    to: &str,
-) -> BTreeMap<String, Vec<u8>> {
-    let mut f = files.clone();
-    let text = String::from_utf8(f[path].clone()).unwrap();
-    assert!(text.contains(from), "{path} has no `{from}`");
-    f.insert(path.into(), text.replace(from, to).into_bytes());
-    f
 }
 
 const MODES: [PlainHttp; 4] = [

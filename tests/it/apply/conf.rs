@@ -7,35 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use super::{BRANCH, World, have_tools, rendered, text};
 use crate::support::{self, git};
 
-/// The example fleet, built once.
-fn fleet() -> &'static Path {
-    static OUT: OnceLock<PathBuf> = OnceLock::new();
-    OUT.get_or_init(|| {
-        let out = tempfile::tempdir().unwrap().keep().join("out");
-        let o = support::dify_cfg(
-            &["build", "--profile", "edge", "--out", out.to_str().unwrap()],
-            support::repo(),
-        );
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        out
-    })
-}
-
 /// The distinct contents of `deploy/<file>` across the fleet's sites.
 fn distinct(file: &str) -> BTreeMap<Vec<u8>, Vec<String>> {
     let mut seen: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
-    for entry in fs::read_dir(fleet()).unwrap().flatten() {
+    for entry in fs::read_dir(support::example_out()).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path().join("deploy").join(file);
         if name.starts_with('_') || !path.exists() {

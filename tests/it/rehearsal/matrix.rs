@@ -170,12 +170,25 @@ pub fn tcp_rows(x: &Expect, engine: &Engine, project: &str) -> Vec<Row> {
     }
     // The outside host also tries the LAN address through the box.
     jobs.push((Host::Outside, x.address.clone(), x.http_port, "dropped"));
+    // A service the site runs without an address is a failed row, not a
+    // probe left out.
+    let mut missing = Vec::new();
     for (service, port) in SERVICE_PORTS {
-        let container = format!("{project}-{service}-1");
-        if let Some(ip) = container_ip(engine, &container) {
-            for host in [Host::Lan, Host::Admin, Host::Outside] {
-                jobs.push((host, format!("{service} {ip}"), *port, "dropped"));
+        if !x.memory.contains_key(*service) {
+            continue;
+        }
+        match container_ip(engine, &format!("{project}-{service}-1")) {
+            Some(ip) => {
+                for host in [Host::Lan, Host::Admin, Host::Outside] {
+                    jobs.push((host, format!("{service} {ip}"), *port, "dropped"));
+                }
             }
+            None => missing.push(row(
+                &format!("container {service}"),
+                format!("tcp {service}:{port}"),
+                "dropped",
+                "no container address".into(),
+            )),
         }
     }
     if x.lan6 {
@@ -183,7 +196,7 @@ pub fn tcp_rows(x: &Expect, engine: &Engine, project: &str) -> Vec<Row> {
             jobs.push((Host::Lan, LAN6_BOX.to_string(), port, "dropped"));
         }
     }
-    parallel(jobs, |(host, target, port, expected)| {
+    let mut rows = parallel(jobs, |(host, target, port, expected)| {
         let label = if host == Host::Lan && target == LAN6_BOX {
             format!("LAN {LAN6_CLIENT}")
         } else {
@@ -197,7 +210,9 @@ pub fn tcp_rows(x: &Expect, engine: &Engine, project: &str) -> Vec<Row> {
             expected,
             probes::tcp(host, addr, port),
         )
-    })
+    });
+    rows.extend(missing);
+    rows
 }
 
 /// Ping from every host: the site admits it from its LAN and the admin

@@ -30,7 +30,7 @@ mod stages;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use crate::support;
+use crate::support::{self, output_text as text};
 use matrix::Expect;
 use netns::{Engine, Host, in_box_command, must};
 use probes::Row;
@@ -60,13 +60,6 @@ impl Drop for Rehearsal {
             eprintln!("rehearsal: kept the box (tests/rehearsal/cleanup.sh removes it)");
         }
     }
-}
-
-fn tool(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// Everything the rehearsal needs, or the reason it cannot run here.
@@ -100,7 +93,7 @@ fn prerequisites() -> Option<PathBuf> {
     ] {
         if !support::available(
             "the box rehearsal",
-            tool(t),
+            support::on_path(t),
             &format!("{t} is not installed"),
         ) {
             return None;
@@ -430,13 +423,9 @@ impl Rehearsal {
 
     fn apply_ok(&self, what: &str) -> String {
         let out = self.apply();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{what}: apply.sh failed:\n{text}");
-        text
+        let said = text(&out);
+        assert!(out.status.success(), "{what}: apply.sh failed:\n{said}");
+        said
     }
 
     /// Change the site file, commit the inputs, compile the site branch and
@@ -588,14 +577,6 @@ fn check(name: &str, rows: &[Row]) {
         "{} probes failed:\n{failed:#?}",
         failed.len()
     );
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

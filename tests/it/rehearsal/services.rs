@@ -18,9 +18,7 @@ fn row(from: &str, probe: String, expected: String, observed: String) -> Row {
     }
 }
 
-fn compose_command(compose: &Path, service: &str) -> Vec<String> {
-    let doc: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(compose).unwrap()).unwrap();
+fn compose_command(doc: &serde_yaml_ng::Value, service: &str) -> Vec<String> {
     doc["services"][service]["command"]
         .as_sequence()
         .map(|s| {
@@ -86,7 +84,7 @@ fn psql(engine: &Engine, project: &str, db: &str, sql: &str) -> String {
     }
 }
 
-fn postgres_rows(engine: &Engine, project: &str, compose: &Path) -> Vec<Row> {
+fn postgres_rows(engine: &Engine, project: &str, compose: &serde_yaml_ng::Value) -> Vec<Row> {
     let mut rows = Vec::new();
     let command = compose_command(compose, "db_postgres");
     for pair in command.windows(2).filter(|w| w[0] == "-c") {
@@ -148,7 +146,7 @@ fn redis_bytes(value: &str) -> String {
     (n * factor).to_string()
 }
 
-fn redis_rows(engine: &Engine, project: &str, compose: &Path) -> Vec<Row> {
+fn redis_rows(engine: &Engine, project: &str, compose: &serde_yaml_ng::Value) -> Vec<Row> {
     let container = format!("{project}-redis-1");
     let command = compose_command(compose, "redis");
     let arg = |name: &str| {
@@ -201,8 +199,10 @@ fn redis_rows(engine: &Engine, project: &str, compose: &Path) -> Vec<Row> {
 }
 
 pub fn rows(x: &Expect, engine: &Engine, project: &str, compose: &Path) -> Vec<Row> {
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(compose).unwrap()).unwrap();
     let mut rows = memory_rows(x, engine, project);
-    rows.extend(postgres_rows(engine, project, compose));
-    rows.extend(redis_rows(engine, project, compose));
+    rows.extend(postgres_rows(engine, project, &doc));
+    rows.extend(redis_rows(engine, project, &doc));
     rows
 }

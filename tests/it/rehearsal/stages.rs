@@ -3,8 +3,9 @@
 
 use super::matrix::{self, Expect};
 use super::netns;
-use super::{Rehearsal, check, text};
+use super::{Rehearsal, check};
 use crate::support;
+use crate::support::output_text as text;
 use std::path::Path;
 
 /// A hand edit on the site branch (a commit dify-cfg did not make, whose
