@@ -11,7 +11,17 @@ connections the real service makes, with the settings the generated
 environment gives it:
 
   plugin_daemon: PostgreSQL with DB_* (creating DB_DATABASE when missing,
-      as the daemon does) and Redis with REDIS_*.
+      as the daemon does) and Redis with REDIS_*. It speaks the part of the
+      daemon's inner API (/plugin/{tenant}/..., X-Api-Key = SERVER_KEY) that
+      Dify's api needs to configure and use one model provider: the one of
+      the langgenius/openai_api_compatible plugin, with an LLM and a text
+      embedding model (customizable models: credentials endpoint_url, api_key
+      optional, ...). Invocations do what that plugin does: they call the
+      OpenAI-compatible endpoint the credentials name (POST
+      {endpoint_url}/chat/completions, /embeddings) directly, trusting the CA
+      file REHEARSAL_CA_FILE names when set (else the system's), and answer
+      in the daemon's chunk format. An inner API path it does not implement
+      gets an error naming the path.
   web, sandbox: their ports; the sandbox's own traffic leaves through the
       HTTP proxy its environment names (probed with curl inside it).
   llm (argv: llm PORT [CERT KEY]): an OpenAI-compatible endpoint.
@@ -28,6 +38,7 @@ container restarts and the rehearsal sees it. Nothing here is Dify's code.
 """
 
 import hashlib
+import http.client
 import json
 import math
 import os
@@ -46,7 +57,8 @@ STATE = {"ready": False, "checks": {}}
 ACKS = {}
 ACKS_LOCK = threading.Lock()
 
-# The LLM stub's models.
+# The LLM stub's models, and the one provider the plugin daemon stand-in
+# declares for them.
 LLM_MODEL = "stub-llm"
 EMBEDDING_MODEL = "stub-embedding"
 EMBEDDING_DIMENSIONS = 64
@@ -280,6 +292,426 @@ def llm_route(h, path, body):
     return True
 
 
+# --- the plugin daemon's inner API ------------------------------------------
+
+PLUGIN_ID = "langgenius/openai_api_compatible"
+PROVIDER = "openai_api_compatible"
+# The daemon names an installed package by id, version and checksum.
+PLUGIN_UNIQUE_IDENTIFIER = f"{PLUGIN_ID}:0.0.64@" + hashlib.sha256(b"dify-cfg rehearsal stand-in").hexdigest()
+INSTALLED_AT = "2026-01-01T00:00:00Z"
+
+
+def i18n(en, zh=None):
+    return {"en_US": en, "zh_Hans": zh or en}
+
+
+def show_on(model_type):
+    return [{"variable": "__model_type", "value": model_type}]
+
+
+# Modelled on the plugin's provider/openai_api_compatible.yaml, narrowed to
+# the LLM and text-embedding models and the credentials they use here.
+PROVIDER_DECLARATION = {
+    "provider": PROVIDER,
+    "label": i18n("OpenAI-API-compatible"),
+    "description": i18n("Model providers compatible with OpenAI's API standard (rehearsal stand-in)."),
+    "icon_small": i18n("icon.svg"),
+    "supported_model_types": ["llm", "text-embedding"],
+    "configurate_methods": ["customizable-model"],
+    "models": [],
+    "position": {},
+    "model_credential_schema": {
+        "model": {"label": i18n("Model Name"), "placeholder": i18n("Enter full model name")},
+        "credential_form_schemas": [
+            {"variable": "display_name", "label": i18n("Model display name"), "type": "text-input", "required": False},
+            {"variable": "api_key", "label": i18n("API Key"), "type": "secret-input", "required": False},
+            {"variable": "endpoint_url", "label": i18n("API Base URL"), "type": "text-input", "required": True,
+             "placeholder": i18n("Base URL, e.g. https://api.openai.com/v1")},
+            {"variable": "endpoint_model_name", "label": i18n("model name for API endpoint"),
+             "type": "text-input", "required": False},
+            {"variable": "mode", "label": i18n("Completion mode"), "type": "select", "required": False,
+             "default": "chat", "show_on": show_on("llm"),
+             "options": [{"value": "chat", "label": i18n("Chat")}]},
+            {"variable": "context_size", "label": i18n("Model context size"), "type": "text-input",
+             "required": True, "default": "4096", "show_on": show_on("llm")},
+            {"variable": "max_tokens_to_sample", "label": i18n("Upper bound for max tokens"),
+             "type": "text-input", "required": False, "default": "4096", "show_on": show_on("llm")},
+            {"variable": "context_size", "label": i18n("Model context size"), "type": "text-input",
+             "required": True, "default": "4096", "show_on": show_on("text-embedding")},
+            {"variable": "max_chunks", "label": i18n("Model max chunks per batch"), "type": "text-input",
+             "required": True, "default": "1", "show_on": show_on("text-embedding")},
+        ],
+    },
+}
+
+
+def model_schema(model, model_type, credentials):
+    """What the plugin's get_customizable_model_schema makes of a model."""
+    label = credentials.get("display_name") or model
+    pricing = {"input": "0", "output": "0", "unit": "0.000001", "currency": "USD"}
+    if model_type == "llm":
+        max_tokens = int(credentials.get("max_tokens_to_sample") or 4096)
+        return {
+            "model": model,
+            "label": i18n(label),
+            "model_type": "llm",
+            "features": [],
+            "fetch_from": "customizable-model",
+            "model_properties": {
+                "mode": credentials.get("mode") or "chat",
+                "context_size": int(credentials.get("context_size") or 4096),
+            },
+            "parameter_rules": [
+                {"name": "temperature", "use_template": "temperature", "label": i18n("Temperature"),
+                 "type": "float", "default": 0.7, "min": 0, "max": 2, "precision": 2},
+                {"name": "top_p", "use_template": "top_p", "label": i18n("Top P"),
+                 "type": "float", "default": 1, "min": 0, "max": 1, "precision": 2},
+                {"name": "max_tokens", "use_template": "max_tokens", "label": i18n("Max Tokens"),
+                 "type": "int", "default": 512, "min": 1, "max": max_tokens},
+            ],
+            "pricing": pricing,
+        }
+    if model_type == "text-embedding":
+        return {
+            "model": model,
+            "label": i18n(label),
+            "model_type": "text-embedding",
+            "fetch_from": "customizable-model",
+            "model_properties": {
+                "context_size": int(credentials.get("context_size") or 4096),
+                "max_chunks": int(credentials.get("max_chunks") or 1),
+            },
+            "parameter_rules": [],
+            "pricing": {"input": "0", "unit": "0.000001", "currency": "USD"},
+        }
+    return None
+
+
+class NotImplementedAction(Exception):
+    """A dispatch action the stand-in does not implement."""
+
+
+class PluginError(Exception):
+    """An error the plugin raises, as the daemon passes it on: error_type
+    is one of graphon's invoke or validation errors."""
+
+    def __init__(self, error_type, message):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+def endpoint_call(credentials, path, payload, stream=False):
+    """POST to the OpenAI-compatible endpoint the credentials name, as the
+    plugin does: directly (the daemon's environment names no proxy),
+    trusting REHEARSAL_CA_FILE's CA when set."""
+    base = (credentials.get("endpoint_url") or "").rstrip("/")
+    url = urllib.parse.urlsplit(f"{base}/{path}")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise PluginError("CredentialsValidateFailedError", f"invalid endpoint_url: {base!r}")
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
+    if credentials.get("api_key"):
+        headers["Authorization"] = f"Bearer {credentials['api_key']}"
+    if url.scheme == "https":
+        cafile = os.environ.get("REHEARSAL_CA_FILE") or None
+        if cafile and not os.path.exists(cafile):
+            raise PluginError("InvokeConnectionError", f"REHEARSAL_CA_FILE {cafile} does not exist")
+        ctx = ssl.create_default_context(cafile=cafile)
+        conn = http.client.HTTPSConnection(url.hostname, url.port or 443, timeout=60, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=60)
+    target = url.path + (f"?{url.query}" if url.query else "")
+    try:
+        conn.request("POST", target, body=json.dumps(payload), headers=headers)
+        resp = conn.getresponse()
+    except (OSError, http.client.HTTPException) as err:
+        conn.close()
+        raise PluginError("InvokeConnectionError", f"{base}/{path}: {err}") from err
+    if resp.status != 200:
+        text = resp.read(2000).decode(errors="replace")
+        conn.close()
+        if resp.status in (401, 403):
+            kind = "InvokeAuthorizationError"
+        elif resp.status == 429:
+            kind = "InvokeRateLimitError"
+        elif resp.status >= 500:
+            kind = "InvokeServerUnavailableError"
+        else:
+            kind = "InvokeBadRequestError"
+        raise PluginError(kind, f"{base}/{path}: HTTP {resp.status}: {text}")
+    if stream:
+        return conn, resp
+    try:
+        return json.loads(resp.read())
+    except ValueError as err:
+        raise PluginError("InvokeServerUnavailableError", f"{base}/{path}: not JSON: {err}") from err
+    finally:
+        conn.close()
+
+
+def openai_messages(prompt_messages):
+    out = []
+    for m in prompt_messages or []:
+        content = m.get("content")
+        if isinstance(content, list):
+            content = "".join(p.get("data", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        out.append({"role": m.get("role", "user"), "content": content or ""})
+    return out
+
+
+def llm_usage(usage, latency):
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    return {
+        "prompt_tokens": prompt,
+        "prompt_unit_price": "0",
+        "prompt_price_unit": "0",
+        "prompt_price": "0",
+        "completion_tokens": completion,
+        "completion_unit_price": "0",
+        "completion_price_unit": "0",
+        "completion_price": "0",
+        "total_tokens": prompt + completion,
+        "total_price": "0",
+        "currency": "USD",
+        "latency": latency,
+    }
+
+
+def llm_chunk(model, index, text, usage=None, finish=None):
+    """An LLMResultChunk (graphon model_runtime/entities/llm_entities.py)."""
+    return {
+        "model": model,
+        "prompt_messages": [],
+        "system_fingerprint": None,
+        "delta": {
+            "index": index,
+            "message": {"role": "assistant", "content": text, "name": None, "tool_calls": []},
+            "usage": usage,
+            "finish_reason": finish,
+        },
+    }
+
+
+def invoke_llm(data):
+    """dispatch/llm/invoke: the plugin's chat completion, chunk by chunk."""
+    credentials = data.get("credentials") or {}
+    model = data.get("model") or LLM_MODEL
+    started = time.monotonic()
+    params = dict(data.get("model_parameters") or {})
+    payload = {
+        "model": credentials.get("endpoint_model_name") or model,
+        "messages": openai_messages(data.get("prompt_messages")),
+        "stream": bool(data.get("stream", True)),
+    }
+    for key in ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty"):
+        if key in params:
+            payload[key] = params[key]
+    if data.get("stop"):
+        payload["stop"] = data["stop"]
+    if not payload["stream"]:
+        answer = endpoint_call(credentials, "chat/completions", payload)
+        choice = (answer.get("choices") or [{}])[0]
+        text = (choice.get("message") or {}).get("content") or ""
+        usage = llm_usage(answer.get("usage") or {}, time.monotonic() - started)
+        yield llm_chunk(model, 0, text, usage, choice.get("finish_reason") or "stop")
+        return
+    payload["stream_options"] = {"include_usage": True}
+    conn, resp = endpoint_call(credentials, "chat/completions", payload, stream=True)
+    index, usage, finish = 0, {}, "stop"
+    try:
+        while True:
+            line = resp.readline()
+            if not line:
+                break
+            line = line.decode().strip()
+            if not line.startswith("data:"):
+                continue
+            line = line[5:].strip()
+            if line == "[DONE]":
+                break
+            event = json.loads(line)
+            usage = event.get("usage") or usage
+            for choice in event.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                finish = choice.get("finish_reason") or finish
+                if text:
+                    yield llm_chunk(model, index, text)
+                    index += 1
+    finally:
+        conn.close()
+    yield llm_chunk(model, index, "", llm_usage(usage, time.monotonic() - started), finish)
+
+
+def invoke_embedding(data):
+    credentials = data.get("credentials") or {}
+    model = data.get("model") or EMBEDDING_MODEL
+    texts = list(data.get("texts") or [])
+    started = time.monotonic()
+    batch = max(1, int(credentials.get("max_chunks") or 1))
+    embeddings, tokens = [], 0
+    for i in range(0, len(texts), batch):
+        answer = endpoint_call(credentials, "embeddings", {
+            "model": credentials.get("endpoint_model_name") or model,
+            "input": texts[i:i + batch],
+        })
+        embeddings.extend(d["embedding"] for d in sorted(answer.get("data") or [], key=lambda d: d["index"]))
+        usage = answer.get("usage") or {}
+        tokens += int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
+    return {
+        "model": model,
+        "embeddings": embeddings,
+        "usage": {
+            "tokens": tokens,
+            "total_tokens": tokens,
+            "unit_price": "0",
+            "price_unit": "0",
+            "total_price": "0",
+            "currency": "USD",
+            "latency": time.monotonic() - started,
+        },
+    }
+
+
+def validate_model(data):
+    """dispatch/model/validate_model_credentials: what the plugin does, a
+    small request to the endpoint."""
+    credentials = data.get("credentials") or {}
+    model_type = data.get("model_type")
+    if not credentials.get("endpoint_url"):
+        raise PluginError("CredentialsValidateFailedError", "endpoint_url is required")
+    try:
+        if model_type == "llm":
+            list(invoke_llm({**data, "prompt_messages": [{"role": "user", "content": "ping"}],
+                             "model_parameters": {"max_tokens": 5}, "stream": False}))
+        elif model_type == "text-embedding":
+            invoke_embedding({**data, "texts": ["ping"]})
+        else:
+            raise PluginError("CredentialsValidateFailedError", f"model type {model_type} is not supported")
+    except PluginError as err:
+        raise PluginError("CredentialsValidateFailedError", err.message) from err
+    return {"result": True, "credentials": credentials}
+
+
+def provider_entry(tenant):
+    """A PluginModelProviderEntity (core/plugin/entities/plugin_daemon.py)."""
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{PLUGIN_ID}")),
+        "created_at": INSTALLED_AT,
+        "updated_at": INSTALLED_AT,
+        "provider": PROVIDER,
+        "tenant_id": tenant,
+        "plugin_unique_identifier": PLUGIN_UNIQUE_IDENTIFIER,
+        "plugin_id": PLUGIN_ID,
+        "declaration": PROVIDER_DECLARATION,
+    }
+
+
+def dispatch_stream(action, data):
+    """The dispatch/* answers, each a stream of `data:` lines."""
+    if action == "model/schema":
+        schema = model_schema(data.get("model") or "", data.get("model_type"), data.get("credentials") or {})
+        if schema is None:
+            raise PluginError("InvokeBadRequestError", f"model type {data.get('model_type')} is not supported")
+        yield {"model_schema": schema}
+    elif action == "model/validate_model_credentials":
+        yield validate_model(data)
+    elif action == "model/validate_provider_credentials":
+        # A customizable-model provider has no provider credentials.
+        yield {"result": True, "credentials": data.get("credentials") or {}}
+    elif action == "llm/invoke":
+        yield from invoke_llm(data)
+    elif action == "llm/num_tokens":
+        texts = [m.get("content") for m in openai_messages(data.get("prompt_messages"))]
+        yield {"num_tokens": sum(token_count(t) for t in texts)}
+    elif action == "text_embedding/invoke":
+        yield invoke_embedding(data)
+    elif action == "text_embedding/num_tokens":
+        yield {"num_tokens": [token_count(t) for t in data.get("texts") or []]}
+    else:
+        raise NotImplementedAction(action)
+
+
+def daemon_route(h, path, body):
+    """The daemon's inner API; False for a path outside it."""
+    m = re.fullmatch(r"/plugin/([^/]+)/(.+)", path)
+    if not m:
+        return False
+    tenant, rest = m.groups()
+    if h.headers.get("X-Api-Key") != os.environ.get("SERVER_KEY"):
+        h.reply(401, {"service": ROLE, "code": -401, "message": "standin plugin_daemon: invalid X-Api-Key",
+                      "data": None})
+        return True
+    if h.command == "GET" and rest == "management/models":
+        h.reply(200, {"service": ROLE, "code": 0, "message": "", "data": [provider_entry(tenant)]})
+        return True
+    if h.command == "POST" and rest.startswith("dispatch/"):
+        action = rest[len("dispatch/"):]
+        try:
+            data = json.loads(body or b"{}").get("data") or {}
+        except (ValueError, AttributeError) as err:
+            h.reply(400, {"service": ROLE, "code": -400, "message": f"invalid request body: {err}", "data": None})
+            return True
+        lines = dispatch_stream(action, data)
+        try:
+            first = next(lines)
+        except NotImplementedAction:
+            return not_implemented(h, path)
+        except StopIteration:
+            first = None
+        except PluginError as err:
+            return stream_reply(h, [], err)
+        except Exception as err:  # noqa: BLE001 - passed on as the plugin's error
+            return stream_reply(h, [], PluginError("InvokeError", f"{type(err).__name__}: {err}"))
+        return stream_reply(h, [first] if first is not None else [], None, lines)
+    return not_implemented(h, path)
+
+
+def not_implemented(h, path):
+    h.reply(404, {
+        "service": ROLE,
+        "code": -404,
+        "message": f"standin plugin_daemon does not implement {h.command} {path}",
+        "data": None,
+    })
+    return True
+
+
+def plugin_error_line(err):
+    # core/plugin/impl/base.py: code -500, the message a PluginDaemonError
+    # whose message is the plugin's error (error_type + message) as JSON.
+    inner = json.dumps({"error_type": err.error_type, "message": err.message})
+    return {"code": -500, "message": json.dumps({"error_type": "PluginInvokeError", "message": inner}), "data": None}
+
+
+def stream_reply(h, head, error, rest=()):
+    h.send_response(200)
+    h.send_header("Content-Type", "text/event-stream")
+    h.send_header("Cache-Control", "no-cache")
+    h.send_header("Connection", "close")
+    h.end_headers()
+
+    def send(obj):
+        h.wfile.write(f"data: {json.dumps(obj)}\n\n".encode())
+        h.wfile.flush()
+
+    try:
+        for data in head:
+            send({"code": 0, "message": "", "data": data})
+        if error is None:
+            for data in rest:
+                send({"code": 0, "message": "", "data": data})
+        else:
+            raise error
+    except Exception as err:  # noqa: BLE001 - passed on as the plugin's error
+        if not isinstance(err, PluginError):
+            err = PluginError("InvokeError", f"{type(err).__name__}: {err}")
+        log(f"{h.path}: {err.error_type}: {err.message}")
+        send(plugin_error_line(err))
+    h.close_connection = True
+    return True
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -329,12 +761,14 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         body = {"service": ROLE, "method": self.command, "path": url.path}
         data, received = self.read_body()
-        if ROLE == "llm":
+        if ROLE in ("llm", "plugin_daemon"):
             log(f"{self.command} {url.path}")
         if url.path in ("/health", "/health/check"):
             status = 200 if STATE["ready"] else 503
             return self.reply(status, {**body, "checks": STATE["checks"]})
         if ROLE == "llm" and llm_route(self, url.path, data):
+            return None
+        if ROLE == "plugin_daemon" and daemon_route(self, url.path, data):
             return None
         if url.path.endswith("/rehearsal/stream"):
             return self.stream()
