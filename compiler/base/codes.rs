@@ -85,6 +85,10 @@ codes! {
     LiteralSecret = "literal-secret",
     /// The services' memory limits do not fit the device's budget.
     MemoryBudget = "memory-budget",
+    /// A memory limit is below what the service was measured to need on the site's Dify release.
+    MemoryFloor = "memory-floor",
+    /// A memory limit is less than `device.headroom` above the service's measured floor.
+    MemoryHeadroom = "memory-headroom",
     /// A key stands in a file where it does not belong (e.g. `profile` in a profile).
     MisplacedKey = "misplaced-key",
     /// A setting needs egress the site's firewall does not allow (the marketplace with no internet egress).

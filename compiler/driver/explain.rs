@@ -7,8 +7,10 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use crate::base::source::{Location, SourceMap};
+use crate::dify::memory;
 use crate::input::parse::Table;
 use crate::input::resolve::ResolvedSite;
+use crate::model::{ServiceKind, Site};
 use crate::validate::ValidSite;
 
 /// One effective value.
@@ -19,6 +21,10 @@ pub struct Entry {
     pub value: String,
     /// Where it was set; `None` for a default.
     pub location: Option<Location>,
+    /// What the compiler holds the value to, where that is worth saying
+    /// (a memory limit's measured floor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// All effective values of a site, sorted by key; those under `filter` only
@@ -39,8 +45,12 @@ pub fn entries(
                     key: key.clone(),
                     value: value.clone(),
                     location: None,
+                    note: None,
                 });
             }
+        }
+        for e in &mut out {
+            e.note = floor_note(&e.key, &v.site);
         }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -74,9 +84,42 @@ fn walk(table: &Table<'_>, prefix: &str, sources: &SourceMap, out: &mut Vec<Entr
                 key,
                 value: render(v),
                 location: Some(sources.location(&v.span())),
+                note: None,
             }),
         }
     }
+}
+
+/// The measured floor of a memory limit (`services.<kind>.memory`) of a
+/// service Dify's measurements cover, for the site's release and workers.
+fn floor_note(key: &str, site: &Site) -> Option<String> {
+    let kind = key
+        .strip_prefix("services.")?
+        .strip_suffix(".memory")
+        .and_then(|k| ServiceKind::ALL.into_iter().find(|s| s.key() == k))?;
+    let service = site.services.get(&kind)?;
+    let release = &site.dify_version;
+    let Some(m) = memory::measurement(release) else {
+        return memory::is_measured_kind(kind)
+            .then(|| format!("no measured floor: Dify {release} was not measured"));
+    };
+    let floor = m.floor(kind)?;
+    let workers = service.workers.unwrap_or(1);
+    let headroom = site.headroom_percent();
+    let with = match (floor.per_worker, workers) {
+        (Some(per), 2..) => format!(
+            " with {workers} workers ({}MiB + {per}MiB a worker beyond the first)",
+            floor.base
+        ),
+        _ => String::new(),
+    };
+    Some(format!(
+        "floor {}{with}, measured on Dify {release} ({}, its `{}` peak); {} with the {headroom}% headroom",
+        floor.with_workers(workers).human(),
+        m.measured,
+        floor.source_peak(),
+        floor.with_headroom(workers, headroom).human()
+    ))
 }
 
 /// Secret references are shown whole: `{ env = "NAME" }`.
@@ -129,11 +172,53 @@ pub fn to_text(site: &str, chain: &[String], entries: &[Entry]) -> String {
         .min(72);
     for e in entries {
         let line = format!("{} = {}", e.key, e.value);
-        let at = e
+        let mut at = e
             .location
             .as_ref()
             .map_or_else(|| "(default)".to_string(), ToString::to_string);
+        if let Some(note) = &e.note {
+            at.push_str("; ");
+            at.push_str(note);
+        }
         out.push_str(&format!("{line:<width$}  # {at}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::fixtures;
+
+    #[test]
+    fn memory_limits_show_their_measured_floor() {
+        let mut site = fixtures::edge();
+        let note = |site: &Site, key: &str| floor_note(key, site);
+        assert_eq!(
+            note(&site, "services.api.memory").unwrap(),
+            "floor 498MiB, measured on Dify 1.16.0 (2026-12-01, its `start` peak); 548MiB with the 10% headroom"
+        );
+        assert!(
+            note(&site, "services.worker-beat.memory")
+                .unwrap()
+                .contains("447MiB")
+        );
+        // Not a measured service, not a memory limit, not a service.
+        assert_eq!(note(&site, "services.web.memory"), None);
+        assert_eq!(note(&site, "services.api.cpus"), None);
+        assert_eq!(note(&site, "services.apii.memory"), None);
+        let mut services = (*site.services).clone();
+        services.get_mut(&ServiceKind::Api).unwrap().workers = Some(2);
+        site.services = services.into();
+        assert_eq!(
+            note(&site, "services.api.memory").unwrap(),
+            "floor 950MiB with 2 workers (498MiB + 452MiB a worker beyond the first), measured on Dify 1.16.0 (2026-12-01, its `start` peak); 1045MiB with the 10% headroom"
+        );
+        site.dify_version = "1.16.1".into();
+        assert_eq!(
+            note(&site, "services.api.memory").unwrap(),
+            "no measured floor: Dify 1.16.1 was not measured"
+        );
+        assert_eq!(note(&site, "services.web.memory"), None);
+    }
 }

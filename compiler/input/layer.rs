@@ -113,6 +113,9 @@ pub struct DeviceLayer {
     pub cpus: Option<S<Number>>,
     /// Headroom kept free for the OS and Docker, e.g. `20%`.
     pub reserve: Option<S<String>>,
+    /// How far above its measured memory floor each limit must be, e.g.
+    /// `10%` (below: a `memory-headroom` warning).
+    pub headroom: Option<S<String>>,
 }
 
 /// A number written as an integer or a float.

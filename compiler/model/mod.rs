@@ -331,6 +331,21 @@ pub struct Device {
     pub memory: Bytes,
     pub cpus: Millicores,
     pub reserve_percent: u8,
+    /// How far above its measured floor each memory limit should be.
+    pub headroom_percent: u8,
+}
+
+/// The headroom above the measured memory floors where `device.headroom`
+/// is not set, and on sites without a device (helm).
+pub const DEFAULT_HEADROOM_PERCENT: u8 = 10;
+
+impl Site {
+    /// The headroom above the measured memory floors this site keeps.
+    pub fn headroom_percent(&self) -> u8 {
+        self.device
+            .as_ref()
+            .map_or(DEFAULT_HEADROOM_PERCENT, |d| d.headroom_percent)
+    }
 }
 
 impl Device {

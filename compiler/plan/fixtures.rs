@@ -113,6 +113,7 @@ pub fn edge() -> Site {
             memory: Bytes::mib(4096),
             cpus: Millicores(2000),
             reserve_percent: 20,
+            headroom_percent: 10,
         }),
         services: services.into(),
         database: Database {

@@ -1,5 +1,6 @@
-//! `[device]`: the box a compose site runs on (memory, CPU cores and the
-//! share reserved for the OS and Docker). Helm sites have none.
+//! `[device]`: the box a compose site runs on (memory, CPU cores, the share
+//! reserved for the OS and Docker, and the headroom kept above the measured
+//! memory floors). Helm sites have none.
 
 use toml::Spanned;
 
@@ -37,32 +38,56 @@ pub(super) fn device(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<D
                     None
                 }
             };
-            let reserve = reserve(cx, &d.reserve);
-            match (memory, cpus, reserve) {
-                (Some(memory), Some(cpus), Some(reserve_percent)) => Some(Device {
-                    memory,
-                    cpus,
-                    reserve_percent,
-                }),
+            let reserve = percent(cx, &d.reserve, "device.reserve", 20, RESERVE);
+            let headroom = percent(cx, &d.headroom, "device.headroom", 10, HEADROOM);
+            match (memory, cpus, reserve, headroom) {
+                (Some(memory), Some(cpus), Some(reserve_percent), Some(headroom_percent)) => {
+                    Some(Device {
+                        memory,
+                        cpus,
+                        reserve_percent,
+                        headroom_percent,
+                    })
+                }
                 _ => None,
             }
         }
     }
 }
 
-/// `device.reserve`: a percentage below 100; 20% by default.
-fn reserve(cx: &mut Cx<'_>, v: &Option<Spanned<String>>) -> Option<u8> {
+/// What a percentage of 100 or more means, and what to write instead.
+struct Full {
+    message: &'static str,
+    help: &'static str,
+}
+
+const RESERVE: Full = Full {
+    message: "a reserve of 100% leaves nothing for the services",
+    help: "keep 10% to 30% for the OS and Docker, e.g. `20%`",
+};
+
+const HEADROOM: Full = Full {
+    message: "a headroom of 100% or more asks every limit to double the measured floor",
+    help: "keep 10% to 30% above the measured floors, e.g. `10%`",
+};
+
+/// `device.reserve` or `device.headroom`: a percentage below 100, or the
+/// default (recorded).
+fn percent(
+    cx: &mut Cx<'_>,
+    v: &Option<Spanned<String>>,
+    key: &str,
+    default: u8,
+    full: Full,
+) -> Option<u8> {
     match v {
         Some(r) => match parse_percent(r.get_ref()) {
             Ok(p) if p < 100 => Some(p),
             Ok(_) => {
                 cx.err(
-                    Diagnostic::error(
-                        Code::OutOfRange,
-                        "a reserve of 100% leaves nothing for the services",
-                    )
-                    .at(r.span())
-                    .help("keep 10% to 30% for the OS and Docker, e.g. `20%`"),
+                    Diagnostic::error(Code::OutOfRange, full.message)
+                        .at(r.span())
+                        .help(full.help),
                 );
                 None
             }
@@ -70,15 +95,15 @@ fn reserve(cx: &mut Cx<'_>, v: &Option<Spanned<String>>) -> Option<u8> {
                 cx.err(
                     Diagnostic::error(Code::InvalidUnit, e.message)
                         .at(r.span())
-                        .label("`device.reserve` takes a percentage")
+                        .label(format!("`{key}` takes a percentage"))
                         .help(e.help),
                 );
                 None
             }
         },
         None => {
-            cx.default("device.reserve", "20%");
-            Some(20)
+            cx.default(key, format!("{default}%"));
+            Some(default)
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Stage 4: the merged layer of each site becomes a typed [`Site`], or
 //! diagnostics. Defaults are applied here (and recorded, for `explain`),
 //! units, names, CIDRs and ports are checked, and so are the rules that
-//! keep a box alive: the memory budget, Redis headroom, secrets by
-//! reference only. Fleet-wide rules (overlapping LANs) come last.
+//! keep a box alive: the memory budget, the measured memory floors, Redis
+//! headroom, secrets by reference only. Fleet-wide rules (overlapping LANs) come last.
 
 mod agent_proxy;
 mod autoscaling;
@@ -15,6 +15,7 @@ mod egress;
 mod env;
 mod external;
 mod fleet;
+mod floors;
 mod gitops;
 mod helm;
 mod images;
@@ -115,6 +116,10 @@ pub fn validate_site(
         );
     }
 
+    let headroom = device
+        .as_ref()
+        .map_or(DEFAULT_HEADROOM_PERCENT, |d| d.headroom_percent);
+    floors::floors(cx, &dify_version, &services, &memory_spans, headroom);
     connections::budget(cx, layer, &services, &database, vector_store, sources);
 
     let (Some(network), Some(gitops), true) = (network, gitops, cx.diags.error_count() == before)

@@ -134,10 +134,10 @@ fn over_budget_api_is_refused_with_the_table_and_out_is_untouched() {
         "api",
         "3GiB",
         "worker",
-        "512MiB",
+        "704MiB",
         "sum",
         "budget",
-        "4GiB less 20% reserve",
+        "4GiB less 15% reserve",
     ] {
         assert!(err.contains(needle), "missing {needle} in {err}");
     }

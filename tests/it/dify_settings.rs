@@ -64,24 +64,37 @@ fn rendered(root: &Path) -> Vec<Rendered> {
         .collect()
 }
 
-/// The example fleet, and clinic-01 on Dify 1.16.1.
+/// The example fleet, and clinic-01 on Dify 1.16.1 and with code execution
+/// (the sandbox, which the edge profile leaves out) on each release.
 fn sites() -> Vec<Rendered> {
     let mut out = rendered(support::repo());
-    let tmp = tempfile::tempdir().unwrap();
-    support::copy_fleet(tmp.path());
-    let file = tmp.path().join("sites/clinic-01.toml");
-    let mut text = std::fs::read_to_string(&file).unwrap();
-    text.push_str("\n[dify]\nversion = \"1.16.1\"\n");
-    std::fs::write(&file, text).unwrap();
-    let variant = rendered(tmp.path())
-        .into_iter()
-        .find(|r| r.name == "clinic-01")
-        .unwrap();
-    assert_eq!(variant.release, "1.16.1");
-    out.push(Rendered {
-        name: "clinic-01 (1.16.1)".into(),
-        ..variant
-    });
+    let sandbox = "\n[features]\ncode-execution = true\n\n[services.sandbox]\nmemory = \"192MiB\"\n\n[secrets]\nCODE_EXECUTION_API_KEY = { env = \"DIFY_SANDBOX_API_KEY\" }\n";
+    for (name, release, more) in [
+        ("clinic-01 (1.16.1)", "1.16.1", ""),
+        ("clinic-01 (sandbox)", "1.16.0", sandbox),
+        ("clinic-01 (1.16.1, sandbox)", "1.16.1", sandbox),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        support::copy_fleet(tmp.path());
+        let file = tmp.path().join("sites/clinic-01.toml");
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push_str(&format!("\n[dify]\nversion = \"{release}\"\n{more}"));
+        std::fs::write(&file, text).unwrap();
+        let variant = rendered(tmp.path())
+            .into_iter()
+            .find(|r| r.name == "clinic-01")
+            .unwrap();
+        assert_eq!(variant.release, release);
+        assert_eq!(
+            variant.compose().unwrap()["services"]["sandbox"].is_mapping(),
+            !more.is_empty(),
+            "{name}"
+        );
+        out.push(Rendered {
+            name: name.into(),
+            ..variant
+        });
+    }
     out
 }
 

@@ -38,7 +38,7 @@ fn example_fleet_is_valid() {
     assert_eq!(*c1.profile_chain, ["multi-branch", "edge-4gb"]);
     assert_eq!(c1.target, Target::Compose);
     assert_eq!(c1.wave, 1);
-    assert_eq!(c1.services[&ServiceKind::Api].memory.human(), "512MiB");
+    assert_eq!(c1.services[&ServiceKind::Api].memory.human(), "640MiB");
     assert!(!c1.services.contains_key(&ServiceKind::ApiWebsocket));
     assert!(!c1.login.allow_register);
     let hq = &analysis

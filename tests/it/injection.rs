@@ -279,8 +279,9 @@ fn fields() -> Vec<Field> {
         field!("dify version", c, "1.16.0", at "dify.version"),
         // Sizes and units.
         field!("device memory", c, "4GiB", at "device.memory"),
-        field!("service memory", c, "512MiB", at "services.api.memory"),
-        field!("reserve", c, "20%", at "device.reserve"),
+        field!("service memory", c, "640MiB", at "services.api.memory"),
+        field!("reserve", c, "15%", at "device.reserve"),
+        field!("headroom", c, "10%", at "device.headroom"),
         // External services.
         field!("database host", c, "db.benign.example.org", |t, v| {
             set(

@@ -16,6 +16,7 @@ mod helm_chart;
 mod incremental;
 mod injection;
 mod layers;
+mod memory_floors;
 mod properties;
 mod reference;
 mod rehearsal;

@@ -1,0 +1,255 @@
+//! The measured memory floors: a service of Dify's own (api, worker, beat)
+//! whose memory limit is below what the site's release was measured to
+//! need would be killed for memory as it starts (`memory-floor`); one
+//! within `device.headroom` above it has no room for work (`memory-headroom`,
+//! a warning). Releases that were not measured are not checked.
+
+use std::collections::BTreeMap;
+
+use super::context::Cx;
+use super::services::MemorySpans;
+use crate::base::codes::Code;
+use crate::base::diagnostic::Diagnostic;
+use crate::base::units::Bytes;
+use crate::dify::memory::{Floor, Measurement, measurement};
+use crate::model::*;
+
+/// Every running service with a measured floor against its limit.
+pub(super) fn floors(
+    cx: &mut Cx<'_>,
+    release: &str,
+    services: &BTreeMap<ServiceKind, Service>,
+    spans: &MemorySpans,
+    headroom_percent: u8,
+) {
+    let Some(m) = measurement(release) else {
+        return;
+    };
+    for s in services.values() {
+        let Some(floor) = m.floor(s.kind) else {
+            continue;
+        };
+        let workers = s.workers.unwrap_or(1);
+        let need = floor.with_workers(workers);
+        let with_headroom = floor.with_headroom(workers, headroom_percent);
+        let span = spans.get(&s.kind).cloned().flatten();
+        let key = format!("services.{}.memory", s.kind.key());
+        let what = measured_what(m, s.kind, floor, workers);
+        if s.memory < need {
+            cx.err(
+                Diagnostic::error(
+                    Code::MemoryFloor,
+                    format!(
+                        "`{key}` ({}) is below the {} {what}",
+                        s.memory.human(),
+                        need.human()
+                    ),
+                )
+                .at_opt(span)
+                .label("below the measured floor: the container would run out of memory")
+                .note(how_measured(m, floor, workers))
+                .help(format!(
+                    "raise it to at least {}, or {} to keep the {headroom_percent}% headroom (`device.headroom`)",
+                    need.human(),
+                    with_headroom.human()
+                )),
+            );
+        } else if !floor.keeps_headroom(s.memory, workers, headroom_percent) {
+            cx.err(
+                Diagnostic::warning(
+                    Code::MemoryHeadroom,
+                    format!(
+                        "`{key}` ({}) is less than {headroom_percent}% above the {} {what}",
+                        s.memory.human(),
+                        need.human()
+                    ),
+                )
+                .at_opt(span)
+                .label(format!(
+                    "{} above the measured floor",
+                    Bytes(s.memory.0 - need.0).human_approx()
+                ))
+                .note(how_measured(m, floor, workers))
+                .help(format!(
+                    "raise it to at least {}, or lower `device.headroom`",
+                    with_headroom.human()
+                )),
+            );
+        }
+    }
+}
+
+/// "worker-beat was measured to need on Dify 1.16.0 (with 2 workers)".
+fn measured_what(m: &Measurement, kind: ServiceKind, floor: &Floor, workers: u32) -> String {
+    let with = if floor.per_worker.is_some() && workers > 1 {
+        format!(" with {workers} workers")
+    } else {
+        String::new()
+    };
+    format!(
+        "{} was measured to need on Dify {}{with}",
+        kind.key(),
+        m.release
+    )
+}
+
+/// Which measurement the floor comes from, and how it was taken.
+fn how_measured(m: &Measurement, floor: &Floor, workers: u32) -> String {
+    let peak = floor.source_peak();
+    let mut out = format!(
+        "measured floor on Dify {} (commit {}, {}): {}MiB, its `{peak}` peak",
+        m.release,
+        &m.source_commit[..m.source_commit.len().min(12)],
+        m.measured,
+        floor.base
+    );
+    if let Some(per) = floor.per_worker
+        && workers > 1
+    {
+        out.push_str(&format!(
+            ", plus {per}MiB for each worker beyond the first ({} more)",
+            workers - 1
+        ));
+    }
+    let peaks: Vec<String> = floor
+        .peaks
+        .iter()
+        .map(|(name, mib)| format!("{name} {mib}MiB"))
+        .collect();
+    out.push_str(&format!("\npeaks: {}", peaks.join(", ")));
+    out.push_str(&format!("\nmethod: {}", m.method));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::diagnostic::{Diagnostics, Severity};
+    use crate::input::layer::Target;
+    use crate::plan::fixtures;
+
+    /// The codes, severities and services `floors` reports for the
+    /// fixture's services as `change` leaves them.
+    fn findings(
+        release: &str,
+        headroom: u8,
+        change: impl FnOnce(&mut BTreeMap<ServiceKind, Service>),
+    ) -> Vec<(Code, Severity, String)> {
+        let mut services = (*fixtures::edge().services).clone();
+        change(&mut services);
+        let spans: MemorySpans = services.keys().map(|k| (*k, None)).collect();
+        let mut diags = Diagnostics::new();
+        let mut cx = Cx {
+            diags: &mut diags,
+            defaults: Vec::new(),
+            anchor: 0..0,
+            target: Target::Compose,
+        };
+        floors(&mut cx, release, &services, &spans, headroom);
+        diags
+            .iter()
+            .map(|d| {
+                let service = d.message.split('.').nth(1).unwrap_or("").to_string();
+                (d.code, d.severity, service)
+            })
+            .collect()
+    }
+
+    fn set(services: &mut BTreeMap<ServiceKind, Service>, kind: ServiceKind, mib: u64) {
+        services.get_mut(&kind).unwrap().memory = Bytes::mib(mib);
+    }
+
+    #[test]
+    fn limits_below_the_floor_are_errors_and_close_above_it_warnings() {
+        // The fixture's limits are the edge profile's old ones: beat at
+        // 128 MiB, api and worker at 512 MiB.
+        let got = findings("1.16.0", 10, |_| {});
+        assert_eq!(
+            got,
+            [
+                (Code::MemoryHeadroom, Severity::Warning, "api".into()),
+                (Code::MemoryHeadroom, Severity::Warning, "worker".into()),
+                (Code::MemoryFloor, Severity::Error, "worker-beat".into()),
+            ]
+        );
+        // At the floor with the headroom, nothing; one MiB under, a warning.
+        let fits = |s: &mut BTreeMap<ServiceKind, Service>| {
+            set(s, ServiceKind::Api, 548);
+            set(s, ServiceKind::Worker, 523);
+            set(s, ServiceKind::WorkerBeat, 492);
+        };
+        assert!(findings("1.16.0", 10, fits).is_empty());
+        let got = findings("1.16.0", 10, |s| {
+            fits(s);
+            set(s, ServiceKind::WorkerBeat, 491);
+        });
+        assert_eq!(
+            got,
+            [(
+                Code::MemoryHeadroom,
+                Severity::Warning,
+                "worker-beat".into()
+            )]
+        );
+        // Without headroom the floor itself passes; one MiB under fails.
+        let got = findings("1.16.0", 0, |s| {
+            set(s, ServiceKind::Api, 498);
+            set(s, ServiceKind::Worker, 474);
+            set(s, ServiceKind::WorkerBeat, 447);
+        });
+        assert_eq!(got, [(Code::MemoryFloor, Severity::Error, "worker".into())]);
+    }
+
+    #[test]
+    fn every_gunicorn_worker_counts_and_an_unmeasured_release_is_not_checked() {
+        // Two gunicorn workers need 950 MiB: 1 GiB is within the headroom,
+        // 900 MiB is below the floor.
+        let two = |mib| {
+            move |s: &mut BTreeMap<ServiceKind, Service>| {
+                set(s, ServiceKind::Api, mib);
+                s.get_mut(&ServiceKind::Api).unwrap().workers = Some(2);
+            }
+        };
+        let api = |got: Vec<(Code, Severity, String)>| {
+            got.into_iter()
+                .find(|(_, _, s)| s == "api")
+                .map(|(c, _, _)| c)
+        };
+        assert_eq!(
+            api(findings("1.16.0", 10, two(1024))),
+            Some(Code::MemoryHeadroom)
+        );
+        assert_eq!(
+            api(findings("1.16.0", 10, two(900))),
+            Some(Code::MemoryFloor)
+        );
+        assert_eq!(api(findings("1.16.0", 10, two(1045))), None);
+        // More Celery workers are greenlets: the worker's floor stays.
+        let got = findings("1.16.0", 10, |s| {
+            set(s, ServiceKind::Worker, 523);
+            s.get_mut(&ServiceKind::Worker).unwrap().workers = Some(8);
+        });
+        assert!(!got.iter().any(|(_, _, s)| s == "worker"), "{got:?}");
+        // 1.16.1 was not measured: no floors, whatever the limits.
+        assert!(findings("1.16.1", 10, |_| {}).is_empty());
+    }
+
+    fn api() -> &'static Floor {
+        measurement("1.16.0")
+            .and_then(|m| m.floor(ServiceKind::Api))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_note_names_the_measurement() {
+        let m = measurement("1.16.0").unwrap();
+        let note = how_measured(m, api(), 2);
+        assert!(note.contains("Dify 1.16.0 (commit 5c6372d2f76d, 2026-12-01): 498MiB, its `start` peak, plus 452MiB for each worker beyond the first (1 more)"), "{note}");
+        assert!(note.contains("migrations 447MiB"), "{note}");
+        assert!(note.contains("VmHWM"), "{note}");
+        assert_eq!(
+            measured_what(m, ServiceKind::Api, api(), 2),
+            "api was measured to need on Dify 1.16.0 with 2 workers"
+        );
+    }
+}
