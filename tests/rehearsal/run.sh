@@ -6,7 +6,9 @@
 #
 # SITE defaults to clinic-01 (any compose site of the fleet whose LAN and
 # address are set); the reports (one Markdown table per stage: the site,
-# its IPv6 LAN variant, its TLS variant, after a reboot) go to REPORT-DIR,
+# the smoke workload, the memory of Dify's processes with the measured
+# floors as data (memory-RELEASE.toml), its IPv6 LAN variant, its TLS
+# variant, after a reboot) go to REPORT-DIR,
 # default target/rehearsal/. DIFY_CFG_REHEARSAL_KEEP=1 leaves the box up
 # afterwards to look around (tests/rehearsal/cleanup.sh removes it):
 #
@@ -14,9 +16,11 @@
 #   ip netns exec dcr-lan curl -H 'Host: clinic-01.clinics.example.org' http://10.20.1.10/v1/
 #
 # Needs what .ci/run installs (docker.io, mmdebstrap, iproute2, iptables,
-# postgresql-server-dev-15, the docker compose plugin) and the reference
-# files (for pgvector's source). The first run builds the root file system
-# (a few minutes); later runs take it from ~/.cache/dify-cfg/rehearsal/.
+# postgresql-server-dev-15, patch, uv, the docker compose plugin), pyenv's
+# Python 3.12 and the reference files (Dify's and pgvector's source). The
+# first run builds the root file systems and the api's file system with its
+# locked dependencies (a few minutes); later runs take them from
+# ~/.cache/dify-cfg/rehearsal/.
 set -eu
 cd "$(dirname "$0")/../.."
 DIFY_CFG_REHEARSAL_SITE=${1:-clinic-01}

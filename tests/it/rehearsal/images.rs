@@ -1,8 +1,10 @@
 //! The box's images, made here: Debian root file systems (mmdebstrap from
 //! Debian's packages, built once and cached), imported into the box's
-//! engine, and one small image per service on top of it (the Dockerfiles in
+//! engine, and one image per service on top of it (the Dockerfiles in
 //! tests/rehearsal/images/), tagged with the exact references the
-//! generated compose file names. No registry is involved.
+//! generated compose file names. Dify's api, worker and beat are Dify's
+//! own: the release's source with its locked dependencies
+//! (tests/rehearsal/dify-api.sh). No registry is involved.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,19 +31,19 @@ impl Suite {
 pub const PGVECTOR: &str = "0.8.0";
 const PG_CONFIG: &str = "/usr/lib/postgresql/15/bin/pg_config";
 
-/// The stand-in images, with the root file system each is built on.
+/// The images made from a folder of tests/rehearsal/images/, with the root
+/// file system each is built on (dify-api has a context of its own).
 const ROLES: &[(&str, Suite)] = &[
     ("postgres", Suite::Bookworm),
     ("redis", Suite::Bookworm),
     ("nginx", Suite::Trixie),
     ("squid", Suite::Trixie),
-    ("dify-api", Suite::Bookworm),
     ("dify-web", Suite::Bookworm),
     ("dify-sandbox", Suite::Bookworm),
     ("dify-plugin-daemon", Suite::Bookworm),
 ];
 
-/// Which stand-in image serves each service of a compose file.
+/// Which rehearsal image serves each service of a compose file.
 pub fn role(service: &str) -> Option<&'static str> {
     Some(match service {
         "api" | "worker" | "worker_beat" => "dify-api",
@@ -56,9 +58,10 @@ pub fn role(service: &str) -> Option<&'static str> {
     })
 }
 
-/// What each stand-in is not, against the image it stands for.
+/// What each rehearsal image is not, against the image it stands for.
 pub const DIFFERENCES: &[&str] = &[
-    "dify-api, worker, beat, web, sandbox, plugin daemon: stand-ins (tests/rehearsal/images/standin.py), not Dify's programs: same ports, health endpoints, users and volumes; they make the connections the real services make at start and answer every route with their own name",
+    "api, worker, worker_beat: Dify's own code (the release's api source, its locked dependencies installed by uv, Dify's entrypoint.sh) laid out and set up as the site's generated api.Dockerfile does, but not built by it: on Debian bookworm with the machine's Python 3.12.1 (pyenv's build) for python:3.12-slim-bookworm; flask-restx is PyPI's 1.3.2 for the git fork the lock names (it cannot be fetched here), with Dify's libs/flask_restx_compat.py patched to skip the swagger hook 1.3.2 lacks (tests/rehearsal/flask-restx-1.3.2.patch); no NLTK data or tiktoken encoding (the Dockerfile downloads them at build time from hosts this machine cannot reach)",
+    "web, sandbox, plugin daemon: stand-ins (tests/rehearsal/images/standin.py), not Dify's programs (the web needs Node 22 and pnpm, the sandbox and the daemon are Go programs): same ports, health endpoints, users and volumes; the daemon stand-in speaks the part of the daemon's protocol the api uses for an OpenAI-compatible model provider, the others answer every route with their own name",
     "db_postgres: Debian's PostgreSQL 15 with pgvector 0.8.0 built from source, for pgvector/pgvector:0.8.0-pg16 (PostgreSQL 16); the entrypoint honours PGDATA, POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB; postgres runs as Debian's postgres user, not uid 999",
     "redis: Debian's Redis 7.0 for redis:6-alpine; /data owned by the redis user, command-line configuration only, as the compose file gives it",
     "nginx: Debian trixie's nginx 1.26 for nginx:1.27-alpine, with the image's main configuration (conf.d/*.conf, workers as user nginx, logs to the container's output); the nginx user has a system uid, not 101",
@@ -143,9 +146,11 @@ pub fn compose_images(compose: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Import the root file systems and build every stand-in image (once per
-/// engine: the data root lives as long as the rehearsal).
-pub fn build(engine: &Engine, pgvector: &Path) {
+/// Import the root file systems and build every image of
+/// tests/rehearsal/images/ (once per engine: the data root lives as long as
+/// the rehearsal). `ca` is the rehearsal's CA, which the plugin daemon's
+/// stand-in trusts.
+pub fn build(engine: &Engine, pgvector: &Path, ca: &Path) {
     let mut bases = Vec::new();
     for suite in [Suite::Bookworm, Suite::Trixie] {
         let (tar, base) = rootfs(suite);
@@ -167,7 +172,13 @@ pub fn build(engine: &Engine, pgvector: &Path) {
             ctx.to_str().unwrap(),
         ]);
         if role.starts_with("dify-") {
+            // The stand-ins' one program.
             std::fs::copy(sources.join("standin.py"), ctx.join("standin.py")).unwrap();
+        }
+        if role == "dify-plugin-daemon" {
+            // The daemon reaches the LLM endpoint, whose certificate is from
+            // the rehearsal's CA: trusted as an operator would add theirs.
+            std::fs::copy(ca, ctx.join("rehearsal-ca.crt")).unwrap();
         }
         if role == "postgres" {
             must(&[
@@ -189,14 +200,147 @@ pub fn build(engine: &Engine, pgvector: &Path) {
     }
 }
 
-/// Tag the stand-ins with the references a compose file names. A service
-/// the rehearsal has no stand-in for fails the rehearsal: it says so
+/// The prefix of the machine's Python 3.12, which dify-api.sh puts into the
+/// api image: DIFY_CFG_PYTHON312, or pyenv's 3.12.1.
+pub fn python312() -> Option<PathBuf> {
+    let prefix = match std::env::var_os("DIFY_CFG_PYTHON312") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let out = std::process::Command::new("pyenv")
+                .arg("root")
+                .output()
+                .ok()?;
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("versions/3.12.1")
+        }
+    };
+    prefix.join("bin/python3.12").exists().then_some(prefix)
+}
+
+/// The settings of the api image as the site's generated api.Dockerfile
+/// gives them (ENV, WORKDIR, USER, EXPOSE, ENTRYPOINT and LABEL of its
+/// `base` and `production` stages), for `docker import --change`; with the
+/// PATH of the Python base image first, which the Dockerfile's PATH extends.
+/// The file system dify-api.sh lays out must be where these point: the
+/// app folder and the entrypoint are checked.
+pub fn api_settings(dockerfile: &str) -> Vec<String> {
+    let mut joined = Vec::new();
+    let mut line = String::new();
+    for l in dockerfile.lines() {
+        if line.is_empty() && l.trim_start().starts_with('#') {
+            continue;
+        }
+        match l.trim_end().strip_suffix('\\') {
+            Some(part) => {
+                line.push_str(part.trim());
+                line.push(' ');
+            }
+            None => {
+                line.push_str(l.trim());
+                joined.push(std::mem::take(&mut line));
+            }
+        }
+    }
+    let mut settings =
+        vec!["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    let mut stage = String::new();
+    for l in joined {
+        if let Some(from) = l.strip_prefix("FROM ") {
+            stage = from.rsplit(' ').next().unwrap_or("").to_string();
+            continue;
+        }
+        let keep = [
+            "ENV ",
+            "WORKDIR ",
+            "USER ",
+            "EXPOSE ",
+            "ENTRYPOINT ",
+            "LABEL ",
+        ];
+        if stage == "production" && l.starts_with("COPY ") && l.ends_with(" /entrypoint.sh") {
+            settings.push("# entrypoint /entrypoint.sh".into());
+        }
+        if (stage == "base" || stage == "production") && keep.iter().any(|k| l.starts_with(k)) {
+            settings.push(l);
+        }
+    }
+    assert!(
+        settings.iter().any(|s| s == "WORKDIR /app/api")
+            && settings.iter().any(|s| s == "# entrypoint /entrypoint.sh"),
+        "the rehearsal lays out /app/api and /entrypoint.sh; the generated api.Dockerfile says otherwise:\n{settings:#?}"
+    );
+    settings.retain(|s| !s.starts_with('#'));
+    settings
+}
+
+/// Dify's own api image (api, worker and beat, by MODE) for `release`: its
+/// file system is made once and cached by tests/rehearsal/dify-api.sh (the
+/// bookworm root file system, the machine's Python 3.12, the release's
+/// source and its locked dependencies), imported with the settings of the
+/// site's generated api.Dockerfile.
+pub fn build_api(engine: &Engine, reference: &Path, release: &str, dockerfile: &Path) {
+    let (rootfs, _) = rootfs(Suite::Bookworm);
+    let script = crate::support::repo().join("tests/rehearsal/dify-api.sh");
+    let python = python312().expect("checked by the prerequisites");
+    let out = std::process::Command::new("sh")
+        .arg(&script)
+        .args([
+            release,
+            reference.to_str().unwrap(),
+            rootfs.to_str().unwrap(),
+        ])
+        .env("DIFY_CFG_PYTHON312", &python)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tests/rehearsal/dify-api.sh failed");
+    let tar = String::from_utf8(out.stdout).unwrap();
+    let settings = api_settings(&std::fs::read_to_string(dockerfile).unwrap());
+    let mut args = vec!["import"];
+    for change in &settings {
+        args.extend(["--change", change.as_str()]);
+    }
+    args.extend([tar.trim(), "dify-cfg-rehearsal/dify-api:latest"]);
+    engine.docker_ok(&args);
+}
+
+/// Tag the rehearsal's images with the references a compose file names. A
+/// service the rehearsal has no image for fails the rehearsal: it says so
 /// rather than run the site without it.
 pub fn tag_for(engine: &Engine, compose: &Path) {
     for (service, image) in compose_images(compose) {
         let role = role(&service).unwrap_or_else(|| {
-            panic!("the rehearsal has no stand-in for service {service} ({image})")
+            panic!("the rehearsal has no image for service {service} ({image})")
         });
         engine.docker_ok(&["tag", &format!("dify-cfg-rehearsal/{role}:latest"), &image]);
     }
+}
+
+/// The api image's settings are read from the generated Dockerfile (runs
+/// without root: the rehearsal itself may be skipped here).
+#[test]
+fn api_image_settings_come_from_the_generated_dockerfile() {
+    let dockerfile = crate::support::example_out().join("clinic-01/docker/api.Dockerfile");
+    let settings = api_settings(&std::fs::read_to_string(dockerfile).unwrap());
+    for wanted in [
+        "WORKDIR /app/api",
+        "USER 1001:1001",
+        "EXPOSE 5001",
+        "ENTRYPOINT [\"/bin/bash\", \"/entrypoint.sh\"]",
+    ] {
+        assert!(
+            settings.iter().any(|s| s == wanted),
+            "{wanted}: {settings:#?}"
+        );
+    }
+    // Both stages' environments, the base image's PATH first.
+    assert!(settings[0].starts_with("ENV PATH=/usr/local/sbin"));
+    assert!(settings.iter().any(|s| s.contains("LC_ALL=C.UTF-8")));
+    assert!(
+        settings
+            .iter()
+            .any(|s| s.contains("VIRTUAL_ENV=/app/api/.venv")
+                && s.contains("PATH=/app/api/.venv/bin:$PATH"))
+    );
+    // The packages stage's settings are not the image's.
+    assert!(!settings.iter().any(|s| s.contains("UV_LINK_MODE")));
 }

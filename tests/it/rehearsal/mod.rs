@@ -6,15 +6,21 @@
 //! root, exec root and socket; the machine's own Docker and firewall are
 //! never touched). The site's images are made here from a Debian root file
 //! system (see `images`): nginx, squid, PostgreSQL with pgvector and Redis
-//! are the real programs; Dify's own services are stand-ins, and the report
-//! lists every difference. The site's tree is committed with `dify-cfg
-//! commit`, pushed to a bare repository, and applied by `deploy/apply.sh`
-//! installed as the README says, with the operator's secrets file.
+//! are the real programs, and so are Dify's api, worker and beat (the
+//! release's source with its locked dependencies); the web, sandbox and
+//! plugin daemon are stand-ins, and the report lists every difference. A
+//! smoke workload (console setup, an app, its API key, a completion, a
+//! document indexed into pgvector) goes through nginx from the LAN and the
+//! admin network while `memory` measures every process. The site's tree is
+//! committed with `dify-cfg commit`, pushed to a bare repository, and
+//! applied by `deploy/apply.sh` installed as the README says, with the
+//! operator's secrets file.
 //!
 //! Needs root, dockerd, mmdebstrap, iproute2, iptables, curl, openssl,
-//! make, PostgreSQL 15's server headers and the pgvector source in the
-//! reference files; skips with a printed reason when one is missing (and
-//! fails then under DIFY_CFG_REQUIRE_TOOLS=1, as in CI).
+//! make, patch, uv, pyenv's Python 3.12, PostgreSQL 15's server headers,
+//! and Dify's and pgvector's source in the reference files; skips with a
+//! printed reason when one is missing (and fails then under
+//! DIFY_CFG_REQUIRE_TOOLS=1, as in CI).
 //!
 //! By hand, for one site with its report kept:
 //!   tests/rehearsal/run.sh clinic-01
@@ -22,10 +28,12 @@
 
 mod images;
 mod matrix;
+mod memory;
 mod netns;
 mod probes;
 mod services;
 mod stages;
+mod workload;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -46,6 +54,8 @@ struct Rehearsal {
     /// README says (`/opt/dify-cfg/apply.sh` is `root/opt/dify-cfg/apply.sh`).
     root: PathBuf,
     hosts: Vec<Child>,
+    /// The reference files (Dify's source, pgvector's).
+    reference: PathBuf,
 }
 
 impl Drop for Rehearsal {
@@ -90,6 +100,8 @@ fn prerequisites() -> Option<PathBuf> {
         "flock",
         "timeout",
         "bash",
+        "uv",
+        "patch",
     ] {
         if !support::available(
             "the box rehearsal",
@@ -107,6 +119,14 @@ fn prerequisites() -> Option<PathBuf> {
         "the box rehearsal",
         compose,
         "the docker compose plugin is not installed",
+    ) {
+        return None;
+    }
+    let python = images::python312().is_some();
+    if !support::available(
+        "the box rehearsal",
+        python,
+        "Python 3.12 is not among pyenv's versions (or set DIFY_CFG_PYTHON312)",
     ) {
         return None;
     }
@@ -246,8 +266,23 @@ impl Rehearsal {
         let mut engine = Engine::new(&work);
         netns::topology();
         engine.start();
-        images::build(&engine, &images::pgvector(reference));
         make_ca(&work);
+        images::build(&engine, &images::pgvector(reference), &work.join("ca.crt"));
+        // The api image takes its settings from the site's own Dockerfile.
+        let built = work.join("built");
+        support::assert_ok(
+            support::dify_cfg(
+                &["build", "--site", site, "--out", built.to_str().unwrap()],
+                &config,
+            ),
+            "dify-cfg build",
+        );
+        images::build_api(
+            &engine,
+            reference,
+            &x.release,
+            &built.join(format!("{site}/docker/api.Dockerfile")),
+        );
         let standin = support::repo().join("tests/rehearsal/images/standin.py");
         let standin = standin.to_str().unwrap();
         let (crt, key) = (work.join("llm.crt"), work.join("llm.key"));
@@ -274,6 +309,7 @@ impl Rehearsal {
             config,
             remote,
             hosts,
+            reference: reference.to_path_buf(),
         };
         r.commit(site);
         must(&[
@@ -422,7 +458,13 @@ impl Rehearsal {
     }
 
     fn apply_ok(&self, what: &str) -> String {
-        let out = self.apply();
+        self.apply_within_ok(180, what)
+    }
+
+    /// A run that must succeed; the first start of Dify's api runs every
+    /// migration first, which takes minutes on a busy machine.
+    fn apply_within_ok(&self, seconds: u32, what: &str) -> String {
+        let out = self.apply_within(seconds);
         let said = text(&out);
         assert!(out.status.success(), "{what}: apply.sh failed:\n{said}");
         said
@@ -510,15 +552,49 @@ impl Rehearsal {
         }
     }
 
+    /// Wait (at most five minutes) until a service's container has logged
+    /// `needle`.
+    fn wait_logged(&self, site: &str, service: &str, needle: &str) {
+        let container = format!("{site}-{service}-1");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let out = self.engine.docker(&["logs", &container]);
+            if text(&out).contains(needle) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{container} did not log {needle:?}:\n{}",
+                text(&out)
+            );
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+    }
+
     /// The whole matrix of the running site.
     fn matrix(&self, x: &Expect, compose: &Path) -> Vec<Row> {
-        let upload = self.work.join("upload.bin");
+        // Within Dify's default upload limit (15 MB), above nginx's
+        // default request body (1 MiB): the site's nginx must raise it.
+        let upload = self.work.join("upload.txt");
         if !upload.exists() {
-            let f = std::fs::File::create(&upload).unwrap();
-            f.set_len(50 * 1024 * 1024).unwrap();
+            std::fs::write(&upload, "rehearsal\n".repeat(1024 * 1024)).unwrap();
         }
-        let mut rows = matrix::run(x, &self.engine, &x.site, &self.work.join("ca.crt"), &upload);
-        rows.extend(services::rows(x, &self.engine, &x.site, compose));
+        let key = workload::app_key(&self.work);
+        let mut rows = matrix::run(
+            x,
+            &self.engine,
+            &x.site,
+            &self.work.join("ca.crt"),
+            &upload,
+            &key,
+        );
+        rows.extend(services::rows(
+            x,
+            &self.engine,
+            &x.site,
+            compose,
+            &self.reference,
+        ));
         rows
     }
 }
@@ -549,11 +625,16 @@ fn report(title: &str, rows: &[Row]) -> String {
 }
 
 fn keep_report(name: &str, text: &str) -> PathBuf {
+    keep_file(&format!("{name}.md"), text)
+}
+
+/// A file of the rehearsal's kept with its reports.
+fn keep_file(file: &str, text: &str) -> PathBuf {
     let dir = std::env::var_os("DIFY_CFG_REHEARSAL_REPORT")
         .map(PathBuf::from)
         .unwrap_or_else(|| support::repo().join("target/rehearsal"));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.md"));
+    let path = dir.join(file);
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -593,11 +674,25 @@ fn box_rehearsal() {
     let compose = r.site_file(&site, "compose.yaml");
     images::tag_for(&r.engine, &compose);
 
-    // The first apply, and the site as the README promises it.
-    let first = r.apply_ok("first apply");
+    // The first apply (Dify's migrations run in the api), the smoke
+    // workload, and the site as the README promises it; every process's
+    // memory measured throughout.
+    let sampler = memory::Sampler::start();
+    let first = r.apply_within_ok(300, "first apply");
     stage("first apply");
     assert!(first.contains("applied"), "{first}");
     let x = Expect::load(&r.config, &site);
+    let smoke = workload::run(&x, &r.work);
+    stage("smoke workload");
+    // Beat has no health check: its peak counts once it has started.
+    r.wait_logged(&site, "worker_beat", "beat: Starting...");
+    let peaks = sampler.finish();
+    memory::check(
+        &x,
+        &memory::by_service(&r.engine, &site, &peaks),
+        &reference,
+    );
+    check(&format!("{site}-workload"), &smoke);
     check(&site, &r.matrix(&x, &compose));
     stages::a_hole_is_seen(&r, &x);
     let again = r.apply_ok("second apply");

@@ -4,9 +4,7 @@
 //! settings: LAN, admin networks, ssh-from, public routes, egress) and what
 //! the real network and programs answered.
 
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 
 use ipnet::IpNet;
 
@@ -52,16 +50,29 @@ pub fn tcp_from_container(engine: &Engine, container: &str, addr: &str, port: u1
     tcp_outcome(out.status.code(), &String::from_utf8_lossy(&out.stderr))
 }
 
+/// Which service wrote an answer: the stand-ins name themselves; Dify's
+/// api is known by its own answers (its /health, and Flask's not-found page
+/// for a path it does not serve: nginx's own pages look different).
+pub fn who_answered(body: &str) -> Option<String> {
+    let json = serde_json::from_str::<serde_json::Value>(body.trim()).ok();
+    if let Some(service) = json.as_ref().and_then(|v| v["service"].as_str()) {
+        return Some(service.to_string());
+    }
+    let dify_health = json
+        .as_ref()
+        .is_some_and(|v| v["status"] == "ok" && v["version"].is_string() && v["pid"].is_u64());
+    let flask_not_found = body.contains("<title>404 Not Found</title>")
+        && body.contains("The requested URL was not found on the server.");
+    (dify_health || flask_not_found).then(|| "api".to_string())
+}
+
 /// curl's answer in the matrix's words: the status and which service
-/// answered (the stand-ins name themselves), or what stopped it.
+/// answered, or what stopped it.
 pub fn curl_outcome(code: Option<i32>, stdout: &str) -> String {
     match code {
         Some(0) => {
             let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", stdout));
-            let service = serde_json::from_str::<serde_json::Value>(body.trim())
-                .ok()
-                .and_then(|v| v["service"].as_str().map(str::to_string));
-            match service {
+            match who_answered(body) {
                 Some(s) => format!("{status} {s}"),
                 None => status.trim().to_string(),
             }
@@ -131,47 +142,12 @@ pub fn contains(nets: &[IpNet], addr: &str) -> bool {
     nets.iter().any(|n| n.contains(&a))
 }
 
-/// Server-sent events through nginx, one at a time: the api's stand-in
-/// sends event n+1 only after the client acknowledged event n with a
-/// second request, so the stream passes only when nginx forwards each
-/// event as it comes (a buffering proxy holds event 1 back and the stream
-/// ends with an error event).
-pub fn sse(host: Host, via: &Via) -> String {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", host.ns(), "curl", "-sN", "-m", "120"])
-        .args(&via.args)
-        .arg(format!("{}/v1/rehearsal/stream", via.base))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cannot run curl");
-    let mut events = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let Ok(line) = line else { break };
-        let Some(data) = line.strip_prefix("data: ") else {
-            continue;
-        };
-        if data == "[DONE]" {
-            events.push("done".to_string());
-            break;
-        }
-        let v: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
-        match v["event"].as_u64() {
-            Some(n) => {
-                events.push(n.to_string());
-                http(host, via, &format!("/v1/rehearsal/ack?n={n}"), &[]);
-            }
-            None => events.push(format!("error {data}")),
-        }
-    }
-    let _ = child.wait();
-    format!("events {}", events.join(", "))
-}
-
-/// A file uploaded to /v1/files/upload.
-pub fn upload(host: Host, via: &Via, file: &std::path::Path) -> String {
-    let form = format!("file=@{}", file.display());
+/// A file uploaded to /v1/files/upload with the app's API key (from the
+/// smoke workload): Dify stores it and says its size.
+pub fn upload(host: Host, via: &Via, file: &std::path::Path, key: &str) -> String {
+    let form = format!("file=@{};type=text/plain", file.display());
     let url = format!("{}/v1/files/upload", via.base);
+    let auth = format!("Authorization: Bearer {key}");
     let mut args = vec![
         "curl",
         "-s",
@@ -181,22 +157,24 @@ pub fn upload(host: Host, via: &Via, file: &std::path::Path) -> String {
         "-",
         "-w",
         "\n%{http_code}",
+        "-H",
+        &auth,
         "-F",
         &form,
+        "-F",
+        "user=rehearsal",
     ];
     args.extend(via.args.iter().map(String::as_str));
     args.push(&url);
     let out = in_host(host, &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-    let received = serde_json::from_str::<serde_json::Value>(body.trim())
+    let size = serde_json::from_str::<serde_json::Value>(body.trim())
         .ok()
-        .and_then(|v| v["received"].as_u64());
-    match (out.status.code(), received) {
-        (Some(0), Some(n)) if n >= std::fs::metadata(file).unwrap().len() => {
-            format!("{status} api, whole file received")
-        }
-        (Some(0), n) => format!("{status}, received {n:?}"),
+        .and_then(|v| v["size"].as_u64());
+    match (out.status.code(), size) {
+        (Some(0), Some(n)) => format!("{status} api, {n} bytes stored"),
+        (Some(0), None) => format!("{status} {}", body.trim()),
         (code, _) => curl_outcome(code, &stdout),
     }
 }

@@ -1,7 +1,8 @@
 //! What the running services run with: each container's memory limit as
 //! Docker and the kernel enforce it, PostgreSQL's settings and pgvector,
-//! Redis's memory policy and password, and the connections the stand-ins
-//! made at start with the generated environment.
+//! Redis's memory policy and password, Dify's migrations and its Celery
+//! worker and beat, and the connections the stand-ins made at start with
+//! the generated environment.
 
 use std::path::Path;
 
@@ -84,7 +85,43 @@ fn psql(engine: &Engine, project: &str, db: &str, sql: &str) -> String {
     }
 }
 
-fn postgres_rows(engine: &Engine, project: &str, compose: &serde_yaml_ng::Value) -> Vec<Row> {
+/// The head of a release's migrations: the one revision no other revision
+/// names as its parent (api/migrations/versions in the release's source).
+pub fn migrations_head(reference: &Path, release: &str) -> String {
+    let dir = reference.join(format!("dify/{release}/source/api/migrations/versions"));
+    let quoted = |line: &str| -> Vec<String> {
+        line.split(['\'', '"'])
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let (mut revisions, mut parents) = (Vec::new(), std::collections::BTreeSet::new());
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for line in text.lines() {
+            if line.starts_with("revision =") {
+                revisions.extend(quoted(line));
+            } else if line.starts_with("down_revision =") {
+                parents.extend(quoted(line));
+            }
+        }
+    }
+    let heads: Vec<String> = revisions
+        .into_iter()
+        .filter(|r| !parents.contains(r))
+        .collect();
+    assert_eq!(heads.len(), 1, "{}: heads {heads:?}", dir.display());
+    heads[0].clone()
+}
+
+fn postgres_rows(
+    engine: &Engine,
+    project: &str,
+    compose: &serde_yaml_ng::Value,
+    reference: &Path,
+    release: &str,
+) -> Vec<Row> {
     let mut rows = Vec::new();
     let command = compose_command(compose, "db_postgres");
     for pair in command.windows(2).filter(|w| w[0] == "-c") {
@@ -98,7 +135,13 @@ fn postgres_rows(engine: &Engine, project: &str, compose: &serde_yaml_ng::Value)
     }
     rows.push(row(
         "container db_postgres",
-        "pgvector extension (created by the api with PGVECTOR_*)".into(),
+        "SHOW server_encoding".into(),
+        "UTF8".into(),
+        psql(engine, project, "dify", "SHOW server_encoding"),
+    ));
+    rows.push(row(
+        "container db_postgres",
+        "pgvector extension (created by Dify's PGVector with PGVECTOR_*)".into(),
         super::images::PGVECTOR.into(),
         psql(
             engine,
@@ -109,13 +152,13 @@ fn postgres_rows(engine: &Engine, project: &str, compose: &serde_yaml_ng::Value)
     ));
     rows.push(row(
         "container db_postgres",
-        "rows written at start with DB_* (database dify)".into(),
-        "api,beat,worker".into(),
+        format!("alembic_version after the api's migrations (Dify {release})"),
+        migrations_head(reference, release),
         psql(
             engine,
             project,
             "dify",
-            "SELECT string_agg(DISTINCT service, ',' ORDER BY service) FROM rehearsal_starts",
+            "SELECT string_agg(version_num, ',') FROM alembic_version",
         ),
     ));
     rows.push(row(
@@ -198,11 +241,60 @@ fn redis_rows(engine: &Engine, project: &str, compose: &serde_yaml_ng::Value) ->
     ]
 }
 
-pub fn rows(x: &Expect, engine: &Engine, project: &str, compose: &Path) -> Vec<Row> {
+/// Dify's Celery: the worker consuming the queues Dify's entrypoint names,
+/// beat scheduling (their own log lines).
+fn celery_rows(engine: &Engine, project: &str) -> Vec<Row> {
+    let logs = |service: &str| {
+        let out = engine.docker(&["logs", &format!("{project}-{service}-1")]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let said = |text: &str, needle: &str| {
+        if text.contains(needle) {
+            format!("logged {needle:?}")
+        } else {
+            format!("did not log {needle:?}")
+        }
+    };
+    let worker = logs("worker");
+    let beat = logs("worker_beat");
+    vec![
+        row(
+            "container worker",
+            "Celery worker connected to the broker (CELERY_BROKER_URL)".into(),
+            format!("logged {:?}", "Connected to redis://"),
+            said(&worker, "Connected to redis://"),
+        ),
+        row(
+            "container worker",
+            "Celery worker ready".into(),
+            format!("logged {:?}", "ready."),
+            said(&worker, "ready."),
+        ),
+        row(
+            "container worker_beat",
+            "Celery beat started".into(),
+            format!("logged {:?}", "beat: Starting..."),
+            said(&beat, "beat: Starting..."),
+        ),
+    ]
+}
+
+pub fn rows(
+    x: &Expect,
+    engine: &Engine,
+    project: &str,
+    compose: &Path,
+    reference: &Path,
+) -> Vec<Row> {
     let doc: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(compose).unwrap()).unwrap();
     let mut rows = memory_rows(x, engine, project);
-    rows.extend(postgres_rows(engine, project, &doc));
+    rows.extend(postgres_rows(engine, project, &doc, reference, &x.release));
+    rows.extend(celery_rows(engine, project));
     rows.extend(redis_rows(engine, project, &doc));
     rows
 }

@@ -56,14 +56,18 @@ pub fn tampered_tree_is_refused(r: &Rehearsal, site: &str) {
     r.push();
 }
 
-/// A release whose services do not become healthy (the api's memory limit
-/// is too small for it to start) is rolled back: the firewall chains and
-/// the containers are those of the release before. The branch stays at the
-/// failed commit (the reboot below finds it so).
+/// A release whose services do not become healthy (Dify's api cannot start
+/// with a log level Python's logging does not know, a mistake the compiler
+/// does not catch) is rolled back: the firewall chains and the containers
+/// are those of the release before. The branch stays at the failed commit
+/// (the reboot below finds it so).
 pub fn failing_release_rolls_back(r: &Rehearsal, site: &str) {
     let before = (r.firewall(), r.containers());
-    r.change_site(site, "Squeeze the api into 10 MiB", |t| {
-        format!("{t}\n[services.api]\nmemory = \"10MiB\"\n")
+    r.change_site(site, "A log level Dify cannot start with", |t| {
+        t.replace(
+            "[network]\n",
+            "[env]\nLOG_LEVEL = \"CHATTY\"\n\n[network]\n",
+        )
     });
     let out = r.apply_within(60);
     let said = text(&out);
