@@ -163,9 +163,53 @@ mod tests {
         }
     }
 
+    /// A measurement with fixed numbers, for the arithmetic (the data file
+    /// changes whenever the processes are measured again).
+    const FIXTURE: &str = r#"
+release = "1.16.0"
+source-commit = "5c6372d2f76d240265b92fd27c16bc772ffcb107"
+measured = "2026-12-01"
+method = "a fixture"
+
+[services.api]
+base = 498
+per-worker = 452
+
+[services.api.peaks]
+start = 498
+migrations = 447
+
+[services.worker]
+base = 475
+
+[services.worker.peaks]
+start = 460
+after-one-task = 475
+
+[services.worker-beat]
+base = 447
+
+[services.worker-beat.peaks]
+start = 447
+"#;
+
     #[test]
     fn the_measured_floors_of_1_16_0() {
-        let m = measurement("1.16.0").unwrap();
+        // The data: every service dify-cfg measures, each base its largest
+        // peak (parse refuses anything else), nothing for 1.16.1 yet.
+        let data = measurement("1.16.0").unwrap();
+        for kind in [
+            ServiceKind::Api,
+            ServiceKind::Worker,
+            ServiceKind::WorkerBeat,
+        ] {
+            assert!(data.floor(kind).is_some(), "{kind:?}");
+        }
+        assert!(data.floor(ServiceKind::Web).is_none());
+        assert!(measurement("1.16.1").is_none());
+        assert!(measurement("0.0.0").is_none());
+        // The arithmetic, on fixed numbers.
+        let m = parse("1.16.0", FIXTURE).unwrap();
         let api = m.floor(ServiceKind::Api).unwrap();
         assert_eq!(api.with_workers(1), Bytes::mib(498));
         assert_eq!(api.with_workers(2), Bytes::mib(950));
@@ -189,15 +233,13 @@ mod tests {
         assert_eq!(api.with_headroom(3, 10), Bytes::mib(1543));
         // Zero workers cannot be set, but count as one.
         assert_eq!(api.with_workers(0), Bytes::mib(498));
-        assert!(m.floor(ServiceKind::Web).is_none());
-        assert!(measurement("1.16.1").is_none());
-        assert!(measurement("0.0.0").is_none());
     }
 
     #[test]
     fn a_broken_file_is_refused_not_a_panic() {
-        let good = FILES[0].1;
+        let good = FIXTURE;
         assert!(parse("1.16.0", good).is_ok());
+        assert!(parse("1.16.0", FILES[0].1).is_ok());
         // Named after another release.
         assert!(parse("1.16.1", good).unwrap_err().contains("`release`"));
         // A base that is not the largest peak.

@@ -159,29 +159,40 @@ mod tests {
         services.get_mut(&kind).unwrap().memory = Bytes::mib(mib);
     }
 
+    /// A service's floor with one worker, and with `headroom` percent above
+    /// it, in MiB, from the data (which changes when measured again).
+    fn floor_mib(kind: ServiceKind, headroom: u8) -> u64 {
+        let f = measurement("1.16.0").and_then(|m| m.floor(kind)).unwrap();
+        f.with_headroom(1, headroom).0 >> 20
+    }
+
     #[test]
     fn limits_below_the_floor_are_errors_and_close_above_it_warnings() {
-        // The fixture's limits are the edge profile's old ones: beat at
-        // 128 MiB, api and worker at 512 MiB.
-        let got = findings("1.16.0", 10, |_| {});
+        use ServiceKind::{Api, Worker, WorkerBeat};
+        // The edge profile's old beat (128 MiB) is refused; an api at its
+        // floor is within the headroom; a worker at floor + headroom fits.
+        let got = findings("1.16.0", 10, |s| {
+            set(s, Api, floor_mib(Api, 0));
+            set(s, Worker, floor_mib(Worker, 10));
+            set(s, WorkerBeat, 128);
+        });
         assert_eq!(
             got,
             [
                 (Code::MemoryHeadroom, Severity::Warning, "api".into()),
-                (Code::MemoryHeadroom, Severity::Warning, "worker".into()),
                 (Code::MemoryFloor, Severity::Error, "worker-beat".into()),
             ]
         );
         // At the floor with the headroom, nothing; one MiB under, a warning.
         let fits = |s: &mut BTreeMap<ServiceKind, Service>| {
-            set(s, ServiceKind::Api, 548);
-            set(s, ServiceKind::Worker, 523);
-            set(s, ServiceKind::WorkerBeat, 492);
+            for k in [Api, Worker, WorkerBeat] {
+                set(s, k, floor_mib(k, 10));
+            }
         };
         assert!(findings("1.16.0", 10, fits).is_empty());
         let got = findings("1.16.0", 10, |s| {
             fits(s);
-            set(s, ServiceKind::WorkerBeat, 491);
+            set(s, WorkerBeat, floor_mib(WorkerBeat, 10) - 1);
         });
         assert_eq!(
             got,
@@ -193,17 +204,21 @@ mod tests {
         );
         // Without headroom the floor itself passes; one MiB under fails.
         let got = findings("1.16.0", 0, |s| {
-            set(s, ServiceKind::Api, 498);
-            set(s, ServiceKind::Worker, 474);
-            set(s, ServiceKind::WorkerBeat, 447);
+            set(s, Api, floor_mib(Api, 0));
+            set(s, Worker, floor_mib(Worker, 0) - 1);
+            set(s, WorkerBeat, floor_mib(WorkerBeat, 0));
         });
         assert_eq!(got, [(Code::MemoryFloor, Severity::Error, "worker".into())]);
     }
 
     #[test]
     fn every_gunicorn_worker_counts_and_an_unmeasured_release_is_not_checked() {
-        // Two gunicorn workers need 950 MiB: 1 GiB is within the headroom,
-        // 900 MiB is below the floor.
+        // Two gunicorn workers need the floor plus one worker process: just
+        // above that is within the headroom, just below is below the floor.
+        let floor = api();
+        let two_floor = floor.with_workers(2).0 >> 20;
+        let two_fits = floor.with_headroom(2, 10).0 >> 20;
+        assert!(two_floor > floor_mib(ServiceKind::Api, 0) + 400);
         let two = |mib| {
             move |s: &mut BTreeMap<ServiceKind, Service>| {
                 set(s, ServiceKind::Api, mib);
@@ -216,22 +231,22 @@ mod tests {
                 .map(|(c, _, _)| c)
         };
         assert_eq!(
-            api(findings("1.16.0", 10, two(1024))),
+            api(findings("1.16.0", 10, two(two_floor + 1))),
             Some(Code::MemoryHeadroom)
         );
         assert_eq!(
-            api(findings("1.16.0", 10, two(900))),
+            api(findings("1.16.0", 10, two(two_floor - 1))),
             Some(Code::MemoryFloor)
         );
-        assert_eq!(api(findings("1.16.0", 10, two(1045))), None);
+        assert_eq!(api(findings("1.16.0", 10, two(two_fits))), None);
         // More Celery workers are greenlets: the worker's floor stays.
         let got = findings("1.16.0", 10, |s| {
-            set(s, ServiceKind::Worker, 523);
+            set(s, ServiceKind::Worker, floor_mib(ServiceKind::Worker, 10));
             s.get_mut(&ServiceKind::Worker).unwrap().workers = Some(8);
         });
         assert!(!got.iter().any(|(_, _, s)| s == "worker"), "{got:?}");
         // 1.16.1 was not measured: no floors, whatever the limits.
-        assert!(findings("1.16.1", 10, |_| {}).is_empty());
+        assert!(findings("1.16.1", 10, |s| set(s, ServiceKind::WorkerBeat, 128)).is_empty());
     }
 
     fn api() -> &'static Floor {
@@ -244,8 +259,17 @@ mod tests {
     fn the_note_names_the_measurement() {
         let m = measurement("1.16.0").unwrap();
         let note = how_measured(m, api(), 2);
-        assert!(note.contains("Dify 1.16.0 (commit 5c6372d2f76d, 2026-12-01): 498MiB, its `start` peak, plus 452MiB for each worker beyond the first (1 more)"), "{note}");
-        assert!(note.contains("migrations 447MiB"), "{note}");
+        let expected = format!(
+            "Dify 1.16.0 (commit 5c6372d2f76d, {}): {}, its `start` peak, plus ",
+            m.measured,
+            api().with_workers(1).human()
+        );
+        assert!(note.contains(&expected), "{note}");
+        assert!(
+            note.contains("for each worker beyond the first (1 more)"),
+            "{note}"
+        );
+        assert!(note.contains("migrations "), "{note}");
         assert!(note.contains("VmHWM"), "{note}");
         assert_eq!(
             measured_what(m, ServiceKind::Api, api(), 2),
