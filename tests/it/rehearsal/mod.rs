@@ -444,9 +444,13 @@ impl Rehearsal {
         c
     }
 
-    /// One run of the installed agent on the box.
+    /// One run of the installed agent on the box. Every service of a new
+    /// release must be healthy within six minutes: Dify's api runs
+    /// `flask upgrade-db` and boots gunicorn within its CPU limit, which
+    /// takes minutes when the machine is busy (a healthy release ends the
+    /// wait at once).
     fn apply(&self) -> Output {
-        self.apply_within(180)
+        self.apply_within(360)
     }
 
     /// One run, with `seconds` for every service to become healthy.
@@ -458,7 +462,7 @@ impl Rehearsal {
     }
 
     fn apply_ok(&self, what: &str) -> String {
-        self.apply_within_ok(180, what)
+        self.apply_within_ok(360, what)
     }
 
     /// A run that must succeed; the first start of Dify's api runs every
@@ -525,7 +529,7 @@ impl Rehearsal {
     /// Wait until every container of the site runs, healthy where it has a
     /// health check (after the engine restarted them).
     fn wait_healthy(&self, site: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(480);
         loop {
             let ids = self.engine.docker_ok(&[
                 "ps",
@@ -678,7 +682,7 @@ fn box_rehearsal() {
     // workload, and the site as the README promises it; every process's
     // memory measured throughout.
     let sampler = memory::Sampler::start();
-    let first = r.apply_within_ok(300, "first apply");
+    let first = r.apply_within_ok(480, "first apply");
     stage("first apply");
     assert!(first.contains("applied"), "{first}");
     let x = Expect::load(&r.config, &site);
