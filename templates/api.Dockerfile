@@ -84,6 +84,6 @@ LABEL {{ l.key }}={{ l.value|quote }}
 # Numeric, so that Kubernetes can verify runAsNonRoot: the user dify.
 USER {{ uid }}:{{ uid }}
 EXPOSE {{ port }}
-HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=5s --start-period=300s --retries=3 \
     CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:{{ port }}/health"]
 ENTRYPOINT ["/bin/bash", "{{ entrypoint.dest }}"]
