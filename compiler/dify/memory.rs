@@ -53,6 +53,12 @@ impl Floor {
         Bytes((self.base + self.per_worker.unwrap_or(0) * more) * MIB)
     }
 
+    /// MiB each worker beyond the first adds, where `workers` has more than
+    /// one and each is a process of its own.
+    pub fn per_extra_worker(&self, workers: u32) -> Option<u64> {
+        self.per_worker.filter(|_| workers > 1)
+    }
+
     /// [`Floor::with_workers`] and `headroom_percent` more, rounded up to
     /// whole MiB: the smallest limit with that headroom.
     pub fn with_headroom(&self, workers: u32, headroom_percent: u8) -> Bytes {
@@ -104,7 +110,7 @@ pub fn parse(release: &str, text: &str) -> Result<Measurement, String> {
         ));
     }
     for (key, floor) in &m.services {
-        if !ServiceKind::ALL.iter().any(|k| k.key() == key) {
+        if ServiceKind::from_key(key).is_none() {
             return bad(format!("`services.{key}` is not a service"));
         }
         let largest = floor.peaks.values().copied().max();

@@ -96,7 +96,7 @@ fn floor_note(key: &str, site: &Site) -> Option<String> {
     let kind = key
         .strip_prefix("services.")?
         .strip_suffix(".memory")
-        .and_then(|k| ServiceKind::ALL.into_iter().find(|s| s.key() == k))?;
+        .and_then(ServiceKind::from_key)?;
     let service = site.services.get(&kind)?;
     let release = &site.dify_version;
     let Some(m) = memory::measurement(release) else {
@@ -106,12 +106,12 @@ fn floor_note(key: &str, site: &Site) -> Option<String> {
     let floor = m.floor(kind)?;
     let workers = service.workers.unwrap_or(1);
     let headroom = site.headroom_percent();
-    let with = match (floor.per_worker, workers) {
-        (Some(per), 2..) => format!(
+    let with = match floor.per_extra_worker(workers) {
+        Some(per) => format!(
             " with {workers} workers ({}MiB + {per}MiB a worker beyond the first)",
             floor.base
         ),
-        _ => String::new(),
+        None => String::new(),
     };
     Some(format!(
         "floor {}{with}, measured on Dify {release} ({}, its `{}` peak); {} with the {headroom}% headroom",

@@ -339,12 +339,15 @@ pub struct Device {
 /// is not set, and on sites without a device (helm).
 pub const DEFAULT_HEADROOM_PERCENT: u8 = 10;
 
+/// The headroom above the measured memory floors a site on `device` keeps.
+pub fn headroom_percent(device: Option<&Device>) -> u8 {
+    device.map_or(DEFAULT_HEADROOM_PERCENT, |d| d.headroom_percent)
+}
+
 impl Site {
     /// The headroom above the measured memory floors this site keeps.
     pub fn headroom_percent(&self) -> u8 {
-        self.device
-            .as_ref()
-            .map_or(DEFAULT_HEADROOM_PERCENT, |d| d.headroom_percent)
+        headroom_percent(self.device.as_ref())
     }
 }
 

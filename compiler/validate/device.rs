@@ -39,7 +39,13 @@ pub(super) fn device(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<D
                 }
             };
             let reserve = percent(cx, &d.reserve, "device.reserve", 20, RESERVE);
-            let headroom = percent(cx, &d.headroom, "device.headroom", 10, HEADROOM);
+            let headroom = percent(
+                cx,
+                &d.headroom,
+                "device.headroom",
+                DEFAULT_HEADROOM_PERCENT,
+                HEADROOM,
+            );
             match (memory, cpus, reserve, headroom) {
                 (Some(memory), Some(cpus), Some(reserve_percent), Some(headroom_percent)) => {
                     Some(Device {

@@ -81,10 +81,9 @@ pub(super) fn floors(
 
 /// "worker-beat was measured to need on Dify 1.16.0 (with 2 workers)".
 fn measured_what(m: &Measurement, kind: ServiceKind, floor: &Floor, workers: u32) -> String {
-    let with = if floor.per_worker.is_some() && workers > 1 {
-        format!(" with {workers} workers")
-    } else {
-        String::new()
+    let with = match floor.per_extra_worker(workers) {
+        Some(_) => format!(" with {workers} workers"),
+        None => String::new(),
     };
     format!(
         "{} was measured to need on Dify {}{with}",
@@ -103,9 +102,7 @@ fn how_measured(m: &Measurement, floor: &Floor, workers: u32) -> String {
         m.measured,
         floor.base
     );
-    if let Some(per) = floor.per_worker
-        && workers > 1
-    {
+    if let Some(per) = floor.per_extra_worker(workers) {
         out.push_str(&format!(
             ", plus {per}MiB for each worker beyond the first ({} more)",
             workers - 1

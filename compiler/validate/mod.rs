@@ -2,7 +2,8 @@
 //! diagnostics. Defaults are applied here (and recorded, for `explain`),
 //! units, names, CIDRs and ports are checked, and so are the rules that
 //! keep a box alive: the memory budget, the measured memory floors, Redis
-//! headroom, secrets by reference only. Fleet-wide rules (overlapping LANs) come last.
+//! headroom, secrets by reference only. Fleet-wide rules (overlapping LANs)
+//! come last.
 
 mod agent_proxy;
 mod autoscaling;
@@ -116,9 +117,7 @@ pub fn validate_site(
         );
     }
 
-    let headroom = device
-        .as_ref()
-        .map_or(DEFAULT_HEADROOM_PERCENT, |d| d.headroom_percent);
+    let headroom = headroom_percent(device.as_ref());
     floors::floors(cx, &dify_version, &services, &memory_spans, headroom);
     connections::budget(cx, layer, &services, &database, vector_store, sources);
 
