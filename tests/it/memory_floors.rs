@@ -6,12 +6,7 @@ use std::collections::BTreeSet;
 
 use dify_cfg::internals::dify_facts::memory;
 
-use crate::support;
-
-/// The commit id in a reference `SOURCE` line ("... tag 1.16.0, commit <id>").
-fn source_commit(source: &str) -> Option<&str> {
-    source.split("commit ").nth(1).map(str::trim)
-}
+use crate::support::{self, source_commit};
 
 #[test]
 fn every_measurement_is_of_its_release_at_the_tag_commit() {

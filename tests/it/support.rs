@@ -30,6 +30,11 @@ pub fn reference() -> Option<PathBuf> {
     None
 }
 
+/// The commit id in a reference `SOURCE` line ("... tag 1.16.0, commit <id>").
+pub fn source_commit(source: &str) -> Option<&str> {
+    source.split("commit ").nth(1).map(str::trim)
+}
+
 /// Copy the example fleet (profiles/, sites/, templates/) into `dst`.
 pub fn copy_fleet(dst: &Path) {
     for dir in ["profiles", "sites", "templates"] {

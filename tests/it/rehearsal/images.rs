@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::netns::{Engine, must};
+use crate::build_rehearsal::model::Instr;
 
 /// The root file systems, by Debian release (what each holds, and why, is
 /// in tests/rehearsal/rootfs.sh, which builds them).
@@ -223,52 +224,25 @@ pub fn python312() -> Option<PathBuf> {
 /// The file system dify-api.sh lays out must be where these point: the
 /// app folder and the entrypoint are checked.
 pub fn api_settings(dockerfile: &str) -> Vec<String> {
-    let mut joined = Vec::new();
-    let mut line = String::new();
-    for l in dockerfile.lines() {
-        if line.is_empty() && l.trim_start().starts_with('#') {
-            continue;
-        }
-        match l.trim_end().strip_suffix('\\') {
-            Some(part) => {
-                line.push_str(part.trim());
-                line.push(' ');
-            }
-            None => {
-                line.push_str(l.trim());
-                joined.push(std::mem::take(&mut line));
-            }
-        }
-    }
+    const KEPT: [&str; 6] = ["ENV", "WORKDIR", "USER", "EXPOSE", "ENTRYPOINT", "LABEL"];
+    let instructions = crate::build_rehearsal::model::instructions(dockerfile);
+    let in_image = |i: &&Instr| i.stage == "base" || i.stage == "production";
     let mut settings =
         vec!["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
-    let mut stage = String::new();
-    for l in joined {
-        if let Some(from) = l.strip_prefix("FROM ") {
-            stage = from.rsplit(' ').next().unwrap_or("").to_string();
-            continue;
-        }
-        let keep = [
-            "ENV ",
-            "WORKDIR ",
-            "USER ",
-            "EXPOSE ",
-            "ENTRYPOINT ",
-            "LABEL ",
-        ];
-        if stage == "production" && l.starts_with("COPY ") && l.ends_with(" /entrypoint.sh") {
-            settings.push("# entrypoint /entrypoint.sh".into());
-        }
-        if (stage == "base" || stage == "production") && keep.iter().any(|k| l.starts_with(k)) {
-            settings.push(l);
-        }
-    }
+    settings.extend(
+        instructions
+            .iter()
+            .filter(in_image)
+            .filter(|i| KEPT.contains(&i.keyword.as_str()))
+            .map(|i| format!("{} {}", i.keyword, i.args)),
+    );
+    let entrypoint = instructions.iter().any(|i| {
+        i.stage == "production" && i.keyword == "COPY" && i.args.ends_with(" /entrypoint.sh")
+    });
     assert!(
-        settings.iter().any(|s| s == "WORKDIR /app/api")
-            && settings.iter().any(|s| s == "# entrypoint /entrypoint.sh"),
+        entrypoint && settings.iter().any(|s| s == "WORKDIR /app/api"),
         "the rehearsal lays out /app/api and /entrypoint.sh; the generated api.Dockerfile says otherwise:\n{settings:#?}"
     );
-    settings.retain(|s| !s.starts_with('#'));
     settings
 }
 
@@ -277,7 +251,7 @@ pub fn api_settings(dockerfile: &str) -> Vec<String> {
 /// bookworm root file system, the machine's Python 3.12, the release's
 /// source and its locked dependencies), imported with the settings of the
 /// site's generated api.Dockerfile.
-pub fn build_api(engine: &Engine, reference: &Path, release: &str, dockerfile: &Path) {
+pub fn build_api(engine: &Engine, reference: &Path, release: &str, dockerfile: &str) {
     let (rootfs, _) = rootfs(Suite::Bookworm);
     let script = crate::support::repo().join("tests/rehearsal/dify-api.sh");
     let python = python312().expect("checked by the prerequisites");
@@ -294,7 +268,7 @@ pub fn build_api(engine: &Engine, reference: &Path, release: &str, dockerfile: &
         .unwrap();
     assert!(out.status.success(), "tests/rehearsal/dify-api.sh failed");
     let tar = String::from_utf8(out.stdout).unwrap();
-    let settings = api_settings(&std::fs::read_to_string(dockerfile).unwrap());
+    let settings = api_settings(dockerfile);
     let mut args = vec!["import"];
     for change in &settings {
         args.extend(["--change", change.as_str()]);

@@ -18,6 +18,9 @@ use std::time::Duration;
 
 use std::path::Path;
 
+use dify_cfg::internals::ServiceKind;
+use dify_cfg::internals::dify_facts::memory;
+
 use super::matrix::Expect;
 use super::netns::Engine;
 
@@ -228,23 +231,22 @@ pub fn report(release: &str, measured: &BTreeMap<String, Measured>) -> String {
     s
 }
 
-/// The facts' service keys (`[services.*]` of the profiles) and the
-/// compose services they measure.
-const MEASURED: &[(&str, &str)] = &[
-    ("api", "api"),
-    ("worker", "worker"),
-    ("worker-beat", "worker_beat"),
+/// The services whose floors the compiler carries.
+const MEASURED: [ServiceKind; 3] = [
+    ServiceKind::Api,
+    ServiceKind::Worker,
+    ServiceKind::WorkerBeat,
 ];
 
 /// The peaks the facts name, from what was measured: the api's serving
 /// processes at once and its migrations; the worker and beat.
-fn peaks_of(service: &str, m: &Measured) -> Vec<(&'static str, u64)> {
-    match service {
-        "api" => vec![
+fn peaks_of(kind: ServiceKind, m: &Measured) -> Vec<(&'static str, u64)> {
+    match kind {
+        ServiceKind::Api => vec![
             ("start", m.get("gunicorn master") + m.get("gunicorn worker")),
             ("migrations", m.get("flask upgrade-db")),
         ],
-        "worker" => vec![("workload", m.get("celery worker"))],
+        ServiceKind::Worker => vec![("workload", m.get("celery worker"))],
         _ => vec![("start", m.get("celery beat"))],
     }
 }
@@ -266,19 +268,20 @@ fn facts_file(x: &Expect, commit: &str, measured: &BTreeMap<String, Measured>) -
         today.trim(),
         x.site
     );
-    for (key, compose) in MEASURED {
-        let Some(m) = measured.get(*compose) else {
+    for kind in MEASURED {
+        let Some(m) = measured.get(kind.compose_name()) else {
             continue;
         };
+        let key = kind.key();
         s.push_str(&format!("\n[services.{key}]\nbase = {}\n", m.floor() / MIB));
-        if *key == "api" {
+        if kind == ServiceKind::Api {
             s.push_str(&format!(
                 "per-worker = {}\n",
                 m.get("gunicorn worker") / MIB
             ));
         }
         s.push_str(&format!("\n[services.{key}.peaks]\n"));
-        for (name, bytes) in peaks_of(key, m) {
+        for (name, bytes) in peaks_of(kind, m) {
             s.push_str(&format!("{name} = {}\n", bytes / MIB));
         }
     }
@@ -317,36 +320,30 @@ pub fn check(x: &Expect, measured: &BTreeMap<String, Measured>, reference: &Path
     }
     let source = std::fs::read_to_string(reference.join(format!("dify/{}/SOURCE", x.release)))
         .unwrap_or_default();
-    let commit = source
-        .split_whitespace()
-        .find(|w| w.len() == 40 && w.chars().all(|c| c.is_ascii_hexdigit()))
-        .unwrap_or("unknown");
+    let commit = crate::support::source_commit(&source).unwrap_or("unknown");
     let data = facts_file(x, commit, measured);
     let kept = super::keep_file(&format!("memory-{}.toml", x.release), &data);
     eprintln!("rehearsal: measured floors kept in {}", kept.display());
-    let facts_path =
-        crate::support::repo().join(format!("compiler/dify/memory/{}.toml", x.release));
-    let facts: toml::Value = toml::from_str(
-        &std::fs::read_to_string(&facts_path)
-            .unwrap_or_else(|e| panic!("{}: {e}", facts_path.display())),
-    )
-    .unwrap();
+    let facts = format!("compiler/dify/memory/{}.toml", x.release);
+    let m = memory::measurement(&x.release)
+        .unwrap_or_else(|| panic!("{facts} is missing: copy it from {}", kept.display()));
     assert_eq!(
-        facts["source-commit"].as_str(),
-        Some(commit),
-        "{} was not measured on the source the rehearsal ran",
-        facts_path.display()
+        m.source_commit, commit,
+        "{facts} was not measured on the source the rehearsal ran"
     );
-    for (key, compose) in MEASURED {
-        let floor = measured[*compose].floor() / MIB;
-        let recorded = facts["services"][key]["base"].as_integer().unwrap() as u64;
+    for kind in MEASURED {
+        let key = kind.key();
+        let floor = measured[kind.compose_name()].floor() / MIB;
+        let recorded = m
+            .floor(kind)
+            .unwrap_or_else(|| panic!("{facts}: no {key}"))
+            .base;
         assert!(
             floor * 10 <= recorded * 11 && recorded * 10 <= floor * 11,
-            "{key}: measured floor {floor} MiB, {} says {recorded} MiB: measure again and update it from {}",
-            facts_path.display(),
+            "{key}: measured floor {floor} MiB, {facts} says {recorded} MiB: measure again and update it from {}",
             kept.display()
         );
-        let limit = x.memory[*compose] / MIB;
+        let limit = x.memory[kind.compose_name()] / MIB;
         assert!(
             limit > floor,
             "{key}: limit {limit} MiB below the measured {floor} MiB"

@@ -54,8 +54,8 @@ struct Rehearsal {
     /// README says (`/opt/dify-cfg/apply.sh` is `root/opt/dify-cfg/apply.sh`).
     root: PathBuf,
     hosts: Vec<Child>,
-    /// The reference files (Dify's source, pgvector's).
-    reference: PathBuf,
+    /// The last of the site's release's migrations (from its source).
+    migrations_head: String,
 }
 
 impl Drop for Rehearsal {
@@ -268,21 +268,6 @@ impl Rehearsal {
         engine.start();
         make_ca(&work);
         images::build(&engine, &images::pgvector(reference), &work.join("ca.crt"));
-        // The api image takes its settings from the site's own Dockerfile.
-        let built = work.join("built");
-        support::assert_ok(
-            support::dify_cfg(
-                &["build", "--site", site, "--out", built.to_str().unwrap()],
-                &config,
-            ),
-            "dify-cfg build",
-        );
-        images::build_api(
-            &engine,
-            reference,
-            &x.release,
-            &built.join(format!("{site}/docker/api.Dockerfile")),
-        );
         let standin = support::repo().join("tests/rehearsal/images/standin.py");
         let standin = standin.to_str().unwrap();
         let (crt, key) = (work.join("llm.crt"), work.join("llm.key"));
@@ -309,9 +294,17 @@ impl Rehearsal {
             config,
             remote,
             hosts,
-            reference: reference.to_path_buf(),
+            migrations_head: services::migrations_head(reference, &x.release),
         };
         r.commit(site);
+        // The api image takes its settings from the site's own Dockerfile.
+        let dockerfile = r.site_file(site, "docker/api.Dockerfile");
+        images::build_api(
+            &r.engine,
+            reference,
+            &x.release,
+            &std::fs::read_to_string(dockerfile).unwrap(),
+        );
         must(&[
             "git",
             "clone",
@@ -562,14 +555,13 @@ impl Rehearsal {
         let container = format!("{site}-{service}-1");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         loop {
-            let out = self.engine.docker(&["logs", &container]);
-            if text(&out).contains(needle) {
+            let logged = self.engine.logs(&container);
+            if logged.contains(needle) {
                 return;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "{container} did not log {needle:?}:\n{}",
-                text(&out)
+                "{container} did not log {needle:?}:\n{logged}"
             );
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
@@ -597,7 +589,7 @@ impl Rehearsal {
             &self.engine,
             &x.site,
             compose,
-            &self.reference,
+            &self.migrations_head,
         ));
         rows
     }

@@ -318,6 +318,11 @@ impl Engine {
             .expect("cannot run docker")
     }
 
+    /// What a container has logged so far (its output and error output).
+    pub fn logs(&self, container: &str) -> String {
+        crate::support::output_text(&self.docker(&["logs", container]))
+    }
+
     pub fn docker_ok(&self, args: &[&str]) -> String {
         let out = self.docker(args);
         assert!(

@@ -53,7 +53,7 @@ pub fn tcp_from_container(engine: &Engine, container: &str, addr: &str, port: u1
 /// Which service wrote an answer: the stand-ins name themselves; Dify's
 /// api is known by its own answers (its /health, and Flask's not-found page
 /// for a path it does not serve: nginx's own pages look different).
-pub fn who_answered(body: &str) -> Option<String> {
+fn who_answered(body: &str) -> Option<String> {
     let json = serde_json::from_str::<serde_json::Value>(body.trim()).ok();
     if let Some(service) = json.as_ref().and_then(|v| v["service"].as_str()) {
         return Some(service.to_string());

@@ -87,7 +87,7 @@ fn psql(engine: &Engine, project: &str, db: &str, sql: &str) -> String {
 
 /// The head of a release's migrations: the one revision no other revision
 /// names as its parent (api/migrations/versions in the release's source).
-pub fn migrations_head(reference: &Path, release: &str) -> String {
+pub(super) fn migrations_head(reference: &Path, release: &str) -> String {
     let dir = reference.join(format!("dify/{release}/source/api/migrations/versions"));
     let quoted = |line: &str| -> Vec<String> {
         line.split(['\'', '"'])
@@ -119,8 +119,8 @@ fn postgres_rows(
     engine: &Engine,
     project: &str,
     compose: &serde_yaml_ng::Value,
-    reference: &Path,
     release: &str,
+    migrations_head: &str,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     let command = compose_command(compose, "db_postgres");
@@ -153,7 +153,7 @@ fn postgres_rows(
     rows.push(row(
         "container db_postgres",
         format!("alembic_version after the api's migrations (Dify {release})"),
-        migrations_head(reference, release),
+        migrations_head.to_string(),
         psql(
             engine,
             project,
@@ -244,43 +244,34 @@ fn redis_rows(engine: &Engine, project: &str, compose: &serde_yaml_ng::Value) ->
 /// Dify's Celery: the worker consuming the queues Dify's entrypoint names,
 /// beat scheduling (their own log lines).
 fn celery_rows(engine: &Engine, project: &str) -> Vec<Row> {
-    let logs = |service: &str| {
-        let out = engine.docker(&["logs", &format!("{project}-{service}-1")]);
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
-    let said = |text: &str, needle: &str| {
-        if text.contains(needle) {
-            format!("logged {needle:?}")
-        } else {
-            format!("did not log {needle:?}")
-        }
-    };
-    let worker = logs("worker");
-    let beat = logs("worker_beat");
-    vec![
-        row(
-            "container worker",
-            "Celery worker connected to the broker (CELERY_BROKER_URL)".into(),
-            format!("logged {:?}", "Connected to redis://"),
-            said(&worker, "Connected to redis://"),
+    let logs: std::collections::BTreeMap<&str, String> = ["worker", "worker_beat"]
+        .into_iter()
+        .map(|s| (s, engine.logs(&format!("{project}-{s}-1"))))
+        .collect();
+    [
+        (
+            "worker",
+            "Celery worker connected to the broker (CELERY_BROKER_URL)",
+            "Connected to redis://",
         ),
-        row(
-            "container worker",
-            "Celery worker ready".into(),
-            format!("logged {:?}", "ready."),
-            said(&worker, "ready."),
-        ),
-        row(
-            "container worker_beat",
-            "Celery beat started".into(),
-            format!("logged {:?}", "beat: Starting..."),
-            said(&beat, "beat: Starting..."),
-        ),
+        ("worker", "Celery worker ready", "ready."),
+        ("worker_beat", "Celery beat started", "beat: Starting..."),
     ]
+    .into_iter()
+    .map(|(service, what, needle)| {
+        let said = if logs[service].contains(needle) {
+            "logged"
+        } else {
+            "did not log"
+        };
+        row(
+            &format!("container {service}"),
+            what.into(),
+            format!("logged {needle:?}"),
+            format!("{said} {needle:?}"),
+        )
+    })
+    .collect()
 }
 
 pub fn rows(
@@ -288,12 +279,18 @@ pub fn rows(
     engine: &Engine,
     project: &str,
     compose: &Path,
-    reference: &Path,
+    migrations_head: &str,
 ) -> Vec<Row> {
     let doc: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(compose).unwrap()).unwrap();
     let mut rows = memory_rows(x, engine, project);
-    rows.extend(postgres_rows(engine, project, &doc, reference, &x.release));
+    rows.extend(postgres_rows(
+        engine,
+        project,
+        &doc,
+        &x.release,
+        migrations_head,
+    ));
     rows.extend(celery_rows(engine, project));
     rows.extend(redis_rows(engine, project, &doc));
     rows

@@ -45,7 +45,6 @@ import os
 import re
 import ssl
 import sys
-import threading
 import time
 import urllib.parse
 import uuid
@@ -54,8 +53,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ROLE = sys.argv[1] if len(sys.argv) > 1 else ""
 
 STATE = {"ready": False, "checks": {}}
-ACKS = {}
-ACKS_LOCK = threading.Lock()
 
 # The LLM stub's models, and the one provider the plugin daemon stand-in
 # declares for them.
@@ -63,7 +60,7 @@ LLM_MODEL = "stub-llm"
 EMBEDDING_MODEL = "stub-embedding"
 EMBEDDING_DIMENSIONS = 64
 STREAM_PAUSE = 0.3
-# Bodies larger than this are counted, not kept (the upload probes).
+# Bodies larger than this are read and dropped, not kept.
 KEEP_BODY = 8 << 20
 
 
@@ -272,23 +269,16 @@ def llm_route(h, path, body):
         }
         if with_usage:
             c["usage"] = usage
-        h.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
-        h.wfile.flush()
+        h.event(json.dumps(c))
 
-    h.send_response(200)
-    h.send_header("Content-Type", "text/event-stream")
-    h.send_header("Cache-Control", "no-cache")
-    h.send_header("Connection", "close")
-    h.end_headers()
+    h.start_events()
     chunk({"role": "assistant", "content": ""})
     for n, piece in enumerate(pieces):
         if n:
             time.sleep(STREAM_PAUSE)
         chunk({"content": piece})
     chunk({}, finish="stop", with_usage=True)
-    h.wfile.write(b"data: [DONE]\n\n")
-    h.wfile.flush()
-    h.close_connection = True
+    h.event("[DONE]")
     return True
 
 
@@ -685,15 +675,10 @@ def plugin_error_line(err):
 
 
 def stream_reply(h, head, error, rest=()):
-    h.send_response(200)
-    h.send_header("Content-Type", "text/event-stream")
-    h.send_header("Cache-Control", "no-cache")
-    h.send_header("Connection", "close")
-    h.end_headers()
+    h.start_events()
 
     def send(obj):
-        h.wfile.write(f"data: {json.dumps(obj)}\n\n".encode())
-        h.wfile.flush()
+        h.event(json.dumps(obj))
 
     try:
         for data in head:
@@ -708,7 +693,6 @@ def stream_reply(h, head, error, rest=()):
             err = PluginError("InvokeError", f"{type(err).__name__}: {err}")
         log(f"{h.path}: {err.error_type}: {err.message}")
         send(plugin_error_line(err))
-    h.close_connection = True
     return True
 
 
@@ -726,8 +710,21 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def start_events(self):
+        """Answer with server-sent events; the connection ends with them."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    def event(self, data):
+        self.wfile.write(f"data: {data}\n\n".encode())
+        self.wfile.flush()
+
     def read_body(self):
-        """The request's body (None when too large to keep) and its size."""
+        """The request's body (None when too large to keep)."""
         parts, received = [], 0
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             reader = self.read_chunked()
@@ -737,7 +734,7 @@ class Handler(BaseHTTPRequestHandler):
             received += len(chunk)
             if received <= KEEP_BODY:
                 parts.append(chunk)
-        return (b"".join(parts) if received <= KEEP_BODY else None), received
+        return b"".join(parts) if received <= KEEP_BODY else None
 
     def read_length(self, length):
         received = 0
@@ -760,7 +757,7 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self):
         url = urllib.parse.urlsplit(self.path)
         body = {"service": ROLE, "method": self.command, "path": url.path}
-        data, received = self.read_body()
+        data = self.read_body()
         if ROLE in ("llm", "plugin_daemon"):
             log(f"{self.command} {url.path}")
         if url.path in ("/health", "/health/check"):
@@ -770,39 +767,7 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if ROLE == "plugin_daemon" and daemon_route(self, url.path, data):
             return None
-        if url.path.endswith("/rehearsal/stream"):
-            return self.stream()
-        if url.path.endswith("/rehearsal/ack"):
-            n = int(urllib.parse.parse_qs(url.query).get("n", ["0"])[0])
-            with ACKS_LOCK:
-                ACKS.setdefault(n, threading.Event()).set()
-            return self.reply(200, {**body, "ack": n})
-        if received:
-            body["received"] = received
-        status = 201 if url.path.endswith("/files/upload") else 200
-        return self.reply(status, body)
-
-    def stream(self):
-        # Server-sent events, one at a time: event n+1 is sent only after
-        # the client acknowledged event n through a second request. A proxy
-        # that buffers the stream holds event 1 back, and the client never
-        # acknowledges it: the stream then ends with an error event.
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
-        for n in (1, 2, 3):
-            event = json.dumps({"service": ROLE, "event": n})
-            self.wfile.write(f"data: {event}\n\n".encode())
-            self.wfile.flush()
-            with ACKS_LOCK:
-                waiter = ACKS.setdefault(n, threading.Event())
-            if not waiter.wait(30):
-                self.wfile.write(b"data: {\"error\": \"no acknowledgement\"}\n\n")
-                break
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
-        self.close_connection = True
+        return self.reply(200, body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = answer
 
