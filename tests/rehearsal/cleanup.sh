@@ -39,4 +39,9 @@ fi
 for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^dcr-/ { print $1 }'); do
     ip netns delete "$ns"
 done
+# An engine that died without cleaning up leaves its containers' network
+# namespaces bound under its exec root; unmount them (deepest first) so the
+# folder can go.
+awk -v r="$RUN/" 'index($2, r) == 1 { print $2 }' /proc/self/mounts | sort -r |
+    while IFS= read -r m; do umount -l "$m" 2>/dev/null || true; done
 rm -rf "$RUN"
