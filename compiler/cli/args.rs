@@ -79,7 +79,8 @@ pub struct CommitArgs {
     #[arg(long)]
     pub branch_prefix: Option<String>,
     /// Commit to `<rollout-prefix><site>` on top of the site branch and write the
-    /// pull request's title and body to `out/_rollout/<site>.{title,md}`.
+    /// pull request's title and body to `out/_rollout/<site>.{title,md}`; refused
+    /// (exit 2) while a rollout branch of an earlier wave is not merged.
     #[arg(long)]
     pub pr: bool,
     /// The prefix of rollout branches (with `--pr`).
@@ -88,9 +89,18 @@ pub struct CommitArgs {
     /// Show what would be committed; write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Commit on top of a branch whose tip dify-cfg did not make.
+    /// Commit on top of a branch whose tip dify-cfg did not make (without it,
+    /// such a site is skipped and the command exits 1).
     #[arg(long)]
     pub force: bool,
+    /// With `--pr`: propose even while rollout branches of an earlier wave are
+    /// not merged into their site branches.
+    #[arg(long, requires = "pr")]
+    pub ignore_waves: bool,
+    /// Archive each branch dify-cfg made for a site no longer in the sources as
+    /// the tag `retired/<branch>`, and delete the branch.
+    #[arg(long)]
+    pub retire: bool,
     /// Commit even though input files differ from HEAD (compiles the working tree).
     #[arg(long)]
     pub allow_dirty: bool,

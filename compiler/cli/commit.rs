@@ -7,12 +7,16 @@ use std::path::{Path, PathBuf};
 use git2::Oid;
 
 use crate::cli::args::Format;
-use crate::cli::exit::Failure;
+use crate::cli::exit::{ExitCode, Failure};
 use crate::cli::output::{Output, Report, Text};
 use crate::driver::{Compiled, Selection};
 use crate::emit::OutDir;
 use crate::git::{Repo, short};
-use crate::gitops::{self, CommitPlan, Committer, Prepared, commit_sites, publish, write_pr_files};
+use crate::gitops::retire::RETIRED_PREFIX;
+use crate::gitops::{
+    self, CommitPlan, Committer, Prepared, Removed, WaveHold, commit_sites, publish,
+    removed_branches, retire, wave_hold, write_pr_files,
+};
 
 /// How to commit.
 pub struct CommitOptions {
@@ -24,6 +28,10 @@ pub struct CommitOptions {
     pub rollout_prefix: Option<String>,
     pub dry_run: bool,
     pub force: bool,
+    /// With `--pr`: propose whatever earlier waves' rollouts are open.
+    pub ignore_waves: bool,
+    /// Archive and delete the branches of removed sites.
+    pub retire: bool,
     pub allow_dirty: bool,
     /// Where `--pr` writes `_rollout/`; default `out/` under the root.
     pub out: Option<PathBuf>,
@@ -33,6 +41,12 @@ pub struct CommitReport {
     pub head: Oid,
     pub dry_run: bool,
     pub prepared: Prepared,
+    /// `--pr` refused: the earlier waves' rollouts a later wave waits for
+    /// (no branch moved).
+    pub hold: Option<WaveHold>,
+    /// Branches of sites no longer in the sources (retired with `--retire`).
+    pub removed: Vec<Removed>,
+    pub retire: bool,
 }
 
 pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitReport, Failure> {
@@ -65,6 +79,21 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
     let details = opts.dry_run || out.format == Format::Json;
     let prepared = commit_sites(&repo, &compiled, &chosen, &committer, details)
         .map_err(|e| out.gitops_failure(e, &compiled.inputs))?;
+    let mut report = CommitReport {
+        head,
+        dry_run: opts.dry_run,
+        prepared: Prepared::default(),
+        hold: None,
+        removed: Vec::new(),
+        retire: opts.retire,
+    };
+    if !opts.ignore_waves {
+        report.hold = wave_hold(&repo, &compiled.sites, &prepared, &plan)?;
+        if report.hold.is_some() {
+            return Ok(report);
+        }
+    }
+    report.removed = removed_branches(&repo, &compiled.sites, opts.branch_prefix.as_deref())?;
     if !opts.dry_run {
         publish(&repo, &prepared)?;
         if opts.rollout_prefix.is_some() {
@@ -72,17 +101,21 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
             let dir = OutDir::open(&out_dir, root)?;
             write_pr_files(&dir, &prepared)?;
         }
+        if opts.retire {
+            retire(&repo, &mut report.removed, head, plan.dirty)?;
+        }
     }
-    Ok(CommitReport {
-        head,
-        dry_run: opts.dry_run,
-        prepared,
-    })
+    report.prepared = prepared;
+    Ok(report)
 }
 
 impl Report for CommitReport {
     fn text(&self) -> Text {
         let mut text = Text::default();
+        if let Some(hold) = &self.hold {
+            text.stderr = format!("error: {hold}\n");
+            return text;
+        }
         let sites = &self.prepared.sites;
         for s in sites {
             let what = if s.files_changed == 0 {
@@ -105,26 +138,87 @@ impl Report for CommitReport {
                 }
             }
         }
+        let skipped = &self.prepared.skipped;
+        for s in skipped {
+            text.stdout
+                .push_str(&format!("{}: skipped: {}\n", s.branch, s.reason));
+        }
+        text.stdout
+            .push_str(&removed_lines(&self.removed, self.dry_run, self.retire));
         let changed = sites.iter().filter(|s| s.changed()).count();
+        let total = sites.len() + skipped.len();
         text.stderr = format!(
-            "{} {changed} of {} site branch{} from source commit {}\n",
+            "{} {changed} of {total} site branch{} from source commit {}{}\n",
             if self.dry_run {
                 "would update"
             } else {
                 "updated"
             },
-            sites.len(),
-            if sites.len() == 1 { "" } else { "es" },
-            short(self.head)
+            if total == 1 { "" } else { "es" },
+            short(self.head),
+            match skipped.len() {
+                0 => String::new(),
+                n => format!("; {n} skipped (see above)"),
+            }
         );
         text
     }
 
     fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "source-commit": self.head.to_string(),
             "dry-run": self.dry_run,
             "sites": self.prepared.sites,
-        })
+            "skipped": self.prepared.skipped,
+            "removed": self.removed,
+        });
+        if let (Some(hold), Some(obj)) = (&self.hold, json.as_object_mut()) {
+            obj.insert("error".into(), hold.to_string().into());
+            obj.insert("waiting".into(), serde_json::json!(hold));
+        }
+        json
     }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.hold.is_some() {
+            ExitCode::Invalid
+        } else if !self.prepared.skipped.is_empty() {
+            ExitCode::Differs
+        } else {
+            ExitCode::Success
+        }
+    }
+}
+
+/// What the report says about branches of removed sites: each retired
+/// branch with its tag, or each such branch with the command that retires
+/// it.
+fn removed_lines(removed: &[Removed], dry_run: bool, retiring: bool) -> String {
+    let mut out = String::new();
+    let mut offer = false;
+    for r in removed {
+        let tip = r.tip.get(..12).unwrap_or(&r.tip);
+        let what = match (&r.retired_as, r.managed) {
+            (Some(tag), _) => format!("retired: tag `{tag}` keeps {tip}; the branch is deleted"),
+            (None, false) => format!(
+                "site `{}` is no longer in the sources, and dify-cfg did not make its tip {tip}: left alone",
+                r.site
+            ),
+            (None, true) if dry_run && retiring => format!(
+                "site `{}` is no longer in the sources (tip {tip}): would be retired",
+                r.site
+            ),
+            (None, true) => {
+                offer = !retiring;
+                format!("site `{}` is no longer in the sources (tip {tip})", r.site)
+            }
+        };
+        out.push_str(&format!("{}: {what}\n", r.branch));
+    }
+    if offer {
+        out.push_str(&format!(
+            "`dify-cfg commit --retire` archives each branch of a removed site as the tag `{RETIRED_PREFIX}<branch>` and deletes the branch\n"
+        ));
+    }
+    out
 }

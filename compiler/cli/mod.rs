@@ -88,6 +88,8 @@ fn commit_options(a: CommitArgs) -> commit::CommitOptions {
         rollout_prefix: a.pr.then_some(a.rollout_prefix),
         dry_run: a.dry_run,
         force: a.force,
+        ignore_waves: a.ignore_waves,
+        retire: a.retire,
         allow_dirty: a.allow_dirty,
         out: a.out,
     }

@@ -4,8 +4,10 @@
 //! never writes the index or the working tree, and never fetches or pushes.
 
 mod commits;
+mod history;
 mod inputs;
 mod refs;
+mod tags;
 mod trees;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use git2::{ErrorCode, Oid, Repository};
 
 pub use commits::{CommitInfo, Identity};
 pub use refs::RefUpdate;
+pub use tags::Archive;
 pub use trees::blob_id;
 
 /// Operational failures of the git stage (not user mistakes in the inputs).

@@ -87,6 +87,18 @@ fn ser_oid<S: serde::Serializer>(o: &Option<Oid>, s: S) -> Result<S::Ok, S::Erro
     }
 }
 
+/// A site `commit` left alone (without `--force`): its branch ends in a
+/// commit dify-cfg did not make. The other sites are committed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Skipped {
+    pub site: String,
+    pub branch: String,
+    /// The branch's tip, which dify-cfg did not make.
+    pub tip: String,
+    pub reason: String,
+}
+
 /// Everything `commit` will write: the objects are already in the
 /// repository (harmless until a branch points at them); the branch
 /// updates are applied by [`publish`], all or none.
@@ -94,6 +106,8 @@ fn ser_oid<S: serde::Serializer>(o: &Option<Oid>, s: S) -> Result<S::Ok, S::Erro
 pub struct Prepared {
     pub sites: Vec<SiteCommit>,
     pub updates: Vec<RefUpdate>,
+    /// Sites not committed, each with the reason (in site order).
+    pub skipped: Vec<Skipped>,
 }
 
 /// How to commit.
@@ -137,6 +151,8 @@ pub enum Outcome {
     },
     /// Refused without `--force`: why.
     Refused(String),
+    /// Left alone without `--force`; the other sites go on.
+    Skipped(Skipped),
 }
 
 /// The per-site work of `commit`: read the branch, write the site's
@@ -192,11 +208,16 @@ impl Committer<'_> {
         {
             let (info, managed) = managed_commit(repo, tip)?;
             if managed.is_none() {
-                return Ok(Outcome::Refused(format!(
-                    "branch `{branch}` ends in {} (\"{}\"), which dify-cfg did not make; pass --force to commit on top of it",
-                    short(tip),
-                    info.subject()
-                )));
+                return Ok(Outcome::Skipped(Skipped {
+                    site: v.site.name.clone(),
+                    reason: format!(
+                        "ends in {} (\"{}\"), which dify-cfg did not make; pass --force to commit on top of it",
+                        short(tip),
+                        info.subject()
+                    ),
+                    branch,
+                    tip: tip.to_string(),
+                }));
             }
             tip_info = Some(info);
         }
@@ -367,6 +388,7 @@ impl Preparer {
                 self.out.updates.extend(updates);
             }
             Outcome::Refused(why) => self.refused.push(why),
+            Outcome::Skipped(skipped) => self.out.skipped.push(skipped),
         }
     }
 
@@ -374,6 +396,7 @@ impl Preparer {
     pub fn finish(mut self) -> Result<Prepared, Error> {
         if self.refused.is_empty() {
             self.out.sites.sort_by(|a, b| a.site.cmp(&b.site));
+            self.out.skipped.sort_by(|a, b| a.site.cmp(&b.site));
             Ok(self.out)
         } else {
             Err(Error::Refused(self.refused))

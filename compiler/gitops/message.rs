@@ -131,3 +131,18 @@ pub fn pr_body(
     ));
     b
 }
+
+/// The message of the tag that keeps a retired branch's tip: the facts
+/// only (no date), so the same retirement gives the same tag anywhere.
+/// `source`: the commit that removed the site's file (or the sources it
+/// was found missing in, `dirty` when those are the working tree's).
+pub fn retire_message(site: &str, branch: &str, tip: Oid, source: Oid, dirty: bool) -> String {
+    let mut m = format!(
+        "{branch}: retired, site {site} is no longer in the sources\n\nThe branch was deleted; this tag keeps its last commit.\n\nBranch: {branch}\nTip: {tip}\nSource-Commit: {source}\n{COMPILER_TRAILER}: {}\n",
+        compiler_id()
+    );
+    if dirty {
+        m.push_str("Source-Dirty: true\n");
+    }
+    m
+}

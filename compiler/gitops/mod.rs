@@ -12,10 +12,14 @@ pub mod changes;
 pub mod commit;
 pub mod diff;
 pub mod message;
+pub mod retire;
+pub mod rollout;
 
 pub use audit::{AuditEntry, Verdict, audit_branches};
 pub use commit::{CommitPlan, Committer, Prepared, commit_sites, prepare, publish, write_pr_files};
 pub use diff::{SiteDiff, diff_sites};
+pub use retire::{Removed, removed_branches, retire};
+pub use rollout::{WaveHold, wave_hold};
 
 use crate::base::diagnostic::Diagnostics;
 use crate::emit::EmitError;

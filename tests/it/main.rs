@@ -20,6 +20,7 @@ mod memory_floors;
 mod properties;
 mod reference;
 mod rehearsal;
+mod rollout;
 mod secrets;
 mod squid;
 mod support;

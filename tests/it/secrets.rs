@@ -151,7 +151,7 @@ fn no_secret_value_reaches_any_output() {
         &["build", "--out", other_out.to_str().unwrap()],
         &["explain", "--site", "clinic-077"],
         &["explain", "--site", "hq"],
-        &["commit", "--pr"],
+        &["commit", "--pr", "--ignore-waves"],
         &["commit"],
         &["diff"],
         &["audit"],
