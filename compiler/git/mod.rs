@@ -5,6 +5,7 @@
 
 mod commits;
 mod inputs;
+pub mod read;
 mod refs;
 mod trees;
 
