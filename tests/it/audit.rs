@@ -2,7 +2,8 @@
 //! modes, and nothing more) is what dify-cfg compiles from the source its
 //! trailers record, and what the sources at the audited revision compile
 //! to. Every other branch gets a failing verdict of its own, and one odd
-//! branch never stops the report. Real git repositories in temp dirs,
+//! branch never stops the report. Also the risk flags of `diff` for every
+//! change of who can reach what. Real git repositories in temp dirs,
 //! driven with git's command line.
 
 use std::collections::BTreeMap;
@@ -394,3 +395,163 @@ fn odd_trailers_and_tips_are_verdicts_of_their_branch_never_an_abort() {
     );
 }
 
+// Risk flags for every change of who can reach what (`diff`, and the
+// commit messages and pull-request bodies, which share the summary).
+
+/// The example fleet with clinic-01's branch committed, `change` made to
+/// the sources; the risk flags `diff` reports for clinic-01, as text.
+fn flags_after(change: impl FnOnce(&Path)) -> Vec<String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("fleet");
+    fs::create_dir_all(&root).unwrap();
+    copy_fleet(&root);
+    init_repo(&root, "The clinic fleet");
+    let out = dify_cfg(&["commit", "--site", "clinic-01"], &root);
+    assert!(out.status.success(), "{}", output_text(&out));
+    change(&root);
+    let out = dify_cfg(
+        &[
+            "diff",
+            "--site",
+            "clinic-01",
+            "--format",
+            "json",
+            "--exit-code",
+        ],
+        &root,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["sites"][0]["risks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let rest: Vec<String> = r
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| *k != "kind")
+                .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
+                .collect();
+            format!("{} {}", r["kind"].as_str().unwrap(), rest.join(" "))
+        })
+        .collect()
+}
+
+fn has(flags: &[String], needles: &[&str]) -> bool {
+    flags.iter().any(|f| needles.iter().all(|n| f.contains(n)))
+}
+
+#[test]
+fn opening_the_console_to_the_lan_is_flagged() {
+    let flags = flags_after(|root| {
+        edit(
+            root,
+            "profiles/edge-4gb.toml",
+            "public-routes = [\"/v1\"]",
+            "public-routes = [\"/v1\", \"/console/api\"]",
+        );
+    });
+    assert!(
+        has(
+            &flags,
+            &[
+                "route-opened",
+                "/console/api",
+                "from=10.20.1.0/24",
+                "clinic-01.clinics.example.org:80"
+            ]
+        ),
+        "{flags:#?}"
+    );
+}
+
+#[test]
+fn a_wider_admin_network_is_flagged_even_where_the_firewall_stays_open() {
+    // The LAN made an admin network: port 80 is open to it already, so
+    // only nginx's routes change (and a second, identical ping rule).
+    let flags = flags_after(|root| {
+        edit(
+            root,
+            "profiles/multi-branch.toml",
+            "admin = [\"10.0.0.0/24\"]",
+            "admin = [\"10.0.0.0/24\", \"10.20.1.0/24\"]",
+        );
+    });
+    assert!(
+        has(
+            &flags,
+            &["route-opened", "/console/api", "from=10.20.1.0/24"]
+        ),
+        "{flags:#?}"
+    );
+    assert!(
+        has(&flags, &["firewall-changed", "rules_added=1"]),
+        "{flags:#?}"
+    );
+    // A new admin network: its routes, its port and its ping.
+    let flags = flags_after(|root| {
+        edit(
+            root,
+            "profiles/multi-branch.toml",
+            "admin = [\"10.0.0.0/24\"]",
+            "admin = [\"10.0.0.0/24\", \"10.9.0.0/24\"]",
+        );
+    });
+    for needles in [
+        &["route-opened", "/console/api", "from=10.9.0.0/24"][..],
+        &["port-opened", "tcp/80 to 10.20.1.10 from 10.9.0.0/24"],
+        &[
+            "port-opened",
+            "icmp/echo-request to the host from 10.9.0.0/24",
+        ],
+    ] {
+        assert!(has(&flags, needles), "{needles:?} in {flags:#?}");
+    }
+}
+
+#[test]
+fn a_wider_ssh_source_is_flagged() {
+    let flags = flags_after(|root| {
+        edit(
+            root,
+            "profiles/multi-branch.toml",
+            "ssh-from = [\"10.0.0.0/28\"]",
+            "ssh-from = [\"10.0.0.0/24\"]",
+        );
+    });
+    assert!(
+        has(
+            &flags,
+            &["port-opened", "tcp/22 to the host from 10.0.0.0/24"]
+        ),
+        "{flags:#?}"
+    );
+    assert!(
+        has(
+            &flags,
+            &["port-closed", "tcp/22 to the host from 10.0.0.0/28"]
+        ),
+        "{flags:#?}"
+    );
+}
+
+#[test]
+fn a_wider_egress_list_is_flagged_at_the_firewall_and_the_proxy() {
+    let flags = flags_after(|root| {
+        edit(
+            root,
+            "profiles/multi-branch.toml",
+            "cidr = \"10.0.0.40/32\"\nports = [443]",
+            "cidr = \"10.0.0.40/32\"\nports = [443, 80]",
+        );
+    });
+    for needles in [
+        &["port-opened", "tcp/80 out to 10.0.0.40/32"][..],
+        &["proxy-opened", "tcp/80 via the SSRF proxy to 10.0.0.40/32"],
+        &["proxy-changed", "ssrf_proxy/squid.conf"],
+    ] {
+        assert!(has(&flags, needles), "{needles:?} in {flags:#?}");
+    }
+}
