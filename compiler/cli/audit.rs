@@ -1,11 +1,11 @@
 //! `dify-cfg audit`: each site branch against a recompile of its source
-//! commit and against the sources at a revision; exit 1 on drift or
-//! staleness.
+//! commit and against the sources at a revision; exit 1 unless every
+//! branch is `reproducible`.
 
 use std::path::Path;
 
 use crate::cli::exit::{ExitCode, Failure};
-use crate::cli::output::{Report, Text};
+use crate::cli::output::{Output, Report, Text};
 use crate::git::Repo;
 use crate::gitops::{AuditEntry, Verdict, audit_branches};
 
@@ -26,21 +26,37 @@ pub struct AuditReport {
 }
 
 impl AuditReport {
+    fn failing(&self) -> impl Iterator<Item = &AuditEntry> {
+        self.entries.iter().filter(|e| !e.verdict.passes())
+    }
+
     fn failed(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|e| matches!(e.verdict, Verdict::Drift | Verdict::Stale))
+        self.failing().next().is_some()
     }
 }
 
-pub fn run(root: &Path, opts: &AuditOptions) -> Result<AuditReport, Failure> {
+/// Audit; the errors of the sources at the revision, which make entries
+/// `unknown`, are printed with the report.
+pub fn run(root: &Path, opts: &AuditOptions, out: &Output) -> Result<AuditReport, Failure> {
     let repo = Repo::discover(root)?;
-    let entries = audit_branches(&repo, &opts.branch_prefix, &opts.sites, &opts.rev)?;
+    let audit = audit_branches(&repo, &opts.branch_prefix, &opts.sites, &opts.rev)?;
+    if audit.current.diagnostics.has_errors() {
+        out.diagnostics(&audit.current.diagnostics, &audit.current.inputs);
+    }
     Ok(AuditReport {
         rev: opts.rev.clone(),
         branch_prefix: opts.branch_prefix.clone(),
-        entries,
+        entries: audit.entries,
     })
+}
+
+/// At most `n` characters of `s` (a trailer may hold anything).
+fn prefix(s: &str, n: usize) -> String {
+    s.chars()
+        .take(n)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
 }
 
 impl Report for AuditReport {
@@ -55,15 +71,13 @@ impl Report for AuditReport {
         }
         let width = self.entries.iter().map(|e| e.site.len()).max().unwrap_or(0);
         for e in &self.entries {
-            let mut head = format!(
-                "{:width$}  {:12}  {} @ {}",
-                e.site,
-                e.verdict.as_str(),
-                e.branch,
-                &e.tip[..12]
-            );
+            let mut head = format!("{:width$}  {:12}  {}", e.site, e.verdict.as_str(), e.branch);
+            match &e.tip {
+                Some(tip) => head.push_str(&format!(" @ {}", prefix(tip, 12))),
+                None => head.push_str(" (no branch)"),
+            }
             if let Some(src) = &e.source_commit {
-                head.push_str(&format!(" (source {})", &src[..src.len().min(12)]));
+                head.push_str(&format!(" (source {})", prefix(src, 12)));
             }
             line(head);
             if !e.drifted.is_empty() {
@@ -84,6 +98,18 @@ impl Report for AuditReport {
             for n in &e.notes {
                 line(format!("{:width$}  note: {n}", ""));
             }
+        }
+        let failing: Vec<String> = self
+            .failing()
+            .map(|e| format!("{} {}", e.site, e.verdict.as_str()))
+            .collect();
+        if !failing.is_empty() {
+            line(format!(
+                "{} of {} sites fail the audit: {}",
+                failing.len(),
+                self.entries.len(),
+                failing.join(", ")
+            ));
         }
         Text {
             stdout: out,

@@ -63,7 +63,7 @@ fn dispatch(root: &Path, command: Command, out: &Output) -> ExitCode {
                 rev,
                 branch_prefix,
             };
-            print(out, audit::run(root, &opts))
+            print(out, audit::run(root, &opts, out))
         }
     }
 }

@@ -6,6 +6,7 @@
 mod commits;
 mod history;
 mod inputs;
+pub mod read;
 mod refs;
 mod tags;
 mod trees;

@@ -1,36 +1,54 @@
-//! `audit`: each site branch against a recompile of the source commit it
-//! names (drift: files edited on the branch) and against what the sources at
-//! the audited revision render (stale). Sources are compiled from git
-//! objects, once per distinct commit; only blob ids are compared.
+//! `audit`: each site branch proven, or not, against a recompile. A
+//! branch passes only when its tip tree, entry by entry (bytes, modes, and
+//! nothing more), is what dify-cfg compiles from the source its trailers
+//! record, and what the sources at the audited revision compile to. Every
+//! other branch gets a failing verdict that says why; a branch that cannot
+//! be read or traced is one entry of the report, never its end. Sources
+//! are compiled from git objects, once per distinct commit; only blob ids
+//! are compared.
 
-use std::collections::{BTreeMap, HashMap};
+mod judge;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use git2::Oid;
 use serde::Serialize;
 
 use crate::driver::{Compiled, render_chunks_with};
 use crate::emit::SiteTree;
-use crate::git::{Repo, blob_id, short};
+use crate::git::{Repo, blob_id};
 use crate::gitops::Error;
-use crate::gitops::branch::{COMPILER_TRAILER, compiler_id, managed_commit};
-use crate::gitops::changes::differing_keys;
 use crate::validate::ValidSite;
 
-/// An audit verdict for one site branch.
+use judge::{Branch, Sources, read_branch};
+
+/// An audit verdict for one site branch. Only `reproducible` passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// The branch is exactly what its source commit compiles to, and what
     /// the sources at the audited revision compile to.
     Reproducible,
-    /// The branch differs from what its source commit compiles to: files
-    /// were edited on the branch (or the source cannot be compiled).
+    /// The branch's tree is not what its source compiles to: files edited,
+    /// added or removed on the branch, a mode changed, a submodule or a
+    /// link added (named), or commits made by hand on top.
     Drift,
     /// The branch reproduces its source, but the sources at the audited
     /// revision would render something else.
     Stale,
-    /// The branch's tip was not made by dify-cfg.
+    /// The branch's tip was not made by dify-cfg, and nothing below it
+    /// says what its tree should be, or the tip changes nothing.
     Unmanaged,
+    /// The branch's site is not in the sources at the audited revision.
+    Orphan,
+    /// The sources at the audited revision have the site; it has no branch.
+    Missing,
+    /// The branch's tip or trailers cannot be read or traced to a source
+    /// that compiles (the note says which).
+    Unverifiable,
+    /// The sources at the audited revision do not compile: whether the
+    /// branch is current cannot be told.
+    Unknown,
 }
 
 impl Verdict {
@@ -40,7 +58,15 @@ impl Verdict {
             Verdict::Drift => "drift",
             Verdict::Stale => "stale",
             Verdict::Unmanaged => "unmanaged",
+            Verdict::Orphan => "orphan",
+            Verdict::Missing => "missing",
+            Verdict::Unverifiable => "unverifiable",
+            Verdict::Unknown => "unknown",
         }
+    }
+
+    pub fn passes(self) -> bool {
+        self == Verdict::Reproducible
     }
 }
 
@@ -50,15 +76,50 @@ impl Verdict {
 pub struct AuditEntry {
     pub site: String,
     pub branch: String,
-    pub tip: String,
+    /// The branch's tip; `None` for a missing branch.
+    pub tip: Option<String>,
     pub verdict: Verdict,
     pub source_commit: Option<String>,
     pub compiler: Option<String>,
-    /// Files whose bytes differ from a recompile of the source commit.
+    /// Entries that differ from a recompile of the source commit.
     pub drifted: Vec<String>,
     /// Files the sources at the audited revision would change.
     pub stale: Vec<String>,
+    /// Why the verdict is what it is, and what else was seen.
     pub notes: Vec<String>,
+}
+
+impl AuditEntry {
+    fn new(site: &str, branch: String, tip: Option<Oid>) -> AuditEntry {
+        AuditEntry {
+            site: site.to_string(),
+            branch,
+            tip: tip.map(|t| t.to_string()),
+            verdict: Verdict::Reproducible,
+            source_commit: None,
+            compiler: None,
+            drifted: Vec::new(),
+            stale: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// A failing verdict, unless one was given already (the first
+    /// failure found is the verdict; later ones are notes).
+    fn fail(&mut self, verdict: Verdict, note: String) {
+        if self.verdict.passes() {
+            self.verdict = verdict;
+        }
+        self.notes.push(note);
+    }
+}
+
+/// The report: every branch's entry (and every missing one), in site
+/// order, and the sources at the audited revision, whose diagnostics say
+/// why entries are `unknown`.
+pub struct Audit {
+    pub entries: Vec<AuditEntry>,
+    pub current: Compiled,
 }
 
 /// Audit every branch `<prefix><site>` (or the named sites') against the
@@ -68,142 +129,133 @@ pub fn audit_branches(
     prefix: &str,
     sites: &[String],
     rev: &str,
-) -> Result<Vec<AuditEntry>, Error> {
+) -> Result<Audit, Error> {
     let rev_id = repo.resolve(rev)?;
+    let current = Compiled::at_commit(repo, rev_id)?;
     let mut branches = repo.branches(prefix)?;
     if !sites.is_empty() {
-        for s in sites {
-            if !branches.iter().any(|(name, _)| name == s) {
-                return Err(Error::NoBranch {
-                    prefix: prefix.to_string(),
-                    site: s.clone(),
-                });
-            }
-        }
         branches.retain(|(name, _)| sites.contains(name));
     }
-    // Read every tip, then group the work by source commit.
-    let mut entries = Vec::new();
-    // Per entry: the branch's files, and its source commit if it is here.
-    let mut tips: Vec<(BlobIds, Option<Oid>)> = Vec::new();
-    let mut by_source: BTreeMap<Oid, Vec<String>> = BTreeMap::new();
-    for (site, tip) in &branches {
-        let (tip_info, managed) = managed_commit(repo, *tip)?;
-        let info = managed.as_ref().unwrap_or(&tip_info);
-        let files = repo.tree_blob_ids(info.tree)?;
-        let mut source = None;
-        let mut e = AuditEntry {
-            site: site.clone(),
-            branch: format!("{prefix}{site}"),
-            tip: tip.to_string(),
-            verdict: Verdict::Reproducible,
-            source_commit: info.trailer("Source-Commit").map(str::to_string),
-            compiler: info.trailer(COMPILER_TRAILER).map(str::to_string),
-            drifted: Vec::new(),
-            stale: Vec::new(),
-            notes: Vec::new(),
-        };
-        if managed.is_none() {
-            e.verdict = Verdict::Unmanaged;
-            e.notes.push(format!(
-                "tip \"{}\" has no `Compiler: dify-cfg` trailer",
-                tip_info.subject()
-            ));
-        } else if let Some(src) = &e.source_commit {
-            // Most branches share a source commit: one found already is
-            // not resolved again.
-            match Oid::from_str(src)
-                .ok()
-                .filter(|o| by_source.contains_key(o) || repo.resolve(&o.to_string()).is_ok())
-            {
-                Some(o) => {
-                    by_source.entry(o).or_default().push(site.clone());
-                    source = Some(o);
-                }
-                None => e.notes.push(format!(
-                    "source commit {src} is not in this repository (fetch it?)"
-                )),
-            }
-        }
-        if tip_info.id != info.id {
-            e.notes.push(format!(
-                "merge {} of dify-cfg commit {}",
-                short(tip_info.id),
-                short(info.id)
-            ));
-        }
-        entries.push(e);
-        tips.push((files, source));
-    }
-    by_source.entry(rev_id).or_default();
-    let audited: Vec<&str> = entries
+    let mut sources = Sources::new();
+    let mut work: Vec<Branch> = branches
         .iter()
-        .filter(|e| e.verdict != Verdict::Unmanaged)
-        .map(|e| e.site.as_str())
+        .map(|(site, tip)| read_branch(repo, &mut sources, prefix, site, *tip))
         .collect();
-    let mut renders: HashMap<Oid, BTreeMap<String, Result<BlobIds, String>>> = HashMap::new();
+    // Group the sites by the commit they are compiled from; the audited
+    // revision renders every branch's site (when it compiles).
+    let mut by_source: BTreeMap<Oid, BTreeSet<&str>> = BTreeMap::new();
+    for b in &work {
+        if let Some(o) = b.source {
+            by_source.entry(o).or_default().insert(&b.entry.site);
+        }
+    }
+    let fine = !current.diagnostics.has_errors();
+    let at_rev = by_source.entry(rev_id).or_default();
+    if fine {
+        at_rev.extend(
+            work.iter()
+                .filter(|b| b.tree.is_some())
+                .map(|b| b.entry.site.as_str()),
+        );
+    }
+    let mut renders: HashMap<Oid, Renders> = HashMap::new();
     for (commit, names) in &by_source {
-        let compiled = Compiled::at_commit(repo, *commit)?;
-        let mut wanted: Vec<&str> = names.iter().map(String::as_str).collect();
-        if *commit == rev_id {
-            wanted.extend(audited.iter().copied());
-            wanted.sort_unstable();
-            wanted.dedup();
-        }
-        renders.insert(*commit, render_ids(&compiled, &wanted));
+        let names: Vec<&str> = names.iter().copied().collect();
+        let rendered = if *commit == rev_id {
+            render_ids(&current, &names)
+        } else {
+            match Compiled::at_commit(repo, *commit) {
+                Ok(compiled) => render_ids(&compiled, &names),
+                Err(e) => names
+                    .iter()
+                    .map(|n| {
+                        (
+                            n.to_string(),
+                            Err(format!("its inputs cannot be read: {e}")),
+                        )
+                    })
+                    .collect(),
+            }
+        };
+        renders.insert(*commit, rendered);
     }
-    let current = &renders[&rev_id];
-    let ours = compiler_id();
-    for (e, (files, source)) in entries.iter_mut().zip(&tips) {
-        if e.verdict == Verdict::Unmanaged {
-            continue;
-        }
-        if e.compiler.as_deref() != Some(ours.as_str()) {
-            e.notes.push(format!(
-                "made by {}, this is {ours}: differences may come from the compiler",
-                e.compiler.as_deref().unwrap_or("?")
-            ));
-        }
-        // Drift: the branch against a recompile of its own source.
-        let source = source.and_then(|o| renders.get(&o));
-        match (e.source_commit.is_some(), source) {
-            (false, _) => e
-                .notes
-                .push("no Source-Commit trailer (an empty start of a site branch)".into()),
-            (true, None) => e.verdict = Verdict::Drift,
-            (true, Some(r)) => match r.get(&e.site) {
-                Some(Ok(expected)) => {
-                    e.drifted = differing(expected, files);
-                    if !e.drifted.is_empty() {
-                        e.verdict = Verdict::Drift;
-                    }
-                }
-                Some(Err(why)) => {
-                    e.verdict = Verdict::Drift;
-                    e.notes
-                        .push(format!("cannot recompile the source commit: {why}"));
-                }
-                None => e.verdict = Verdict::Drift,
-            },
-        }
-        // Stale: the branch against what the audited revision renders.
-        match current.get(&e.site) {
-            Some(Ok(now)) => e.stale = differing(files, now),
-            Some(Err(why)) => e.notes.push(format!("at {rev}: {why}")),
-            None => {}
-        }
-        if e.verdict == Verdict::Reproducible && (!e.stale.is_empty() || e.source_commit.is_none())
-        {
-            e.verdict = Verdict::Stale;
-        }
+    let now = Current {
+        rev,
+        errors: current.diagnostics.error_count(),
+        sites: current.sites.iter().map(|v| v.site.name.as_str()).collect(),
+        renders: &renders[&rev_id],
+    };
+    for b in &mut work {
+        b.judge_source(&renders);
+        b.judge_current(&now);
     }
-    Ok(entries)
+    let mut entries: Vec<AuditEntry> = work.into_iter().map(|b| b.entry).collect();
+    entries.extend(missing(&entries, &current, &now, prefix, sites));
+    entries.sort_by(|a, b| a.site.cmp(&b.site));
+    Ok(Audit { entries, current })
 }
+
+/// The sources at the audited revision, as the verdicts read them.
+struct Current<'a> {
+    rev: &'a str,
+    /// How many errors they have (then nothing is judged against them).
+    errors: usize,
+    /// Their sites.
+    sites: HashSet<&'a str>,
+    /// The renders of the audited branches' sites.
+    renders: &'a Renders,
+}
+
+/// The entries of sites without a branch: the sites of the sources at
+/// `rev` whose branches live under `prefix` (or, with `--site`, the named
+/// ones), when those sources compile; a named site always.
+fn missing(
+    entries: &[AuditEntry],
+    current: &Compiled,
+    now: &Current<'_>,
+    prefix: &str,
+    named: &[String],
+) -> Vec<AuditEntry> {
+    let have: BTreeSet<&str> = entries.iter().map(|e| e.site.as_str()).collect();
+    let (rev, fine) = (now.rev, now.errors == 0);
+    let mut wanted: BTreeSet<&str> = named.iter().map(String::as_str).collect();
+    if named.is_empty() && fine {
+        wanted.extend(
+            current
+                .sites
+                .iter()
+                .filter(|v| v.site.gitops.branch_prefix == prefix)
+                .map(|v| v.site.name.as_str()),
+        );
+    }
+    wanted
+        .into_iter()
+        .filter(|s| !have.contains(s))
+        .map(|site| {
+            let branch = format!("{prefix}{site}");
+            let mut e = AuditEntry::new(site, branch.clone(), None);
+            let why = if now.sites.contains(site) {
+                format!(
+                    "the sources at {rev} have site `{site}` but there is no branch `{branch}`: `dify-cfg commit --site {site}` makes it"
+                )
+            } else if fine {
+                format!("there is no branch `{branch}`, and the sources at {rev} have no site `{site}`")
+            } else {
+                format!("there is no branch `{branch}`")
+            };
+            e.fail(Verdict::Missing, why);
+            e
+        })
+        .collect()
+}
+
+/// Each site's rendered files as blob ids, or why it has none.
+type Renders = BTreeMap<String, Result<BlobIds, String>>;
 
 /// Render the named sites; each gets the git blob id of each of its
 /// files (the trees themselves are dropped as they come), or the reason
 /// it has none.
-fn render_ids(compiled: &Compiled, names: &[&str]) -> BTreeMap<String, Result<BlobIds, String>> {
+fn render_ids(compiled: &Compiled, names: &[&str]) -> Renders {
     let mut out = BTreeMap::new();
     let mut chosen = Vec::new();
     let by_name: HashMap<&str, &ValidSite> = compiled
@@ -258,8 +310,3 @@ fn render_ids(compiled: &Compiled, names: &[&str]) -> BTreeMap<String, Result<Bl
 
 /// A tree's files as git blob ids, by path.
 pub type BlobIds = BTreeMap<String, Oid>;
-
-/// Paths whose blob differs between two trees (or that only one has).
-fn differing(a: &BlobIds, b: &BlobIds) -> Vec<String> {
-    differing_keys(a, b).cloned().collect()
-}

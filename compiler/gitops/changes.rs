@@ -1,8 +1,11 @@
 //! What changed between two renders of a site, said for a reviewer: the
 //! files with their line counts, and the risk flags (ports opened or
-//! closed, images changed, memory limits changed, firewall rules changed).
-//! Read from the rendered files, the way the tools read them, so an old
-//! tree from a branch needs no model of its own.
+//! closed, routes opened or closed to a source, what the SSRF proxy lets
+//! through, images changed, memory limits changed, firewall and proxy
+//! rules changed). Read from the rendered files, the way the tools read
+//! them, so an old tree from a branch needs no model of its own.
+
+mod exposure;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -11,7 +14,8 @@ use serde::Serialize;
 use serde_yaml_ng::Value;
 
 use crate::emit::SiteTree;
-use crate::plan::{HELM_VALUES_FILE, RULES_V4_FILE, RULES_V6_FILE};
+use crate::plan::{HELM_VALUES_FILE, NGINX_FILE, RULES_V4_FILE, RULES_V6_FILE, SQUID_FILE};
+use exposure::{Route, names_a_port, opening};
 
 /// A site's files: relative path to bytes.
 pub type Files = BTreeMap<String, Vec<u8>>;
@@ -78,6 +82,29 @@ pub enum Risk {
         rules_added: usize,
         rules_removed: usize,
     },
+    /// Routes `on` a server (`host:port`) newly reachable `from` a source.
+    RouteOpened {
+        on: String,
+        from: String,
+        paths: Vec<String>,
+    },
+    RouteClosed {
+        on: String,
+        from: String,
+        paths: Vec<String>,
+    },
+    /// A destination the SSRF proxy newly lets through.
+    ProxyOpened {
+        what: String,
+    },
+    ProxyClosed {
+        what: String,
+    },
+    ProxyChanged {
+        file: String,
+        rules_added: usize,
+        rules_removed: usize,
+    },
 }
 
 impl Risk {
@@ -89,18 +116,34 @@ impl Risk {
             Risk::ImageChanged { .. } => "image changed",
             Risk::MemoryLimitChanged { .. } => "memory limit changed",
             Risk::FirewallChanged { .. } => "firewall rules changed",
+            Risk::RouteOpened { .. } => "route opened",
+            Risk::RouteClosed { .. } => "route closed",
+            Risk::ProxyOpened { .. } => "proxy egress opened",
+            Risk::ProxyClosed { .. } => "proxy egress closed",
+            Risk::ProxyChanged { .. } => "proxy rules changed",
         }
     }
 
     /// The specifics, e.g. `tcp/80 to 10.20.1.10 from 10.20.1.0/24 (IPv4)`.
     pub fn detail(&self) -> String {
         match self {
-            Risk::PortOpened { what } | Risk::PortClosed { what } => what.clone(),
+            Risk::PortOpened { what }
+            | Risk::PortClosed { what }
+            | Risk::ProxyOpened { what }
+            | Risk::ProxyClosed { what } => what.clone(),
+            Risk::RouteOpened { on, from, paths } | Risk::RouteClosed { on, from, paths } => {
+                format!("{} on {on} from {from}", paths.join(", "))
+            }
             Risk::ImageChanged { service, from, to }
             | Risk::MemoryLimitChanged { service, from, to } => {
                 format!("{service}: {from} -> {to}")
             }
             Risk::FirewallChanged {
+                file,
+                rules_added,
+                rules_removed,
+            }
+            | Risk::ProxyChanged {
                 file,
                 rules_added,
                 rules_removed,
@@ -149,7 +192,8 @@ impl Summary {
             .risks
             .iter()
             .filter_map(|r| match r {
-                Risk::PortOpened { what } => Some(what.as_str()),
+                // Ping is in the risk list; the subject names ports.
+                Risk::PortOpened { what } if names_a_port(what) => Some(what.as_str()),
                 _ => None,
             })
             .collect();
@@ -175,6 +219,7 @@ impl Summary {
         if closed > 0 {
             parts.push(format!("close {closed} port{}", plural(closed)));
         }
+        self.route_headline(&mut parts);
         let names = |pick: fn(&Risk) -> Option<&str>| -> Vec<&str> {
             let set: BTreeSet<&str> = self.risks.iter().filter_map(pick).collect();
             set.into_iter().collect()
@@ -209,6 +254,13 @@ impl Summary {
             {
                 parts.push("change firewall rules".into());
             }
+            if self
+                .risks
+                .iter()
+                .any(|r| matches!(r, Risk::ProxyChanged { .. }))
+            {
+                parts.push("change proxy rules".into());
+            }
             let paths: Vec<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
             parts.push(format!("update {}", list_short(&paths)));
         }
@@ -224,6 +276,40 @@ impl Summary {
             out.push_str(&p);
         }
         out
+    }
+
+    /// The routes opened to new sources: `open /console/api to
+    /// 10.20.1.0/24`, `open 11 routes to 10.9.0.0/24`, `open routes to 2
+    /// sources`; and how many closed.
+    fn route_headline(&self, parts: &mut Vec<String>) {
+        let mut opened: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut closed: BTreeSet<&str> = BTreeSet::new();
+        for r in &self.risks {
+            match r {
+                Risk::RouteOpened { on, from, paths } if on != exposure::GEO => {
+                    opened
+                        .entry(from)
+                        .or_default()
+                        .extend(paths.iter().map(String::as_str));
+                }
+                Risk::RouteClosed { on, from, .. } if on != exposure::GEO => {
+                    closed.insert(from);
+                }
+                _ => {}
+            }
+        }
+        match opened.iter().collect::<Vec<_>>().as_slice() {
+            [] => {}
+            [(from, paths)] => match paths.iter().collect::<Vec<_>>().as_slice() {
+                [one] => parts.push(format!("open {one} to {from}")),
+                many => parts.push(format!("open {} routes to {from}", many.len())),
+            },
+            many => parts.push(format!("open routes to {} sources", many.len())),
+        }
+        if !closed.is_empty() {
+            let n = closed.len();
+            parts.push(format!("close routes to {n} source{}", plural(n)));
+        }
     }
 
     /// `M compose.yaml (+3 -1)` lines.
@@ -332,8 +418,15 @@ struct Facts {
     images: BTreeMap<String, String>,
     /// Service (or Helm component) to memory limit.
     limits: BTreeMap<String, String>,
-    /// Firewall file to its rules (`-A` lines).
-    rules: BTreeMap<String, BTreeSet<String>>,
+    /// Firewall file to its rules (`-A` and `-I` lines), in order: the
+    /// first match wins, and a rule twice is two rules.
+    rules: BTreeMap<String, Vec<String>>,
+    /// Routes reachable from a source: nginx's and the Helm ingress's.
+    routes: BTreeSet<Route>,
+    /// Destinations the SSRF proxy lets through.
+    proxy: BTreeSet<String>,
+    /// The SSRF proxy's access rules, in order.
+    proxy_rules: Option<Vec<String>>,
 }
 
 fn risks(old: &Facts, new: &Facts) -> Vec<Risk> {
@@ -364,22 +457,65 @@ fn risks(old: &Facts, new: &Facts) -> Vec<Risk> {
         out.push(Risk::MemoryLimitChanged { service, from, to });
     }
     let files: BTreeSet<&String> = old.rules.keys().chain(new.rules.keys()).collect();
-    let empty = BTreeSet::new();
+    let empty = Vec::new();
     for file in files {
         let (a, b) = (
             old.rules.get(file).unwrap_or(&empty),
             new.rules.get(file).unwrap_or(&empty),
         );
         if a != b {
+            let (rules_added, rules_removed) = rule_counts(a, b);
             out.push(Risk::FirewallChanged {
                 file: file.clone(),
-                rules_added: b.difference(a).count(),
-                rules_removed: a.difference(b).count(),
+                rules_added,
+                rules_removed,
             });
         }
     }
+    if old.proxy_rules != new.proxy_rules {
+        let (a, b) = (
+            old.proxy_rules.as_ref().unwrap_or(&empty),
+            new.proxy_rules.as_ref().unwrap_or(&empty),
+        );
+        let (rules_added, rules_removed) = rule_counts(a, b);
+        out.push(Risk::ProxyChanged {
+            file: SQUID_FILE.to_string(),
+            rules_added,
+            rules_removed,
+        });
+    }
+    for what in new.proxy.difference(&old.proxy) {
+        out.push(Risk::ProxyOpened { what: what.clone() });
+    }
+    for what in old.proxy.difference(&new.proxy) {
+        out.push(Risk::ProxyClosed { what: what.clone() });
+    }
+    let grouped = |a: &BTreeSet<Route>, b: &BTreeSet<Route>| {
+        let mut by: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for (on, from, path) in a.difference(b) {
+            by.entry((on.clone(), from.clone()))
+                .or_default()
+                .push(path.clone());
+        }
+        by
+    };
+    for ((on, from), paths) in grouped(&new.routes, &old.routes) {
+        out.push(Risk::RouteOpened { on, from, paths });
+    }
+    for ((on, from), paths) in grouped(&old.routes, &new.routes) {
+        out.push(Risk::RouteClosed { on, from, paths });
+    }
     out.sort();
     out
+}
+
+/// Rules added and removed from `a` to `b`, in order.
+fn rule_counts(a: &[String], b: &[String]) -> (usize, usize) {
+    line_counts(&lines_of(a), &lines_of(b))
+}
+
+fn lines_of(rules: &[String]) -> String {
+    rules.iter().map(|r| format!("{r}\n")).collect()
 }
 
 /// The facts of a tree; `compose` is its `compose.yaml` read back, if that
@@ -403,10 +539,19 @@ fn facts(files: &Files, compose: Option<&Value>) -> Facts {
         && let Ok(doc) = serde_yaml_ng::from_str::<Value>(&values)
     {
         helm_facts(&doc, &mut Vec::new(), &mut f);
+        f.routes.extend(exposure::ingress_routes(&doc));
+    }
+    if let Some(conf) = text(NGINX_FILE) {
+        f.routes.extend(exposure::nginx_routes(&conf));
+    }
+    if let Some(conf) = text(SQUID_FILE) {
+        let (reach, rules) = exposure::proxy_access(&conf);
+        f.proxy = reach;
+        f.proxy_rules = Some(rules);
     }
     for (file, family) in [(RULES_V4_FILE, "IPv4"), (RULES_V6_FILE, "IPv6")] {
         if let Some(rules) = text(file) {
-            let lines: BTreeSet<String> = rules
+            let lines: Vec<String> = rules
                 .lines()
                 .filter(|l| l.starts_with("-A ") || l.starts_with("-I "))
                 .map(str::to_string)
@@ -490,83 +635,18 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-/// Split an iptables-restore rule into words, a quoted string being one.
-fn words(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let (mut quoted, mut any) = (false, false);
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            '\\' if quoted => {
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any || !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if any || !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// Describe the port a rule lets through, if it lets one through.
-fn opening(line: &str) -> Option<String> {
-    let w = words(line);
-    let after = |flag: &str| {
-        w.iter()
-            .position(|x| x == flag)
-            .and_then(|i| w.get(i + 1))
-            .map(String::as_str)
-    };
-    if !matches!(after("-j"), Some("ACCEPT" | "RETURN")) {
-        return None;
-    }
-    let chain = w.get(1).map(String::as_str).unwrap_or_default();
-    let proto = after("-p").unwrap_or("any");
-    let from = after("-s").unwrap_or("anywhere");
-    if let Some(port) = after("--ctorigdstport") {
-        let to = after("--ctorigdst").unwrap_or("the box");
-        return Some(format!("{proto}/{port} to {to} from {from}"));
-    }
-    let port = after("--dport")?;
-    if chain.contains("INPUT") {
-        Some(format!("{proto}/{port} to the host from {from}"))
-    } else if w.iter().any(|x| x == "-i") && !w.iter().any(|x| x == "-o") {
-        let to = after("-d").unwrap_or("anywhere");
-        Some(format!("{proto}/{port} out to {to}"))
-    } else {
-        Some(format!(
-            "{proto}/{port} to {} from {from}",
-            after("-d").unwrap_or("containers")
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn files(entries: &[(&str, &str)]) -> Files {
+    pub(super) fn files(entries: &[(&str, &str)]) -> Files {
         entries
             .iter()
             .map(|(p, t)| (p.to_string(), t.as_bytes().to_vec()))
             .collect()
     }
 
-    const RULES: &str = "*filter\n-A DIFY-INPUT -s 10.0.0.0/28 -p tcp --dport 22 -m comment --comment \"ssh -j x\" -j ACCEPT\n-A DIFY-INPUT -j DROP\nCOMMIT\n";
+    pub(super) const RULES: &str = "*filter\n-A DIFY-INPUT -s 10.0.0.0/28 -p tcp --dport 22 -m comment --comment \"ssh -j x\" -j ACCEPT\n-A DIFY-INPUT -j DROP\nCOMMIT\n";
 
     #[test]
     fn opened_and_closed_ports_are_flagged() {

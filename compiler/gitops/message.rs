@@ -40,7 +40,7 @@ pub fn commit_message(
     }
     m.push_str("\nRisk flags:");
     if summary.risks.is_empty() {
-        m.push_str(" none (no ports, images, memory limits or firewall rules change)\n");
+        m.push_str(" none (no ports, routes, proxy rules, images, memory limits or firewall rules change)\n");
     } else {
         m.push('\n');
         for r in &summary.risks {
@@ -99,7 +99,9 @@ pub fn pr_body(
     ));
     b.push_str("## Risk flags\n\n");
     if entry.summary.risks.is_empty() {
-        b.push_str("None: no port, image, memory limit or firewall rule changes.\n\n");
+        b.push_str(
+            "None: no port, route, proxy rule, image, memory limit or firewall rule changes.\n\n",
+        );
     } else {
         for r in &entry.summary.risks {
             b.push_str(&format!("- **{}**: {}\n", r.label(), md_code(&r.detail())));

@@ -2,6 +2,7 @@
 //! module is a suite, `support` their shared helpers.
 
 mod apply;
+mod audit;
 mod bad_input;
 mod build_rehearsal;
 mod cli;
