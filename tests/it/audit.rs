@@ -215,6 +215,7 @@ fn a_squash_merged_rollout_passes_and_a_squash_with_a_hand_edit_is_drift() {
         &[
             "commit",
             "--pr",
+            "--ignore-waves",
             "--site",
             "clinic-01",
             "--site",
