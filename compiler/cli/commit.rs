@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use git2::Oid;
 
 use crate::cli::args::Format;
-use crate::cli::exit::Failure;
+use crate::cli::exit::{ExitCode, Failure};
 use crate::cli::output::{Output, Report, Text};
 use crate::driver::{Compiled, Selection};
 use crate::emit::OutDir;
 use crate::git::{Repo, short};
-use crate::gitops::{self, CommitPlan, Committer, Prepared, commit_sites, publish, write_pr_files};
+use crate::gitops::{self, CommitPlan, Committer, Prepared, commit_sites, publish, rollout_tree};
 
 /// How to commit.
 pub struct CommitOptions {
@@ -33,6 +33,9 @@ pub struct CommitReport {
     pub head: Oid,
     pub dry_run: bool,
     pub prepared: Prepared,
+    /// The branches moved, but the pull-request files could not be put in
+    /// place: why (the command reports what it did, and exits 2).
+    pub unwritten: Option<String>,
 }
 
 pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitReport, Failure> {
@@ -65,18 +68,38 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
     let details = opts.dry_run || out.format == Format::Json;
     let prepared = commit_sites(&repo, &compiled, &chosen, &committer, details)
         .map_err(|e| out.gitops_failure(e, &compiled.inputs))?;
+    let mut unwritten = None;
     if !opts.dry_run {
-        publish(&repo, &prepared)?;
+        // The pull-request files are written (not yet visible) before any
+        // branch moves, and swapped in after: a failure to write them
+        // moves nothing, a failed move shows none.
+        let mut rollout = None;
         if opts.rollout_prefix.is_some() {
             let out_dir = opts.out.clone().unwrap_or_else(|| root.join("out"));
             let dir = OutDir::open(&out_dir, root)?;
-            write_pr_files(&dir, &prepared)?;
+            let staged = match rollout_tree(&dir, &prepared)? {
+                Some(tree) => dir.stage(&tree)?,
+                None => None,
+            };
+            rollout = staged.map(|staged| (dir, staged));
+        }
+        if let Err(e) = publish(&repo, &prepared) {
+            if let Some((dir, staged)) = rollout {
+                dir.discard(staged);
+            }
+            return Err(e.into());
+        }
+        if let Some((dir, staged)) = rollout
+            && let Err(e) = dir.sync().and_then(|()| dir.swap(staged))
+        {
+            unwritten = Some(e.to_string());
         }
     }
     Ok(CommitReport {
         head,
         dry_run: opts.dry_run,
         prepared,
+        unwritten,
     })
 }
 
@@ -85,7 +108,7 @@ impl Report for CommitReport {
         let mut text = Text::default();
         let sites = &self.prepared.sites;
         for s in sites {
-            let what = if s.files_changed == 0 {
+            let what = if s.files_changed == 0 && !s.recommit {
                 "unchanged".to_string()
             } else if self.dry_run {
                 format!("would commit: {}", s.subject)
@@ -117,14 +140,35 @@ impl Report for CommitReport {
             if sites.len() == 1 { "" } else { "es" },
             short(self.head)
         );
+        if let Some(e) = &self.unwritten {
+            text.stderr.push_str(&unwritten_message(e));
+        }
         text
     }
 
     fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut report = serde_json::json!({
             "source-commit": self.head.to_string(),
             "dry-run": self.dry_run,
             "sites": self.prepared.sites,
-        })
+        });
+        if let (Some(e), Some(obj)) = (&self.unwritten, report.as_object_mut()) {
+            obj.insert("error".into(), unwritten_message(e).trim_end().into());
+        }
+        report
     }
+
+    fn exit_code(&self) -> ExitCode {
+        match self.unwritten {
+            Some(_) => ExitCode::Invalid,
+            None => ExitCode::Success,
+        }
+    }
+}
+
+/// The branches moved but `_rollout/` could not be swapped in.
+fn unwritten_message(e: &str) -> String {
+    format!(
+        "error: the branches above moved, but the pull-request files were not put in `_rollout/`: {e}; run the same command again to write them\n"
+    )
 }

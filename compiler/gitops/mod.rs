@@ -14,7 +14,7 @@ pub mod diff;
 pub mod message;
 
 pub use audit::{AuditEntry, Verdict, audit_branches};
-pub use commit::{CommitPlan, Committer, Prepared, commit_sites, prepare, publish, write_pr_files};
+pub use commit::{CommitPlan, Committer, Prepared, commit_sites, prepare, publish, rollout_tree};
 pub use diff::{SiteDiff, diff_sites};
 
 use crate::base::diagnostic::Diagnostics;

@@ -353,6 +353,78 @@ fn only_the_locks_a_dead_dify_cfg_made_are_removed() {
 }
 
 #[test]
+fn a_pull_request_whose_files_cannot_be_written_moves_no_branch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = committed_then_changed(tmp.path());
+    let before = branches(&root);
+
+    // The out directory cannot be made: nothing moves.
+    let blocker = tmp.path().join("a-file");
+    fs::write(&blocker, "").unwrap();
+    let out = blocker.join("out");
+    let text = fails(&root, &["commit", "--pr", "--out", out.to_str().unwrap()]);
+    assert!(text.contains("a-file"), "{text}");
+    assert_eq!(
+        branches(&root),
+        before,
+        "branches moved, and no report said so"
+    );
+
+    // Where it can: every proposed site has its branch and its files, and
+    // files already there stay.
+    let out = tmp.path().join("out");
+    fs::create_dir_all(out.join("_rollout")).unwrap();
+    fs::write(out.join("_rollout/earlier.md"), "kept\n").unwrap();
+    let report = ok(&root, &["commit", "--pr", "--out", out.to_str().unwrap()]);
+    let rollouts = support::refs(&root, "refs/heads/rollout/");
+    assert!(!rollouts.is_empty(), "{report}");
+    for branch in rollouts.keys() {
+        let site = branch.trim_start_matches("rollout/");
+        assert!(out.join(format!("_rollout/{site}.md")).is_file(), "{site}");
+        assert!(
+            out.join(format!("_rollout/{site}.title")).is_file(),
+            "{site}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(out.join("_rollout/earlier.md")).unwrap(),
+        "kept\n"
+    );
+}
+
+#[test]
+fn a_commit_from_uncommitted_inputs_is_redone_from_the_clean_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fleet_repo_at(&tmp.path().join("repo"), 0);
+    ok(&root, &["commit"]);
+    set_state(&root, 1);
+    ok(&root, &["commit", "--allow-dirty"]);
+    let dirty = git(&root, &["log", "-1", "--format=%B", "sites/clinic-01"]);
+    assert!(dirty.contains("Source-Dirty: true"), "{dirty}");
+
+    // The same edits, committed: the branches are recommitted from the
+    // commit that now holds them, and audit finds them reproducible.
+    git(&root, &["commit", "-q", "-am", "state 1"]);
+    let head = git(&root, &["rev-parse", "HEAD"]);
+    let report = ok(&root, &["commit"]);
+    assert!(
+        report.contains("recommit from clean source commit"),
+        "{report}"
+    );
+    let message = git(&root, &["log", "-1", "--format=%B", "sites/clinic-01"]);
+    assert!(!message.contains("Source-Dirty"), "{message}");
+    assert!(
+        message.contains(&format!("Source-Commit: {head}")),
+        "{message}"
+    );
+    ok(&root, &["audit"]);
+    // Once.
+    let tips = site_branches(&root);
+    ok(&root, &["commit"]);
+    assert_eq!(site_branches(&root), tips);
+}
+
+#[test]
 fn sha256_and_reftable_repositories_are_refused_saying_what_to_do() {
     for (format, says, fix) in [
         ("--object-format=sha256", "SHA-256", "--object-format=sha1"),
