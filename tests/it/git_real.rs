@@ -424,6 +424,50 @@ fn a_commit_from_uncommitted_inputs_is_redone_from_the_clean_source() {
     assert_eq!(site_branches(&root), tips);
 }
 
+/// Every file of `branch`'s tree, by path.
+fn branch_files(root: &Path, branch: &str) -> BTreeMap<String, Vec<u8>> {
+    git(root, &["ls-tree", "-r", "--name-only", branch])
+        .lines()
+        .map(|p| {
+            let blob = git_output(root, &["show", &format!("{branch}:{p}")]).stdout;
+            (p.to_string(), blob)
+        })
+        .collect()
+}
+
+#[test]
+fn a_crlf_checkout_compiles_as_its_commit_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fleet_repo_at(&tmp.path().join("repo"), 0);
+    git(&root, &["config", "core.autocrlf", "true"]);
+    fs::remove_dir_all(root.join("profiles")).unwrap();
+    fs::remove_dir_all(root.join("sites")).unwrap();
+    git(&root, &["checkout", "--", "profiles", "sites"]);
+    let site = fs::read_to_string(root.join("sites/clinic-01.toml")).unwrap();
+    assert!(site.contains("\r\n"), "git checked out LF: {site:?}");
+    assert_eq!(git(&root, &["status", "--porcelain"]), "");
+
+    ok(&root, &["commit"]);
+    let diff = dify_cfg(&["diff", "--exit-code"], &root);
+    assert_eq!(diff.status.code(), Some(0), "{}", output_text(&diff));
+    let out = tmp.path().join("out");
+    ok(&root, &["build", "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        support::snapshot(&out.join("clinic-01")),
+        branch_files(&root, "sites/clinic-01")
+    );
+
+    // A mistake in a CRLF file is reported at its line and column.
+    let bad = site.replace("[network]", "memroy = 1\r\n[network]");
+    fs::write(root.join("sites/clinic-01.toml"), &bad).unwrap();
+    let line = bad.lines().position(|l| l.starts_with("memroy")).unwrap() + 1;
+    let text = fails(&root, &["check"]);
+    assert!(
+        text.contains(&format!("sites/clinic-01.toml:{line}:1")),
+        "{text}"
+    );
+}
+
 #[test]
 fn sha256_and_reftable_repositories_are_refused_saying_what_to_do() {
     for (format, says, fix) in [
