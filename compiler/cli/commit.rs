@@ -15,7 +15,7 @@ use crate::git::{Repo, short};
 use crate::gitops::retire::RETIRED_PREFIX;
 use crate::gitops::{
     self, CommitPlan, Committer, Prepared, Removed, WaveHold, commit_sites, publish,
-    removed_branches, retire, wave_hold, write_pr_files,
+    removed_branches, retire, rollout_tree, wave_hold,
 };
 
 /// How to commit.
@@ -47,6 +47,9 @@ pub struct CommitReport {
     /// Branches of sites no longer in the sources (retired with `--retire`).
     pub removed: Vec<Removed>,
     pub retire: bool,
+    /// The branches moved, but the pull-request files could not be put in
+    /// place: why (the command reports what it did, and exits 2).
+    pub unwritten: Option<String>,
 }
 
 pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitReport, Failure> {
@@ -86,6 +89,7 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
         hold: None,
         removed: Vec::new(),
         retire: opts.retire,
+        unwritten: None,
     };
     if !opts.ignore_waves {
         report.hold = wave_hold(&repo, &compiled.sites, &prepared, &plan)?;
@@ -95,14 +99,38 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
     }
     report.removed = removed_branches(&repo, &compiled.sites, opts.branch_prefix.as_deref())?;
     if !opts.dry_run {
-        publish(&repo, &prepared)?;
+        // The pull-request files are written (not yet visible) before any
+        // branch moves, and swapped in after: a failure to write them
+        // moves nothing, a failed move shows none.
+        let mut rollout = None;
         if opts.rollout_prefix.is_some() {
             let out_dir = opts.out.clone().unwrap_or_else(|| root.join("out"));
             let dir = OutDir::open(&out_dir, root)?;
-            write_pr_files(&dir, &prepared)?;
+            let staged = match rollout_tree(&dir, &prepared)? {
+                Some(tree) => dir.stage(&tree)?,
+                None => None,
+            };
+            rollout = staged.map(|staged| (dir, staged));
         }
-        if opts.retire {
-            retire(&repo, &mut report.removed, head, plan.dirty)?;
+        // Retiring first: if it fails, no site branch has moved; if the
+        // moves fail after it, the retired tips are kept in their tags.
+        let retired = if opts.retire {
+            retire(&repo, &mut report.removed, head, plan.dirty)
+        } else {
+            Ok(())
+        };
+        if let Err(e) =
+            retired.and_then(|()| publish(&repo, &prepared).map_err(gitops::Error::from))
+        {
+            if let Some((dir, staged)) = rollout {
+                dir.discard(staged);
+            }
+            return Err(e.into());
+        }
+        if let Some((dir, staged)) = rollout
+            && let Err(e) = dir.sync().and_then(|()| dir.swap(staged))
+        {
+            report.unwritten = Some(e.to_string());
         }
     }
     report.prepared = prepared;
@@ -118,7 +146,7 @@ impl Report for CommitReport {
         }
         let sites = &self.prepared.sites;
         for s in sites {
-            let what = if s.files_changed == 0 {
+            let what = if s.files_changed == 0 && !s.recommit {
                 "unchanged".to_string()
             } else if self.dry_run {
                 format!("would commit: {}", s.subject)
@@ -161,6 +189,9 @@ impl Report for CommitReport {
                 n => format!("; {n} skipped (see above)"),
             }
         );
+        if let Some(e) = &self.unwritten {
+            text.stderr.push_str(&unwritten_message(e));
+        }
         text
     }
 
@@ -176,11 +207,14 @@ impl Report for CommitReport {
             obj.insert("error".into(), hold.to_string().into());
             obj.insert("waiting".into(), serde_json::json!(hold));
         }
+        if let (Some(e), Some(obj)) = (&self.unwritten, json.as_object_mut()) {
+            obj.insert("error".into(), unwritten_message(e).trim_end().into());
+        }
         json
     }
 
     fn exit_code(&self) -> ExitCode {
-        if self.hold.is_some() {
+        if self.hold.is_some() || self.unwritten.is_some() {
             ExitCode::Invalid
         } else if !self.prepared.skipped.is_empty() {
             ExitCode::Differs
@@ -221,4 +255,11 @@ fn removed_lines(removed: &[Removed], dry_run: bool, retiring: bool) -> String {
         ));
     }
     out
+}
+
+/// The branches moved but `_rollout/` could not be swapped in.
+fn unwritten_message(e: &str) -> String {
+    format!(
+        "error: the branches above moved, but the pull-request files were not put in `_rollout/`: {e}; run the same command again to write them\n"
+    )
 }

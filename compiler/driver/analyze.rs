@@ -9,7 +9,7 @@ use git2::Oid;
 use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::git::{GitError, Repo};
-use crate::input::load::{Inputs, load, load_from};
+use crate::input::load::{InputSource, Inputs, ReadError, WorkTree, load, load_from};
 use crate::input::resolve::{ResolvedSite, resolve, resolve_each};
 use crate::validate::{Sharing, ValidSite, validate_fleet, validate_site};
 
@@ -21,11 +21,55 @@ pub struct Analysis<'a> {
     pub diagnostics: Diagnostics,
 }
 
-/// Read the inputs under `root`.
+/// Read the inputs under `root` (line ends as [`LfLines`] reads them).
 pub fn read_inputs(root: &Path) -> (Inputs, Diagnostics) {
     let mut diags = Diagnostics::new();
-    let inputs = load(root, &mut diags);
+    let inputs = match root.canonicalize() {
+        Ok(_) => load_from(&LfLines(&WorkTree::new(root)), &mut diags),
+        // `load` says why the root cannot be read.
+        Err(_) => load(root, &mut diags),
+    };
     (inputs, diags)
+}
+
+/// An input source whose files are read with CRLF line ends as LF, as git
+/// stores text. A checkout with `core.autocrlf` (or `eol=crlf`) has CRLF
+/// files whose commits hold LF; `build` and `diff` read the working tree,
+/// `commit` and `audit` a commit, and both must compile the same inputs.
+/// Inputs are line-based text (TOML, templates), every output is LF, and a
+/// `\r` before a line end moves no `path:line:col`.
+struct LfLines<'a>(&'a dyn InputSource);
+
+impl InputSource for LfLines<'_> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn has_dir(&self, dir: &str) -> bool {
+        self.0.has_dir(dir)
+    }
+
+    fn files(&self, dir: &str) -> Result<Vec<String>, String> {
+        self.0.files(dir)
+    }
+
+    fn read(&self, rel: &str) -> Result<Vec<u8>, ReadError> {
+        self.0.read(rel).map(crlf_to_lf)
+    }
+}
+
+/// `bytes` with every CRLF as LF (a lone CR stays).
+fn crlf_to_lf(bytes: Vec<u8>) -> Vec<u8> {
+    if !bytes.windows(2).any(|w| w == b"\r\n") {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if !(b == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
+            out.push(b);
+        }
+    }
+    out
 }
 
 /// Parse, resolve and validate every site of the fleet. The sites hold what
@@ -89,11 +133,12 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// The inputs of a commit, from git objects.
+    /// The inputs of a commit, from git objects (line ends as [`LfLines`]
+    /// reads them).
     pub fn at_commit(repo: &Repo, commit: Oid) -> Result<Compiled, GitError> {
         let tree = repo.inputs_at(commit)?;
         let mut diags = Diagnostics::new();
-        let inputs = load_from(&tree, &mut diags);
+        let inputs = load_from(&LfLines(&tree), &mut diags);
         Ok(Compiled::from_inputs(inputs, diags))
     }
 
@@ -113,5 +158,20 @@ impl Compiled {
             sites,
             diagnostics,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crlf_to_lf;
+
+    #[test]
+    fn crlf_line_ends_read_as_lf_and_a_lone_cr_stays() {
+        assert_eq!(
+            crlf_to_lf(b"a = 1\r\nb = 2\r\n".to_vec()),
+            b"a = 1\nb = 2\n"
+        );
+        assert_eq!(crlf_to_lf(b"a\rb\r\r\n".to_vec()), b"a\rb\r\n");
+        assert_eq!(crlf_to_lf(b"plain\n".to_vec()), b"plain\n");
     }
 }

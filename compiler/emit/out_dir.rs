@@ -210,29 +210,6 @@ fn write_files(dir: &Path, tree: &SiteTree) -> Result<(), EmitError> {
     Ok(())
 }
 
-impl OutDir {
-    /// Write one file under the out directory (a temporary sibling renamed
-    /// over it), e.g. a rollout's pull-request body.
-    pub fn write_file(&self, rel: &str, bytes: &[u8]) -> Result<(), EmitError> {
-        let dest = self.path.join(rel);
-        let parent = dest.parent().unwrap_or(&self.path).to_path_buf();
-        fs::create_dir_all(&parent).map_err(io(&parent))?;
-        if fs::read(&dest).is_ok_and(|old| old == bytes) {
-            return Ok(());
-        }
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = marked(&parent, &name, TMP_MARK);
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        sync_dir(&parent)
-    }
-}
-
 fn sync_dir(path: &Path) -> Result<(), EmitError> {
     fs::File::open(path)
         .and_then(|d| d.sync_all())

@@ -8,6 +8,8 @@ mod history;
 mod inputs;
 pub mod read;
 mod refs;
+mod shared;
+mod stale;
 mod tags;
 mod trees;
 
@@ -19,6 +21,8 @@ pub use commits::{CommitInfo, Identity};
 pub use refs::RefUpdate;
 pub use tags::Archive;
 pub use trees::blob_id;
+
+use shared::Shared;
 
 /// Operational failures of the git stage (not user mistakes in the inputs).
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,37 @@ pub enum GitError {
         lock.display()
     )]
     Locked { branch: String, lock: PathBuf },
+    #[error(
+        "the git repository `{}` uses {what}, which dify-cfg cannot work with: it reads and writes git through libgit2, which supports only SHA-1 object names and refs stored as files. {fix}",
+        git_dir.display()
+    )]
+    Unsupported {
+        git_dir: PathBuf,
+        what: &'static str,
+        fix: &'static str,
+    },
+    #[error(
+        "core.sharedRepository = `{value}` in the git repository `{}`: {why}, so git refuses this repository too. Set it to umask, group, all or an octal mode such as 0660 (`git config core.sharedRepository group`)",
+        git_dir.display()
+    )]
+    SharedRepository {
+        git_dir: PathBuf,
+        value: String,
+        why: String,
+    },
+    #[error(
+        "cannot create branch `{branch}`: branch `{other}` exists, and git cannot hold a branch beside another whose name continues it; nothing was written. Rename or delete `{other}` (`git branch -m`), or choose another branch prefix"
+    )]
+    NameConflict { branch: String, other: String },
+    #[error(
+        "a dify-cfg (pid {pid}) is still moving branches in this repository, as `{}` says, yet does not hold the move lock; nothing was written. Let it finish, then run the command again",
+        journal.display()
+    )]
+    MoveRunning { pid: u32, journal: PathBuf },
+    #[error(
+        "the {who} of source commit {commit} has an empty name, and git makes no commit with an empty name; set `user.name` and commit the inputs again (`git commit --amend --reset-author`)"
+    )]
+    EmptyName { who: &'static str, commit: String },
 }
 
 /// Attach what was being done to a git2 error.
@@ -74,6 +109,7 @@ pub fn short(oid: Oid) -> String {
 pub struct RepoOpener {
     git_dir: PathBuf,
     prefix: String,
+    shared: Shared,
 }
 
 impl RepoOpener {
@@ -84,6 +120,8 @@ impl RepoOpener {
         Ok(Repo {
             repo,
             prefix: self.prefix.clone(),
+            shared: self.shared,
+            shared_fanouts: Default::default(),
         })
     }
 }
@@ -94,6 +132,10 @@ pub struct Repo {
     repo: Repository,
     /// The config root's path inside the repository: `""` or `dir/`.
     prefix: String,
+    /// The modes of what dify-cfg creates in the repository.
+    shared: Shared,
+    /// The object folders (`objects/xx`) already given their shared mode.
+    shared_fanouts: std::cell::RefCell<std::collections::BTreeSet<u8>>,
 }
 
 impl Repo {
@@ -106,13 +148,23 @@ impl Repo {
         // process has just written: libgit2 need not read each entry back
         // to check that it exists.
         git2::opts::strict_object_creation(false);
-        let repo = Repository::discover(root).map_err(|source| GitError::NotARepository {
-            root: root.to_path_buf(),
-            source,
-        })?;
+        let repo = match Repository::discover(root) {
+            Ok(repo) => repo,
+            Err(source) => {
+                let none = std::iter::empty::<&std::ffi::OsStr>();
+                if let Ok(git_dir) = Repository::discover_path(root, none) {
+                    unsupported_format(&git_dir)?;
+                }
+                return Err(GitError::NotARepository {
+                    root: root.to_path_buf(),
+                    source,
+                });
+            }
+        };
         let Some(workdir) = repo.workdir() else {
             return Err(GitError::Bare(repo.path().to_path_buf()));
         };
+        let shared = shared_setting(&repo)?;
         let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
         let (root_c, work_c) = (canon(root), canon(workdir));
         let prefix = root_c
@@ -123,7 +175,12 @@ impl Repo {
                     .collect::<String>()
             })
             .unwrap_or_default();
-        Ok(Repo { repo, prefix })
+        Ok(Repo {
+            repo,
+            prefix,
+            shared,
+            shared_fanouts: Default::default(),
+        })
     }
 
     /// What opens more handles on this repository, from any thread (a
@@ -132,6 +189,7 @@ impl Repo {
         RepoOpener {
             git_dir: self.repo.path().to_path_buf(),
             prefix: self.prefix.clone(),
+            shared: self.shared,
         }
     }
 
@@ -157,4 +215,54 @@ impl Repo {
             }),
         }
     }
+}
+
+/// Why libgit2 cannot open the repository at `git_dir`, when its format is
+/// one it does not support: SHA-256 object names or reftable refs (read
+/// from the repository's own config, and a linked worktree's common one).
+fn unsupported_format(git_dir: &Path) -> Result<(), GitError> {
+    let mut configs = vec![git_dir.join("config")];
+    if let Ok(common) = std::fs::read_to_string(git_dir.join("commondir")) {
+        configs.push(git_dir.join(common.trim_end()).join("config"));
+    }
+    for path in configs {
+        let Ok(config) = git2::Config::open(&path) else {
+            continue;
+        };
+        let value = |key: &str| config.get_string(key).map(|v| v.to_ascii_lowercase());
+        if value("extensions.objectformat").is_ok_and(|v| v != "sha1") {
+            return Err(GitError::Unsupported {
+                git_dir: git_dir.to_path_buf(),
+                what: "SHA-256 object names (extensions.objectFormat)",
+                fix: "Keep the config repository in SHA-1, git's default object format: a repository cannot change its object format in place, so create one with `git init --object-format=sha1` and commit the files into it.",
+            });
+        }
+        if value("extensions.refstorage").is_ok_and(|v| v != "files") {
+            return Err(GitError::Unsupported {
+                git_dir: git_dir.to_path_buf(),
+                what: "the reftable ref storage (extensions.refStorage)",
+                fix: "Store its refs as files again: `git refs migrate --ref-format=files` (git 2.48 or later; 2.46 and 2.47 refuse a repository with reflogs), or clone it with `git clone --ref-format=files`.",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `core.sharedRepository`, as git reads it.
+fn shared_setting(repo: &Repository) -> Result<Shared, GitError> {
+    let config = ctx(repo.config(), || {
+        "cannot read the repository's config".into()
+    })?;
+    let (value, has_value) = match config.get_entry("core.sharedRepository") {
+        Ok(entry) => (
+            String::from_utf8_lossy(entry.value_bytes()).into_owned(),
+            entry.has_value(),
+        ),
+        Err(_) => return Ok(Shared::Umask),
+    };
+    Shared::parse(has_value.then_some(value.as_str())).map_err(|why| GitError::SharedRepository {
+        git_dir: repo.commondir().to_path_buf(),
+        value,
+        why,
+    })
 }

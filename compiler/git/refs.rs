@@ -1,17 +1,22 @@
 //! Site branches: reading their tips, and moving many at once with git's
 //! lock-file protocol (a lock file per ref, checked, then renamed over it),
 //! serialized by a flock and a journal that lets the next move clear the
-//! locks a killed one left.
+//! locks a killed one left ([`super::stale`]). Branches, their locks and
+//! reflogs live in the repository's common directory, which every linked
+//! worktree shares.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use git2::{ErrorCode, Oid, Signature};
 
+use super::stale::{Journal, recover};
 use super::{GitError, Repo, ctx, io_ctx, short};
 
-/// In the git directory: held (flock) while dify-cfg moves branches.
+/// In the common git directory: held (flock) while dify-cfg moves branches.
 const MOVE_LOCK: &str = "dify-cfg.lock";
-/// In the git directory: the refs a branch move is locking, while it runs.
+/// In the common git directory: what a branch move is locking, while it
+/// runs.
 const MOVE_JOURNAL: &str = "dify-cfg-moving";
 
 /// One compare-and-swap update of a branch: from `old` (None: the branch
@@ -57,15 +62,13 @@ impl Repo {
     }
 
     /// Serialize dify-cfg's branch moves in this repository (an exclusive
-    /// `flock` on `.git/dify-cfg.lock`, waited for: a move takes
-    /// milliseconds) and clear what a killed earlier move left: its journal
-    /// names the refs it was locking, and the `.lock` files of those refs
-    /// and of their reflogs are stale, since their writer died (it held the
-    /// flock until then).
+    /// `flock` on `dify-cfg.lock` in the common git directory, waited for:
+    /// a move takes milliseconds) and clear what a killed earlier move
+    /// left: the locks its journal proves it created ([`recover`]).
     /// Without this, one SIGKILL at the wrong moment would make every
     /// later `commit` fail until someone removed the lock files by hand.
     fn lock_moves(&self) -> Result<(std::fs::File, PathBuf), GitError> {
-        let dir = self.repo.path();
+        let dir = self.repo.commondir();
         let lock_path = dir.join(MOVE_LOCK);
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -73,35 +76,14 @@ impl Repo {
             .write(true)
             .open(&lock_path)
             .map_err(io_ctx(format!("cannot open `{}`", lock_path.display())))?;
+        self.shared
+            .adjust(&lock_path)
+            .map_err(io_ctx(format!("cannot open `{}`", lock_path.display())))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| io_ctx(format!("cannot lock `{}`", lock_path.display()))(e.into()))?;
         let journal = dir.join(MOVE_JOURNAL);
         match std::fs::read_to_string(&journal) {
-            Ok(text) => {
-                for name in text.lines() {
-                    if !(name.starts_with("refs/heads/") && git2::Reference::is_valid_name(name)) {
-                        continue;
-                    }
-                    // The ref's lock, and its reflog's: the dead writer held
-                    // the ref's lock, so nobody else was writing its log.
-                    for stale in [
-                        dir.join(format!("{name}.lock")),
-                        dir.join(format!("logs/{name}.lock")),
-                    ] {
-                        match std::fs::remove_file(&stale) {
-                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                                return Err(io_ctx(format!(
-                                    "cannot remove the stale lock `{}`",
-                                    stale.display()
-                                ))(e));
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                std::fs::remove_file(&journal)
-                    .map_err(io_ctx(format!("cannot remove `{}`", journal.display())))?;
-            }
+            Ok(text) => recover(dir, &journal, &text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_ctx(format!("cannot read `{}`", journal.display()))(e)),
         }
@@ -118,18 +100,17 @@ impl Repo {
             return Ok(());
         }
         let (_lock, journal) = self.lock_moves()?;
-        let names: String = updates
+        let names: Vec<String> = updates
             .iter()
-            .map(|u| format!("refs/heads/{}\n", u.branch))
+            .map(|u| format!("refs/heads/{}", u.branch))
             .collect();
-        std::fs::write(&journal, names)
-            .map_err(io_ctx(format!("cannot write `{}`", journal.display())))?;
+        let mut journal = Journal::begin(&journal, self.shared, &names)?;
         // The ref locks are all gone when this returns (renamed into place
         // or removed); then the journal goes, whatever the outcome.
-        let moved = self.move_locked(updates, reason);
-        let removed = std::fs::remove_file(&journal);
+        let moved = self.move_locked(updates, reason, &mut journal);
+        let removed = journal.end();
         moved?;
-        removed.map_err(io_ctx(format!("cannot remove `{}`", journal.display())))
+        removed
     }
 
     /// Lock, check and move the branches, as git's own ref files backend
@@ -140,46 +121,43 @@ impl Repo {
     /// transactions keep every locked ref's file open, with a write buffer,
     /// until the end: a move of 10,000 site branches would need 10,000
     /// descriptors, ten times the usual `ulimit -n`, and 100 MB.)
-    fn move_locked(&self, updates: &[RefUpdate], reason: &str) -> Result<(), GitError> {
+    fn move_locked(
+        &self,
+        updates: &[RefUpdate],
+        reason: &str,
+        journal: &mut Journal,
+    ) -> Result<(), GitError> {
         let sig = self
             .repo
             .signature()
             .or_else(|_| Signature::now("dify-cfg", "dify-cfg@localhost"));
         let sig = ctx(sig, || "cannot make a reflog signature".into())?;
-        let git_dir = self.repo.path();
+        let git_dir = self.repo.commondir();
         let mut locks = RefLocks::default();
         for u in updates {
             let name = format!("refs/heads/{}", u.branch);
             let lock = git_dir.join(format!("{name}.lock"));
             if let Some(dir) = lock.parent() {
-                std::fs::create_dir_all(dir).map_err(io_ctx(format!(
-                    "cannot lock branch `{}`: cannot create `{}`",
-                    u.branch,
-                    dir.display()
-                )))?;
+                self.shared
+                    .create_dir_all(git_dir, dir)
+                    .map_err(io_ctx(format!(
+                        "cannot lock branch `{}`: cannot create `{}`",
+                        u.branch,
+                        dir.display()
+                    )))?;
             }
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock);
-            let mut file = match file {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(GitError::Locked {
-                        branch: u.branch.clone(),
-                        lock,
-                    });
-                }
-                Err(e) => {
-                    return Err(io_ctx(format!("cannot lock branch `{}`", u.branch))(e));
-                }
-            };
-            locks.held.push(lock.clone());
-            std::io::Write::write_all(&mut file, format!("{}\n", u.new).as_bytes())
-                .map_err(io_ctx(format!("cannot write `{}`", lock.display())))?;
+            let content = format!("{}\n", u.new);
+            if !journal.create_lock(git_dir, &name, &content, self.shared)? {
+                return Err(GitError::Locked {
+                    branch: u.branch.clone(),
+                    lock,
+                });
+            }
+            locks.held.push(lock);
         }
         // Locked: nobody else can move them now. Check nobody did since
-        // they were read, and that each can become a file.
+        // they were read, and that no branch is in another's way.
+        self.check_names(updates)?;
         for u in updates {
             let now = self.tip(&u.branch)?;
             if now != u.old {
@@ -192,12 +170,13 @@ impl Repo {
             }
             let path = git_dir.join(format!("refs/heads/{}", u.branch));
             // An empty directory left by deleted branches below this name
-            // goes; one that still holds branches stops the move.
+            // goes; one that still holds something stops the move.
             if path.is_dir() && std::fs::remove_dir(&path).is_err() {
                 return Err(GitError::Io {
                     what: format!(
-                        "cannot create branch `{}`: branches named `{}/...` exist",
-                        u.branch, u.branch
+                        "cannot create branch `{}`: `{}` is a folder that still holds files (no branches: locks of branches below it?)",
+                        u.branch,
+                        path.display()
                     ),
                     source: std::io::Error::from(std::io::ErrorKind::IsADirectory),
                 });
@@ -216,6 +195,7 @@ impl Repo {
                     }),
                     || format!("cannot write the reflog of branch `{}`", u.branch),
                 )?;
+                self.share_reflog(&name);
             }
         }
         let held = std::mem::take(&mut locks.held);
@@ -228,6 +208,53 @@ impl Repo {
             }
         }
         Ok(())
+    }
+
+    /// Refuse a move that would put a branch beside another whose name
+    /// continues it (`sites/a` and `sites/a/old`, either way round): git
+    /// keeps a branch as a path, so it cannot hold both. Every ref name is
+    /// read through libgit2, packed (after `git gc`, in a fresh clone) and
+    /// loose alike, and the move's own branches count too.
+    fn check_names(&self, updates: &[RefUpdate]) -> Result<(), GitError> {
+        let mut names: BTreeSet<String> = updates
+            .iter()
+            .map(|u| format!("refs/heads/{}", u.branch))
+            .collect();
+        let mut refs = ctx(self.repo.references(), || "cannot list the refs".into())?;
+        names.extend(refs.names().filter_map(Result::ok).map(str::to_string));
+        let conflict = |branch: &str, other: &str| GitError::NameConflict {
+            branch: branch.to_string(),
+            other: other.trim_start_matches("refs/heads/").to_string(),
+        };
+        for u in updates {
+            let full = format!("refs/heads/{}", u.branch);
+            let below = format!("{full}/");
+            if let Some(other) = names.range(below.clone()..).next()
+                && other.starts_with(&below)
+            {
+                return Err(conflict(&u.branch, other));
+            }
+            let mut above = full.as_str();
+            while let Some(i) = above.rfind('/') {
+                above = &above[..i];
+                if above.len() <= "refs/heads".len() {
+                    break;
+                }
+                if names.contains(above) {
+                    return Err(conflict(&u.branch, above));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Give the reflog of `name` and its folders git's shared modes.
+    fn share_reflog(&self, name: &str) {
+        let mut at = self.repo.commondir().join("logs");
+        for part in name.split('/') {
+            at.push(part);
+            self.shared.adjust_if_ours(&at);
+        }
     }
 
     /// Whether branch moves go in the reflog: `core.logAllRefUpdates`,

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
+use git2::{ObjectType, Oid, TreeWalkMode, TreeWalkResult};
 
+use super::shared::Shared;
 use super::{GitError, Repo, ctx};
 
 /// A regular file in a tree dify-cfg writes.
@@ -54,15 +55,19 @@ impl Repo {
             files: BTreeMap<&'a str, &'a [u8]>,
             dirs: BTreeMap<&'a str, Dir<'a>>,
         }
-        fn write(repo: &Repository, dir: &Dir<'_>) -> Result<Oid, git2::Error> {
-            let mut builder = repo.treebuilder(None)?;
+        fn write(repo: &Repo, dir: &Dir<'_>) -> Result<Oid, git2::Error> {
+            let mut builder = repo.repo.treebuilder(None)?;
             for (name, bytes) in &dir.files {
-                builder.insert(name, repo.blob(bytes)?, FILE_MODE)?;
+                let blob = repo.repo.blob(bytes)?;
+                repo.share_object(blob);
+                builder.insert(name, blob, FILE_MODE)?;
             }
             for (name, sub) in &dir.dirs {
                 builder.insert(name, write(repo, sub)?, 0o040_000)?;
             }
-            builder.write()
+            let tree = builder.write()?;
+            repo.share_object(tree);
+            Ok(tree)
         }
         let mut top = Dir::default();
         for (path, bytes) in files {
@@ -74,8 +79,25 @@ impl Repo {
             }
             dir.files.insert(name, bytes);
         }
-        ctx(write(&self.repo, &top), || {
-            "cannot write the site tree".into()
-        })
+        ctx(write(self, &top), || "cannot write the site tree".into())
+    }
+}
+
+impl Repo {
+    /// Give a loose object this process wrote, and its folder, the modes
+    /// git gives them in a shared repository (libgit2 leaves them to the
+    /// umask). An object that was there already, or is packed, is left.
+    pub(super) fn share_object(&self, id: Oid) {
+        if self.shared == Shared::Umask {
+            return;
+        }
+        let hex = id.to_string();
+        let dir = self.repo.commondir().join("objects").join(&hex[..2]);
+        let fanout = u8::from_str_radix(&hex[..2], 16).unwrap_or_default();
+        // Once per folder and handle (once it exists and is set).
+        if !self.shared_fanouts.borrow().contains(&fanout) && self.shared.adjust(&dir).is_ok() {
+            self.shared_fanouts.borrow_mut().insert(fanout);
+        }
+        self.shared.adjust_if_ours(&dir.join(&hex[2..]));
     }
 }

@@ -10,7 +10,7 @@ use git2::Oid;
 use serde::Serialize;
 
 use crate::driver::{Compiled, for_each_worked, input_digest};
-use crate::emit::{OutDir, SiteTree};
+use crate::emit::{EmitError, OutDir, SiteTree};
 use crate::git::{GitError, Identity, RefUpdate, Repo, short};
 use crate::gitops::Error;
 use crate::gitops::branch::{ROLLOUT_DIR, managed_commit, site_branch};
@@ -47,6 +47,11 @@ pub struct SiteCommit {
     pub pr_body: Option<String>,
     /// `--pr`: the path of the body file, relative to the out directory.
     pub pr_body_file: Option<String>,
+    /// The files are those of the tip, which was committed from inputs
+    /// that were not committed (`Source-Dirty`): the new commit records
+    /// the clean source commit they are now in.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recommit: bool,
 }
 
 impl SiteCommit {
@@ -71,12 +76,14 @@ impl SiteCommit {
             summary,
             pr_body: None,
             pr_body_file: None,
+            recommit: false,
         }
     }
 
     /// Whether the branch moves (or, in a dry run, would move).
     pub fn changed(&self) -> bool {
-        self.files_changed > 0 && (self.commit.is_none() || self.commit != self.old_tip)
+        (self.files_changed > 0 || self.recommit)
+            && (self.commit.is_none() || self.commit != self.old_tip)
     }
 }
 
@@ -266,9 +273,21 @@ impl Committer<'_> {
             };
             (summarize_tree(&old, tree), old.is_empty())
         };
-        let subject = format!("{}: {}", v.site.name, summary.headline(first));
+        // The same files as a tip committed from uncommitted inputs are
+        // committed again from this clean source: `audit` compiles a
+        // tip's Source-Commit, which lacks what the working tree had.
+        let recommit = summary.is_empty() && !plan.dirty && dirty_tip(repo, compared)?;
+        let subject = match recommit {
+            true => format!(
+                "{}: recommit from clean source commit {}",
+                v.site.name,
+                short(source)
+            ),
+            false => format!("{}: {}", v.site.name, summary.headline(first)),
+        };
         let mut entry = SiteCommit::new(v, branch.clone(), base.clone(), old_tip, subject, summary);
-        if entry.summary.is_empty() {
+        entry.recommit = recommit;
+        if entry.summary.is_empty() && !recommit {
             // Nothing to commit; a rollout branch that still proposes an
             // older tree is left for its pull request to be closed.
             return Ok(Outcome::Site {
@@ -333,7 +352,11 @@ impl Committer<'_> {
         let (_, Some(managed)) = managed_commit(repo, tip)? else {
             return Ok(None);
         };
-        if managed.trailer("Input-Digest") != Some(input_digest) {
+        // A tip committed from uncommitted inputs never stands for a
+        // source commit's inputs, whatever its digest.
+        if managed.trailer("Input-Digest") != Some(input_digest)
+            || managed.trailer(SOURCE_DIRTY).is_some()
+        {
             return Ok(None);
         }
         // Without `--pr` the branch written is the site branch just read.
@@ -348,6 +371,20 @@ impl Committer<'_> {
             updates: Vec::new(),
         }))
     }
+}
+
+/// The trailer of a commit compiled from uncommitted inputs
+/// (`commit --allow-dirty`).
+const SOURCE_DIRTY: &str = "Source-Dirty";
+
+/// Whether `tip` stands for a dify-cfg commit compiled from uncommitted
+/// inputs.
+fn dirty_tip(repo: &Repo, tip: Option<Oid>) -> Result<bool, Error> {
+    let Some(tip) = tip else {
+        return Ok(false);
+    };
+    let (_, managed) = managed_commit(repo, tip)?;
+    Ok(managed.is_some_and(|m| m.trailer(SOURCE_DIRTY).is_some()))
 }
 
 /// An empty first commit for a new site branch (with `--pr`).
@@ -455,17 +492,53 @@ pub fn commit_sites(
     preparer.finish()
 }
 
-/// `_rollout/<site>.md` (title line, then body) and `<site>.title` in the
-/// out directory, for each site with a pull request.
-pub fn write_pr_files(dir: &OutDir, prepared: &Prepared) -> Result<(), Error> {
+/// The out directory's `_rollout/` with the pull-request files of
+/// `prepared` in: `<site>.md` (title line, then body) and `<site>.title`
+/// for each site with a pull request, beside the files already there.
+/// `commit --pr` stages it before any branch moves and swaps it in after
+/// (`OutDir::stage`, `OutDir::swap`), so that a failure to write it moves
+/// nothing. `None`: no pull request.
+pub fn rollout_tree(dir: &OutDir, prepared: &Prepared) -> Result<Option<SiteTree>, Error> {
+    let mut files = BTreeMap::new();
     for s in &prepared.sites {
         if let (Some(body), Some(body_file)) = (&s.pr_body, &s.pr_body_file) {
-            dir.write_file(body_file, body.as_bytes())?;
-            dir.write_file(
-                &format!("{ROLLOUT_DIR}/{}.title", s.site),
-                format!("{}\n", s.subject).as_bytes(),
-            )?;
+            let body_file = body_file.trim_start_matches(&format!("{ROLLOUT_DIR}/"));
+            files.insert(body_file.to_string(), body.as_bytes().to_vec());
+            files.insert(
+                format!("{}.title", s.site),
+                format!("{}\n", s.subject).into_bytes(),
+            );
         }
     }
-    Ok(())
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let existing = dir.path.join(ROLLOUT_DIR);
+    let unreadable = |e: std::io::Error| EmitError::Io {
+        path: existing.clone(),
+        source: e,
+    };
+    match std::fs::read_dir(&existing) {
+        Ok(entries) => {
+            for e in entries {
+                let e = e.map_err(unreadable)?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || !e.file_type().map_err(unreadable)?.is_file() {
+                    continue;
+                }
+                if let std::collections::btree_map::Entry::Vacant(v) = files.entry(name) {
+                    v.insert(std::fs::read(e.path()).map_err(unreadable)?);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(unreadable(e).into()),
+    }
+    Ok(Some(SiteTree {
+        name: ROLLOUT_DIR.to_string(),
+        files,
+        compose: None,
+        input_digest: String::new(),
+        output_digest: String::new(),
+    }))
 }

@@ -16,7 +16,7 @@ pub mod retire;
 pub mod rollout;
 
 pub use audit::{AuditEntry, Verdict, audit_branches};
-pub use commit::{CommitPlan, Committer, Prepared, commit_sites, prepare, publish, write_pr_files};
+pub use commit::{CommitPlan, Committer, Prepared, commit_sites, prepare, publish, rollout_tree};
 pub use diff::{SiteDiff, diff_sites};
 pub use retire::{Removed, removed_branches, retire};
 pub use rollout::{WaveHold, wave_hold};

@@ -345,15 +345,12 @@ fn the_ref_locks_of_a_killed_commit_are_cleared_and_foreign_ones_respected() {
         "a refused commit moved branches"
     );
 
-    // The same lock named in the journal of a killed dify-cfg (which held
-    // the move lock until it died), and the lock of a reflog it was
-    // writing: stale, cleared, the commit succeeds.
-    fs::write(
-        git_dir.join("dify-cfg-moving"),
-        "refs/heads/sites/clinic-01\nrefs/heads/sites/clinic-02\n",
-    )
-    .unwrap();
-    let log_lock = git_dir.join("logs/refs/heads/sites/clinic-02.lock");
+    // The same lock, created by a killed dify-cfg (which held the move
+    // lock until it died) as its journal records, and the lock of the
+    // branch's reflog it was writing: stale, cleared, the commit succeeds.
+    let (one, two) = ("refs/heads/sites/clinic-01", "refs/heads/sites/clinic-02");
+    crate::git_real::killed_move_journal(&git_dir, &[one, two], &[(one, &lock)]);
+    let log_lock = git_dir.join("logs/refs/heads/sites/clinic-01.lock");
     fs::write(&log_lock, "").unwrap();
     run_ok(&root, &["commit"]);
     assert!(!lock.exists());

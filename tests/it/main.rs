@@ -11,6 +11,7 @@ mod crash;
 mod dify_settings;
 mod disk_full;
 mod fleet;
+mod git_real;
 mod gitops;
 mod golden;
 mod helm_chart;

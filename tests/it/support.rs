@@ -230,9 +230,17 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 /// Run git in `dir` as [`git`] does, returning its output whatever the exit.
 pub fn git_output(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("git")
+    git_command(dir, "git")
         .args(args)
-        .current_dir(dir)
+        .output()
+        .expect("git runs (install git)")
+}
+
+/// `program` (git, or a shell that runs it) in `dir` with [`git`]'s fixed
+/// identity and clock and no user config.
+pub fn git_command(dir: &Path, program: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    c.current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_AUTHOR_NAME", "Ana Operator")
@@ -240,9 +248,8 @@ pub fn git_output(dir: &Path, args: &[&str]) -> std::process::Output {
         .env("GIT_AUTHOR_DATE", "2026-11-02T09:00:00+01:00")
         .env("GIT_COMMITTER_NAME", "Ana Operator")
         .env("GIT_COMMITTER_EMAIL", "ana@clinics.example.org")
-        .env("GIT_COMMITTER_DATE", "2026-11-02T09:00:00+01:00")
-        .output()
-        .expect("git runs (install git)")
+        .env("GIT_COMMITTER_DATE", "2026-11-02T09:00:00+01:00");
+    c
 }
 
 /// A clinic site file like the example fleet's, numbered `n` (1..=250):
