@@ -362,7 +362,16 @@ fn a_pull_request_whose_files_cannot_be_written_moves_no_branch() {
     let blocker = tmp.path().join("a-file");
     fs::write(&blocker, "").unwrap();
     let out = blocker.join("out");
-    let text = fails(&root, &["commit", "--pr", "--out", out.to_str().unwrap()]);
+    let text = fails(
+        &root,
+        &[
+            "commit",
+            "--pr",
+            "--ignore-waves",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(text.contains("a-file"), "{text}");
     assert_eq!(
         branches(&root),
@@ -375,7 +384,16 @@ fn a_pull_request_whose_files_cannot_be_written_moves_no_branch() {
     let out = tmp.path().join("out");
     fs::create_dir_all(out.join("_rollout")).unwrap();
     fs::write(out.join("_rollout/earlier.md"), "kept\n").unwrap();
-    let report = ok(&root, &["commit", "--pr", "--out", out.to_str().unwrap()]);
+    let report = ok(
+        &root,
+        &[
+            "commit",
+            "--pr",
+            "--ignore-waves",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     let rollouts = support::refs(&root, "refs/heads/rollout/");
     assert!(!rollouts.is_empty(), "{report}");
     for branch in rollouts.keys() {
