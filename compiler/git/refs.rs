@@ -117,17 +117,21 @@ impl Repo {
         if updates.is_empty() {
             return Ok(());
         }
+        crate::base::crash::point(crate::base::crash::REFS_OBJECTS);
         let (_lock, journal) = self.lock_moves()?;
+        crate::base::crash::point(crate::base::crash::REFS_LOCKED);
         let names: String = updates
             .iter()
             .map(|u| format!("refs/heads/{}\n", u.branch))
             .collect();
         std::fs::write(&journal, names)
             .map_err(io_ctx(format!("cannot write `{}`", journal.display())))?;
+        crate::base::crash::point(crate::base::crash::REFS_JOURNAL);
         // The ref locks are all gone when this returns (renamed into place
         // or removed); then the journal goes, whatever the outcome.
         let moved = self.move_locked(updates, reason);
         let removed = std::fs::remove_file(&journal);
+        crate::base::crash::point(crate::base::crash::REFS_DONE);
         moved?;
         removed.map_err(io_ctx(format!("cannot remove `{}`", journal.display())))
     }
@@ -177,6 +181,7 @@ impl Repo {
             locks.held.push(lock.clone());
             std::io::Write::write_all(&mut file, format!("{}\n", u.new).as_bytes())
                 .map_err(io_ctx(format!("cannot write `{}`", lock.display())))?;
+            crate::base::crash::point(crate::base::crash::REFS_REF_LOCKED);
         }
         // Locked: nobody else can move them now. Check nobody did since
         // they were read, and that each can become a file.
@@ -216,6 +221,7 @@ impl Repo {
                     }),
                     || format!("cannot write the reflog of branch `{}`", u.branch),
                 )?;
+                crate::base::crash::point(crate::base::crash::REFS_REFLOG);
             }
         }
         let held = std::mem::take(&mut locks.held);
@@ -226,6 +232,7 @@ impl Repo {
                 locks.held = held[i..].to_vec();
                 return Err(io_ctx(format!("cannot update branch `{}`", u.branch))(e));
             }
+            crate::base::crash::point(crate::base::crash::REFS_MOVED);
         }
         Ok(())
     }
