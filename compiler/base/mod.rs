@@ -1,6 +1,7 @@
 //! What every stage uses: the source map, diagnostics, units and the
-//! predicates on names and URLs.
+//! predicates on names and URLs; and the crash points' test hook.
 pub mod codes;
+pub mod crash;
 pub mod diagnostic;
 pub mod names;
 pub mod source;

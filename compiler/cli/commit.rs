@@ -128,7 +128,7 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
             return Err(e.into());
         }
         if let Some((dir, staged)) = rollout
-            && let Err(e) = dir.sync().and_then(|()| dir.swap(staged))
+            && let Err(e) = dir.sync().and_then(|()| dir.install(vec![staged], &[]))
         {
             report.unwritten = Some(e.to_string());
         }

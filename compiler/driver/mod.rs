@@ -10,5 +10,8 @@ pub mod render;
 pub mod select;
 
 pub use analyze::{Compiled, analyze, read_inputs};
-pub use render::{for_each_tree, for_each_worked, input_digest, render_all, render_chunks_with};
+pub use render::{
+    for_each_build_files, for_each_tree, for_each_worked, input_digest, render_all,
+    render_chunks_with,
+};
 pub use select::{Selection, SelectionError, select};

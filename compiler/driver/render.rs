@@ -6,7 +6,7 @@
 //! handed on before the next chunk, so memory holds one chunk, not the
 //! fleet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
@@ -146,6 +146,60 @@ pub fn for_each_worked<S: Send, T: Send, E: Send>(
     Handed {
         diagnostics: diagnostics.sorted(),
         failed,
+    }
+}
+
+/// The build files (Dockerfiles and their ignore files) of `sites`, handed
+/// to `each` site by site: what the image plan needs of the sites a command
+/// does not render in full. Sites whose build files are planned alike (the
+/// same templates, the same contexts) are rendered once.
+pub fn for_each_build_files(
+    inputs: &Inputs,
+    sites: &[&ValidSite],
+    mut each: impl FnMut(&ValidSite, &BTreeMap<String, Vec<u8>>),
+) -> Result<(), Diagnostics> {
+    if sites.is_empty() {
+        return Ok(());
+    }
+    let renderer = Renderer::new(&inputs.sources, &inputs.templates)?;
+    let render = |v: &ValidSite| -> Result<BTreeMap<String, Vec<u8>>, Diagnostics> {
+        let files = renderer.render_builds(&v.site)?;
+        Ok(files.into_iter().map(|f| (f.path, f.bytes)).collect())
+    };
+    let mut rendered: HashMap<String, BTreeMap<String, Vec<u8>>> = HashMap::new();
+    let mut diagnostics = Diagnostics::new();
+    // What the templates see is the plan serialized: equal text (here its
+    // sha256, to hold a fleet's keys in little memory), equal files.
+    let keys: Vec<Option<String>> = sites
+        .par_iter()
+        .map(|v| {
+            let plan = serde_json::to_vec(&crate::plan::builds(&v.site)).ok()?;
+            Some(crate::base::source::sha256_hex(&plan))
+        })
+        .collect();
+    for (v, key) in sites.iter().zip(keys) {
+        let Some(key) = key else {
+            match render(v) {
+                Ok(files) => each(v, &files),
+                Err(d) => diagnostics.extend(d),
+            }
+            continue;
+        };
+        if !rendered.contains_key(&key) {
+            match render(v) {
+                Ok(files) => rendered.insert(key.clone(), files),
+                Err(d) => {
+                    diagnostics.extend(d);
+                    continue;
+                }
+            };
+        }
+        each(v, &rendered[&key]);
+    }
+    if diagnostics.has_errors() {
+        Err(diagnostics.sorted())
+    } else {
+        Ok(())
     }
 }
 

@@ -74,27 +74,6 @@ impl ImagePlan {
         }
     }
 
-    /// Add the images of a site already built in `dir`, from the sha256 its
-    /// manifest records; the Dockerfile is read only for a new image.
-    pub fn add_built(
-        &mut self,
-        site: &Site,
-        manifest: &crate::emit::BuiltManifest,
-        dir: &std::path::Path,
-    ) {
-        for kind in [BuiltKind::Api, BuiltKind::Web] {
-            let name = kind_name(kind);
-            let path = format!("docker/{name}.Dockerfile");
-            let hash = manifest.outputs.iter().find(|o| o.path == path);
-            if let Some(out) = hash {
-                self.add_image(site, kind, &out.sha256, || {
-                    let read = |p: &str| std::fs::read(dir.join(p)).unwrap_or_default();
-                    (read(&path), read(&format!("{path}.dockerignore")))
-                });
-            }
-        }
-    }
-
     fn add_image(
         &mut self,
         site: &Site,
@@ -124,9 +103,24 @@ impl ImagePlan {
         entry.sites.insert(site.name.clone());
     }
 
-    /// The distinct images, sorted by target name.
+    /// The distinct images, sorted by target name. The same Dockerfile
+    /// pushed to two registries is two images: their targets get the
+    /// repository's hash appended, so that neither replaces the other.
     pub fn finish(self) -> Vec<ImageBuild> {
         let mut out: Vec<ImageBuild> = self.by_ref.into_values().collect();
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for img in &out {
+            *count.entry(img.target.clone()).or_default() += 1;
+        }
+        for img in &mut out {
+            if count[&img.target] > 1 {
+                img.target = format!(
+                    "{}-{}",
+                    img.target,
+                    &sha256_hex(img.repository.as_bytes())[..8]
+                );
+            }
+        }
         out.sort_by(|a, b| a.target.cmp(&b.target));
         out
     }
@@ -230,6 +224,26 @@ mod tests {
             );
         }
         assert!(a.target == Target::Compose);
+    }
+
+    #[test]
+    fn one_dockerfile_for_two_registries_is_two_targets() {
+        let a = site("a", &["linux/amd64"]);
+        let mut b = site("b", &["linux/amd64"]);
+        b.build.registry = "other.example.org/dify".into();
+        let ta = tree_with("a", "FROM x\n", "FROM y\n");
+        let tb = tree_with("b", "FROM x\n", "FROM y\n");
+        let imgs = images(&[(&a, &ta), (&b, &tb)]);
+        assert_eq!(imgs.len(), 4, "an api and a web target per registry");
+        let bake: serde_json::Value =
+            serde_json::from_slice(&tree(&imgs).files["docker-bake.json"]).unwrap();
+        let targets = bake["target"].as_object().unwrap();
+        assert_eq!(targets.len(), 4);
+        let tags: BTreeSet<&str> = targets
+            .values()
+            .map(|t| t["tags"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(tags.len(), 4, "{tags:?}");
     }
 
     #[test]

@@ -99,7 +99,9 @@ impl Repo {
         if updates.is_empty() {
             return Ok(());
         }
+        crate::base::crash::point(crate::base::crash::REFS_OBJECTS);
         let (_lock, journal) = self.lock_moves()?;
+        crate::base::crash::point(crate::base::crash::REFS_LOCKED);
         let names: Vec<String> = updates
             .iter()
             .map(|u| format!("refs/heads/{}", u.branch))
@@ -107,8 +109,10 @@ impl Repo {
         let mut journal = Journal::begin(&journal, self.shared, &names)?;
         // The ref locks are all gone when this returns (renamed into place
         // or removed); then the journal goes, whatever the outcome.
+        crate::base::crash::point(crate::base::crash::REFS_JOURNAL);
         let moved = self.move_locked(updates, reason, &mut journal);
         let removed = journal.end();
+        crate::base::crash::point(crate::base::crash::REFS_DONE);
         moved?;
         removed
     }
@@ -154,6 +158,7 @@ impl Repo {
                 });
             }
             locks.held.push(lock);
+            crate::base::crash::point(crate::base::crash::REFS_REF_LOCKED);
         }
         // Locked: nobody else can move them now. Check nobody did since
         // they were read, and that no branch is in another's way.
@@ -196,6 +201,7 @@ impl Repo {
                     || format!("cannot write the reflog of branch `{}`", u.branch),
                 )?;
                 self.share_reflog(&name);
+                crate::base::crash::point(crate::base::crash::REFS_REFLOG);
             }
         }
         let held = std::mem::take(&mut locks.held);
@@ -206,6 +212,7 @@ impl Repo {
                 locks.held = held[i..].to_vec();
                 return Err(io_ctx(format!("cannot update branch `{}`", u.branch))(e));
             }
+            crate::base::crash::point(crate::base::crash::REFS_MOVED);
         }
         Ok(())
     }

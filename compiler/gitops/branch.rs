@@ -10,8 +10,7 @@ use crate::emit::{COMPILER_NAME, COMPILER_VERSION};
 use crate::git::{CommitInfo, GitError, Repo};
 use crate::validate::ValidSite;
 
-/// Where rollout pull-request bodies go, under the out directory.
-pub const ROLLOUT_DIR: &str = "_rollout";
+pub use crate::emit::ROLLOUT_DIR;
 
 /// The trailer every dify-cfg commit carries: `Compiler: dify-cfg <version>`.
 pub const COMPILER_TRAILER: &str = "Compiler";

@@ -248,9 +248,9 @@ impl SitePlan {
     }
 }
 
-/// Decide every artifact of a site.
-pub fn plan(site: &Site) -> SitePlan {
-    let builds = vec![
+/// The build files of a site: its Dockerfiles and their ignore files.
+pub fn builds(site: &Site) -> Vec<Artifact> {
+    vec![
         Artifact {
             path: "docker/api.Dockerfile".into(),
             template: TEMPLATE_API_DOCKERFILE,
@@ -275,7 +275,12 @@ pub fn plan(site: &Site) -> SitePlan {
             defines: None,
             context: Context::DockerIgnore(web_dockerignore(site)),
         },
-    ];
+    ]
+}
+
+/// Decide every artifact of a site.
+pub fn plan(site: &Site) -> SitePlan {
+    let builds = builds(site);
     let deploy = match site.target {
         Target::Compose => {
             let env = EnvPlan::new(site);

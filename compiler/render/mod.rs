@@ -110,66 +110,57 @@ impl<'s> Renderer<'s> {
         })
     }
 
+    /// Render a site's build files only (its Dockerfiles and their ignore
+    /// files, [`plan::builds`]): what the image plan needs of a site that
+    /// is not rendered in full.
+    pub fn render_builds(&self, site: &Site) -> Result<Vec<RenderedFile>, Diagnostics> {
+        refuse_unsafe(site)?;
+        self.render_each(site, &plan::builds(site))
+    }
+
     /// Render every output file of a site, sorted by path. The Dockerfiles
     /// come first: the compose file and Helm values name the images built
     /// from them by the hash of their bytes.
     pub fn render_site(&self, site: &Site) -> Result<Vec<RenderedFile>, Diagnostics> {
-        let mut diags = Diagnostics::new();
-        for (what, value) in unsafe_values(site) {
-            diags.push(
-                Diagnostic::error(
-                    Code::UnsafeValue,
-                    format!(
-                        "site `{}`: {what} `{}` cannot be written into its outputs safely",
-                        site.name,
-                        value.escape_debug()
-                    ),
-                )
-                .help("validation should have refused this value; please report it"),
-            );
-        }
-        if !diags.is_empty() {
-            return Err(diags);
-        }
+        refuse_unsafe(site)?;
         let plan = plan::plan(site);
-        let mut files = Vec::new();
-        let mut defined: BTreeMap<BuiltKind, Vec<u8>> = BTreeMap::new();
-        for artifact in &plan.builds {
-            match self.render_artifact(site, artifact) {
-                Ok(file) => {
-                    if let Some(kind) = artifact.defines {
-                        defined.insert(kind, file.bytes.clone());
-                    }
-                    files.push(file);
-                }
-                Err(d) => diags.push(*d),
-            }
-        }
-        if !diags.is_empty() {
-            return Err(diags);
-        }
+        let mut files = self.render_each(site, &plan.builds)?;
         let image = |kind| {
-            plan::built_image(
-                site,
-                kind,
-                defined.get(&kind).map_or(&[][..], Vec::as_slice),
-            )
+            let defined = plan.builds.iter().zip(&files);
+            let bytes = defined
+                .filter(|(a, _)| a.defines == Some(kind))
+                .map(|(_, f)| f.bytes.as_slice())
+                .next();
+            plan::built_image(site, kind, bytes.unwrap_or_default())
         };
         let built = BuiltImages {
             api: image(BuiltKind::Api),
             web: image(BuiltKind::Web),
         };
-        for artifact in plan.deploy_artifacts(&built) {
-            match self.render_artifact(site, &artifact) {
+        files.extend(self.render_each(site, &plan.deploy_artifacts(&built))?);
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    /// Render `artifacts`, all of them or every error.
+    fn render_each(
+        &self,
+        site: &Site,
+        artifacts: &[Artifact],
+    ) -> Result<Vec<RenderedFile>, Diagnostics> {
+        let mut diags = Diagnostics::new();
+        let mut files = Vec::new();
+        for artifact in artifacts {
+            match self.render_artifact(site, artifact) {
                 Ok(file) => files.push(file),
                 Err(d) => diags.push(*d),
             }
         }
-        if !diags.is_empty() {
-            return Err(diags);
+        if diags.is_empty() {
+            Ok(files)
+        } else {
+            Err(diags)
         }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(files)
     }
 
     fn render_artifact(
@@ -205,6 +196,25 @@ impl<'s> Renderer<'s> {
             }
         }
     }
+}
+
+/// A value the second check refuses ([`unsafe_values`]) stops the site.
+fn refuse_unsafe(site: &Site) -> Result<(), Diagnostics> {
+    let mut diags = Diagnostics::new();
+    for (what, value) in unsafe_values(site) {
+        diags.push(
+            Diagnostic::error(
+                Code::UnsafeValue,
+                format!(
+                    "site `{}`: {what} `{}` cannot be written into its outputs safely",
+                    site.name,
+                    value.escape_debug()
+                ),
+            )
+            .help("validation should have refused this value; please report it"),
+        );
+    }
+    if diags.is_empty() { Ok(()) } else { Err(diags) }
 }
 
 /// The minijinja environment every template runs in.

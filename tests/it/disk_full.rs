@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{add_clinics, available, copy_fleet, set_clinic_description, snapshot};
+use crate::support::{add_clinics, all_entries, available, copy_fleet, set_clinic_description};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dify-cfg");
 
@@ -132,22 +132,6 @@ fn run_in_tmpfs(runner: &[&str], root_a: &Path, root_b: &Path, size: &str, fill:
             .map(|n| all_entries(&snap.join(format!("out{n}"))))
             .collect(),
     }
-}
-
-/// Every file under `dir` with its bytes, and every directory (as `/`).
-fn all_entries(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = snapshot(dir);
-    for e in walkdir::WalkDir::new(dir)
-        .min_depth(1)
-        .into_iter()
-        .flatten()
-    {
-        if e.file_type().is_dir() {
-            let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy();
-            out.insert(format!("{rel}/"), Vec::new());
-        }
-    }
-    out
 }
 
 /// The failed build's message names a file under the out directory and

@@ -19,6 +19,7 @@ mod incremental;
 mod injection;
 mod layers;
 mod memory_floors;
+mod out_dir;
 mod properties;
 mod reference;
 mod rehearsal;

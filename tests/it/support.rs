@@ -75,6 +75,23 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// Every file under `dir` with its bytes, and every directory (as `/`),
+/// so that an emptied or added folder shows.
+pub fn all_entries(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = snapshot(dir);
+    for e in walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+    {
+        if e.file_type().is_dir() {
+            let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy();
+            out.insert(format!("{rel}/"), Vec::new());
+        }
+    }
+    out
+}
+
 /// The built binary, to run in `cwd` with colours off.
 pub fn bin(cwd: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dify-cfg"));
