@@ -64,3 +64,37 @@ fn edge_prefix_selects_the_ten_clinics() {
     let waves: Vec<u32> = chosen.iter().map(|s| s.site.wave).collect();
     assert_eq!(waves, vec![1, 2, 2, 2, 3, 3, 3, 3, 3, 3]);
 }
+
+/// The benchmark's synthetic fleet (`bench/gen-fleet`) is valid with no
+/// warning: a fleet that failed `check` would measure diagnostics, not
+/// builds. Every override kind the generator writes appears within 40 sites.
+#[test]
+fn the_benchmarks_generated_fleet_is_valid() {
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
+    if !crate::support::available(
+        "python3",
+        python.is_ok_and(|o| o.status.success()),
+        "it runs bench/gen-fleet",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = tmp.path().join("fleet");
+    let o = std::process::Command::new("python3")
+        .arg(root().join("bench/gen-fleet"))
+        .args(["40", "--no-git"])
+        .arg(&fleet)
+        .output()
+        .unwrap();
+    crate::support::assert_ok(o, "bench/gen-fleet 40");
+    let (inputs, diags) = read_inputs(&fleet);
+    let analysis = analyze(&inputs, diags);
+    assert!(
+        analysis.diagnostics.is_empty(),
+        "{}",
+        analysis.diagnostics.render_text(&inputs.sources, false)
+    );
+    assert_eq!(analysis.sites.len(), 40);
+}
