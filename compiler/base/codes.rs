@@ -47,6 +47,8 @@ codes! {
     ConnectionBudget = "connection-budget",
     /// PostgreSQL's tuned memory does not fit the db service's limit.
     DbTuning = "db-tuning",
+    /// Two sites have the same `network.hostname`: their nginx `server_name` and Dify URLs would collide.
+    DuplicateHostname = "duplicate-hostname",
     /// Two profile files define the same profile.
     DuplicateProfile = "duplicate-profile",
     /// Two site files define the same site.

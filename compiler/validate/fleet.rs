@@ -1,23 +1,34 @@
-//! Fleet-wide rules, checked across the valid sites: overlapping LANs.
+//! Fleet-wide rules, checked across the valid sites: overlapping LANs,
+//! host names two sites share.
+
+use std::collections::BTreeMap;
 
 use super::ValidSite;
 use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
-use crate::base::source::SourceMap;
+use crate::base::source::{SourceMap, Span};
+
+/// The fleet-wide rules.
+pub fn validate_fleet(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diagnostics) {
+    overlapping_lans(sites, sources, diags);
+    shared_hostnames(sites, sources, diags);
+}
+
+/// Where `site` set a value (`span`), or its file when a default did.
+fn place(span: Option<&Span>, site: &ValidSite, sources: &SourceMap) -> String {
+    span.map(|s| sources.location(s).to_string())
+        .unwrap_or_else(|| site.site.file.clone())
+}
 
 /// Overlapping LANs between sites: two boxes would fight over addresses
 /// and the admin network could not route to both.
-pub fn validate_fleet(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diagnostics) {
+fn overlapping_lans(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diagnostics) {
     for (i, a) in sites.iter().enumerate() {
         for b in &sites[..i] {
             if let (Some(la), Some(lb)) = (a.site.network.lan, b.site.network.lan)
                 && (la.contains(&lb.network()) || lb.contains(&la.network()))
             {
-                let other = b
-                    .lan_span
-                    .as_ref()
-                    .map(|s| sources.location(s).to_string())
-                    .unwrap_or_else(|| b.site.file.clone());
+                let other = place(b.lan_span.as_ref(), b, sources);
                 diags.push(
                     Diagnostic::error(
                         Code::OverlappingLan,
@@ -32,5 +43,43 @@ pub fn validate_fleet(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diag
                 );
             }
         }
+    }
+}
+
+/// Two sites with one host name: nginx's `server_name`, the certificate
+/// and every URL Dify hands out would name both boxes. Each later site
+/// is reported at its host name, naming the first site that has it.
+fn shared_hostnames(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diagnostics) {
+    let mut first: BTreeMap<&str, &ValidSite> = BTreeMap::new();
+    for site in sites {
+        let name = site.site.network.hostname.as_str();
+        if name.is_empty() {
+            continue;
+        }
+        let Some(other) = first.get(name).copied() else {
+            first.insert(name, site);
+            continue;
+        };
+        let here = place(site.hostname_span.as_ref(), site, sources);
+        let there = place(other.hostname_span.as_ref(), other, sources);
+        let help = if here == there {
+            "both sites take it from the same file: set `network.hostname` in each site's own file"
+        } else {
+            "give every site its own `network.hostname`"
+        };
+        diags.push(
+            Diagnostic::error(
+                Code::DuplicateHostname,
+                format!(
+                    "`{}` and `{}` have the same host name `{name}`",
+                    other.site.name, site.site.name
+                ),
+            )
+            .at_opt(site.hostname_span.clone())
+            .label("nginx's `server_name` and Dify's URLs would name both sites")
+            .note(format!("`{}` sets it at {here}", site.site.name))
+            .note(format!("`{}` sets it at {there}", other.site.name))
+            .help(help),
+        );
     }
 }

@@ -53,6 +53,9 @@ pub struct ValidSite {
     pub defaults: Vec<Shared<(String, String)>>,
     /// Where the site's LAN was set, for fleet checks.
     pub lan_span: Option<Span>,
+    /// Where the site's host name was set (none when it is a default),
+    /// for fleet checks.
+    pub hostname_span: Option<Span>,
     /// The files the site was compiled from: its profiles, root first, then
     /// the site file (the manifest's inputs, with the templates).
     pub chain_files: Vec<crate::base::source::FileId>,
@@ -99,6 +102,8 @@ pub fn validate_site(
     tls::served_by_nginx(cx, layer, network.as_ref(), &services);
     egress::needed_egress(cx, layer, target, &features, network.as_ref());
     let lan_span = (layer.network.as_ref().and_then(|n| n.lan.as_ref())).map(|l| l.span());
+    let hostname_span =
+        (layer.network.as_ref().and_then(|n| n.hostname.as_ref())).map(|h| h.span());
     let login = settings::login(cx, layer);
     let helm = helm::helm(cx, layer, target);
     let env = env::env(cx, layer, &dify_version);
@@ -159,6 +164,7 @@ pub fn validate_site(
         site,
         defaults,
         lan_span,
+        hostname_span,
         chain_files: rs.chain_files.clone(),
     })
 }
