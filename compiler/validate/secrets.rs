@@ -19,6 +19,12 @@ fn required_secrets(site: &Site) -> Vec<(&'static str, &'static str)> {
     let runs = |k| site.services.contains_key(&k);
     let mut out = vec![("DB_PASSWORD", "the api connects to PostgreSQL with it")];
     out.push(("REDIS_PASSWORD", "Redis requires a password"));
+    if runs(ServiceKind::Api) {
+        out.push((
+            "SECRET_KEY",
+            "the api, the worker and beat sign sessions, login tokens and file URLs with it (unset, each container makes a key of its own, and what one signs another refuses)",
+        ));
+    }
     if runs(ServiceKind::PluginDaemon) {
         out.push((
             "PLUGIN_DAEMON_KEY",
