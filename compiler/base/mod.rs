@@ -1,6 +1,7 @@
 //! What every stage uses: the source map, diagnostics, units and the
 //! predicates on names and URLs.
 pub mod codes;
+pub mod credentials;
 pub mod diagnostic;
 pub mod names;
 pub mod source;

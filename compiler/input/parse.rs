@@ -39,6 +39,7 @@ pub fn parse_file<'a>(
     diags: &mut Diagnostics,
 ) -> Option<ParsedFile<'a>> {
     let table = parse_table(sources, id, diags)?;
+    crate::input::literals::refuse_credentials(&table, diags);
     let layer = read_layer::<Layer>(&table, diags)?;
     Some(ParsedFile { id, table, layer })
 }
