@@ -125,6 +125,8 @@ codes! {
     SecretRef = "secret-ref",
     /// No admin network could reach SSH on the box once the firewall loads.
     SshLockout = "ssh-lockout",
+    /// A template ran past its budget for one file: too many steps (loops inside loops), or too much output.
+    TemplateBudget = "template-budget",
     /// A template failed while rendering a site.
     TemplateError = "template-error",
     /// A template an output needs does not exist.
