@@ -119,11 +119,38 @@ pub struct DeviceLayer {
 }
 
 /// A number written as an integer or a float.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Number {
     Int(i64),
     Float(f64),
+}
+
+/// An integer beyond `i64` (TOML's integers are 64-bit signed) is refused,
+/// not rounded to a float.
+fn checked_int<E: serde::de::Error>(v: u64, expected: &dyn serde::de::Expected) -> Result<i64, E> {
+    i64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), expected))
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Number;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Number, E> {
+                Ok(Number::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Number, E> {
+                checked_int(v, &self).map(Number::Int)
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Number, E> {
+                Ok(Number::Float(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Number {
@@ -410,13 +437,43 @@ pub struct HelmLayer {
 
 /// A value for `[env]`: Dify reads strings, but numbers and booleans are
 /// accepted and written the way Dify expects them.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EnvValue {
     Bool(bool),
     Int(i64),
     Float(f64),
     String(String),
+}
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = EnvValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, a number or a boolean")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<EnvValue, E> {
+                Ok(EnvValue::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EnvValue, E> {
+                checked_int(v, &self).map(EnvValue::Int)
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<EnvValue, E> {
+                Ok(EnvValue::String(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<EnvValue, E> {
+                Ok(EnvValue::String(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl EnvValue {

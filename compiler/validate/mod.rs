@@ -28,6 +28,7 @@ mod settings;
 mod sharing;
 mod tls;
 
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostics;
 use crate::base::source::{SourceMap, Span};
 use crate::dify;
@@ -61,9 +62,49 @@ pub struct ValidSite {
     pub chain_files: Vec<crate::base::source::FileId>,
 }
 
+/// What a site whose profile chain is not whole (a profile missing or
+/// broken) can be told: mistakes in the form of a value its files hold.
+/// Any other finding may come from a default standing in for what the
+/// missing profile sets (a compose target for a helm site, a feature that
+/// is on), so it waits for the chain.
+const FORM_CODES: &[Code] = &[
+    Code::AddressOutsideLan,
+    Code::InvalidAddress,
+    Code::InvalidCidr,
+    Code::InvalidImage,
+    Code::InvalidName,
+    Code::InvalidPort,
+    Code::InvalidText,
+    Code::InvalidUnit,
+    Code::LiteralSecret,
+    Code::OutOfRange,
+    Code::UnpinnedImage,
+];
+
 /// Validate one resolved site: each area in turn (the order in which
-/// diagnostics and defaults are recorded), then the site as a whole.
+/// diagnostics and defaults are recorded), then the site as a whole. A
+/// site whose chain is not whole gets only its [`FORM_CODES`] errors, and
+/// is not valid.
 pub fn validate_site(
+    rs: &ResolvedSite<'_>,
+    sources: &SourceMap,
+    diags: &mut Diagnostics,
+) -> Option<ValidSite> {
+    if rs.chain_complete {
+        return validate(rs, sources, diags);
+    }
+    let mut found = Diagnostics::new();
+    validate(rs, sources, &mut found);
+    for d in found.iter() {
+        if d.is_error() && FORM_CODES.contains(&d.code) {
+            diags.push(d.clone());
+        }
+    }
+    None
+}
+
+/// [`validate_site`], every finding told.
+fn validate(
     rs: &ResolvedSite<'_>,
     sources: &SourceMap,
     diags: &mut Diagnostics,
@@ -111,7 +152,7 @@ pub fn validate_site(
     let wave = settings::wave(cx, layer);
     let labels = settings::labels(cx, layer);
     let gitops = gitops::gitops(cx, layer, target);
-    if let Some(device) = &device {
+    if let (Some(device), true) = (&device, rs.chain_complete) {
         budget::budget(
             cx,
             device,
@@ -122,12 +163,15 @@ pub fn validate_site(
         );
     }
 
-    let headroom = headroom_percent(device.as_ref());
-    floors::floors(cx, &dify_version, &services, &memory_spans, headroom);
-    connections::budget(cx, layer, &services, &database, vector_store, sources);
+    // The rules over the whole site need its whole chain.
+    let whole_chain = rs.chain_complete;
+    if whole_chain {
+        let headroom = headroom_percent(device.as_ref());
+        floors::floors(cx, &dify_version, &services, &memory_spans, headroom);
+        connections::budget(cx, layer, &services, &database, vector_store, sources);
+    }
 
-    let (Some(network), Some(gitops), true) = (network, gitops, cx.diags.error_count() == before)
-    else {
+    let (Some(network), Some(gitops), true) = (network, gitops, whole_chain) else {
         return None;
     };
     let site = Site {
@@ -155,7 +199,7 @@ pub fn validate_site(
         gitops: gitops.into(),
     };
     secrets::site_secrets(cx, &site, layer, target);
-    if cx.diags.error_count() != before {
+    if cx.diags.error_count() != before || !rs.whole {
         return None;
     }
     let mut defaults = std::mem::take(&mut cx.defaults);
@@ -187,6 +231,9 @@ fn site_context<'d>(
         defaults: Vec::new(),
         anchor,
         target: target.unwrap_or(Target::Compose),
+        removed: rs.removed.clone(),
+        refused_secrets: Vec::new(),
+        partial: !rs.chain_complete,
     };
     if target.is_none() {
         cx.missing(
