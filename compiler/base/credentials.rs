@@ -52,9 +52,12 @@ impl Credential {
     }
 }
 
+/// A test of a value, and the kind of credential it finds.
+type Check = (fn(&str) -> bool, Credential);
+
 /// The first kind of credential `value` looks like, if any.
 pub fn credential_in(value: &str) -> Option<Credential> {
-    let checks: [(fn(&str) -> bool, Credential); 8] = [
+    let checks: [Check; 8] = [
         (has_private_key, Credential::PrivateKey),
         (has_service_account_key, Credential::ServiceAccountKey),
         (has_aws_access_key, Credential::AwsAccessKey),
@@ -224,63 +227,59 @@ mod tests {
     #[test]
     fn credentials_are_recognized() {
         let sa = r#"{"type": "service_account", "project_id": "clinic", "private_key_id": "0a1b", "private_key": "..."}"#;
-        let cases = [
+        let cases: [(Credential, &[&str]); 8] = [
             (
-                "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
                 Credential::PrivateKey,
+                &[
+                    "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
+                    "-----BEGIN OPENSSH PRIVATE KEY-----",
+                    "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+                    "-----BEGIN PGP PRIVATE KEY BLOCK-----",
+                ],
             ),
             (
-                "-----BEGIN OPENSSH PRIVATE KEY-----",
-                Credential::PrivateKey,
+                Credential::AwsAccessKey,
+                &["AKIAIOSFODNN7EXAMPLE", "key=ASIAY34FZKBOKMUTVV7A;"],
             ),
             (
-                "-----BEGIN ENCRYPTED PRIVATE KEY-----",
-                Credential::PrivateKey,
-            ),
-            (
-                "-----BEGIN PGP PRIVATE KEY BLOCK-----",
-                Credential::PrivateKey,
-            ),
-            ("AKIAIOSFODNN7EXAMPLE", Credential::AwsAccessKey),
-            ("key=ASIAY34FZKBOKMUTVV7A;", Credential::AwsAccessKey),
-            (
-                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjbGluaWMifQ.c2lnbmF0dXJl",
                 Credential::Jwt,
+                &[
+                    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjbGluaWMifQ.c2lnbmF0dXJl",
+                    "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiIxMjMifQ.",
+                ],
             ),
             (
-                "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiIxMjMifQ.",
-                Credential::Jwt,
-            ),
-            (
-                "sk-proj-4f9A1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvWx",
                 Credential::ApiKey,
+                &[
+                    "sk-proj-4f9A1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvWx",
+                    "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe-abc",
+                    "sk-1234567890abcdefghijklmnopqrstuvwxyzABCD",
+                ],
             ),
             (
-                "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe-abc",
-                Credential::ApiKey,
-            ),
-            (
-                "sk-1234567890abcdefghijklmnopqrstuvwxyzABCD",
-                Credential::ApiKey,
-            ),
-            (
-                "ghp_0123456789abcdefghijABCDEFGHIJ012345",
                 Credential::GithubToken,
+                &[
+                    "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+                    "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+                ],
             ),
             (
-                "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
-                Credential::GithubToken,
-            ),
-            (
-                "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW",
                 Credential::GoogleApiKey,
+                &["AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"],
             ),
-            ("redis://:hunter2@redis:6379/1", Credential::UrlPassword),
-            ("https://user:p%40ss@host/path?x=1", Credential::UrlPassword),
-            (sa, Credential::ServiceAccountKey),
+            (
+                Credential::UrlPassword,
+                &[
+                    "redis://:hunter2@redis:6379/1",
+                    "https://user:p%40ss@host/path?x=1",
+                ],
+            ),
+            (Credential::ServiceAccountKey, &[sa]),
         ];
-        for (value, kind) in cases {
-            assert_eq!(credential_in(value), Some(kind), "{value}");
+        for (kind, values) in cases {
+            for value in values {
+                assert_eq!(credential_in(value), Some(kind), "{value}");
+            }
         }
         let encoded = base64(sa);
         assert_eq!(credential_in(&encoded), Some(Credential::ServiceAccountKey));

@@ -125,39 +125,24 @@ pub enum Number {
     Float(f64),
 }
 
-/// An integer beyond `i64` (TOML's integers are 64-bit signed) is refused,
-/// not rounded to a float.
-fn checked_int<E: serde::de::Error>(v: u64, expected: &dyn serde::de::Expected) -> Result<i64, E> {
-    i64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), expected))
-}
-
-impl<'de> Deserialize<'de> for Number {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Number;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a number")
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Number, E> {
-                Ok(Number::Int(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Number, E> {
-                checked_int(v, &self).map(Number::Int)
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Number, E> {
-                Ok(Number::Float(v))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 impl Number {
     pub fn as_f64(self) -> f64 {
         match self {
             Number::Int(i) => i as f64,
             Number::Float(f) => f,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected};
+        let expected = "a number";
+        match d.deserialize_any(ScalarVisitor(expected))? {
+            EnvValue::Int(i) => Ok(Number::Int(i)),
+            EnvValue::Float(f) => Ok(Number::Float(f)),
+            EnvValue::Bool(b) => Err(D::Error::invalid_type(Unexpected::Bool(b), &expected)),
+            EnvValue::String(s) => Err(D::Error::invalid_type(Unexpected::Str(&s), &expected)),
         }
     }
 }
@@ -447,32 +432,36 @@ pub enum EnvValue {
 
 impl<'de> Deserialize<'de> for EnvValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = EnvValue;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string, a number or a boolean")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<EnvValue, E> {
-                Ok(EnvValue::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<EnvValue, E> {
-                Ok(EnvValue::Int(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EnvValue, E> {
-                checked_int(v, &self).map(EnvValue::Int)
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<EnvValue, E> {
-                Ok(EnvValue::Float(v))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<EnvValue, E> {
-                Ok(EnvValue::String(v.to_string()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<EnvValue, E> {
-                Ok(EnvValue::String(v))
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(ScalarVisitor("a string, a number or a boolean"))
+    }
+}
+
+/// Reads a TOML scalar, saying it expected `.0` of anything else. An
+/// integer beyond `i64` (TOML's integers are 64-bit signed) is refused,
+/// not rounded to a float.
+struct ScalarVisitor(&'static str);
+
+impl serde::de::Visitor<'_> for ScalarVisitor {
+    type Value = EnvValue;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<EnvValue, E> {
+        Ok(EnvValue::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<EnvValue, E> {
+        Ok(EnvValue::Int(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EnvValue, E> {
+        i64::try_from(v)
+            .map(EnvValue::Int)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<EnvValue, E> {
+        Ok(EnvValue::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<EnvValue, E> {
+        Ok(EnvValue::String(v.to_string()))
     }
 }
 

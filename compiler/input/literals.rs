@@ -6,16 +6,15 @@
 //! every literal there.
 
 use toml::Spanned;
-use toml::de::DeValue;
+use toml::de::{DeTable, DeValue};
 
 use crate::base::codes::Code;
 use crate::base::credentials::{Credential, credential_in};
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
-use crate::input::parse::{Node, Table};
 
 /// A `literal-secret` error for every value of `table` (a file's tree)
 /// that looks like a credential.
-pub fn refuse_credentials(table: &Spanned<Table<'_>>, diags: &mut Diagnostics) {
+pub fn refuse_credentials(table: &Spanned<DeTable<'_>>, diags: &mut Diagnostics) {
     for (k, v) in table.get_ref() {
         if k.get_ref() != "secrets" {
             node(v, &mut vec![k.get_ref().to_string()], diags);
@@ -23,7 +22,7 @@ pub fn refuse_credentials(table: &Spanned<Table<'_>>, diags: &mut Diagnostics) {
     }
 }
 
-fn node(n: &Node<'_>, path: &mut Vec<String>, diags: &mut Diagnostics) {
+fn node(n: &Spanned<DeValue<'_>>, path: &mut Vec<String>, diags: &mut Diagnostics) {
     match n.get_ref() {
         DeValue::String(s) => {
             if let Some(kind) = credential_in(s) {

@@ -208,37 +208,30 @@ fn datetimes(
             continue;
         };
         path.push(key.clone());
-        match node.get_mut() {
-            DeValue::Datetime(_) => {
-                let dotted = path.join(".");
-                diags.push(
-                    Diagnostic::error(
-                        Code::WrongType,
-                        format!("`{dotted}` is a date-time, which no setting takes"),
-                    )
-                    .at(node.span())
-                    .label("a TOML date-time")
-                    .help("write text in double quotes, e.g. `\"2026-05-27\"`"),
-                );
-                removed.push(dotted);
-                table.remove(key.as_str());
+        let found = match node.get_mut() {
+            DeValue::Datetime(_) => Some(("is a date-time", "a TOML date-time")),
+            DeValue::Table(t) => {
+                removed.extend(datetimes(t, path, diags));
+                None
             }
-            DeValue::Table(t) => removed.extend(datetimes(t, path, diags)),
             DeValue::Array(a) if a.iter().any(|v| has_datetime(v.get_ref())) => {
-                let dotted = path.join(".");
-                diags.push(
-                    Diagnostic::error(
-                        Code::WrongType,
-                        format!("`{dotted}` holds a date-time, which no setting takes"),
-                    )
-                    .at(node.span())
-                    .label("an array with a TOML date-time")
-                    .help("write text in double quotes, e.g. `\"2026-05-27\"`"),
-                );
-                removed.push(dotted);
-                table.remove(key.as_str());
+                Some(("holds a date-time", "an array with a TOML date-time"))
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some((what, label)) = found {
+            let dotted = path.join(".");
+            diags.push(
+                Diagnostic::error(
+                    Code::WrongType,
+                    format!("`{dotted}` {what}, which no setting takes"),
+                )
+                .at(node.span())
+                .label(label)
+                .help("write text in double quotes, e.g. `\"2026-05-27\"`"),
+            );
+            removed.push(dotted);
+            table.remove(key.as_str());
         }
         path.pop();
     }

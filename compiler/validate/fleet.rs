@@ -20,6 +20,23 @@ fn place(span: Option<&Span>, site: &ValidSite, sources: &SourceMap) -> String {
         .unwrap_or_else(|| site.site.file.clone())
 }
 
+/// The error of a rule two sites break together, at `span` in the later
+/// site, with `notes` saying where each sets the value.
+fn clash(
+    code: Code,
+    message: String,
+    span: Option<Span>,
+    notes: &[String],
+    help: &str,
+) -> Diagnostic {
+    notes
+        .iter()
+        .fold(Diagnostic::error(code, message).at_opt(span), |d, n| {
+            d.note(n.clone())
+        })
+        .help(help)
+}
+
 /// Overlapping LANs between sites: two boxes would fight over addresses
 /// and the admin network could not route to both.
 fn overlapping_lans(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diagnostics) {
@@ -29,18 +46,16 @@ fn overlapping_lans(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diagno
                 && (la.contains(&lb.network()) || lb.contains(&la.network()))
             {
                 let other = place(b.lan_span.as_ref(), b, sources);
-                diags.push(
-                    Diagnostic::error(
-                        Code::OverlappingLan,
-                        format!(
-                            "the LAN of `{}` ({la}) overlaps the LAN of `{}` ({lb})",
-                            a.site.name, b.site.name
-                        ),
-                    )
-                    .at_opt(a.lan_span.clone())
-                    .note(format!("`{}` sets its LAN at {other}", b.site.name))
-                    .help("give every site its own LAN, e.g. 10.20.N.0/24 for clinic N"),
-                );
+                diags.push(clash(
+                    Code::OverlappingLan,
+                    format!(
+                        "the LAN of `{}` ({la}) overlaps the LAN of `{}` ({lb})",
+                        a.site.name, b.site.name
+                    ),
+                    a.lan_span.clone(),
+                    &[format!("`{}` sets its LAN at {other}", b.site.name)],
+                    "give every site its own LAN, e.g. 10.20.N.0/24 for clinic N",
+                ));
             }
         }
     }
@@ -67,19 +82,22 @@ fn shared_hostnames(sites: &[ValidSite], sources: &SourceMap, diags: &mut Diagno
         } else {
             "give every site its own `network.hostname`"
         };
+        let notes = [
+            format!("`{}` sets it at {here}", site.site.name),
+            format!("`{}` sets it at {there}", other.site.name),
+        ];
         diags.push(
-            Diagnostic::error(
+            clash(
                 Code::DuplicateHostname,
                 format!(
                     "`{}` and `{}` have the same host name `{name}`",
                     other.site.name, site.site.name
                 ),
+                site.hostname_span.clone(),
+                &notes,
+                help,
             )
-            .at_opt(site.hostname_span.clone())
-            .label("nginx's `server_name` and Dify's URLs would name both sites")
-            .note(format!("`{}` sets it at {here}", site.site.name))
-            .note(format!("`{}` sets it at {there}", other.site.name))
-            .help(help),
+            .label("nginx's `server_name` and Dify's URLs would name both sites"),
         );
     }
 }
