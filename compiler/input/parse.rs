@@ -160,7 +160,10 @@ pub fn read_layer<'a, T: for<'de> Deserialize<'de>>(
     diags: &mut Diagnostics,
 ) -> Read<'a, T> {
     let mut work = table;
-    let mut removed = datetimes(work.get_mut(), &mut Vec::new(), diags);
+    let mut removed = Vec::new();
+    if work.get_ref().values().any(|v| has_datetime(v.get_ref())) {
+        removed = datetimes(work.get_mut(), &mut Vec::new(), diags);
+    }
     // Each round removes one entry, so the loop ends; the bound is a guard.
     while removed.len() < MAX_ERRORS_PER_FILE {
         let de = toml::de::Deserializer::from(work.clone());

@@ -17,6 +17,7 @@ mod incremental;
 mod injection;
 mod layers;
 mod memory_floors;
+mod one_run;
 mod pipes;
 mod properties;
 mod reference;
