@@ -81,16 +81,21 @@ const FORM_CODES: &[Code] = &[
     Code::UnpinnedImage,
 ];
 
+/// The keys every other rule reads: when one of them was removed for a
+/// mistake, a default would stand in for it, as for a missing profile.
+const KEYS_ALL_RULES_READ: &[&str] = &["target", "dify", "dify.version"];
+
 /// Validate one resolved site: each area in turn (the order in which
 /// diagnostics and defaults are recorded), then the site as a whole. A
-/// site whose chain is not whole gets only its [`FORM_CODES`] errors, and
-/// is not valid.
+/// site whose chain is not whole, or whose target or release was removed
+/// for a mistake, gets only its [`FORM_CODES`] errors, and is not valid.
 pub fn validate_site(
     rs: &ResolvedSite<'_>,
     sources: &SourceMap,
     diags: &mut Diagnostics,
 ) -> Option<ValidSite> {
-    if rs.chain_complete {
+    let unknown_basis = (rs.removed.iter()).any(|r| KEYS_ALL_RULES_READ.contains(&r.as_str()));
+    if rs.chain_complete && !unknown_basis {
         return validate(rs, sources, diags);
     }
     let mut found = Diagnostics::new();
