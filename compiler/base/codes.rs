@@ -47,6 +47,8 @@ codes! {
     ConnectionBudget = "connection-budget",
     /// PostgreSQL's tuned memory does not fit the db service's limit.
     DbTuning = "db-tuning",
+    /// Two sites have the same `network.hostname`: their nginx `server_name` and Dify URLs would collide.
+    DuplicateHostname = "duplicate-hostname",
     /// Two profile files define the same profile.
     DuplicateProfile = "duplicate-profile",
     /// Two site files define the same site.
@@ -123,6 +125,8 @@ codes! {
     SecretRef = "secret-ref",
     /// No admin network could reach SSH on the box once the firewall loads.
     SshLockout = "ssh-lockout",
+    /// A template ran past its budget for one file: too many steps (loops inside loops), or too much output.
+    TemplateBudget = "template-budget",
     /// A template failed while rendering a site.
     TemplateError = "template-error",
     /// A template an output needs does not exist.

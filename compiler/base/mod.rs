@@ -2,6 +2,7 @@
 //! predicates on names and URLs; and the crash points' test hook.
 pub mod codes;
 pub mod crash;
+pub mod credentials;
 pub mod diagnostic;
 pub mod names;
 pub mod source;

@@ -26,8 +26,7 @@ use output::{Output, Report};
 pub fn run(cli: Cli) -> ExitCode {
     let out = Output::new(cli.format);
     let code = dispatch(&cli.root, cli.command, &out);
-    out.finish();
-    code
+    out.finish(code)
 }
 
 fn dispatch(root: &Path, command: Command, out: &Output) -> ExitCode {

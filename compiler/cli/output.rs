@@ -1,8 +1,14 @@
 //! How commands print: diagnostics (rustc-style text on stderr, or inside
 //! the one JSON document a command prints), reports as text or JSON,
 //! failures, and colour (only on a terminal, never with `NO_COLOR`).
+//!
+//! Every byte goes through [`Output::write`]: a reader that went away
+//! (`| head -1`, a broken pipe) ends the printing quietly and the command
+//! exits as it would have; any other failure to write (a full disk behind
+//! `> report.json`) is said on stderr and the command exits 2, so a cut
+//! report never passes for a whole one.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
 
 use crate::base::diagnostic::Diagnostics;
@@ -41,6 +47,29 @@ pub struct Output {
     no_color: bool,
     /// JSON mode: diagnostics waiting to go into the command's one report.
     pending: RefCell<Vec<serde_json::Value>>,
+    /// Each stream's state once a write to it failed.
+    stdout: Cell<Stream>,
+    stderr: Cell<Stream>,
+    /// The first failure to write that was not a closed reader.
+    write_error: RefCell<Option<String>>,
+}
+
+/// What became of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Stream {
+    #[default]
+    Open,
+    /// The reader went away (`EPIPE`): nothing more is written to it.
+    Closed,
+    /// A write failed otherwise: nothing more is written to it.
+    Failed,
+}
+
+/// Which stream to write to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum To {
+    Stdout,
+    Stderr,
 }
 
 impl Output {
@@ -51,6 +80,37 @@ impl Output {
             color: !no_color && std::io::stderr().is_terminal(),
             no_color,
             pending: Default::default(),
+            stdout: Default::default(),
+            stderr: Default::default(),
+            write_error: Default::default(),
+        }
+    }
+
+    /// Write `text` to a stream, whole, through its locked handle. A
+    /// closed reader ends that stream quietly; another error is kept for
+    /// [`Output::finish`].
+    fn write(&self, to: To, text: &str) {
+        let state = match to {
+            To::Stdout => &self.stdout,
+            To::Stderr => &self.stderr,
+        };
+        if text.is_empty() || state.get() != Stream::Open {
+            return;
+        }
+        let written = match to {
+            To::Stdout => write_locked(&mut std::io::stdout().lock(), text),
+            To::Stderr => write_locked(&mut std::io::stderr().lock(), text),
+        };
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => state.set(Stream::Closed),
+            Err(e) => {
+                state.set(Stream::Failed);
+                let name = if to == To::Stdout { "stdout" } else { "stderr" };
+                self.write_error
+                    .borrow_mut()
+                    .get_or_insert_with(|| format!("cannot write to {name}: {e}"));
+            }
         }
     }
 
@@ -67,8 +127,7 @@ impl Output {
         }
         match self.format {
             Format::Text => {
-                let _ = std::io::stderr()
-                    .write_all(diags.render_text(&inputs.sources, self.color).as_bytes());
+                self.write(To::Stderr, &diags.render_text(&inputs.sources, self.color));
             }
             Format::Json => {
                 if let Some(items) = diags.to_json(&inputs.sources)["diagnostics"].as_array() {
@@ -83,8 +142,8 @@ impl Output {
         match self.format {
             Format::Text => {
                 let text = report.text();
-                let _ = std::io::stdout().write_all(text.stdout.as_bytes());
-                let _ = std::io::stderr().write_all(text.stderr.as_bytes());
+                self.write(To::Stdout, &text.stdout);
+                self.write(To::Stderr, &text.stderr);
             }
             Format::Json => self.json(report.json()),
         }
@@ -99,7 +158,7 @@ impl Output {
         }
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');
-        let _ = std::io::stdout().write_all(text.as_bytes());
+        self.write(To::Stdout, &text);
     }
 
     /// Say why a command failed (diagnostics were said already); exit 2.
@@ -107,7 +166,7 @@ impl Output {
         if !matches!(failure, Failure::Diagnosed) {
             let message = failure.to_string();
             match self.format {
-                Format::Text => eprintln!("error: {message}"),
+                Format::Text => self.write(To::Stderr, &format!("error: {message}\n")),
                 Format::Json => self.json(serde_json::json!({ "error": message })),
             }
         }
@@ -143,12 +202,28 @@ impl Output {
         }
     }
 
-    /// JSON mode: print diagnostics no report has carried yet.
-    pub fn finish(&self) {
+    /// The end of a command that would exit with `code`: in JSON mode,
+    /// print diagnostics no report has carried yet. A failure to write
+    /// other than a closed reader is said on stderr and makes it exit 2.
+    pub fn finish(&self, code: ExitCode) -> ExitCode {
         if self.format == Format::Json && !self.pending.borrow().is_empty() {
             self.json(serde_json::json!({}));
         }
+        let failed = self.write_error.borrow_mut().take();
+        match failed {
+            Some(message) => {
+                self.write(To::Stderr, &format!("error: {message}\n"));
+                ExitCode::Invalid
+            }
+            None => code,
+        }
     }
+}
+
+/// `text` written whole and flushed.
+fn write_locked(w: &mut impl Write, text: &str) -> std::io::Result<()> {
+    w.write_all(text.as_bytes())?;
+    w.flush()
 }
 
 /// ANSI colour for a text report, or none.

@@ -124,51 +124,21 @@ pub fn first_release_reading(name: &str) -> Option<&'static str> {
         .find(|r| release_env_names(r).contains(name))
 }
 
-/// Whether a Dify setting holds a secret and may only be given by reference.
+/// Which settings hold a secret: names, and name endings written `*_END`
+/// (see the file's header).
+const SECRET_NAMES: &str = include_str!("secret-names.txt");
+
+/// Whether a Dify setting holds a secret and may only be given by
+/// reference: its name, or its name's ending, is in `secret-names.txt`.
 pub fn is_secret_name(name: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "SECRET_KEY",
-        "INIT_PASSWORD",
-        "CELERY_BROKER_URL",
-        "PLUGIN_DAEMON_KEY",
-        "PLUGIN_DIFY_INNER_API_KEY",
-        "INNER_API_KEY_FOR_PLUGIN",
-        "DIFY_AGENT_API_TOKEN",
-        "DIFY_AGENT_SERVER_SECRET_KEY",
-        "DIFY_AGENT_SHELLCTL_AUTH_TOKEN",
-        "KNOWLEDGE_FS_JWT_SECRET",
-        "EVENT_BUS_REDIS_URL",
-        "DIFY_AGENT_REDIS_URL",
-        "WEAVIATE_AUTHENTICATION_APIKEY_ALLOWED_KEYS",
-        "API_SENTRY_DSN",
-        "WEB_SENTRY_DSN",
-        "SENTRY_DSN",
-        "PLUGIN_SENTRY_DSN",
-        // Key ids paired with a secret key, like `_ACCESS_KEY_ID` below.
-        "ANALYTICDB_KEY_ID",
-    ];
-    const SUFFIXES: &[&str] = &[
-        "_API_KEY",
-        "_PASSWORD",
-        "_SECRET",
-        "_SECRET_KEY",
-        "_TOKEN",
-        "_ACCESS_KEY",
-        "_ACCESS_KEY_ID",
-        "_ACCESS_KEY_SECRET",
-        "_PRIVATE_KEY",
-        "_KEY_SECRET",
-        "_CLIENT_SECRET",
-        "_AUTH_TOKEN",
-        // Azure storage account keys and connection strings (which carry
-        // the account key), Chroma's credentials, Tencent Cloud's secret
-        // ids (the id half of a SecretId/SecretKey pair).
-        "_ACCOUNT_KEY",
-        "_CONNECTION_STRING",
-        "_CREDENTIALS",
-        "_SECRET_ID",
-    ];
-    EXACT.contains(&name) || SUFFIXES.iter().any(|s| name.ends_with(s))
+    static RULES: OnceLock<(BTreeSet<&'static str>, Vec<&'static str>)> = OnceLock::new();
+    let (exact, endings) = RULES.get_or_init(|| {
+        let lines = parse_names(SECRET_NAMES);
+        let endings = lines.iter().filter_map(|l| l.strip_prefix('*')).collect();
+        let exact = lines.into_iter().filter(|l| !l.starts_with('*')).collect();
+        (exact, endings)
+    });
+    exact.contains(name) || endings.iter().any(|e| name.ends_with(e))
 }
 
 /// Every route prefix Dify serves, and who it is for.
@@ -370,11 +340,27 @@ mod tests {
             "CHROMA_SERVER_AUTHN_CREDENTIALS",
             "TENCENT_COS_SECRET_ID",
             "ANALYTICDB_KEY_ID",
+            // Names the suffixes once missed.
+            "ORACLE_PWD",
+            "GOOGLE_STORAGE_SERVICE_ACCOUNT_JSON_BASE64",
+            "PUBSUB_REDIS_URL",
+            "IRIS_CONNECTION_URL",
+            "ENTERPRISE_OTLP_HEADERS",
+            "TIDB_PUBLIC_KEY",
+            "EVENT_BUS_REDIS_URL",
+            "API_SENTRY_DSN",
         ] {
             assert!(is_env_name(s), "{s} is not a Dify setting");
             assert!(is_secret_name(s), "{s}");
         }
-        for s in ["DB_HOST", "LOG_LEVEL", "SERVER_WORKER_AMOUNT"] {
+        for s in [
+            "DB_HOST",
+            "LOG_LEVEL",
+            "SERVER_WORKER_AMOUNT",
+            "ORACLE_DSN",
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+            "REDIS_SSL_KEYFILE",
+        ] {
             assert!(!is_secret_name(s), "{s}");
         }
     }

@@ -39,7 +39,8 @@ impl Repo {
         let mut out: Vec<String> = statuses
             .iter()
             .filter(|s| s.status() != git2::Status::CURRENT)
-            .filter_map(|s| s.path().ok().map(str::to_string))
+            // A name that is not UTF-8 is listed too (with U+FFFD).
+            .map(|s| String::from_utf8_lossy(s.path_bytes()).into_owned())
             .filter(|p| {
                 let name = p.rsplit('/').next().unwrap_or(p);
                 !is_skipped_name(name)
@@ -61,9 +62,16 @@ impl Repo {
         // top: links may point anywhere inside the root.
         let mut entries: BTreeMap<String, (Oid, u32)> = BTreeMap::new();
         let mut dirs: BTreeSet<String> = BTreeSet::new();
+        // Names that are not UTF-8 (with U+FFFD), not entered: the loader
+        // says so for each, as it does for the working tree.
+        let mut not_utf8: BTreeSet<String> = BTreeSet::new();
         ctx(
             tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-                let path = format!("{dir}{}", entry.name().unwrap_or_default());
+                let path = format!("{dir}{}", String::from_utf8_lossy(entry.name_bytes()));
+                if entry.name().is_err() {
+                    not_utf8.insert(path);
+                    return TreeWalkResult::Skip;
+                }
                 match entry.kind() {
                     Some(ObjectType::Blob) => {
                         entries.insert(path, (entry.id(), entry.filemode() as u32));
@@ -102,6 +110,13 @@ impl Repo {
                 read_blob(*oid)
             };
             files.insert(rel.to_string(), content);
+        }
+        for path in &not_utf8 {
+            if let Some(rel) = path.strip_prefix(&self.prefix)
+                && INPUT_DIRS.iter().any(|d| rel.starts_with(&format!("{d}/")))
+            {
+                files.insert(rel.to_string(), Err(ReadError::NameNotUtf8));
+            }
         }
         let dirs = dirs
             .iter()

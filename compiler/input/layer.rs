@@ -119,8 +119,7 @@ pub struct DeviceLayer {
 }
 
 /// A number written as an integer or a float.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Number {
     Int(i64),
     Float(f64),
@@ -131,6 +130,19 @@ impl Number {
         match self {
             Number::Int(i) => i as f64,
             Number::Float(f) => f,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected};
+        let expected = "a number";
+        match d.deserialize_any(ScalarVisitor(expected))? {
+            EnvValue::Int(i) => Ok(Number::Int(i)),
+            EnvValue::Float(f) => Ok(Number::Float(f)),
+            EnvValue::Bool(b) => Err(D::Error::invalid_type(Unexpected::Bool(b), &expected)),
+            EnvValue::String(s) => Err(D::Error::invalid_type(Unexpected::Str(&s), &expected)),
         }
     }
 }
@@ -410,13 +422,47 @@ pub struct HelmLayer {
 
 /// A value for `[env]`: Dify reads strings, but numbers and booleans are
 /// accepted and written the way Dify expects them.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EnvValue {
     Bool(bool),
     Int(i64),
     Float(f64),
     String(String),
+}
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor("a string, a number or a boolean"))
+    }
+}
+
+/// Reads a TOML scalar, saying it expected `.0` of anything else. An
+/// integer beyond `i64` (TOML's integers are 64-bit signed) is refused,
+/// not rounded to a float.
+struct ScalarVisitor(&'static str);
+
+impl serde::de::Visitor<'_> for ScalarVisitor {
+    type Value = EnvValue;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<EnvValue, E> {
+        Ok(EnvValue::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<EnvValue, E> {
+        Ok(EnvValue::Int(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EnvValue, E> {
+        i64::try_from(v)
+            .map(EnvValue::Int)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<EnvValue, E> {
+        Ok(EnvValue::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<EnvValue, E> {
+        Ok(EnvValue::String(v.to_string()))
+    }
 }
 
 impl EnvValue {

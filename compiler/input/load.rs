@@ -34,6 +34,9 @@ pub enum ReadError {
     NotAFile,
     /// Larger than [`MAX_INPUT_BYTES`].
     TooLarge(u64),
+    /// Its name (or a directory's on its path) is not UTF-8; the path
+    /// holds it with U+FFFD for the bad bytes.
+    NameNotUtf8,
     /// Anything else, as the OS or git said it.
     Other(String),
 }
@@ -48,6 +51,9 @@ pub trait InputSource {
     fn has_dir(&self, dir: &str) -> bool;
     /// Every file (or link) under `dir`, hidden names and editor backups
     /// skipped, in [`path_order`]. An error is reported as a diagnostic.
+    /// A file or directory whose name is not UTF-8 is listed (its name
+    /// with U+FFFD for the bad bytes, a directory without what it holds),
+    /// and [`InputSource::read`] says [`ReadError::NameNotUtf8`] for it.
     fn files(&self, dir: &str) -> Result<Vec<String>, String>;
     /// The bytes of one file, following a link only while it stays inside
     /// the root.
@@ -109,15 +115,22 @@ impl InputSource for WorkTree {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
-        for entry in walkdir::WalkDir::new(&base)
+        let mut walk = walkdir::WalkDir::new(&base)
             .sort_by_file_name()
             .follow_links(false)
-        {
+            .into_iter();
+        while let Some(entry) = walk.next() {
             let e = entry.map_err(|e| e.to_string())?;
             if is_skipped_name(&e.file_name().to_string_lossy()) {
                 continue;
             }
-            if e.file_type().is_file() || e.file_type().is_symlink() {
+            if e.depth() > 0 && e.file_name().to_str().is_none() {
+                // Listed, not entered: its read says why (as in a commit).
+                if e.file_type().is_dir() {
+                    walk.skip_current_dir();
+                }
+                out.push(relative(&self.root, e.path()));
+            } else if e.file_type().is_file() || e.file_type().is_symlink() {
                 out.push(relative(&self.root, e.path()));
             }
         }
@@ -126,6 +139,18 @@ impl InputSource for WorkTree {
     }
 
     fn read(&self, rel: &str) -> Result<Vec<u8>, ReadError> {
+        self.read_named(rel).map_err(|e| {
+            if rel.contains('\u{FFFD}') && names_non_utf8(&self.root, rel) {
+                ReadError::NameNotUtf8
+            } else {
+                e
+            }
+        })
+    }
+}
+
+impl WorkTree {
+    fn read_named(&self, rel: &str) -> Result<Vec<u8>, ReadError> {
         let path = self.root.join(rel);
         let canonical_root = self
             .canonical_root
@@ -145,6 +170,29 @@ impl InputSource for WorkTree {
         }
         std::fs::read(&path).map_err(|e| ReadError::Other(e.to_string()))
     }
+}
+
+/// Whether `rel`, as [`WorkTree::files`] lists it (names converted with
+/// U+FFFD for bytes that are not UTF-8), leads through an entry under
+/// `root` whose name is not UTF-8.
+fn names_non_utf8(root: &Path, rel: &str) -> bool {
+    let mut dir = root.to_path_buf();
+    for part in rel.split('/') {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return false;
+        };
+        let Some(entry) = entries
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy() == part)
+        else {
+            return false;
+        };
+        if entry.file_name().to_str().is_none() {
+            return true;
+        }
+        dir = entry.path();
+    }
+    false
 }
 
 /// A config root held in memory: relative path to bytes. For tests, the
@@ -270,8 +318,14 @@ fn list(
     diags: &mut Diagnostics,
     keep: impl Fn(&str) -> bool,
 ) -> Vec<String> {
+    // A name that is not UTF-8 is read whatever it ends with: the read
+    // says so (and a name that only holds U+FFFD is kept if `keep` is).
     match src.files(dir) {
-        Ok(files) => files.into_iter().filter(|p| keep(p)).collect(),
+        Ok(files) => files
+            .into_iter()
+            .filter(|p| keep(p) || p.contains('\u{FFFD}'))
+            .filter(|p| keep(p) || src.read(p) == Err(ReadError::NameNotUtf8))
+            .collect(),
         Err(e) => {
             diags.push(Diagnostic::error(
                 Code::Io,
@@ -318,6 +372,11 @@ fn read(
             format!("`{rel}` is not a regular file"),
         )
         .help("inputs are plain files")),
+        Err(ReadError::NameNotUtf8) => Err(Diagnostic::error(
+            Code::Encoding,
+            format!("the name of `{rel}` is not UTF-8 (shown with U+FFFD for its bad bytes)"),
+        )
+        .help("rename it with a UTF-8 name: dify-cfg knows profiles, sites and templates by their file names")),
         Err(ReadError::TooLarge(len)) => Err(Diagnostic::error(
             Code::TooLarge,
             format!("`{rel}` is {len} bytes; inputs are limited to 1 MiB"),

@@ -8,7 +8,8 @@
 //! serde stops at the first mistake, so this stage removes the offending
 //! entry from the tree, records a diagnostic and reads the layer again until
 //! it reads cleanly: every unknown key and wrong type of a file is reported
-//! in one run.
+//! in one run, and the rest of the file goes on to the later stages (which
+//! know what was removed, so that a removed value is not also "missing").
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -26,21 +27,33 @@ pub type Node<'a> = Spanned<DeValue<'a>>;
 #[derive(Debug, Clone)]
 pub struct ParsedFile<'a> {
     pub id: FileId,
-    /// The spanned tree, global offsets.
+    /// The spanned tree, global offsets, without the entries removed for a
+    /// mistake.
     pub table: Spanned<Table<'a>>,
     pub layer: Layer,
+    /// The dotted paths of the entries removed for a mistake (each
+    /// reported); empty when the file has none.
+    pub removed: Vec<String>,
 }
 
-/// Parse and type-check one profile or site file. Returns `None` (with
-/// diagnostics) when the file has any mistake the later stages cannot use.
+/// Parse and type-check one profile or site file. `None` (with
+/// diagnostics) when its TOML does not parse, or its mistakes cannot be
+/// told apart; a file with mistakes in some entries is read without them
+/// ([`ParsedFile::removed`]).
 pub fn parse_file<'a>(
     sources: &'a SourceMap,
     id: FileId,
     diags: &mut Diagnostics,
 ) -> Option<ParsedFile<'a>> {
     let table = parse_table(sources, id, diags)?;
-    let layer = read_layer::<Layer>(&table, diags)?;
-    Some(ParsedFile { id, table, layer })
+    crate::input::literals::refuse_credentials(&table, diags);
+    let read = read_layer::<Layer>(table, diags);
+    Some(ParsedFile {
+        id,
+        layer: read.value?,
+        table: read.table,
+        removed: read.removed,
+    })
 }
 
 /// TOML syntax only: the spanned tree in global offsets.
@@ -126,33 +139,115 @@ fn shift_node(node: Node<'_>, base: usize) -> Node<'_> {
 /// would otherwise take time quadratic in its size.
 pub const MAX_ERRORS_PER_FILE: usize = 100;
 
+/// What [`read_layer`] read.
+#[derive(Debug)]
+pub struct Read<'a, T> {
+    /// The typed value, read from the tree without the entries that had
+    /// mistakes; `None` when a mistake could not be located or there were
+    /// more than [`MAX_ERRORS_PER_FILE`].
+    pub value: Option<T>,
+    /// The tree without those entries.
+    pub table: Spanned<Table<'a>>,
+    /// Their dotted paths.
+    pub removed: Vec<String>,
+}
+
 /// Deserialize `T` from a spanned tree, collecting every mistake (up to
-/// [`MAX_ERRORS_PER_FILE`]).
-pub fn read_layer<T: for<'de> Deserialize<'de>>(
-    table: &Spanned<Table<'_>>,
+/// [`MAX_ERRORS_PER_FILE`]): each mistaken entry is reported and removed,
+/// and the rest is read again.
+pub fn read_layer<'a, T: for<'de> Deserialize<'de>>(
+    table: Spanned<Table<'a>>,
     diags: &mut Diagnostics,
-) -> Option<T> {
-    let mut work = table.clone();
-    // Each round removes one entry, so the loop ends; the bound is a guard.
-    for found in 0..MAX_ERRORS_PER_FILE {
-        let de = toml::de::Deserializer::from(work.clone());
-        match T::deserialize(de) {
-            Ok(value) => return if found > 0 { None } else { Some(value) },
-            Err(e) => {
-                let span = e.span();
-                let removed = span.as_ref().and_then(|s| remove_at(work.get_mut(), s));
-                let mut d = describe(e.message(), span.clone(), removed.as_deref());
-                if found + 1 == MAX_ERRORS_PER_FILE {
-                    d = d.note(format!(
-                        "this is mistake {MAX_ERRORS_PER_FILE} in this file; dify-cfg stops reading it here, fix these and run it again"
-                    ));
-                }
-                diags.push(d);
-                removed.as_ref()?;
-            }
-        }
+) -> Read<'a, T> {
+    let mut work = table;
+    let mut removed = Vec::new();
+    if work.get_ref().values().any(|v| has_datetime(v.get_ref())) {
+        removed = datetimes(work.get_mut(), &mut Vec::new(), diags);
     }
-    None
+    // Each round removes one entry, so the loop ends; the bound is a guard.
+    while removed.len() < MAX_ERRORS_PER_FILE {
+        let de = toml::de::Deserializer::from(work.clone());
+        let e = match T::deserialize(de) {
+            Ok(value) => {
+                return Read {
+                    value: Some(value),
+                    table: work,
+                    removed,
+                };
+            }
+            Err(e) => e,
+        };
+        let span = e.span();
+        let path = span.as_ref().and_then(|s| remove_at(work.get_mut(), s));
+        let mut d = describe(e.message(), span.clone(), path.as_deref());
+        if removed.len() + 1 == MAX_ERRORS_PER_FILE {
+            d = d.note(format!(
+                "this is mistake {MAX_ERRORS_PER_FILE} in this file; dify-cfg stops reading it here, fix these and run it again"
+            ));
+        }
+        diags.push(d);
+        let Some(path) = path else { break };
+        removed.push(path);
+    }
+    Read {
+        value: None,
+        table: work,
+        removed,
+    }
+}
+
+/// Remove every date-time of `table` (at `path`), each with a
+/// `wrong-type` error: no setting takes one. serde sees a date-time as a
+/// table and would call it one.
+fn datetimes(
+    table: &mut Table<'_>,
+    path: &mut Vec<String>,
+    diags: &mut Diagnostics,
+) -> Vec<String> {
+    let mut removed = Vec::new();
+    let keys: Vec<String> = table.keys().map(|k| k.get_ref().to_string()).collect();
+    for key in keys {
+        let Some(node) = table.get_mut(key.as_str()) else {
+            continue;
+        };
+        path.push(key.clone());
+        let found = match node.get_mut() {
+            DeValue::Datetime(_) => Some(("is a date-time", "a TOML date-time")),
+            DeValue::Table(t) => {
+                removed.extend(datetimes(t, path, diags));
+                None
+            }
+            DeValue::Array(a) if a.iter().any(|v| has_datetime(v.get_ref())) => {
+                Some(("holds a date-time", "an array with a TOML date-time"))
+            }
+            _ => None,
+        };
+        if let Some((what, label)) = found {
+            let dotted = path.join(".");
+            diags.push(
+                Diagnostic::error(
+                    Code::WrongType,
+                    format!("`{dotted}` {what}, which no setting takes"),
+                )
+                .at(node.span())
+                .label(label)
+                .help("write text in double quotes, e.g. `\"2026-05-27\"`"),
+            );
+            removed.push(dotted);
+            table.remove(key.as_str());
+        }
+        path.pop();
+    }
+    removed
+}
+
+fn has_datetime(v: &DeValue<'_>) -> bool {
+    match v {
+        DeValue::Datetime(_) => true,
+        DeValue::Array(a) => a.iter().any(|i| has_datetime(i.get_ref())),
+        DeValue::Table(t) => t.values().any(|i| has_datetime(i.get_ref())),
+        _ => false,
+    }
 }
 
 /// Turn a serde error into a diagnostic with a stable code.
@@ -185,7 +280,7 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
             Some(s) => d.help(format!("did you mean `{s}`?")),
             None => d.help(format!("expected one of: {}", expected.join(", "))),
         }
-    } else if message.starts_with("invalid type: integer") && message.contains(" as i128") {
+    } else if too_large(message) {
         Diagnostic::error(Code::OutOfRange, format!("the number is too large{place}"))
             .label("does not fit in 64 bits")
             .help("no setting takes a number this large; check the value")
@@ -223,6 +318,20 @@ fn describe(message: &str, span: Option<Span>, path: Option<&str>) -> Diagnostic
         .label("invalid")
     };
     d.at_opt(span)
+}
+
+/// Whether serde's `message` is about an integer beyond 64 bits: one
+/// beyond `u64` (`as i128`), or one beyond `i64` offered where an `i64`
+/// (or a number that must fit one) was expected.
+fn too_large(message: &str) -> bool {
+    if message.starts_with("invalid type: integer") && message.contains(" as i128") {
+        return true;
+    }
+    message
+        .strip_prefix("invalid value: integer `")
+        .and_then(|rest| rest.split_once('`'))
+        .and_then(|(n, _)| n.parse::<i128>().ok())
+        .is_some_and(|n| i64::try_from(n).is_err())
 }
 
 /// serde's words for types, in TOML's words.
@@ -372,7 +481,9 @@ mod tests {
     fn every_unknown_key_is_reported_with_location() {
         let (map, diags, parsed) =
             run("[device]\nmemroy = \"4GiB\"\ncpus = 2\nrezerve = \"20%\"\n[servics.api]\n");
-        assert!(parsed.is_none());
+        // The rest of the file is read.
+        let device = parsed.and_then(|l| l.device).expect("the rest is read");
+        assert!(device.cpus.is_some());
         let found: Vec<_> = diags
             .iter()
             .map(|d| {

@@ -37,6 +37,19 @@ pub struct ResolvedSite<'a> {
     pub layer: Layer,
     /// Span of the site file's `profile = ...` value.
     pub profile_span: Option<Span>,
+    /// The dotted paths of the entries removed for a mistake in any file
+    /// of the chain or in the merged tree (each reported): validation does
+    /// not call them missing.
+    pub removed: Vec<String>,
+    /// Whether the site's whole profile chain was found. When not, the
+    /// site is validated for what its files say, and a key the missing
+    /// profiles would set is not called missing.
+    pub chain_complete: bool,
+    /// Whether the site is whole: a usable name, its whole chain, every
+    /// file of it read without a mistake. A site that is not is still
+    /// validated, so that one run reports every mistake that can be known,
+    /// but it never becomes a valid site.
+    pub whole: bool,
 }
 
 /// All profiles and sites, parsed.
@@ -196,7 +209,7 @@ struct SiteResolver<'a, 'p> {
     profiles: &'p BTreeMap<String, ParsedFile<'a>>,
     /// Names of profiles that exist, even if they failed to parse.
     known: &'p BTreeSet<&'p str>,
-    /// The site names seen so far, with their files.
+    /// The usable site names seen so far, with their files.
     names: BTreeMap<String, FileId>,
     /// Each profile's chain merged once, shared by the sites that use it.
     merged_chains: BTreeMap<String, Spanned<Table<'a>>>,
@@ -204,11 +217,14 @@ struct SiteResolver<'a, 'p> {
 
 impl<'a> SiteResolver<'a, '_> {
     /// One site: its file parsed, its profile chain followed and merged
-    /// under it. `None` when the site has a mistake (reported in `diags`,
-    /// or already reported for its profiles).
+    /// under it. A site with a mistake in its name, its chain or its files
+    /// is resolved as far as it can be (reported in `diags`, and not
+    /// [`ResolvedSite::whole`]); `None` when its file cannot be read.
     fn resolve(&mut self, id: FileId, diags: &mut Diagnostics) -> Option<ResolvedSite<'a>> {
         let file = self.sources.file(id);
-        let (name, parsed) = self.parse_site(id, diags)?;
+        let (name, named) = self.site_name(id, diags);
+        let parsed = parse_file(self.sources, id, diags)?;
+        let mut whole = named && parsed.removed.is_empty();
         if let Some(e) = &parsed.layer.extends {
             diags.push(
                 Diagnostic::error(
@@ -218,50 +234,70 @@ impl<'a> SiteResolver<'a, '_> {
                 .at(e.span())
                 .help(format!("write `profile = \"{}\"`", e.get_ref())),
             );
-            return None;
+            whole = false;
         }
-        let Some(profile) = &parsed.layer.profile else {
-            diags.push(
-                Diagnostic::error(Code::MissingKey, format!("site `{name}` does not name its profile"))
-                    .at(file.whole())
-                    .help("add `profile = \"NAME\"` with a file name from profiles/, e.g. `profile = \"edge-4gb\"`"),
-            );
-            return None;
+        // A misplaced `extends` names the profile as well as `profile` would.
+        let profile = parsed
+            .layer
+            .profile
+            .as_ref()
+            .or(parsed.layer.extends.as_ref());
+        let (chain, chain_complete) = match profile {
+            None => {
+                diags.push(
+                    Diagnostic::error(Code::MissingKey, format!("site `{name}` does not name its profile"))
+                        .at(file.whole())
+                        .help("add `profile = \"NAME\"` with a file name from profiles/, e.g. `profile = \"edge-4gb\"`"),
+                );
+                (Vec::new(), false)
+            }
+            Some(profile) if !self.known.contains(profile.get_ref().as_str()) => {
+                diags.push(unknown_profile(
+                    profile.get_ref(),
+                    profile.span(),
+                    self.known,
+                    "profile",
+                ));
+                (Vec::new(), false)
+            }
+            Some(profile) => self.chain(profile.get_ref()),
         };
-        if !self.known.contains(profile.get_ref().as_str()) {
-            diags.push(unknown_profile(
-                profile.get_ref(),
-                profile.span(),
-                self.known,
-                "profile",
-            ));
-            return None;
+        let mut removed = parsed.removed.clone();
+        for p in &chain {
+            removed.extend(self.profiles[p].removed.iter().cloned());
         }
-        let chain = self.chain(profile.get_ref())?;
+        whole &= chain_complete && removed.is_empty();
         let mut chain_files: Vec<FileId> =
             chain.iter().rev().map(|p| self.profiles[p].id).collect();
         chain_files.push(id);
-        let mut table = self.merged_chain(&chain)?;
-        merge_table(table.get_mut(), without_meta(&parsed.table).into_inner());
-        let layer = read_layer::<Layer>(&table, diags)?;
+        let site_table = without_meta(&parsed.table);
+        let table = match self.merged_chain(&chain) {
+            Some(mut table) => {
+                merge_table(table.get_mut(), site_table.into_inner());
+                table
+            }
+            None => site_table,
+        };
+        let read = read_layer::<Layer>(table, diags);
+        whole &= read.removed.is_empty();
+        removed.extend(read.removed);
         Some(ResolvedSite {
             name,
             file: id,
             chain,
             chain_files,
-            table,
-            layer,
-            profile_span: Some(profile.span()),
+            table: read.table,
+            layer: read.value?,
+            profile_span: profile.map(|p| p.span()),
+            removed,
+            chain_complete,
+            whole,
         })
     }
 
-    /// The site's name (valid, not taken by an earlier file) and its file
-    /// parsed.
-    fn parse_site(
-        &mut self,
-        id: FileId,
-        diags: &mut Diagnostics,
-    ) -> Option<(String, ParsedFile<'a>)> {
+    /// The site's name, and whether it is usable: valid, and not taken
+    /// by an earlier file.
+    fn site_name(&mut self, id: FileId, diags: &mut Diagnostics) -> (String, bool) {
         let file = self.sources.file(id);
         let name = file.stem().to_string();
         if !is_valid_name(&name) {
@@ -270,7 +306,7 @@ impl<'a> SiteResolver<'a, '_> {
                     .at(file.whole())
                     .help("site files are named `<name>.toml` with lower-case letters, digits and dashes, at most 63, e.g. `clinic-01.toml`"),
             );
-            return None;
+            return (name, false);
         }
         if let Some(first) = self.names.get(&name) {
             diags.push(
@@ -285,39 +321,40 @@ impl<'a> SiteResolver<'a, '_> {
                 ))
                 .help("each site needs one file with a unique name"),
             );
-            return None;
+            return (name, false);
         }
         self.names.insert(name.clone(), id);
-        let parsed = parse_file(self.sources, id, diags)?;
-        Some((name, parsed))
+        (name, true)
     }
 
-    /// The chain from the site's profile up to the root; `None` when it
-    /// breaks (a cycle, too deep, a profile that failed to parse or does
-    /// not exist), which the profiles' checks reported.
-    fn chain(&self, profile: &str) -> Option<Vec<String>> {
+    /// The chain from the site's profile up to the root, and whether it
+    /// is complete: it stops short at a cycle, at a chain too deep, at a
+    /// profile that does not exist or did not parse (each reported with
+    /// the profiles).
+    fn chain(&self, profile: &str) -> (Vec<String>, bool) {
         let mut chain = Vec::new();
         let mut cur = Some(profile.to_string());
         while let Some(p) = cur {
             if chain.contains(&p) || chain.len() > MAX_CHAIN {
-                return None; // cycle or depth, reported above
+                return (chain, false);
             }
-            // None: the profile failed to parse, reported above.
-            let parsed = self.profiles.get(&p)?;
+            let Some(parsed) = self.profiles.get(&p) else {
+                return (chain, false);
+            };
             chain.push(p);
             cur = parsed.layer.extends.as_ref().map(|e| e.get_ref().clone());
             if cur
                 .as_ref()
                 .is_some_and(|c| !self.known.contains(c.as_str()))
             {
-                return None;
+                return (chain, false);
             }
         }
-        Some(chain)
+        (chain, true)
     }
 
     /// The profiles of a chain (from the site's profile to the root)
-    /// merged, root first; once per profile.
+    /// merged, root first; once per profile. `None` for an empty chain.
     fn merged_chain(&mut self, chain: &[String]) -> Option<Spanned<Table<'a>>> {
         let (root, above) = chain.split_last()?;
         let profiles = self.profiles;
@@ -511,7 +548,8 @@ mod tests {
         );
         let mut diags = Diagnostics::new();
         let fleet = resolve(&inputs, &mut diags);
-        assert!(fleet.sites.is_empty());
+        // Resolved as far as they go, for the mistakes their files hold.
+        assert!(fleet.sites.iter().all(|s| !s.whole && !s.chain_complete));
         let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
         assert_eq!(
             codes.iter().filter(|c| **c == Code::ExtendsCycle).count(),

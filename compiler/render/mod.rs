@@ -14,6 +14,11 @@
 //! - Filters: `toyaml` (a value as block YAML, every scalar JSON-escaped),
 //!   `comment` (text made safe for a one-line comment), `dotenv` (a value
 //!   single-quoted for a compose env file), `quote` (a JSON string).
+//! - Budget: one template renders one file in at most [`TEMPLATE_FUEL`]
+//!   steps (minijinja's fuel: loops inside loops of a custom template
+//!   would otherwise run without end) and writes at most
+//!   [`MAX_RENDERED_BYTES`]; past either, a `template-budget` error located
+//!   in the template.
 //! - Output: LF line endings, exactly one trailing newline, sorted by path.
 //!   Render does no I/O and reads no clock.
 
@@ -27,7 +32,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use minijinja::value::Value as MjValue;
-use minijinja::{AutoEscape, Environment, Error, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 use crate::base::codes::Code;
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
@@ -38,6 +43,16 @@ use crate::plan::{self, Artifact, BuiltImages, BuiltKind};
 use escape::{SH_ESCAPE, comment, dotenv, format_value, quote};
 use refuse::unsafe_values;
 use yaml::toyaml;
+
+/// The steps (minijinja instructions) one template may run to render one
+/// file. The built-in templates take a few thousand for the largest site
+/// (a unit test holds them to a tenth of this); a custom template's loops
+/// inside loops stop here, not never.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
+/// The most bytes one template may write for one file; a generated file
+/// is a few KiB.
+pub const MAX_RENDERED_BYTES: usize = 16 << 20;
 
 /// One rendered output file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,27 +183,40 @@ impl<'s> Renderer<'s> {
         site: &Site,
         artifact: &Artifact,
     ) -> Result<RenderedFile, Box<Diagnostic>> {
-        let rendered = self
-            .env
-            .get_template(artifact.template)
-            .and_then(|t| t.render(MjValue::from_serialize(&artifact.context)));
+        let mut out = Bounded::default();
+        let rendered = self.env.get_template(artifact.template).and_then(|t| {
+            t.render_captured_to(MjValue::from_serialize(&artifact.context), &mut out)
+                .map(drop)
+        });
         match rendered {
-            Ok(text) => Ok(RenderedFile {
+            Ok(_) => Ok(RenderedFile {
                 path: artifact.path.clone(),
-                bytes: normalize(&text).into_bytes(),
+                bytes: normalize(&String::from_utf8_lossy(&out.bytes)).into_bytes(),
             }),
             Err(e) => {
                 let failing = e.name().unwrap_or(artifact.template).to_string();
-                let d = Diagnostic::error(
-                    Code::TemplateError,
-                    format!(
-                        "template `{failing}` failed for site `{}` ({}): {}",
-                        site.name,
-                        artifact.path,
-                        describe(&e)
-                    ),
-                )
-                .help("a template may use only the variables the planner provides; see compiler/plan/");
+                let what = format!(
+                    "template `{failing}` for site `{}` ({})",
+                    site.name, artifact.path
+                );
+                let d = if e.kind() == ErrorKind::OutOfFuel {
+                    Diagnostic::error(Code::TemplateBudget, format!("{what} ran more than {TEMPLATE_FUEL} steps"))
+                        .label("still running here")
+                        .help(format!("a template may run {TEMPLATE_FUEL} steps for one file; loops inside loops multiply: loop over less"))
+                } else if out.full {
+                    Diagnostic::error(
+                        Code::TemplateBudget,
+                        format!("{what} writes more than {} MiB", MAX_RENDERED_BYTES >> 20),
+                    )
+                    .label("still writing here")
+                    .help(format!(
+                        "a template may write {} MiB for one file; a generated file is a few KiB",
+                        MAX_RENDERED_BYTES >> 20
+                    ))
+                } else {
+                    Diagnostic::error(Code::TemplateError, format!("{what} failed: {}", describe(&e)))
+                        .help("a template may use only the variables the planner provides; see compiler/plan/")
+                };
                 Err(Box::new(match self.templates.get(&failing) {
                     Some(&id) => located(d, &e, self.sources.file(id)),
                     None => d,
@@ -217,9 +245,33 @@ fn refuse_unsafe(site: &Site) -> Result<(), Diagnostics> {
     if diags.is_empty() { Ok(()) } else { Err(diags) }
 }
 
+/// What a template writes for one file, up to [`MAX_RENDERED_BYTES`]:
+/// past that, a write fails and `full` says why.
+#[derive(Default)]
+struct Bounded {
+    bytes: Vec<u8>,
+    full: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.full = true;
+            return Err(std::io::Error::other("the file is larger than its budget"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The minijinja environment every template runs in.
 fn environment<'s>() -> Environment<'s> {
     let mut env = Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);

@@ -705,3 +705,33 @@ fn a_template_set_without_an_output_kind_is_refused() {
         [(Code::TemplateMissing, "there is no template `nginx.conf`")]
     );
 }
+
+#[test]
+fn the_built_in_templates_take_a_tenth_of_their_budget_at_most() {
+    let (sources, templates) = builtin_sources();
+    let mut renderer = Renderer::new(&sources, &templates).expect("built-in templates compile");
+    renderer.env.set_fuel(Some(super::TEMPLATE_FUEL / 10));
+    for site in [with_everything(edge()), with_everything(cloud())] {
+        if let Err(d) = renderer.render_site(&site) {
+            panic!("{}", d.render_text(&sources, false));
+        }
+    }
+}
+
+#[test]
+fn a_template_past_its_budget_stops_there() {
+    let loops =
+        "ok\n{% for a in range(1000) %}{% for b in range(1000) %}{{ a }}{% endfor %}{% endfor %}\n";
+    let output = "ok\n{% for a in range(200) %}{{ 'x' * 100000 }}{% endfor %}\n";
+    for (script, message) in [(loops, "steps"), (output, "MiB")] {
+        let diags = render_with_script(&edge(), script).unwrap_err();
+        let d = diags.iter().next().unwrap();
+        assert_eq!(d.code, Code::TemplateBudget, "{}", d.message);
+        assert!(d.message.contains(message), "{}", d.message);
+        assert!(
+            d.help
+                .as_deref()
+                .is_some_and(|h| h.contains("for one file"))
+        );
+    }
+}

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use crate::base::codes::Code;
-use crate::base::diagnostic::{Diagnostic, Diagnostics};
+use crate::base::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::base::names::{is_bidi_control, is_digest, is_image_repository, is_image_tag};
 use crate::base::source::Span;
 use crate::base::units::{Bytes, Millicores, TimeSpan, cores_to_millicores, parse_bytes};
@@ -26,6 +26,14 @@ pub(super) struct Cx<'d> {
     /// `profile = ...` line.
     pub(super) anchor: Span,
     pub(super) target: Target,
+    /// The dotted paths of entries removed for a mistake (reported where
+    /// they were read): what they may have meant is not called missing.
+    pub(super) removed: Vec<String>,
+    /// Secrets refused where they were given (a literal, a bad
+    /// reference): not also missing.
+    pub(super) refused_secrets: Vec<String>,
+    /// The site's profile chain is not whole: nothing is called missing.
+    pub(super) partial: bool,
 }
 
 impl Cx<'_> {
@@ -61,6 +69,36 @@ impl Cx<'_> {
         None
     }
 
+    /// Whether `key` (dotted, array items as `[i]`) may be what an entry
+    /// removed for a reported mistake meant: that entry itself or a table
+    /// above it, a sibling in the same table (`memroy` for `memory`), or a
+    /// table of a similar name on the way to it (`[netwrk]` for
+    /// `network.lan`).
+    pub(super) fn was_removed(&self, key: &str) -> bool {
+        let key: Vec<&str> = key
+            .split(['.', '[', ']'])
+            .filter(|s| !s.is_empty())
+            .collect();
+        self.removed.iter().any(|r| {
+            let r: Vec<&str> = r.split('.').collect();
+            let n = r.len();
+            key.len() >= n
+                && key[..n - 1] == r[..n - 1]
+                && (key.len() == n
+                    || key[n - 1] == r[n - 1]
+                    || did_you_mean(r[n - 1], [key[n - 1]]).is_some())
+        })
+    }
+
+    /// Report `d`, a missing `key`, unless the site's chain is not whole
+    /// (a missing profile may set it) or a removed entry may have meant it
+    /// ([`Cx::was_removed`]).
+    pub(super) fn err_missing(&mut self, key: &str, d: Diagnostic) {
+        if !self.partial && !self.was_removed(key) {
+            self.err(d);
+        }
+    }
+
     pub(super) fn missing(&mut self, key: &str, help: &str) {
         let d = Diagnostic::error(
             Code::MissingKey,
@@ -69,7 +107,7 @@ impl Cx<'_> {
         .at(self.anchor.clone())
         .label("in none of the files of this site's chain")
         .help(help.to_string());
-        self.err(d);
+        self.err_missing(key, d);
     }
 
     pub(super) fn bytes(

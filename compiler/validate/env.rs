@@ -1,11 +1,12 @@
-//! `[env]`: Dify's plain settings, by name; no secrets, no URLs with a
-//! password, nothing dify-cfg derives from typed keys ([`MANAGED_ENV`]) or
+//! `[env]`: Dify's plain settings, by name; no secrets (by name here; by
+//! value, such as URLs with a password, in `input::literals`), nothing dify-cfg derives from typed keys ([`MANAGED_ENV`]) or
 //! fixes ([`FIXED_ENV`]).
 
 use std::collections::BTreeMap;
 
 use super::context::Cx;
 use crate::base::codes::Code;
+use crate::base::credentials::credential_in;
 use crate::base::diagnostic::{Diagnostic, did_you_mean};
 use crate::base::names::is_bidi_control;
 use crate::base::source::Span;
@@ -134,6 +135,12 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer, release: &str) -> BTreeMap<Str
         if !known_name(cx, release, name, k.span(), example) {
             continue;
         }
+        let value = v.get_ref().render();
+        // A value that looks like a credential was refused where it is
+        // written (`input::literals`).
+        if credential_in(&value).is_some() {
+            continue;
+        }
         if dify::is_secret_name(name) {
             cx.err(
                 Diagnostic::error(
@@ -156,7 +163,6 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer, release: &str) -> BTreeMap<Str
             );
             continue;
         }
-        let value = v.get_ref().render();
         if let Some(c) = value
             .chars()
             .find(|c| (c.is_control() && *c != '\t') || is_bidi_control(*c))
@@ -178,18 +184,6 @@ pub(super) fn env(cx: &mut Cx<'_>, layer: &Layer, release: &str) -> BTreeMap<Str
             cx.err(d);
             continue;
         }
-        if url_has_password(&value) {
-            cx.err(
-                Diagnostic::error(
-                    Code::LiteralSecret,
-                    format!("the value of `{name}` is a URL with a password in it"),
-                )
-                .at(v.span())
-                .label("a literal secret")
-                .help("write the URL without `user:password@` and give the password by reference in `[secrets]`, e.g. as the setting's `_PASSWORD`"),
-            );
-            continue;
-        }
         out.insert(name.clone(), value);
     }
     out
@@ -209,44 +203,4 @@ fn unbuilt_target(name: &str, value: &str, span: std::ops::Range<usize>) -> Opti
         .label("the image holds the Next.js server only")
         .help(format!("remove `{name}` (the image sets it to `false`)"))
     })
-}
-
-/// Whether `value` is a URL whose authority carries a password
-/// (`scheme://user:password@host`): a literal secret in a plain setting.
-fn url_has_password(value: &str) -> bool {
-    let Some((_, rest)) = value.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    authority
-        .rsplit_once('@')
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .is_some_and(|(_, password)| !password.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_with_a_password_are_literal_secrets() {
-        for v in [
-            "http://root:Milvus@milvus:19530",
-            "redis://:hunter2@redis:6379/1",
-            "https://user:p%40ss@host/path?x=1",
-        ] {
-            assert!(url_has_password(v), "{v}");
-        }
-        for v in [
-            "http://milvus:19530",
-            "https://user@host/path",
-            "https://host/a:b@c",
-            "user:pass@host",
-            "https://host/?next=http://a:b@c",
-            "https://user:@host/",
-            "",
-        ] {
-            assert!(!url_has_password(v), "{v}");
-        }
-    }
 }

@@ -141,6 +141,9 @@ mod tests {
             defaults: Vec::new(),
             anchor: 0..0,
             target: Target::Compose,
+            removed: Vec::new(),
+            refused_secrets: Vec::new(),
+            partial: false,
         };
         floors(&mut cx, release, &services, &spans, headroom);
         diags

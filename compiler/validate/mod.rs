@@ -28,6 +28,7 @@ mod settings;
 mod sharing;
 mod tls;
 
+use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostics;
 use crate::base::source::{SourceMap, Span};
 use crate::dify;
@@ -53,14 +54,62 @@ pub struct ValidSite {
     pub defaults: Vec<Shared<(String, String)>>,
     /// Where the site's LAN was set, for fleet checks.
     pub lan_span: Option<Span>,
+    /// Where the site's host name was set (none when it is a default),
+    /// for fleet checks.
+    pub hostname_span: Option<Span>,
     /// The files the site was compiled from: its profiles, root first, then
     /// the site file (the manifest's inputs, with the templates).
     pub chain_files: Vec<crate::base::source::FileId>,
 }
 
+/// What a site whose profile chain is not whole (a profile missing or
+/// broken) can be told: mistakes in the form of a value its files hold.
+/// Any other finding may come from a default standing in for what the
+/// missing profile sets (a compose target for a helm site, a feature that
+/// is on), so it waits for the chain.
+const FORM_CODES: &[Code] = &[
+    Code::AddressOutsideLan,
+    Code::InvalidAddress,
+    Code::InvalidCidr,
+    Code::InvalidImage,
+    Code::InvalidName,
+    Code::InvalidPort,
+    Code::InvalidText,
+    Code::InvalidUnit,
+    Code::LiteralSecret,
+    Code::OutOfRange,
+    Code::UnpinnedImage,
+];
+
+/// The keys every other rule reads: when one of them was removed for a
+/// mistake, a default would stand in for it, as for a missing profile.
+const KEYS_ALL_RULES_READ: &[&str] = &["target", "dify", "dify.version"];
+
 /// Validate one resolved site: each area in turn (the order in which
-/// diagnostics and defaults are recorded), then the site as a whole.
+/// diagnostics and defaults are recorded), then the site as a whole. A
+/// site whose chain is not whole, or whose target or release was removed
+/// for a mistake, gets only its [`FORM_CODES`] errors, and is not valid.
 pub fn validate_site(
+    rs: &ResolvedSite<'_>,
+    sources: &SourceMap,
+    diags: &mut Diagnostics,
+) -> Option<ValidSite> {
+    let unknown_basis = (rs.removed.iter()).any(|r| KEYS_ALL_RULES_READ.contains(&r.as_str()));
+    if rs.chain_complete && !unknown_basis {
+        return validate(rs, sources, diags);
+    }
+    let mut found = Diagnostics::new();
+    validate(rs, sources, &mut found);
+    for d in found.iter() {
+        if d.is_error() && FORM_CODES.contains(&d.code) {
+            diags.push(d.clone());
+        }
+    }
+    None
+}
+
+/// [`validate_site`], every finding told.
+fn validate(
     rs: &ResolvedSite<'_>,
     sources: &SourceMap,
     diags: &mut Diagnostics,
@@ -99,6 +148,8 @@ pub fn validate_site(
     tls::served_by_nginx(cx, layer, network.as_ref(), &services);
     egress::needed_egress(cx, layer, target, &features, network.as_ref());
     let lan_span = (layer.network.as_ref().and_then(|n| n.lan.as_ref())).map(|l| l.span());
+    let hostname_span =
+        (layer.network.as_ref().and_then(|n| n.hostname.as_ref())).map(|h| h.span());
     let login = settings::login(cx, layer);
     let helm = helm::helm(cx, layer, target);
     let env = env::env(cx, layer, &dify_version);
@@ -106,7 +157,7 @@ pub fn validate_site(
     let wave = settings::wave(cx, layer);
     let labels = settings::labels(cx, layer);
     let gitops = gitops::gitops(cx, layer, target);
-    if let Some(device) = &device {
+    if let (Some(device), true) = (&device, rs.chain_complete) {
         budget::budget(
             cx,
             device,
@@ -117,12 +168,15 @@ pub fn validate_site(
         );
     }
 
-    let headroom = headroom_percent(device.as_ref());
-    floors::floors(cx, &dify_version, &services, &memory_spans, headroom);
-    connections::budget(cx, layer, &services, &database, vector_store, sources);
+    // The rules over the whole site need its whole chain.
+    let whole_chain = rs.chain_complete;
+    if whole_chain {
+        let headroom = headroom_percent(device.as_ref());
+        floors::floors(cx, &dify_version, &services, &memory_spans, headroom);
+        connections::budget(cx, layer, &services, &database, vector_store, sources);
+    }
 
-    let (Some(network), Some(gitops), true) = (network, gitops, cx.diags.error_count() == before)
-    else {
+    let (Some(network), Some(gitops), true) = (network, gitops, whole_chain) else {
         return None;
     };
     let site = Site {
@@ -150,7 +204,7 @@ pub fn validate_site(
         gitops: gitops.into(),
     };
     secrets::site_secrets(cx, &site, layer, target);
-    if cx.diags.error_count() != before {
+    if cx.diags.error_count() != before || !rs.whole {
         return None;
     }
     let mut defaults = std::mem::take(&mut cx.defaults);
@@ -159,6 +213,7 @@ pub fn validate_site(
         site,
         defaults,
         lan_span,
+        hostname_span,
         chain_files: rs.chain_files.clone(),
     })
 }
@@ -181,6 +236,9 @@ fn site_context<'d>(
         defaults: Vec::new(),
         anchor,
         target: target.unwrap_or(Target::Compose),
+        removed: rs.removed.clone(),
+        refused_secrets: Vec::new(),
+        partial: !rs.chain_complete,
     };
     if target.is_none() {
         cx.missing(

@@ -278,7 +278,8 @@ fn egress_rule(cx: &mut Cx<'_>, i: usize, item: &Spanned<EgressLayer>) -> Option
             None
         }
         None => {
-            cx.err(
+            cx.err_missing(
+                &format!("{key}.name"),
                 Diagnostic::error(Code::MissingKey, format!("`{key}` has no `name`"))
                     .at(at.clone())
                     .help("name each egress rule, e.g. `name = \"llm-gateway\"`"),
@@ -289,7 +290,8 @@ fn egress_rule(cx: &mut Cx<'_>, i: usize, item: &Spanned<EgressLayer>) -> Option
     let cidr = match &e.cidr {
         Some(c) => cx.cidr(c, &format!("{key}.cidr")),
         None => {
-            cx.err(
+            cx.err_missing(
+                &format!("{key}.cidr"),
                 Diagnostic::error(Code::MissingKey, format!("`{key}` has no `cidr`"))
                     .at(at.clone())
                     .help("give the network of the endpoint, e.g. `cidr = \"10.0.0.40/32\"`"),
@@ -322,7 +324,8 @@ fn egress_ports(cx: &mut Cx<'_>, e: &EgressLayer, key: &str, at: Span) -> Vec<u1
                 .at(p.span())
                 .help("list the ports, e.g. `ports = [443]`"),
         ),
-        None => cx.err(
+        None => cx.err_missing(
+            &format!("{key}.ports"),
             Diagnostic::error(Code::MissingKey, format!("`{key}` has no `ports`"))
                 .at(at)
                 .help("list the ports, e.g. `ports = [443]`"),

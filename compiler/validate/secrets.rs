@@ -19,6 +19,12 @@ fn required_secrets(site: &Site) -> Vec<(&'static str, &'static str)> {
     let runs = |k| site.services.contains_key(&k);
     let mut out = vec![("DB_PASSWORD", "the api connects to PostgreSQL with it")];
     out.push(("REDIS_PASSWORD", "Redis requires a password"));
+    if runs(ServiceKind::Api) {
+        out.push((
+            "SECRET_KEY",
+            "the api, the worker and beat sign sessions, login tokens and file URLs with it (unset, each container makes a key of its own, and what one signs another refuses)",
+        ));
+    }
     if runs(ServiceKind::PluginDaemon) {
         out.push((
             "PLUGIN_DAEMON_KEY",
@@ -63,11 +69,14 @@ pub(super) fn secrets(
                             Target::Helm => format!("give a reference instead: `{name} = {{ remote = \"dify/...\", property = \"...\" }}`"),
                         }),
                 );
+                cx.refused_secrets.push(name.clone());
                 continue;
             }
             SecretValue::Ref(r) => r,
         };
         let Some(secret) = reference(cx, name, v, r, target) else {
+            // Reported: not also missing.
+            cx.refused_secrets.push(name.clone());
             continue;
         };
         out.insert(name.clone(), secret);
@@ -201,7 +210,9 @@ pub(super) fn site_secrets(cx: &mut Cx<'_>, site: &Site, layer: &Layer, target: 
         let needs_db = name != "DB_PASSWORD"
             || site.database.external.is_some()
             || site.services.contains_key(&ServiceKind::Db);
-        if needs_db && !site.secrets.contains_key(name) {
+        let refused = cx.refused_secrets.iter().any(|r| r == name)
+            || cx.was_removed(&format!("secrets.{name}"));
+        if needs_db && !refused && !site.secrets.contains_key(name) {
             cx.err(
                 Diagnostic::error(Code::MissingSecret, format!("secret `{name}` is not given: {why}"))
                     .at(cx.anchor.clone())

@@ -75,7 +75,8 @@ fn path(
 ) -> Option<String> {
     let example = format!("/etc/dify-cfg/tls/<site>.{ext}");
     let Some(v) = v else {
-        cx.err(
+        cx.err_missing(
+            &format!("network.tls.{name}"),
             Diagnostic::error(
                 Code::MissingKey,
                 format!("`[network.tls]` has no `{name}`"),

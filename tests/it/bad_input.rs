@@ -21,7 +21,9 @@
 //! (optional) must equal the diagnostic's help, and every string in `notes`
 //! (optional) must occur in its notes. Generated inputs are not committed:
 //! `large` (10 MiB of TOML comment lines), `non-utf8` (a 0xff byte in line 2,
-//! column 23), `symlink-outside` (a link to a file outside the root) and
+//! column 23), `non-utf8-name` (a valid site file whose name has a 0xff
+//! byte after the path's stem: `sites/c.toml` makes `sites/c\xff.toml`),
+//! `symlink-outside` (a link to a file outside the root) and
 //! `symlink-dangling` (a link to nothing).
 //!
 //! For every case the harness copies `_base` into a temp dir, builds it once
@@ -99,6 +101,7 @@ struct Generate {
 enum GenKind {
     Large,
     NonUtf8,
+    NonUtf8Name,
     SymlinkOutside,
     SymlinkDangling,
 }
@@ -224,6 +227,7 @@ fn generate(root: &Path, outside: &Path, g: &Generate) {
             )
             .unwrap();
         }
+        GenKind::NonUtf8Name => fs::write(non_utf8_name(&path), NON_UTF8_NAMED_SITE).unwrap(),
         GenKind::SymlinkOutside => {
             let target = outside.join(file_name(&path));
             fs::write(
@@ -237,6 +241,21 @@ fn generate(root: &Path, outside: &Path, g: &Generate) {
             std::os::unix::fs::symlink(root.join("no-such-file.toml"), &path).unwrap();
         }
     }
+}
+
+/// A valid site, for a file whose name is not UTF-8.
+const NON_UTF8_NAMED_SITE: &str = "profile = \"base\"\ndescription = \"Site C\"\n\n[network]\nhostname = \"c.example.org\"\nlan = \"10.30.3.0/24\"\naddress = \"10.30.3.10\"\n";
+
+/// `path` with a 0xff byte after its stem (`sites/c.toml`: `sites/c\xff.toml`).
+fn non_utf8_name(path: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let mut name = path.file_stem().unwrap().as_bytes().to_vec();
+    name.push(0xff);
+    if let Some(ext) = path.extension() {
+        name.push(b'.');
+        name.extend_from_slice(ext.as_bytes());
+    }
+    path.with_file_name(std::ffi::OsStr::from_bytes(&name))
 }
 
 struct Run {
@@ -844,4 +863,40 @@ fn run_warning_case(case: &Case) -> Vec<String> {
         }
     }
     failures
+}
+
+/// A file name that is not UTF-8 gets the same diagnostic when the inputs
+/// come from the working tree (`check`) and from a commit (`commit`, which
+/// compiles HEAD), where it was once skipped without a word.
+#[test]
+fn a_non_utf8_file_name_is_said_from_a_commit_as_from_the_work_tree() {
+    let dirs = CaseDirs::new();
+    let (root, scratch) = (&dirs.root, &dirs.scratch);
+    fs::write(
+        non_utf8_name(&root.join("sites/c.toml")),
+        NON_UTF8_NAMED_SITE,
+    )
+    .unwrap();
+    support::init_repo(root, "a site file whose name is not UTF-8");
+    let root_arg = root.to_str().unwrap();
+    let mut said = Vec::new();
+    for (tag, command) in [("check", "check"), ("commit", "commit")] {
+        let run = run(
+            &["--root", root_arg, "--format", "json", command],
+            scratch,
+            tag,
+        );
+        assert_eq!(run.code, Some(2), "{command}: {}{}", run.stdout, run.stderr);
+        let (diags, _) = parse_diagnostics(&run.stdout).unwrap();
+        let found: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        said.push(found);
+    }
+    assert_eq!(
+        said[0],
+        [
+            "error[encoding] at sites/c\u{FFFD}.toml:1:1 help: rename it with a UTF-8 name: dify-cfg knows profiles, sites and templates by their file names"
+        ],
+        "check"
+    );
+    assert_eq!(said[1], said[0], "commit says what check says");
 }

@@ -20,6 +20,8 @@ mod injection;
 mod layers;
 mod memory_floors;
 mod out_dir;
+mod one_run;
+mod pipes;
 mod properties;
 mod reference;
 mod rehearsal;

@@ -9,7 +9,7 @@ use crate::support;
 
 /// Setting names in the deployment's env examples (`NAME=value`, also
 /// commented out).
-fn env_example_names(dir: &Path, out: &mut BTreeSet<String>) {
+pub(crate) fn env_example_names(dir: &Path, out: &mut BTreeSet<String>) {
     for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
         let name = e.file_name().to_string_lossy();
         if !e.file_type().is_file() || !name.ends_with(".env.example") {

@@ -284,6 +284,57 @@ fn every_literal_secret_is_refused() {
             "[env]\nQDRANT_URL = \"https://u:hunter2@qdrant.example.org\"\n",
             "URL with a password under [env]",
         ),
+        // Secret settings whose names no `_PASSWORD`/`_KEY` rule caught.
+        (
+            "[env]\nORACLE_PWD = \"hunter2\"\n",
+            "ORACLE_PWD under [env]",
+        ),
+        (
+            "[env]\nGOOGLE_STORAGE_SERVICE_ACCOUNT_JSON_BASE64 = \"eyJ0eXBlIjoic2VydmljZV9hY2NvdW50In0=\"\n",
+            "a service account's key file under [env]",
+        ),
+        (
+            "[env]\nPUBSUB_REDIS_URL = \"redis://redis:6379/3\"\n",
+            "the event bus's Redis URL under [env]",
+        ),
+        (
+            "[env]\nENTERPRISE_OTLP_HEADERS = \"authorization=hunter2\"\n",
+            "OTLP headers under [env]",
+        ),
+        (
+            "[env]\nIRIS_CONNECTION_URL = \"iris://_SYSTEM@iris:1972/USER\"\n",
+            "IRIS's connection URL under [env]",
+        ),
+        // Values that look like credentials, whatever the setting or key.
+        (
+            "[env]\nLOG_LEVEL = \"-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBg\\n-----END PRIVATE KEY-----\"\n",
+            "a PEM private key under a plain setting",
+        ),
+        (
+            "[env]\nLOG_LEVEL = \"AKIAIOSFODNN7EXAMPLE\"\n",
+            "an AWS access key id under a plain setting",
+        ),
+        (
+            "[env]\nAPP_WEB_URL = \"https://x.example.org/?t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjbGluaWMifQ.c2ln\"\n",
+            "a JSON Web Token inside a URL",
+        ),
+        (
+            "[env]\nHOSTED_OPENAI_API_BASE = \"sk-proj-4f9A1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvWx\"\n",
+            "an sk- API key under a plain setting",
+        ),
+        (
+            "[env]\nAPOLLO_CONFIG_URL = \"https://admin:hunter2@apollo.example.org\"\n",
+            "a URL with a password under a plain setting",
+        ),
+        (
+            // Still in the site's `[labels]`.
+            "note = \"AKIAIOSFODNN7EXAMPLE\"\n",
+            "an AWS access key id in a label",
+        ),
+        (
+            "[gitops]\nrepository = \"https://ci:ghp_0123456789abcdefghijABCDEFGHIJ012345@git.example.org/fleet.git\"\n",
+            "a token in the repository URL",
+        ),
     ];
     let mut failures = Vec::new();
     for (extra, what) in cases {
@@ -305,8 +356,271 @@ fn every_literal_secret_is_refused() {
                     failures.push(format!("{what}: {found:?}"));
                 }
             }
-            other => failures.push(format!("{what}: accepted ({other:?})")),
+            Compiled::Built(_) => failures.push(format!("{what}: accepted")),
+            Compiled::RenderFailed(found) => {
+                failures.push(format!("{what}: accepted, then: {found:?}"))
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A setting of Dify's settings classes: its name, its type and the whole
+/// text of its declaration (description, default, aliases).
+struct Field {
+    name: String,
+    ty: String,
+    text: String,
+}
+
+/// The fields of the settings classes under `dir`: `    NAME: type = ...`
+/// in a class body, down to where its brackets close.
+fn settings_fields(dir: &Path) -> Vec<Field> {
+    let depth = |line: &str| {
+        line.chars().fold(0i32, |d, c| match c {
+            '(' | '[' | '{' => d + 1,
+            ')' | ']' | '}' => d - 1,
+            _ => d,
+        })
+    };
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
+        if e.path().extension().is_none_or(|x| x != "py") {
+            continue;
+        }
+        let text = fs::read_to_string(e.path()).unwrap();
+        // The brackets still open in the declaration being read.
+        let mut open = 0;
+        for line in text.lines() {
+            if open > 0 {
+                if let Some(f) = out.last_mut() {
+                    let f: &mut Field = f;
+                    f.text.push('\n');
+                    f.text.push_str(line);
+                }
+                open += depth(line);
+                continue;
+            }
+            let header = line.strip_prefix("    ").filter(|l| !l.starts_with(' '));
+            let field = header.and_then(|l| l.split_once(':')).filter(|(name, _)| {
+                name.starts_with(|c: char| c.is_ascii_uppercase())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            });
+            if let Some((name, rest)) = field {
+                out.push(Field {
+                    name: name.to_string(),
+                    ty: rest
+                        .split('=')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                    text: line.to_string(),
+                });
+                open = depth(line);
+            }
+        }
+    }
+    out
+}
+
+/// Words of a setting's name that say it holds a secret.
+const SECRET_NAME_WORDS: &[&str] = &[
+    "PASSWORD",
+    "PWD",
+    "SECRET",
+    "TOKEN",
+    "CREDENTIAL",
+    "PRIVATE",
+    "DSN",
+    "APIKEY",
+    "HEADERS",
+    "CONNECTION_URL",
+    "CONNECTION_STRING",
+    "SERVICE_ACCOUNT",
+];
+
+/// Words of a setting's description that say it holds a secret.
+const SECRET_TEXT_WORDS: &[&str] = &[
+    "password",
+    "secret",
+    "credential",
+    "private key",
+    "api key",
+    "access key",
+    "token",
+    "connection url",
+    "connection string",
+    "service account",
+    "auth header",
+];
+
+/// Settings that look like secrets by the words above but are not, by
+/// the end of their name, with why.
+const NOT_SECRET_ENDINGS: &[(&str, &str)] = &[
+    ("_USER", "a user name: who logs in, not the secret"),
+    ("_USERNAME", "a user name: who logs in, not the secret"),
+    ("_ACCOUNT", "an account name: who logs in, not the secret"),
+    (
+        "_CLIENT_ID",
+        "an OAuth client id: public, sent to every browser",
+    ),
+    ("_ENABLED", "a switch"),
+    ("_ENABLE", "a switch"),
+    ("_MINUTES", "a duration"),
+    ("_DAYS", "a duration"),
+    ("_SECONDS", "a duration"),
+    ("_INTERVAL", "a duration"),
+    ("_PATH", "a path on the box, where a secret may be mounted"),
+    ("_FILE", "a path on the box, where a secret may be mounted"),
+    ("_FILENAME", "a file name, where a secret may be mounted"),
+    (
+        "_KEYFILE",
+        "a path on the box, where a secret may be mounted",
+    ),
+    ("_CERTFILE", "a path on the box"),
+];
+
+/// Settings that look like secrets by the words above but are not, by
+/// name, with why.
+const NOT_SECRETS: &[(&str, &str)] = &[
+    (
+        "ORACLE_DSN",
+        "`host:port/service_name`, or a service name of the wallet: no password (a URL with one is refused by its value)",
+    ),
+    (
+        "CHROMA_AUTH_PROVIDER",
+        "the name of Chroma's auth provider class",
+    ),
+    ("WEAVIATE_TOKENIZATION", "a text tokenizer"),
+    ("HOLOGRES_TOKENIZER", "a text tokenizer"),
+    ("OCEANBASE_FULLTEXT_PARSER", "a text tokenizer"),
+    ("CLICKZETTA_ANALYZER_MODE", "a text tokenizer"),
+    ("INDEXING_MAX_SEGMENTATION_TOKENS_LENGTH", "a length"),
+    (
+        "WEAVIATE_AUTHENTICATION_APIKEY_USERS",
+        "user names the API keys map to",
+    ),
+    (
+        "COOKIEYES_SITE_KEY",
+        "the CookieYes site key: public, in every page",
+    ),
+    ("REDIS_KEY_PREFIX", "a prefix of Redis's keys"),
+    (
+        "SSRF_PROXY_ALLOW_PRIVATE_DOMAINS",
+        "host names the SSRF proxy lets through",
+    ),
+    (
+        "SSRF_PROXY_ALLOW_PRIVATE_IPS",
+        "addresses the SSRF proxy lets through",
+    ),
+];
+
+/// Whether a field of `ty` can hold text (a secret is text).
+fn holds_text(ty: &str) -> bool {
+    ["str", "SecretStr", "Any", "dict", "HttpUrl"]
+        .iter()
+        .any(|t| ty.contains(t))
+}
+
+/// Why `name` is not a secret, when it is named or shaped so above (a
+/// name with `ENABLE_` in it is a switch).
+fn not_secret(name: &str) -> Option<&'static str> {
+    NOT_SECRETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .or_else(|| NOT_SECRET_ENDINGS.iter().find(|(e, _)| name.ends_with(e)))
+        .map(|(_, why)| *why)
+        .or_else(|| name.contains("ENABLE_").then_some("a switch"))
+}
+
+#[test]
+fn every_secret_setting_of_dify_is_a_secret_here() {
+    let Some(reference) = support::reference() else {
+        return;
+    };
+    let mut missed = BTreeMap::new();
+    let mut exempt_used = BTreeSet::new();
+    for release in dify_cfg::internals::SUPPORTED_RELEASES {
+        let tree = reference.join("dify").join(release).join("source");
+        // The settings classes: by type, name or description.
+        let mut secretish: BTreeMap<String, String> = BTreeMap::new();
+        for f in settings_fields(&tree.join("api/configs")) {
+            let text = f.text.to_lowercase();
+            let why = if f.ty.contains("SecretStr") {
+                Some("its type is `SecretStr`".to_string())
+            } else if !holds_text(&f.ty) {
+                None
+            } else if let Some(w) = SECRET_NAME_WORDS.iter().find(|w| f.name.contains(*w)) {
+                Some(format!("its name says `{w}`"))
+            } else if f.name.ends_with("_KEY") || f.name.contains("_KEY_") {
+                Some("its name says `KEY`".to_string())
+            } else {
+                SECRET_TEXT_WORDS
+                    .iter()
+                    .find(|w| text.contains(*w))
+                    .map(|w| format!("its declaration says `{w}`"))
+            };
+            if let Some(why) = why {
+                secretish.entry(f.name).or_insert(why);
+            }
+        }
+        // The env examples: by name.
+        let mut examples = BTreeSet::new();
+        crate::reference::env_example_names(&tree.join("docker"), &mut examples);
+        for name in examples {
+            if let Some(w) = SECRET_NAME_WORDS.iter().find(|w| name.contains(*w)) {
+                secretish
+                    .entry(name)
+                    .or_insert(format!("its name says `{w}` (env example)"));
+            } else if name.ends_with("_KEY") || name.contains("_KEY_") {
+                secretish
+                    .entry(name)
+                    .or_insert("its name says `KEY` (env example)".into());
+            }
+        }
+        assert!(
+            secretish.contains_key("DB_PASSWORD") && secretish.len() > 100,
+            "{release}: the settings were not read: {secretish:?}"
+        );
+        for (name, why) in secretish {
+            if dify_cfg::internals::is_secret_name(&name) {
+                continue;
+            }
+            match not_secret(&name) {
+                Some(_) => {
+                    exempt_used.insert(name);
+                }
+                None => {
+                    missed.insert(name, format!("{release}: {why}"));
+                }
+            }
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "settings that hold a secret by their type, name or description, but dify-cfg would \
+         write them literally (add them to compiler/dify/secret-names.txt, or to NOT_SECRETS \
+         with why):\n{}",
+        missed
+            .iter()
+            .map(|(n, why)| format!("  {n}: {why}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let stale: Vec<&str> = NOT_SECRETS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !exempt_used.contains(*n))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "NOT_SECRETS names settings no release flags: {stale:?}"
+    );
 }
