@@ -6,6 +6,11 @@
 # Touches only what carries the rehearsal's names (dcr-*, dify-cfg-rehearsal).
 set -u
 RUN=/run/dify-cfg-rehearsal
+# Unmount everything mounted below $1, deepest first.
+unmount_under() {
+    awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r |
+        while IFS= read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
 if [ -f "$RUN/docker.pid" ]; then
     pid=$(cat "$RUN/docker.pid")
     if kill -0 "$pid" 2>/dev/null; then
@@ -29,9 +34,8 @@ if [ -f "$RUN/workdir" ]; then
     work=$(cat "$RUN/workdir")
     case $work in
     /var/tmp/dify-cfg-rehearsal.*)
-        # The engine's overlay and volume mounts, deepest first.
-        awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r |
-            while IFS= read -r m; do umount -l "$m" 2>/dev/null || true; done
+        # The engine's overlay and volume mounts.
+        unmount_under "$work"
         rm -rf "$work"
         ;;
     esac
@@ -42,6 +46,5 @@ done
 # An engine that died without cleaning up leaves its containers' network
 # namespaces bound under its exec root; unmount them (deepest first) so the
 # folder can go.
-awk -v r="$RUN/" 'index($2, r) == 1 { print $2 }' /proc/self/mounts | sort -r |
-    while IFS= read -r m; do umount -l "$m" 2>/dev/null || true; done
+unmount_under "$RUN"
 rm -rf "$RUN"
