@@ -225,7 +225,8 @@ impl InputSource for MemTree {
     }
 }
 
-fn relative(root: &Path, path: &Path) -> String {
+/// `path` relative to `root`, its components joined with `/`.
+pub fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .unwrap_or(path)
         .components()
