@@ -15,10 +15,7 @@ use super::EmitError;
 use super::ROLLOUT_DIR;
 use super::bake::IMAGES_DIR;
 use super::manifest::{claimed, plain_relative};
-use crate::input::load::relative;
-
-/// The config root's input directories (as `git::inputs` lists them).
-const INPUT_DIRS: [&str; 3] = ["profiles", "sites", "templates"];
+use crate::input::load::{INPUT_DIRS, relative};
 
 /// What is at `out/<name>`.
 #[derive(Debug, PartialEq, Eq)]

@@ -10,6 +10,10 @@ use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::base::source::{FileId, FileKind, SourceMap};
 use crate::input::templates::BUILTIN_TEMPLATES;
 
+/// The input directories of a config root: a change under them changes
+/// what the compiler reads.
+pub const INPUT_DIRS: [&str; 3] = ["profiles", "sites", "templates"];
+
 /// The largest input file read; a config file is a few KiB.
 pub const MAX_INPUT_BYTES: u64 = 1 << 20;
 
