@@ -11,10 +11,10 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::EmitError;
 use super::ROLLOUT_DIR;
 use super::bake::IMAGES_DIR;
 use super::manifest::{claimed, plain_relative};
+use super::{EmitError, io};
 use crate::input::load::{INPUT_DIRS, relative};
 
 /// What is at `out/<name>`.
@@ -65,10 +65,6 @@ fn resolved(path: &Path) -> std::io::Result<PathBuf> {
 /// inputs, or write trees the next load reads as inputs. Checked on the
 /// paths with every link resolved, before the out directory is created.
 pub fn check_placement(out: &Path, root: &Path) -> Result<(), EmitError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| EmitError::Io { path, source }
-    };
     let canon_out = resolved(out).map_err(io(out))?;
     let canon_root = root.canonicalize().map_err(io(root))?;
     if canon_root.starts_with(&canon_out) {

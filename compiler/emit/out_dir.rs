@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::guard::{Found, check_placement, classify, retired};
 use super::manifest::plain_relative;
-use super::{EmitError, SiteTree};
+use super::{EmitError, SiteTree, io};
 use crate::base::crash;
 use crate::input::load::relative;
 
@@ -26,13 +26,6 @@ const LOCK_FILE: &str = ".dify-cfg.lock";
 /// them.
 fn marked(dir: &Path, name: &str, mark: &str) -> PathBuf {
     dir.join(format!(".{name}{mark}{}", std::process::id()))
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
-    move |source| EmitError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Files that differ between `dir` and `tree`: changed, missing or extra.
