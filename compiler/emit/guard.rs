@@ -11,20 +11,19 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::EmitError;
 use super::ROLLOUT_DIR;
 use super::bake::IMAGES_DIR;
 use super::manifest::{claimed, plain_relative};
-
-/// The config root's input directories (as `git::inputs` lists them).
-const INPUT_DIRS: [&str; 3] = ["profiles", "sites", "templates"];
+use super::{EmitError, io};
+use crate::input::load::{INPUT_DIRS, relative};
 
 /// What is at `out/<name>`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found {
     Absent,
-    /// A tree dify-cfg wrote: a build may replace or remove it.
-    Ours,
+    /// A tree dify-cfg wrote: a build may replace or remove it. The files
+    /// it holds, by relative path.
+    Ours(Vec<String>),
     /// Anything else, and why it is not dify-cfg's.
     Theirs(String),
 }
@@ -66,10 +65,6 @@ fn resolved(path: &Path) -> std::io::Result<PathBuf> {
 /// inputs, or write trees the next load reads as inputs. Checked on the
 /// paths with every link resolved, before the out directory is created.
 pub fn check_placement(out: &Path, root: &Path) -> Result<(), EmitError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| EmitError::Io { path, source }
-    };
     let canon_out = resolved(out).map_err(io(out))?;
     let canon_root = root.canonicalize().map_err(io(root))?;
     if canon_root.starts_with(&canon_out) {
@@ -95,7 +90,9 @@ pub fn check_placement(out: &Path, root: &Path) -> Result<(), EmitError> {
 /// What is at `path`, the entry `name` of an out directory on device
 /// `out_dev`. Ours only if it is a directory on the out directory's own
 /// file system (no mount point anywhere in it) that holds nothing but
-/// regular files and directories, each file one its listing names.
+/// regular files and directories, each file one its listing names; then
+/// with those files, so that a build compares the tree without walking it
+/// again.
 pub fn classify(path: &Path, name: &str, out_dev: u64) -> Found {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -116,6 +113,7 @@ pub fn classify(path: &Path, name: &str, out_dev: u64) -> Found {
         Ok(l) => l,
         Err(why) => return Found::Theirs(why),
     };
+    let mut files = Vec::new();
     for e in walkdir::WalkDir::new(path).min_depth(1).sort_by_file_name() {
         let e = match e {
             Ok(e) => e,
@@ -136,17 +134,11 @@ pub fn classify(path: &Path, name: &str, out_dev: u64) -> Found {
         if !t.is_file() && !t.is_dir() {
             return Found::Theirs(format!("holds `{rel}`, which is not a regular file"));
         }
+        if t.is_file() {
+            files.push(rel);
+        }
     }
-    Found::Ours
-}
-
-fn relative(dir: &Path, path: &Path) -> String {
-    path.strip_prefix(dir)
-        .unwrap_or(path)
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
+    Found::Ours(files)
 }
 
 /// The files dify-cfg wrote in the tree `name`, as its manifest (or, for
@@ -226,7 +218,7 @@ pub fn retired(out: &Path, is_site: impl Fn(&str) -> bool) -> Vec<String> {
         .flatten()
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .filter(|n| !n.starts_with(['.', '_']) && !is_site(n))
-        .filter(|n| classify(&out.join(n), n, meta.dev()) == Found::Ours)
+        .filter(|n| matches!(classify(&out.join(n), n, meta.dev()), Found::Ours(_)))
         .collect();
     names.sort();
     names
@@ -271,7 +263,10 @@ mod tests {
         );
         write(&out.join("s1/a"), "");
         write(&out.join("s1/d/b"), "");
-        assert_eq!(classify(&out.join("s1"), "s1", d), Found::Ours);
+        assert_eq!(
+            classify(&out.join("s1"), "s1", d),
+            Found::Ours(vec!["a".into(), "d/b".into(), "manifest.json".into()])
+        );
         assert_eq!(
             classify(&out.join("s1"), "s2", d),
             Found::Theirs("holds the manifest of site `s1`".into())
@@ -299,7 +294,10 @@ mod tests {
             &out.join("s4/manifest.json"),
             &manifest("s4", &["/etc/passwd", "../x"]),
         );
-        assert_eq!(classify(&out.join("s4"), "s4", d), Found::Ours);
+        assert_eq!(
+            classify(&out.join("s4"), "s4", d),
+            Found::Ours(vec!["manifest.json".into()])
+        );
         for bad in [
             r#"{"compiler":{"name":"dify-cfg"},"site":"s3","outputs":"a"}"#,
             r#"{"compiler":{"name":"other"},"site":"s3","input-digest":"x","outputs":[]}"#,
@@ -325,7 +323,10 @@ mod tests {
             r#"{"variable":{"DIFY_CFG_IMAGES":{}},"target":{"api-1":{}}}"#,
         );
         write(&dir.join("api-1.Dockerfile"), "FROM x\n");
-        assert_eq!(classify(&dir, IMAGES_DIR, d), Found::Ours);
+        assert_eq!(
+            classify(&dir, IMAGES_DIR, d),
+            Found::Ours(vec!["api-1.Dockerfile".into(), "docker-bake.json".into()])
+        );
         write(&dir.join("other.Dockerfile"), "FROM y\n");
         assert!(matches!(classify(&dir, IMAGES_DIR, d), Found::Theirs(_)));
     }

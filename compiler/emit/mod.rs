@@ -10,7 +10,7 @@ mod guard;
 mod manifest;
 mod out_dir;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use guard::retired;
 pub use manifest::{COMPILER_NAME, COMPILER_VERSION, SiteTree, digest, up_to_date, with_manifest};
@@ -64,4 +64,12 @@ pub enum EmitError {
         what: &'static str,
         source: std::io::Error,
     },
+}
+
+/// An [`EmitError::Io`] at `path`, for `map_err`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
+    move |source| EmitError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }

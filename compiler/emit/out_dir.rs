@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use super::guard::{Found, check_placement, classify, retired};
 use super::manifest::plain_relative;
-use super::{EmitError, SiteTree};
+use super::{EmitError, SiteTree, io};
 use crate::base::crash;
+use crate::input::load::relative;
 
 const TMP_MARK: &str = ".dify-cfg-tmp-";
 const OLD_MARK: &str = ".dify-cfg-old-";
@@ -27,17 +28,28 @@ fn marked(dir: &Path, name: &str, mark: &str) -> PathBuf {
     dir.join(format!(".{name}{mark}{}", std::process::id()))
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
-    move |source| EmitError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Files that differ between `dir` and `tree`: changed, missing or extra.
 pub fn differences(dir: &Path, tree: &SiteTree) -> Vec<String> {
+    let held = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().to_path_buf(), relative(dir, e.path())));
+    differences_in(held, tree)
+}
+
+/// [`differences`], given the regular files of the tree on disk: each
+/// one's path, and its path relative to the tree.
+fn differences_in(
+    held: impl IntoIterator<Item = (PathBuf, String)>,
+    tree: &SiteTree,
+) -> Vec<String> {
+    let existing: BTreeMap<String, Vec<u8>> = held
+        .into_iter()
+        .filter_map(|(path, rel)| Some((rel, fs::read(path).ok()?)))
+        .collect();
     let mut diffs = Vec::new();
-    let existing = read_tree(dir);
     for (path, bytes) in &tree.files {
         match existing.get(path) {
             Some(old) if old == bytes => {}
@@ -51,28 +63,6 @@ pub fn differences(dir: &Path, tree: &SiteTree) -> Vec<String> {
         }
     }
     diffs
-}
-
-/// Every regular file under `dir`, by relative path.
-fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for e in walkdir::WalkDir::new(dir)
-        .sort_by_file_name()
-        .into_iter()
-        .flatten()
-    {
-        if e.file_type().is_file()
-            && let (Ok(rel), Ok(bytes)) = (e.path().strip_prefix(dir), fs::read(e.path()))
-        {
-            let rel = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.insert(rel, bytes);
-        }
-    }
-    out
 }
 
 /// Holds the out directory's lock for the duration of a build.
@@ -117,8 +107,12 @@ impl OutDir {
         let dest = self.path.join(&tree.name);
         match classify(&dest, &tree.name, self.dev) {
             Found::Absent => {}
-            Found::Ours if differences(&dest, tree).is_empty() => return Ok(None),
-            Found::Ours => {}
+            Found::Ours(held) => {
+                let held = held.into_iter().map(|rel| (dest.join(&rel), rel));
+                if differences_in(held, tree).is_empty() {
+                    return Ok(None);
+                }
+            }
             Found::Theirs(why) => return Err(EmitError::NotOurs { path: dest, why }),
         }
         let tmp = marked(&self.path, &tree.name, TMP_MARK);

@@ -8,11 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use git2::{ObjectType, Oid, TreeWalkMode, TreeWalkResult};
 
 use super::{GitError, Repo, ctx, short};
-use crate::input::load::{InputSource, MAX_INPUT_BYTES, ReadError, files_under, is_skipped_name};
-
-/// The input directories of a config root: a change under them changes
-/// what the compiler reads.
-pub const INPUT_DIRS: [&str; 3] = ["profiles", "sites", "templates"];
+use crate::input::load::{
+    INPUT_DIRS, InputSource, MAX_INPUT_BYTES, ReadError, files_under, is_skipped_name,
+};
 
 const LINK_MODE: u32 = 0o120_000;
 /// How many links in a row `CommitTree` follows.

@@ -10,6 +10,10 @@ use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::base::source::{FileId, FileKind, SourceMap};
 use crate::input::templates::BUILTIN_TEMPLATES;
 
+/// The input directories of a config root: a change under them changes
+/// what the compiler reads.
+pub const INPUT_DIRS: [&str; 3] = ["profiles", "sites", "templates"];
+
 /// The largest input file read; a config file is a few KiB.
 pub const MAX_INPUT_BYTES: u64 = 1 << 20;
 
@@ -225,7 +229,8 @@ impl InputSource for MemTree {
     }
 }
 
-fn relative(root: &Path, path: &Path) -> String {
+/// `path` relative to `root`, its components joined with `/`.
+pub fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .unwrap_or(path)
         .components()

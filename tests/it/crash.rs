@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
@@ -35,28 +35,44 @@ const EXTRA_SITES: usize = 10;
 const BUILD_KILLS: usize = 60;
 const COMMIT_KILLS: usize = 24;
 
-fn spawn(root: &Path, args: &[&str]) -> std::process::Child {
-    bin(root)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .stdin(Stdio::null())
+/// `dify-cfg --root <root> <args>`, run in `root`.
+fn command(root: &Path, args: &[&str]) -> Command {
+    let mut c = bin(root);
+    c.arg("--root").arg(root).args(args);
+    c
+}
+
+/// [`command`] with no input and its output dropped.
+fn quiet(root: &Path, args: &[&str]) -> Command {
+    let mut c = command(root, args);
+    c.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run dify-cfg")
+        .stderr(Stdio::null());
+    c
+}
+
+fn spawn(root: &Path, args: &[&str]) -> std::process::Child {
+    quiet(root, args).spawn().expect("run dify-cfg")
 }
 
 fn run_ok(root: &Path, args: &[&str]) -> Duration {
     let start = Instant::now();
-    let o = bin(root)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("run dify-cfg");
+    let o = command(root, args).output().expect("run dify-cfg");
     assert_ok(o, &format!("dify-cfg {args:?}"));
     start.elapsed()
+}
+
+/// The out trees a complete build gives in input states 0 and 1 (`set`
+/// puts `root` in a state), each built into `work/ref-<state>`.
+fn reference_trees(root: &Path, work: &Path, set: fn(&Path, usize)) -> Vec<BTreeMap<String, Tree>> {
+    (0..2)
+        .map(|state| {
+            set(root, state);
+            let out = work.join(format!("ref-{state}"));
+            run_ok(root, &["build", "--out", out.to_str().unwrap()]);
+            out_state(&out).0
+        })
+        .collect()
 }
 
 /// Start `args`, wait `delay`, SIGKILL it (if still running), reap it.
@@ -107,13 +123,7 @@ fn soak_a_killed_build_leaves_each_site_old_or_new() {
     make_fleet(&root, EXTRA_SITES);
 
     // Reference trees of both input states.
-    let mut refs: Vec<BTreeMap<String, Tree>> = Vec::new();
-    for state in 0..2 {
-        set_state(&root, state);
-        let out = tmp.path().join(format!("ref-{state}"));
-        run_ok(&root, &["build", "--out", out.to_str().unwrap()]);
-        refs.push(out_state(&out).0);
-    }
+    let refs = reference_trees(&root, tmp.path(), set_state);
     let clinics_differ = refs[0]
         .iter()
         .filter(|(site, tree)| refs[1].get(*site) != Some(*tree))
@@ -353,12 +363,7 @@ fn the_ref_locks_of_a_killed_commit_are_cleared_and_foreign_ones_respected() {
     git(&root, &["commit", "-q", "-am", "state 1"]);
     fs::write(&lock, "0000000000000000000000000000000000000000\n").unwrap();
     let before = site_branches(&root);
-    let o = bin(&root)
-        .arg("--root")
-        .arg(&root)
-        .arg("commit")
-        .output()
-        .unwrap();
+    let o = command(&root, &["commit"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("sites/clinic-01.lock"), "{err}");
@@ -386,14 +391,8 @@ fn the_ref_locks_of_a_killed_commit_are_cleared_and_foreign_ones_respected() {
 /// Run `dify-cfg <args>` with the crash hook armed at the `nth` pass of
 /// `point`; whether the hook killed it (SIGKILL).
 fn killed_at(root: &Path, args: &[&str], point: &str, nth: usize) -> bool {
-    let status = bin(root)
-        .arg("--root")
-        .arg(root)
-        .args(args)
+    let status = quiet(root, args)
         .env("DIFY_CFG_CRASH_AT", format!("{point}:{nth}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .status()
         .expect("run dify-cfg");
     status.signal() == Some(9)
@@ -471,13 +470,7 @@ fn a_build_killed_at_each_point_leaves_each_site_old_or_new() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("fleet");
     make_fleet(&root, EXTRA_SITES);
-    let mut refs: Vec<BTreeMap<String, Tree>> = Vec::new();
-    for state in 0..2 {
-        set_kill_state(&root, state);
-        let out = tmp.path().join(format!("ref-{state}"));
-        run_ok(&root, &["build", "--out", out.to_str().unwrap()]);
-        refs.push(out_state(&out).0);
-    }
+    let refs = reference_trees(&root, tmp.path(), set_kill_state);
     let out = tmp.path().join("out");
     let out_arg = out.to_str().unwrap();
     let mut state = 0;
