@@ -275,7 +275,8 @@ impl<'a> SiteResolver<'a, '_> {
             }
             None => site_table,
         };
-        let read = read_layer::<Layer>(table, diags);
+        // Each file's date-times went with the file (`parse_file`).
+        let read = read_layer::<Layer>(table, Vec::new(), diags);
         removed.extend(read.removed);
         let whole = named && parsed.layer.extends.is_none() && chain_complete && removed.is_empty();
         Some(ResolvedSite {
