@@ -47,22 +47,12 @@ pub struct Output {
     no_color: bool,
     /// JSON mode: diagnostics waiting to go into the command's one report.
     pending: RefCell<Vec<serde_json::Value>>,
-    /// Each stream's state once a write to it failed.
-    stdout: Cell<Stream>,
-    stderr: Cell<Stream>,
+    /// Whether a write to each stream failed: nothing more is written to
+    /// it.
+    stdout_failed: Cell<bool>,
+    stderr_failed: Cell<bool>,
     /// The first failure to write that was not a closed reader.
     write_error: RefCell<Option<String>>,
-}
-
-/// What became of a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum Stream {
-    #[default]
-    Open,
-    /// The reader went away (`EPIPE`): nothing more is written to it.
-    Closed,
-    /// A write failed otherwise: nothing more is written to it.
-    Failed,
 }
 
 /// Which stream to write to.
@@ -80,8 +70,8 @@ impl Output {
             color: !no_color && std::io::stderr().is_terminal(),
             no_color,
             pending: Default::default(),
-            stdout: Default::default(),
-            stderr: Default::default(),
+            stdout_failed: Default::default(),
+            stderr_failed: Default::default(),
             write_error: Default::default(),
         }
     }
@@ -90,22 +80,20 @@ impl Output {
     /// closed reader ends that stream quietly; another error is kept for
     /// [`Output::finish`].
     fn write(&self, to: To, text: &str) {
-        let state = match to {
-            To::Stdout => &self.stdout,
-            To::Stderr => &self.stderr,
+        let failed = match to {
+            To::Stdout => &self.stdout_failed,
+            To::Stderr => &self.stderr_failed,
         };
-        if text.is_empty() || state.get() != Stream::Open {
+        if text.is_empty() || failed.get() {
             return;
         }
         let written = match to {
             To::Stdout => write_locked(&mut std::io::stdout().lock(), text),
             To::Stderr => write_locked(&mut std::io::stderr().lock(), text),
         };
-        match written {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => state.set(Stream::Closed),
-            Err(e) => {
-                state.set(Stream::Failed);
+        if let Err(e) = written {
+            failed.set(true);
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
                 let name = if to == To::Stdout { "stdout" } else { "stderr" };
                 self.write_error
                     .borrow_mut()

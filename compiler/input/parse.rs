@@ -45,9 +45,10 @@ pub fn parse_file<'a>(
     id: FileId,
     diags: &mut Diagnostics,
 ) -> Option<ParsedFile<'a>> {
-    let table = parse_table(sources, id, diags)?;
+    let mut table = parse_table(sources, id, diags)?;
     crate::input::literals::refuse_credentials(&table, diags);
-    let read = read_layer::<Layer>(table, diags);
+    let dated = datetimes(table.get_mut(), diags);
+    let read = read_layer::<Layer>(table, dated, diags);
     Some(ParsedFile {
         id,
         layer: read.value?,
@@ -153,17 +154,15 @@ pub struct Read<'a, T> {
 }
 
 /// Deserialize `T` from a spanned tree, collecting every mistake (up to
-/// [`MAX_ERRORS_PER_FILE`]): each mistaken entry is reported and removed,
-/// and the rest is read again.
+/// [`MAX_ERRORS_PER_FILE`], counting the entries already `removed` from
+/// it): each mistaken entry is reported and removed, and the rest is read
+/// again.
 pub fn read_layer<'a, T: for<'de> Deserialize<'de>>(
     table: Spanned<Table<'a>>,
+    mut removed: Vec<String>,
     diags: &mut Diagnostics,
 ) -> Read<'a, T> {
     let mut work = table;
-    let mut removed = Vec::new();
-    if work.get_ref().values().any(|v| has_datetime(v.get_ref())) {
-        removed = datetimes(work.get_mut(), &mut Vec::new(), diags);
-    }
     // Each round removes one entry, so the loop ends; the bound is a guard.
     while removed.len() < MAX_ERRORS_PER_FILE {
         let de = toml::de::Deserializer::from(work.clone());
@@ -196,10 +195,20 @@ pub fn read_layer<'a, T: for<'de> Deserialize<'de>>(
     }
 }
 
-/// Remove every date-time of `table` (at `path`), each with a
-/// `wrong-type` error: no setting takes one. serde sees a date-time as a
-/// table and would call it one.
-fn datetimes(
+/// Remove every date-time of a file's `table`, each with a `wrong-type`
+/// error, and say where they were: no setting takes one. serde sees a
+/// date-time as a table and would call it one. Once per file: the trees
+/// merged from files have none left.
+fn datetimes(table: &mut Table<'_>, diags: &mut Diagnostics) -> Vec<String> {
+    if table.values().any(|v| has_datetime(v.get_ref())) {
+        datetimes_at(table, &mut Vec::new(), diags)
+    } else {
+        Vec::new()
+    }
+}
+
+/// [`datetimes`] of `table`, at `path`.
+fn datetimes_at(
     table: &mut Table<'_>,
     path: &mut Vec<String>,
     diags: &mut Diagnostics,
@@ -214,7 +223,7 @@ fn datetimes(
         let found = match node.get_mut() {
             DeValue::Datetime(_) => Some(("is a date-time", "a TOML date-time")),
             DeValue::Table(t) => {
-                removed.extend(datetimes(t, path, diags));
+                removed.extend(datetimes_at(t, path, diags));
                 None
             }
             DeValue::Array(a) if a.iter().any(|v| has_datetime(v.get_ref())) => {

@@ -224,7 +224,6 @@ impl<'a> SiteResolver<'a, '_> {
         let file = self.sources.file(id);
         let (name, named) = self.site_name(id, diags);
         let parsed = parse_file(self.sources, id, diags)?;
-        let mut whole = named && parsed.removed.is_empty();
         if let Some(e) = &parsed.layer.extends {
             diags.push(
                 Diagnostic::error(
@@ -234,7 +233,6 @@ impl<'a> SiteResolver<'a, '_> {
                 .at(e.span())
                 .help(format!("write `profile = \"{}\"`", e.get_ref())),
             );
-            whole = false;
         }
         // A misplaced `extends` names the profile as well as `profile` would.
         let profile = parsed
@@ -266,7 +264,6 @@ impl<'a> SiteResolver<'a, '_> {
         for p in &chain {
             removed.extend(self.profiles[p].removed.iter().cloned());
         }
-        whole &= chain_complete && removed.is_empty();
         let mut chain_files: Vec<FileId> =
             chain.iter().rev().map(|p| self.profiles[p].id).collect();
         chain_files.push(id);
@@ -278,9 +275,10 @@ impl<'a> SiteResolver<'a, '_> {
             }
             None => site_table,
         };
-        let read = read_layer::<Layer>(table, diags);
-        whole &= read.removed.is_empty();
+        // Each file's date-times went with the file (`parse_file`).
+        let read = read_layer::<Layer>(table, Vec::new(), diags);
         removed.extend(read.removed);
+        let whole = named && parsed.layer.extends.is_none() && chain_complete && removed.is_empty();
         Some(ResolvedSite {
             name,
             file: id,

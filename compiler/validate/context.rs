@@ -32,8 +32,6 @@ pub(super) struct Cx<'d> {
     /// Secrets refused where they were given (a literal, a bad
     /// reference): not also missing.
     pub(super) refused_secrets: Vec<String>,
-    /// The site's profile chain is not whole: nothing is called missing.
-    pub(super) partial: bool,
 }
 
 impl Cx<'_> {
@@ -90,11 +88,11 @@ impl Cx<'_> {
         })
     }
 
-    /// Report `d`, a missing `key`, unless the site's chain is not whole
-    /// (a missing profile may set it) or a removed entry may have meant it
-    /// ([`Cx::was_removed`]).
+    /// Report `d`, a missing `key`, unless a removed entry may have meant
+    /// it ([`Cx::was_removed`]). (A site whose chain is not whole, where a
+    /// missing profile may set it, keeps only its `FORM_CODES` errors.)
     pub(super) fn err_missing(&mut self, key: &str, d: Diagnostic) {
-        if !self.partial && !self.was_removed(key) {
+        if !self.was_removed(key) {
             self.err(d);
         }
     }

@@ -143,7 +143,6 @@ mod tests {
             target: Target::Compose,
             removed: Vec::new(),
             refused_secrets: Vec::new(),
-            partial: false,
         };
         floors(&mut cx, release, &services, &spans, headroom);
         diags

@@ -157,20 +157,19 @@ fn validate(
     let wave = settings::wave(cx, layer);
     let labels = settings::labels(cx, layer);
     let gitops = gitops::gitops(cx, layer, target);
-    if let (Some(device), true) = (&device, rs.chain_complete) {
-        budget::budget(
-            cx,
-            device,
-            &services,
-            &memory_spans,
-            sources,
-            &rs.chain_files,
-        );
-    }
-
     // The rules over the whole site need its whole chain.
     let whole_chain = rs.chain_complete;
     if whole_chain {
+        if let Some(device) = &device {
+            budget::budget(
+                cx,
+                device,
+                &services,
+                &memory_spans,
+                sources,
+                &rs.chain_files,
+            );
+        }
         let headroom = headroom_percent(device.as_ref());
         floors::floors(cx, &dify_version, &services, &memory_spans, headroom);
         connections::budget(cx, layer, &services, &database, vector_store, sources);
@@ -238,7 +237,6 @@ fn site_context<'d>(
         target: target.unwrap_or(Target::Compose),
         removed: rs.removed.clone(),
         refused_secrets: Vec::new(),
-        partial: !rs.chain_complete,
     };
     if target.is_none() {
         cx.missing(

@@ -59,11 +59,17 @@ fn site(chosen: &[usize]) -> String {
     out
 }
 
-/// The errors of the example fleet with `site` as clinic-01 (the other
-/// sites left out): code, place and message, sorted.
-fn errors(site: String) -> Vec<String> {
+/// The example fleet's profiles (its sites left out).
+fn profiles() -> BTreeMap<String, Vec<u8>> {
     let mut files = fleet_files();
     files.retain(|p, _| !p.starts_with("sites/"));
+    files
+}
+
+/// The errors of the `profiles` with `site` as clinic-01: code, place and
+/// message, sorted.
+fn errors(profiles: &BTreeMap<String, Vec<u8>>, site: String) -> Vec<String> {
+    let mut files = profiles.clone();
     files.insert("sites/clinic-01.toml".into(), site.into_bytes());
     let src = dify_cfg::internals::MemTree { files };
     let mut diags = dify_cfg::Diagnostics::new();
@@ -88,6 +94,8 @@ fn errors(site: String) -> Vec<String> {
 #[test]
 fn every_combination_of_mistakes_reports_what_each_reports_alone() {
     let mistakes = SITE.iter().filter(|l| !l.bad.is_empty()).count();
+    let profiles = profiles();
+    let errors = |site| errors(&profiles, site);
     assert!(errors(site(&[])).is_empty(), "{:?}", errors(site(&[])));
     let alone: Vec<Vec<String>> = (0..mistakes).map(|i| errors(site(&[i]))).collect();
     for (i, found) in alone.iter().enumerate() {

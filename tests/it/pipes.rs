@@ -153,8 +153,7 @@ fn every_command_ends_quietly_when_its_reader_is_gone() {
 #[test]
 fn a_report_that_cannot_be_written_is_said_and_exits_2() {
     let full = Path::new("/dev/full");
-    if !full.exists() {
-        eprintln!("skipped: no /dev/full");
+    if !support::available("/dev/full", full.exists(), "a stdout that fails to write") {
         return;
     }
     let root = support::repo();

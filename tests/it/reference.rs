@@ -33,24 +33,65 @@ fn is_setting_name(k: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// The fields of Dify's settings classes: `    NAME: type` in a class body.
-fn settings_class_fields(dir: &Path, out: &mut BTreeSet<String>) {
-    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
-        if !e.file_type().is_file() || e.path().extension().is_none_or(|x| x != "py") {
+/// A setting of Dify's settings classes: its name, its type and the whole
+/// text of its declaration (description, default, aliases).
+pub(crate) struct Field {
+    pub(crate) name: String,
+    pub(crate) ty: String,
+    pub(crate) text: String,
+}
+
+/// The fields of the settings classes under `dir`: `    NAME: type = ...`
+/// in a class body, down to where its brackets close.
+pub(crate) fn settings_fields(dir: &Path) -> Vec<Field> {
+    let depth = |line: &str| {
+        line.chars().fold(0i32, |d, c| match c {
+            '(' | '[' | '{' => d + 1,
+            ')' | ']' | '}' => d - 1,
+            _ => d,
+        })
+    };
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
+        if e.path().extension().is_none_or(|x| x != "py") {
             continue;
         }
         let text = std::fs::read_to_string(e.path()).unwrap();
+        // The brackets still open in the declaration being read.
+        let mut open = 0;
         for line in text.lines() {
-            let Some(rest) = line.strip_prefix("    ") else {
+            if open > 0 {
+                if let Some(f) = out.last_mut() {
+                    let f: &mut Field = f;
+                    f.text.push('\n');
+                    f.text.push_str(line);
+                }
+                open += depth(line);
                 continue;
-            };
-            if let Some((k, _)) = rest.split_once(':')
-                && is_setting_name(k.trim_end())
-            {
-                out.insert(k.trim_end().to_string());
+            }
+            let header = line.strip_prefix("    ").filter(|l| !l.starts_with(' '));
+            let field =
+                (header.and_then(|l| l.split_once(':'))).filter(|(name, _)| is_setting_name(name));
+            if let Some((name, rest)) = field {
+                out.push(Field {
+                    name: name.to_string(),
+                    ty: rest
+                        .split('=')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                    text: line.to_string(),
+                });
+                open = depth(line);
             }
         }
     }
+    out
 }
 
 /// The variables the web's entrypoint reads: `${NAME`.
@@ -76,7 +117,11 @@ fn each_release_reads_the_setting_names_dify_cfg_carries() {
         let tree = reference.join("dify").join(release).join("source");
         let mut expected = BTreeSet::new();
         env_example_names(&tree.join("docker"), &mut expected);
-        settings_class_fields(&tree.join("api/configs"), &mut expected);
+        expected.extend(
+            settings_fields(&tree.join("api/configs"))
+                .into_iter()
+                .map(|f| f.name),
+        );
         entrypoint_vars(&tree.join("web/docker/entrypoint.sh"), &mut expected);
         let carried: BTreeSet<String> = dify_cfg::internals::release_env_names(release)
             .iter()

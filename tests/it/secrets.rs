@@ -365,71 +365,6 @@ fn every_literal_secret_is_refused() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// A setting of Dify's settings classes: its name, its type and the whole
-/// text of its declaration (description, default, aliases).
-struct Field {
-    name: String,
-    ty: String,
-    text: String,
-}
-
-/// The fields of the settings classes under `dir`: `    NAME: type = ...`
-/// in a class body, down to where its brackets close.
-fn settings_fields(dir: &Path) -> Vec<Field> {
-    let depth = |line: &str| {
-        line.chars().fold(0i32, |d, c| match c {
-            '(' | '[' | '{' => d + 1,
-            ')' | ']' | '}' => d - 1,
-            _ => d,
-        })
-    };
-    let mut out = Vec::new();
-    for e in walkdir::WalkDir::new(dir)
-        .sort_by_file_name()
-        .into_iter()
-        .flatten()
-    {
-        if e.path().extension().is_none_or(|x| x != "py") {
-            continue;
-        }
-        let text = fs::read_to_string(e.path()).unwrap();
-        // The brackets still open in the declaration being read.
-        let mut open = 0;
-        for line in text.lines() {
-            if open > 0 {
-                if let Some(f) = out.last_mut() {
-                    let f: &mut Field = f;
-                    f.text.push('\n');
-                    f.text.push_str(line);
-                }
-                open += depth(line);
-                continue;
-            }
-            let header = line.strip_prefix("    ").filter(|l| !l.starts_with(' '));
-            let field = header.and_then(|l| l.split_once(':')).filter(|(name, _)| {
-                name.starts_with(|c: char| c.is_ascii_uppercase())
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-            });
-            if let Some((name, rest)) = field {
-                out.push(Field {
-                    name: name.to_string(),
-                    ty: rest
-                        .split('=')
-                        .next()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                    text: line.to_string(),
-                });
-                open = depth(line);
-            }
-        }
-    }
-    out
-}
-
 /// Words of a setting's name that say it holds a secret.
 const SECRET_NAME_WORDS: &[&str] = &[
     "PASSWORD",
@@ -551,7 +486,7 @@ fn every_secret_setting_of_dify_is_a_secret_here() {
         let tree = reference.join("dify").join(release).join("source");
         // The settings classes: by type, name or description.
         let mut secretish: BTreeMap<String, String> = BTreeMap::new();
-        for f in settings_fields(&tree.join("api/configs")) {
+        for f in crate::reference::settings_fields(&tree.join("api/configs")) {
             let text = f.text.to_lowercase();
             let why = if f.ty.contains("SecretStr") {
                 Some("its type is `SecretStr`".to_string())
