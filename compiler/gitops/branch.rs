@@ -14,6 +14,11 @@ pub use crate::emit::ROLLOUT_DIR;
 
 /// The trailer every dify-cfg commit carries: `Compiler: dify-cfg <version>`.
 pub const COMPILER_TRAILER: &str = "Compiler";
+/// The trailer naming the commit whose inputs a tree was compiled from.
+pub const SOURCE_TRAILER: &str = "Source-Commit";
+/// The trailer `Source-Dirty: true` of what was compiled from uncommitted
+/// inputs (`commit --allow-dirty`).
+pub const DIRTY_TRAILER: &str = "Source-Dirty";
 
 pub fn compiler_id() -> String {
     format!("{COMPILER_NAME} {COMPILER_VERSION}")

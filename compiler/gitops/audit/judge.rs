@@ -11,12 +11,11 @@ use super::{AuditEntry, Current, Renders, Verdict};
 use crate::git::read::{Entries, Entry, ObjectKind, SITE_FILE_MODE, site_entries};
 use crate::git::{CommitInfo, Repo, short};
 use crate::gitops::branch::{
-    COMPILER_TRAILER, Record, Vouched, compiler_id, last_record, record_of,
+    COMPILER_TRAILER, DIRTY_TRAILER, Record, SOURCE_TRAILER, Vouched, compiler_id, last_record,
+    record_of,
 };
 use crate::gitops::changes::differing_keys;
 
-const SOURCE_TRAILER: &str = "Source-Commit";
-const DIRTY_TRAILER: &str = "Source-Dirty";
 const LINK_MODE: u32 = 0o120_000;
 const GITLINK_MODE: u32 = 0o160_000;
 
