@@ -138,8 +138,8 @@ impl Branch {
         record: &Record,
     ) {
         let e = &mut self.entry;
-        e.source_commit = record.trailer(SOURCE_TRAILER).map(str::to_string);
-        e.compiler = record.trailer(COMPILER_TRAILER).map(str::to_string);
+        e.source_commit = record.commit.trailer(SOURCE_TRAILER).map(str::to_string);
+        e.compiler = record.commit.trailer(COMPILER_TRAILER).map(str::to_string);
         match record.how {
             Vouched::Tip => {}
             Vouched::Merge => e.notes.push(format!(
@@ -152,7 +152,7 @@ impl Branch {
                 short(tip.id)
             )),
         }
-        if record.trailer(DIRTY_TRAILER) == Some("true") {
+        if record.commit.trailer(DIRTY_TRAILER) == Some("true") {
             e.notes.push(format!(
                 "compiled from uncommitted inputs (`{DIRTY_TRAILER}: true`): its source commit does not hold them"
             ));
