@@ -16,8 +16,8 @@ use crate::gitops::branch::{
 };
 use crate::gitops::changes::differing_keys;
 
-const LINK_MODE: u32 = 0o120_000;
-const GITLINK_MODE: u32 = 0o160_000;
+const LINK_MODE: i32 = 0o120_000;
+const GITLINK_MODE: i32 = 0o160_000;
 
 /// What a branch's tree must equal.
 enum Expect {
