@@ -25,8 +25,8 @@ enum Expect {
     Decided,
     /// An empty tree: a branch's empty start has no source.
     Empty,
-    /// The render of [`Branch::source`].
-    Source,
+    /// The render of this source commit.
+    Source(Oid),
 }
 
 /// A branch on its way to a verdict.
@@ -34,8 +34,6 @@ pub(super) struct Branch {
     pub entry: AuditEntry,
     /// The tip's tree, entry by entry; `None` when it cannot be read.
     pub tree: Option<Entries>,
-    /// The commit whose render the tree must equal.
-    pub source: Option<Oid>,
     expect: Expect,
     /// The tip was made by hand on top of a dify-cfg commit, whose source
     /// the tree is compared with: it fails whatever the comparison says.
@@ -56,7 +54,6 @@ pub(super) fn read_branch(
     let mut b = Branch {
         entry: AuditEntry::new(site, format!("{prefix}{site}"), Some(tip)),
         tree: None,
-        source: None,
         expect: Expect::Decided,
         by_hand: false,
     };
@@ -90,6 +87,14 @@ pub(super) fn read_branch(
 }
 
 impl Branch {
+    /// The commit whose render the tree must equal, if there is one.
+    pub fn source(&self) -> Option<Oid> {
+        match self.expect {
+            Expect::Source(o) => Some(o),
+            _ => None,
+        }
+    }
+
     fn unverifiable(&mut self, why: String) {
         self.entry.fail(Verdict::Unverifiable, why);
         self.expect = Expect::Decided;
@@ -177,10 +182,7 @@ impl Branch {
             .or_insert_with_key(|text| source_commit(repo, text))
             .clone();
         match resolved {
-            Ok(o) => {
-                self.source = Some(o);
-                self.expect = Expect::Source;
-            }
+            Ok(o) => self.expect = Expect::Source(o),
             Err(why) if self.by_hand => {
                 self.entry.fail(Verdict::Unmanaged, why);
                 self.expect = Expect::Decided;
@@ -197,11 +199,7 @@ impl Branch {
         let expected = match self.expect {
             Expect::Decided => return,
             Expect::Empty => Ok(Entries::new()),
-            Expect::Source => match self
-                .source
-                .and_then(|o| renders.get(&o))
-                .and_then(|r| r.get(&self.entry.site))
-            {
+            Expect::Source(o) => match renders.get(&o).and_then(|r| r.get(&self.entry.site)) {
                 Some(Ok(ids)) => Ok(site_entries(ids)),
                 Some(Err(why)) => Err(why.clone()),
                 None => Err("it was not rendered".into()),
