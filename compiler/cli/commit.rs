@@ -231,7 +231,7 @@ fn removed_lines(removed: &[Removed], dry_run: bool, retiring: bool) -> String {
     let mut out = String::new();
     let mut offer = false;
     for r in removed {
-        let tip = r.tip.get(..12).unwrap_or(&r.tip);
+        let tip = short(r.tip_id);
         let what = match (&r.retired_as, r.managed) {
             (Some(tag), _) => format!("retired: tag `{tag}` keeps {tip}; the branch is deleted"),
             (None, false) => format!(

@@ -9,15 +9,15 @@ use git2::{ObjectType, Oid, TreeWalkMode, TreeWalkResult};
 use super::{GitError, Repo, ctx};
 
 /// The mode of a directory entry.
-pub const DIR_MODE: u32 = 0o040_000;
+pub const DIR_MODE: i32 = 0o040_000;
 /// The mode `write_tree` gives every file of a site tree.
-pub const SITE_FILE_MODE: u32 = 0o100_644;
+pub const SITE_FILE_MODE: i32 = 0o100_644;
 
 /// One entry of a tree: its mode, and its object (`None` for a directory,
 /// whose contents are entries of their own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    pub mode: u32,
+    pub mode: i32,
     pub id: Option<Oid>,
 }
 
@@ -56,7 +56,7 @@ impl Repo {
         ctx(
             t.walk(TreeWalkMode::PreOrder, |dir, entry| {
                 let name = String::from_utf8_lossy(entry.name_bytes());
-                let mode = entry.filemode_raw() as u32;
+                let mode = entry.filemode_raw();
                 if entry.kind() == Some(ObjectType::Tree) {
                     out.insert(format!("{dir}{name}/"), Entry { mode, id: None });
                 } else {

@@ -145,7 +145,7 @@ pub fn audit_branches(
     // revision renders every branch's site (when it compiles).
     let mut by_source: BTreeMap<Oid, BTreeSet<&str>> = BTreeMap::new();
     for b in &work {
-        if let Some(o) = b.source {
+        if let Some(o) = b.source() {
             by_source.entry(o).or_default().insert(&b.entry.site);
         }
     }

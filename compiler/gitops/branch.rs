@@ -14,6 +14,11 @@ pub use crate::emit::ROLLOUT_DIR;
 
 /// The trailer every dify-cfg commit carries: `Compiler: dify-cfg <version>`.
 pub const COMPILER_TRAILER: &str = "Compiler";
+/// The trailer naming the commit whose inputs a tree was compiled from.
+pub const SOURCE_TRAILER: &str = "Source-Commit";
+/// The trailer `Source-Dirty: true` of what was compiled from uncommitted
+/// inputs (`commit --allow-dirty`).
+pub const DIRTY_TRAILER: &str = "Source-Dirty";
 
 pub fn compiler_id() -> String {
     format!("{COMPILER_NAME} {COMPILER_VERSION}")
@@ -44,9 +49,9 @@ const MAX_HAND_COMMITS: usize = 1000;
 /// compiled from, by which compiler. `audit` proves them by recompiling.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// The commit whose message carries them.
+    /// The commit whose message carries them, with them as its trailers
+    /// (a squash merge's are those of its body).
     pub commit: CommitInfo,
-    pub trailers: Vec<(String, String)>,
     pub how: Vouched,
 }
 
@@ -62,15 +67,6 @@ pub enum Vouched {
     /// squash merge of a rollout pull request does (the forge's title
     /// first, a co-author trailer after them).
     Squash,
-}
-
-impl Record {
-    pub fn trailer(&self, key: &str) -> Option<&str> {
-        self.trailers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 fn is_dify_cfg(compiler: &str) -> bool {
@@ -104,27 +100,27 @@ fn body_trailers(message: &str) -> Option<Vec<(String, String)>> {
 /// trailer block, or in the body of a squash merge), or a merged dify-cfg
 /// commit with the same tree. `None`: nothing does (made by hand).
 pub fn record_of(repo: &Repo, info: &CommitInfo) -> Result<Option<Record>, GitError> {
-    let own = |how| Record {
-        commit: info.clone(),
-        trailers: info.trailers.clone(),
-        how,
-    };
     if made_by_dify_cfg(info) {
-        return Ok(Some(own(Vouched::Tip)));
+        return Ok(Some(Record {
+            commit: info.clone(),
+            how: Vouched::Tip,
+        }));
     }
     for p in info.parents.iter().skip(1) {
         let merged = repo.commit_info(*p)?;
         if made_by_dify_cfg(&merged) && merged.tree == info.tree {
             return Ok(Some(Record {
-                trailers: merged.trailers.clone(),
                 commit: merged,
                 how: Vouched::Merge,
             }));
         }
     }
     Ok(body_trailers(&info.message).map(|trailers| Record {
-        trailers,
-        ..own(Vouched::Squash)
+        commit: CommitInfo {
+            trailers,
+            ..info.clone()
+        },
+        how: Vouched::Squash,
     }))
 }
 

@@ -13,7 +13,7 @@ use crate::driver::{Compiled, for_each_worked, input_digest};
 use crate::emit::{EmitError, OutDir, SiteTree};
 use crate::git::{GitError, Identity, RefUpdate, Repo, short};
 use crate::gitops::Error;
-use crate::gitops::branch::{ROLLOUT_DIR, managed_commit, site_branch};
+use crate::gitops::branch::{DIRTY_TRAILER, ROLLOUT_DIR, managed_commit, site_branch};
 use crate::gitops::changes::{Files, Summary, summarize_tree};
 use crate::gitops::message::{Proposal, commit_message, pr_body, start_message};
 use crate::validate::ValidSite;
@@ -355,7 +355,7 @@ impl Committer<'_> {
         // A tip committed from uncommitted inputs never stands for a
         // source commit's inputs, whatever its digest.
         if managed.trailer("Input-Digest") != Some(input_digest)
-            || managed.trailer(SOURCE_DIRTY).is_some()
+            || managed.trailer(DIRTY_TRAILER).is_some()
         {
             return Ok(None);
         }
@@ -373,10 +373,6 @@ impl Committer<'_> {
     }
 }
 
-/// The trailer of a commit compiled from uncommitted inputs
-/// (`commit --allow-dirty`).
-const SOURCE_DIRTY: &str = "Source-Dirty";
-
 /// Whether `tip` stands for a dify-cfg commit compiled from uncommitted
 /// inputs.
 fn dirty_tip(repo: &Repo, tip: Option<Oid>) -> Result<bool, Error> {
@@ -384,7 +380,7 @@ fn dirty_tip(repo: &Repo, tip: Option<Oid>) -> Result<bool, Error> {
         return Ok(false);
     };
     let (_, managed) = managed_commit(repo, tip)?;
-    Ok(managed.is_some_and(|m| m.trailer(SOURCE_DIRTY).is_some()))
+    Ok(managed.is_some_and(|m| m.trailer(DIRTY_TRAILER).is_some()))
 }
 
 /// An empty first commit for a new site branch (with `--pr`).

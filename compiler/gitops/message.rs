@@ -5,7 +5,7 @@
 
 use git2::Oid;
 
-use crate::gitops::branch::{COMPILER_TRAILER, compiler_id};
+use crate::gitops::branch::{COMPILER_TRAILER, DIRTY_TRAILER, SOURCE_TRAILER, compiler_id};
 use crate::gitops::changes::Summary;
 use crate::validate::ValidSite;
 
@@ -48,11 +48,11 @@ pub fn commit_message(
         }
     }
     m.push_str(&format!(
-        "\nSource-Commit: {source}\nInput-Digest: {input}\nOutput-Digest: {output}\n{COMPILER_TRAILER}: {}\n",
+        "\n{SOURCE_TRAILER}: {source}\nInput-Digest: {input}\nOutput-Digest: {output}\n{COMPILER_TRAILER}: {}\n",
         compiler_id()
     ));
     if dirty {
-        m.push_str("Source-Dirty: true\n");
+        m.push_str(&format!("{DIRTY_TRAILER}: true\n"));
     }
     m
 }
@@ -140,11 +140,11 @@ pub fn pr_body(
 /// was found missing in, `dirty` when those are the working tree's).
 pub fn retire_message(site: &str, branch: &str, tip: Oid, source: Oid, dirty: bool) -> String {
     let mut m = format!(
-        "{branch}: retired, site {site} is no longer in the sources\n\nThe branch was deleted; this tag keeps its last commit.\n\nBranch: {branch}\nTip: {tip}\nSource-Commit: {source}\n{COMPILER_TRAILER}: {}\n",
+        "{branch}: retired, site {site} is no longer in the sources\n\nThe branch was deleted; this tag keeps its last commit.\n\nBranch: {branch}\nTip: {tip}\n{SOURCE_TRAILER}: {source}\n{COMPILER_TRAILER}: {}\n",
         compiler_id()
     );
     if dirty {
-        m.push_str("Source-Dirty: true\n");
+        m.push_str(&format!("{DIRTY_TRAILER}: true\n"));
     }
     m
 }

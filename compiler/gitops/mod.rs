@@ -50,8 +50,6 @@ pub enum Error {
     Worker(String),
     #[error("`{0}` is not a valid branch name")]
     InvalidBranch(String),
-    #[error("there is no branch `{prefix}{site}`")]
-    NoBranch { prefix: String, site: String },
 }
 
 /// The first ten dirty paths, indented, and how many more there are.

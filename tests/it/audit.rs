@@ -16,12 +16,18 @@ use crate::support::{copy_fleet, dify_cfg, git, init_repo, output_text};
 /// A config repository holding the example fleet, one commit on `main`,
 /// with every site's branch committed.
 fn committed_fleet() -> (tempfile::TempDir, PathBuf) {
+    fleet_committed(&["commit"])
+}
+
+/// A config repository holding the example fleet, one commit on `main`,
+/// then `commit_args` run (a `dify-cfg commit`).
+fn fleet_committed(commit_args: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("fleet");
     fs::create_dir_all(&root).unwrap();
     copy_fleet(&root);
     init_repo(&root, "The clinic fleet");
-    let out = dify_cfg(&["commit"], &root);
+    let out = dify_cfg(commit_args, &root);
     assert!(out.status.success(), "{}", output_text(&out));
     (tmp, root)
 }
@@ -110,9 +116,10 @@ fn commit_on(root: &Path, branch: &str, tree: &str, message: &str) -> String {
     id
 }
 
-/// The tip's tree with its top-level entries rewritten by `change` (the
-/// `git ls-tree` lines), written with `git mktree`.
-fn rewrite_tree(root: &Path, branch: &str, change: impl FnOnce(&mut Vec<String>)) -> String {
+/// Put on top of `branch` a commit of its tip's tree with the top-level
+/// entries rewritten by `change` (the `git ls-tree` lines, written with
+/// `git mktree`), and the tip's message (its trailers kept).
+fn rewrite_tip(root: &Path, branch: &str, change: impl FnOnce(&mut Vec<String>)) {
     let mut lines: Vec<String> = git(root, &["ls-tree", branch])
         .lines()
         .map(str::to_string)
@@ -133,7 +140,20 @@ fn rewrite_tree(root: &Path, branch: &str, change: impl FnOnce(&mut Vec<String>)
         })
         .unwrap();
     assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    let tree = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let message = message_of(root, branch);
+    commit_on(root, branch, &tree, &message);
+}
+
+/// A [`rewrite_tip`] change: the regular file `file` gets `mode`.
+fn set_mode<'a>(file: &'a str, mode: &'a str) -> impl FnOnce(&mut Vec<String>) + 'a {
+    move |lines| {
+        for l in lines.iter_mut() {
+            if l.ends_with(&format!("\t{file}")) {
+                *l = l.replacen("100644", mode, 1);
+            }
+        }
+    }
 }
 
 fn message_of(root: &Path, rev: &str) -> String {
@@ -242,33 +262,15 @@ fn a_squash_merged_rollout_passes_and_a_squash_with_a_hand_edit_is_drift() {
 fn a_changed_mode_or_a_submodule_entry_is_drift() {
     let (_tmp, root) = committed_fleet();
     // compose.yaml made executable, the message (and trailers) kept.
-    let tree = rewrite_tree(&root, "sites/clinic-04", |lines| {
-        for l in lines.iter_mut() {
-            if l.ends_with("\tcompose.yaml") {
-                *l = l.replacen("100644", "100755", 1);
-            }
-        }
-    });
-    let message = message_of(&root, "sites/clinic-04");
-    commit_on(&root, "sites/clinic-04", &tree, &message);
+    rewrite_tip(&root, "sites/clinic-04", set_mode("compose.yaml", "100755"));
     // A submodule (a gitlink entry) added beside the files.
     let main = git(&root, &["rev-parse", "main"]);
-    let tree = rewrite_tree(&root, "sites/clinic-05", |lines| {
+    rewrite_tip(&root, "sites/clinic-05", |lines| {
         lines.push(format!("160000 commit {main}\tvendor"));
         lines.sort_by(|a, b| a.split('\t').nth(1).cmp(&b.split('\t').nth(1)));
     });
-    let message = message_of(&root, "sites/clinic-05");
-    commit_on(&root, "sites/clinic-05", &tree, &message);
     // A link where a file was, with the file's bytes as its target.
-    let tree = rewrite_tree(&root, "sites/clinic-06", |lines| {
-        for l in lines.iter_mut() {
-            if l.ends_with("\tdify.env") {
-                *l = l.replacen("100644", "120000", 1);
-            }
-        }
-    });
-    let message = message_of(&root, "sites/clinic-06");
-    commit_on(&root, "sites/clinic-06", &tree, &message);
+    rewrite_tip(&root, "sites/clinic-06", set_mode("dify.env", "120000"));
 
     let a = audit(&root, &[]);
     a.fails_only(&[
@@ -402,13 +404,7 @@ fn odd_trailers_and_tips_are_verdicts_of_their_branch_never_an_abort() {
 /// The example fleet with clinic-01's branch committed, `change` made to
 /// the sources; the risk flags `diff` reports for clinic-01, as text.
 fn flags_after(change: impl FnOnce(&Path)) -> Vec<String> {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("fleet");
-    fs::create_dir_all(&root).unwrap();
-    copy_fleet(&root);
-    init_repo(&root, "The clinic fleet");
-    let out = dify_cfg(&["commit", "--site", "clinic-01"], &root);
-    assert!(out.status.success(), "{}", output_text(&out));
+    let (_tmp, root) = fleet_committed(&["commit", "--site", "clinic-01"]);
     change(&root);
     let out = dify_cfg(
         &[

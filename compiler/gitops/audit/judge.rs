@@ -11,14 +11,13 @@ use super::{AuditEntry, Current, Renders, Verdict};
 use crate::git::read::{Entries, Entry, ObjectKind, SITE_FILE_MODE, site_entries};
 use crate::git::{CommitInfo, Repo, short};
 use crate::gitops::branch::{
-    COMPILER_TRAILER, Record, Vouched, compiler_id, last_record, record_of,
+    COMPILER_TRAILER, DIRTY_TRAILER, Record, SOURCE_TRAILER, Vouched, compiler_id, last_record,
+    record_of,
 };
 use crate::gitops::changes::differing_keys;
 
-const SOURCE_TRAILER: &str = "Source-Commit";
-const DIRTY_TRAILER: &str = "Source-Dirty";
-const LINK_MODE: u32 = 0o120_000;
-const GITLINK_MODE: u32 = 0o160_000;
+const LINK_MODE: i32 = 0o120_000;
+const GITLINK_MODE: i32 = 0o160_000;
 
 /// What a branch's tree must equal.
 enum Expect {
@@ -26,8 +25,8 @@ enum Expect {
     Decided,
     /// An empty tree: a branch's empty start has no source.
     Empty,
-    /// The render of [`Branch::source`].
-    Source,
+    /// The render of this source commit.
+    Source(Oid),
 }
 
 /// A branch on its way to a verdict.
@@ -35,8 +34,6 @@ pub(super) struct Branch {
     pub entry: AuditEntry,
     /// The tip's tree, entry by entry; `None` when it cannot be read.
     pub tree: Option<Entries>,
-    /// The commit whose render the tree must equal.
-    pub source: Option<Oid>,
     expect: Expect,
     /// The tip was made by hand on top of a dify-cfg commit, whose source
     /// the tree is compared with: it fails whatever the comparison says.
@@ -57,7 +54,6 @@ pub(super) fn read_branch(
     let mut b = Branch {
         entry: AuditEntry::new(site, format!("{prefix}{site}"), Some(tip)),
         tree: None,
-        source: None,
         expect: Expect::Decided,
         by_hand: false,
     };
@@ -91,6 +87,14 @@ pub(super) fn read_branch(
 }
 
 impl Branch {
+    /// The commit whose render the tree must equal, if there is one.
+    pub fn source(&self) -> Option<Oid> {
+        match self.expect {
+            Expect::Source(o) => Some(o),
+            _ => None,
+        }
+    }
+
     fn unverifiable(&mut self, why: String) {
         self.entry.fail(Verdict::Unverifiable, why);
         self.expect = Expect::Decided;
@@ -139,8 +143,8 @@ impl Branch {
         record: &Record,
     ) {
         let e = &mut self.entry;
-        e.source_commit = record.trailer(SOURCE_TRAILER).map(str::to_string);
-        e.compiler = record.trailer(COMPILER_TRAILER).map(str::to_string);
+        e.source_commit = record.commit.trailer(SOURCE_TRAILER).map(str::to_string);
+        e.compiler = record.commit.trailer(COMPILER_TRAILER).map(str::to_string);
         match record.how {
             Vouched::Tip => {}
             Vouched::Merge => e.notes.push(format!(
@@ -153,7 +157,7 @@ impl Branch {
                 short(tip.id)
             )),
         }
-        if record.trailer(DIRTY_TRAILER) == Some("true") {
+        if record.commit.trailer(DIRTY_TRAILER) == Some("true") {
             e.notes.push(format!(
                 "compiled from uncommitted inputs (`{DIRTY_TRAILER}: true`): its source commit does not hold them"
             ));
@@ -178,10 +182,7 @@ impl Branch {
             .or_insert_with_key(|text| source_commit(repo, text))
             .clone();
         match resolved {
-            Ok(o) => {
-                self.source = Some(o);
-                self.expect = Expect::Source;
-            }
+            Ok(o) => self.expect = Expect::Source(o),
             Err(why) if self.by_hand => {
                 self.entry.fail(Verdict::Unmanaged, why);
                 self.expect = Expect::Decided;
@@ -198,11 +199,7 @@ impl Branch {
         let expected = match self.expect {
             Expect::Decided => return,
             Expect::Empty => Ok(Entries::new()),
-            Expect::Source => match self
-                .source
-                .and_then(|o| renders.get(&o))
-                .and_then(|r| r.get(&self.entry.site))
-            {
+            Expect::Source(o) => match renders.get(&o).and_then(|r| r.get(&self.entry.site)) {
                 Some(Ok(ids)) => Ok(site_entries(ids)),
                 Some(Err(why)) => Err(why.clone()),
                 None => Err("it was not rendered".into()),
