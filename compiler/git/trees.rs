@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 
 use git2::{ObjectType, Oid, TreeWalkMode, TreeWalkResult};
 
+use super::read::{DIR_MODE, SITE_FILE_MODE};
 use super::shared::Shared;
 use super::{GitError, Repo, ctx};
-
-/// A regular file in a tree dify-cfg writes.
-const FILE_MODE: i32 = 0o100_644;
 
 /// The id `bytes` have as a git blob (nothing is written).
 pub fn blob_id(bytes: &[u8]) -> Oid {
@@ -60,10 +58,10 @@ impl Repo {
             for (name, bytes) in &dir.files {
                 let blob = repo.repo.blob(bytes)?;
                 repo.share_object(blob);
-                builder.insert(name, blob, FILE_MODE)?;
+                builder.insert(name, blob, SITE_FILE_MODE as i32)?;
             }
             for (name, sub) in &dir.dirs {
-                builder.insert(name, write(repo, sub)?, 0o040_000)?;
+                builder.insert(name, write(repo, sub)?, DIR_MODE as i32)?;
             }
             let tree = builder.write()?;
             repo.share_object(tree);
