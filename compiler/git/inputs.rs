@@ -94,27 +94,28 @@ impl Repo {
                 .map(|o| o.data().to_vec())
                 .map_err(|e| ReadError::Other(e.message().to_string()))
         };
+        // A path's name in the root, when it is under an input directory.
+        let input = |path: &str| -> Option<String> {
+            let rel = path.strip_prefix(&self.prefix)?;
+            INPUT_DIRS
+                .iter()
+                .any(|d| rel.starts_with(&format!("{d}/")))
+                .then(|| rel.to_string())
+        };
         let mut files = BTreeMap::new();
         for (path, (oid, mode)) in &entries {
-            let Some(rel) = path.strip_prefix(&self.prefix) else {
+            let Some(rel) = input(path) else {
                 continue;
             };
-            if !INPUT_DIRS.iter().any(|d| rel.starts_with(&format!("{d}/"))) {
-                continue;
-            }
             let content = if *mode == LINK_MODE {
                 follow_link(path, *oid, &self.prefix, &entries, &dirs, &read_blob)
             } else {
                 read_blob(*oid)
             };
-            files.insert(rel.to_string(), content);
+            files.insert(rel, content);
         }
-        for path in &not_utf8 {
-            if let Some(rel) = path.strip_prefix(&self.prefix)
-                && INPUT_DIRS.iter().any(|d| rel.starts_with(&format!("{d}/")))
-            {
-                files.insert(rel.to_string(), Err(ReadError::NameNotUtf8));
-            }
+        for rel in not_utf8.iter().filter_map(|p| input(p)) {
+            files.insert(rel, Err(ReadError::NameNotUtf8));
         }
         let dirs = dirs
             .iter()

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use git2::{ErrorCode, Oid, Signature};
 
-use super::stale::{Journal, recover};
+use super::stale::{Journal, lock_path, recover};
 use super::{GitError, Repo, ctx, io_ctx, short};
 
 /// In the common git directory: held (flock) while dify-cfg moves branches.
@@ -140,7 +140,7 @@ impl Repo {
         let mut locks = RefLocks::default();
         for u in updates {
             let name = format!("refs/heads/{}", u.branch);
-            let lock = git_dir.join(format!("{name}.lock"));
+            let lock = lock_path(git_dir, &name);
             if let Some(dir) = lock.parent() {
                 self.shared
                     .create_dir_all(git_dir, dir)
@@ -151,7 +151,7 @@ impl Repo {
                     )))?;
             }
             let content = format!("{}\n", u.new);
-            if !journal.create_lock(git_dir, &name, &content, self.shared)? {
+            if !journal.create_lock(git_dir, &name, &content)? {
                 return Err(GitError::Locked {
                     branch: u.branch.clone(),
                     lock,

@@ -72,6 +72,11 @@ fn boot_id() -> Option<String> {
     (!id.is_empty() && !id.contains(' ')).then(|| id.to_string())
 }
 
+/// The lock file of `refname` (`<ref>.lock`), as git names it.
+pub(super) fn lock_path(common: &Path, refname: &str) -> PathBuf {
+    common.join(format!("{refname}.lock"))
+}
+
 /// Where a move stages the lock file of `refname` before linking it to
 /// `<ref>.lock`: a name no git ref or lock can have (`..`), private to
 /// dify-cfg's moves (which the flock serializes).
@@ -83,6 +88,8 @@ fn staging(common: &Path, refname: &str) -> PathBuf {
 pub(super) struct Journal {
     path: PathBuf,
     file: std::fs::File,
+    /// The modes of the journal and of the locks it creates.
+    shared: Shared,
 }
 
 impl Journal {
@@ -112,6 +119,7 @@ impl Journal {
         Ok(Journal {
             path: path.to_path_buf(),
             file,
+            shared,
         })
     }
 
@@ -125,9 +133,8 @@ impl Journal {
         common: &Path,
         refname: &str,
         content: &str,
-        shared: Shared,
     ) -> Result<bool, GitError> {
-        let lock = common.join(format!("{refname}.lock"));
+        let lock = lock_path(common, refname);
         let temp = staging(common, refname);
         let what = || format!("cannot lock `{refname}`: cannot write `{}`", temp.display());
         remove_if_there(&temp).map_err(io_ctx(what()))?;
@@ -138,7 +145,7 @@ impl Journal {
             .map_err(io_ctx(what()))?;
         let written = file
             .write_all(content.as_bytes())
-            .and_then(|()| shared.adjust(&temp))
+            .and_then(|()| self.shared.adjust(&temp))
             .and_then(|()| file.metadata());
         drop(file);
         let meta = match written {
@@ -247,9 +254,10 @@ pub(super) fn recover(common: &Path, journal: &Path, text: &str) -> Result<(), G
             staged.push(staging(common, name));
         } else if let Some(c) = Created::parse(line)
             && is_branch_ref(c.refname)
-            && c.is_there(&common.join(format!("{}.lock", c.refname)))
+            && let lock = lock_path(common, c.refname)
+            && c.is_there(&lock)
         {
-            stale.push(common.join(format!("{}.lock", c.refname)));
+            stale.push(lock);
             // Its writer held the ref's lock: nobody else wrote its log.
             stale.push(common.join(format!("logs/{}.lock", c.refname)));
         }

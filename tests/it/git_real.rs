@@ -352,6 +352,12 @@ fn only_the_locks_a_dead_dify_cfg_made_are_removed() {
     fsck_clean(&root);
 }
 
+/// `commit --pr` of every site, its files written into `out`.
+fn propose_into(out: &Path) -> [&str; 5] {
+    let out = out.to_str().unwrap();
+    ["commit", "--pr", "--ignore-waves", "--out", out]
+}
+
 #[test]
 fn a_pull_request_whose_files_cannot_be_written_moves_no_branch() {
     let tmp = tempfile::tempdir().unwrap();
@@ -361,17 +367,7 @@ fn a_pull_request_whose_files_cannot_be_written_moves_no_branch() {
     // The out directory cannot be made: nothing moves.
     let blocker = tmp.path().join("a-file");
     fs::write(&blocker, "").unwrap();
-    let out = blocker.join("out");
-    let text = fails(
-        &root,
-        &[
-            "commit",
-            "--pr",
-            "--ignore-waves",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let text = fails(&root, &propose_into(&blocker.join("out")));
     assert!(text.contains("a-file"), "{text}");
     assert_eq!(
         branches(&root),
@@ -384,16 +380,7 @@ fn a_pull_request_whose_files_cannot_be_written_moves_no_branch() {
     let out = tmp.path().join("out");
     fs::create_dir_all(out.join("_rollout")).unwrap();
     fs::write(out.join("_rollout/earlier.md"), "kept\n").unwrap();
-    let report = ok(
-        &root,
-        &[
-            "commit",
-            "--pr",
-            "--ignore-waves",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let report = ok(&root, &propose_into(&out));
     let rollouts = support::refs(&root, "refs/heads/rollout/");
     assert!(!rollouts.is_empty(), "{report}");
     for branch in rollouts.keys() {
