@@ -64,7 +64,7 @@ cache=${DIFY_CFG_REHEARSAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dify-cfg/rehea
 mkdir -p "$cache"
 key=$( (
     cd "$source" && find api dify-agent -type f | LC_ALL=C sort | xargs sha256sum
-    sha256sum "$patchfile" "$here/dify-api.sh"
+    cat "$patchfile" "$here/dify-api.sh" | sha256sum
     basename "$rootfs"
     "$python/bin/python3.12" -c 'import sys; print(sys.version)'
     uv --version
