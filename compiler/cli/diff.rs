@@ -52,6 +52,7 @@ pub fn run(root: &Path, opts: &DiffOptions, out: &Output) -> Result<DiffReport, 
             "differs": d.differs(),
             "files": d.summary.files,
             "risks": d.summary.risks,
+            "upgrade": d.summary.upgrade,
         })),
     };
     let shown = diff_sites(
@@ -126,6 +127,12 @@ fn site_diff_text(d: &SiteDiff<'_>, stat: bool, color: bool) -> String {
     ));
     for r in &summary.risks {
         text.push_str(&format!("  {} {r}\n", paint.wrap("33", "!")));
+    }
+    if let Some(u) = &summary.upgrade {
+        text.push_str(&paint.wrap("1", &format!("  Upgrade: {}\n", u.title())));
+        for (depth, line) in u.lines() {
+            text.push_str(&format!("{:width$}{line}\n", "", width = 4 + 2 * depth));
+        }
     }
     if stat {
         stat_lines(&mut text, d, &paint);

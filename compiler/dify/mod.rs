@@ -7,6 +7,7 @@
 pub mod build;
 pub mod helm;
 pub mod memory;
+pub mod release;
 pub mod secret_files;
 pub mod service_env;
 pub mod ssrf_proxy;

@@ -6,6 +6,7 @@
 //! them, so an old tree from a branch needs no model of its own.
 
 mod exposure;
+mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -14,8 +15,10 @@ use serde::Serialize;
 use serde_yaml_ng::Value;
 
 use crate::emit::SiteTree;
+use crate::model::Site;
 use crate::plan::{HELM_VALUES_FILE, NGINX_FILE, RULES_V4_FILE, RULES_V6_FILE, SQUID_FILE};
 use exposure::{Route, names_a_port, opening};
+pub use upgrade::{ImageChange, Upgrade};
 
 /// A site's files: relative path to bytes.
 pub type Files = BTreeMap<String, Vec<u8>>;
@@ -105,6 +108,12 @@ pub enum Risk {
         rules_added: usize,
         rules_removed: usize,
     },
+    /// The site's Dify release changes across database migrations.
+    DatabaseMigrations {
+        from: String,
+        to: String,
+        what: String,
+    },
 }
 
 impl Risk {
@@ -121,6 +130,7 @@ impl Risk {
             Risk::ProxyOpened { .. } => "proxy egress opened",
             Risk::ProxyClosed { .. } => "proxy egress closed",
             Risk::ProxyChanged { .. } => "proxy rules changed",
+            Risk::DatabaseMigrations { .. } => "database migrations",
         }
     }
 
@@ -130,7 +140,8 @@ impl Risk {
             Risk::PortOpened { what }
             | Risk::PortClosed { what }
             | Risk::ProxyOpened { what }
-            | Risk::ProxyClosed { what } => what.clone(),
+            | Risk::ProxyClosed { what }
+            | Risk::DatabaseMigrations { what, .. } => what.clone(),
             Risk::RouteOpened { on, from, paths } | Risk::RouteClosed { on, from, paths } => {
                 format!("{} on {on} from {from}", paths.join(", "))
             }
@@ -163,6 +174,9 @@ impl fmt::Display for Risk {
 pub struct Summary {
     pub files: Vec<FileChange>,
     pub risks: Vec<Risk>,
+    /// When the site's Dify release changes: what comes with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<Box<Upgrade>>,
 }
 
 impl Summary {
@@ -188,6 +202,9 @@ impl Summary {
             );
         }
         let mut parts: Vec<String> = Vec::new();
+        if let Some(u) = &self.upgrade {
+            parts.push(format!("{} Dify to {}", u.direction.word(), u.to));
+        }
         let opened: Vec<&str> = self
             .risks
             .iter()
@@ -346,19 +363,47 @@ fn list_short(items: &[&str]) -> String {
 /// Compare two trees of one site.
 #[cfg(test)]
 fn summarize(old: &Files, new: &Files) -> Summary {
-    summary_of(old, new, None)
+    summary_of(old, new, None, None)
 }
 
 /// What changed from an old tree's files to a tree just rendered (whose
-/// `compose.yaml` is read back already).
-pub fn summarize_tree(old: &Files, new: &SiteTree) -> Summary {
-    summary_of(old, &new.files, new.compose.as_ref())
+/// `compose.yaml` is read back already) for `site`.
+pub fn summarize_tree(old: &Files, new: &SiteTree, site: &Site) -> Summary {
+    summary_of(old, &new.files, new.compose.as_ref(), Some(site))
 }
 
-fn summary_of(old: &Files, new: &Files, new_compose: Option<&Value>) -> Summary {
+fn summary_of(
+    old: &Files,
+    new: &Files,
+    new_compose: Option<&Value>,
+    site: Option<&Site>,
+) -> Summary {
+    let mut risks = risks(&facts(old, None), &facts(new, new_compose));
+    let images = risks
+        .iter()
+        .filter_map(|r| match r {
+            Risk::ImageChanged { service, from, to } => Some(ImageChange {
+                service: service.clone(),
+                from: from.clone(),
+                to: to.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let upgrade = upgrade::upgrade(old, new, new_compose, images, site);
+    if let Some(u) = &upgrade
+        && let Some(what) = u.migration_risk()
+    {
+        risks.push(Risk::DatabaseMigrations {
+            from: u.from.clone(),
+            to: u.to.clone(),
+            what,
+        });
+    }
     Summary {
         files: file_changes(old, new),
-        risks: risks(&facts(old, None), &facts(new, new_compose)),
+        risks,
+        upgrade,
     }
 }
 

@@ -271,7 +271,7 @@ impl Committer<'_> {
                 Some(t) => repo.tree_files(t)?,
                 None => Files::new(),
             };
-            (summarize_tree(&old, tree), old.is_empty())
+            (summarize_tree(&old, tree, &v.site), old.is_empty())
         };
         // The same files as a tip committed from uncommitted inputs are
         // committed again from this clean source: `audit` compiles a

@@ -54,7 +54,7 @@ pub fn diff_sites<T: Send>(
             let branch = site_branch(prefix, v);
             let tip = repo.tip(&branch)?;
             let old = tip_files(repo, tip)?;
-            let summary = summarize_tree(&old, &tree);
+            let summary = summarize_tree(&old, &tree, &v.site);
             let diff = SiteDiff {
                 site: v,
                 branch,

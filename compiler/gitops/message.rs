@@ -6,7 +6,7 @@
 use git2::Oid;
 
 use crate::gitops::branch::{COMPILER_TRAILER, DIRTY_TRAILER, SOURCE_TRAILER, compiler_id};
-use crate::gitops::changes::Summary;
+use crate::gitops::changes::{Summary, Upgrade};
 use crate::validate::ValidSite;
 
 /// What a rollout's pull request proposes: the commit on the rollout
@@ -37,6 +37,12 @@ pub fn commit_message(
     let mut m = format!("{subject}\n\nChanged files:\n");
     for line in summary.file_lines() {
         m.push_str(&format!("  {line}\n"));
+    }
+    if let Some(u) = &summary.upgrade {
+        m.push_str(&format!("\nUpgrade: {}\n", u.title()));
+        for (depth, line) in u.lines() {
+            m.push_str(&format!("{:width$}{line}\n", "", width = 2 + 2 * depth));
+        }
     }
     m.push_str("\nRisk flags:");
     if summary.risks.is_empty() {
@@ -108,6 +114,9 @@ pub fn pr_body(
         }
         b.push('\n');
     }
+    if let Some(u) = &entry.summary.upgrade {
+        upgrade_section(&mut b, u);
+    }
     b.push_str(
         "## Files\n\n| File | Change | Lines added | Lines removed |\n|---|---|---:|---:|\n",
     );
@@ -132,6 +141,21 @@ pub fn pr_body(
         entry.branch.trim_end_matches(&v.site.name),
     ));
     b
+}
+
+/// The pull request's Upgrade section: every line of [`Upgrade::lines`]
+/// as a list item (names and values as code), with the migrations' risk
+/// and the telemetry said in words.
+fn upgrade_section(b: &mut String, u: &Upgrade) {
+    b.push_str(&format!("## Upgrade: {}\n\n", md_text(&u.title())));
+    for (depth, line) in u.lines() {
+        let text = match line.split_once(": ") {
+            Some((head, rest)) if depth == 0 => format!("**{}**: {}", md_text(head), md_text(rest)),
+            _ => md_code(&line),
+        };
+        b.push_str(&format!("{:width$}- {text}\n", "", width = 2 * depth));
+    }
+    b.push('\n');
 }
 
 /// The message of the tag that keeps a retired branch's tip: the facts

@@ -36,6 +36,7 @@ mod quote;
 mod secrets;
 mod settings;
 mod squid;
+mod telemetry;
 
 pub use argocd::{ARGOCD_APPLICATION, ArgoCdContext};
 pub use compose::ComposeContext;
@@ -47,6 +48,7 @@ pub use nginx::NginxContext;
 pub use pull_agent::PullContext;
 pub use quote::{dotenv_representable, sh_quote};
 pub use squid::SquidContext;
+pub use telemetry::{Telemetry, telemetry};
 
 use argocd::argocd_application;
 use compose::compose;

@@ -156,8 +156,8 @@ pub(super) fn shared_settings(site: &Site) -> Vec<(&'static str, Vec<KeyValue>)>
         kv("CHECK_UPDATE_URL", ""),
     ];
     // A compose box's egress is its allow-list: no community telemetry
-    // where the release would send it.
-    if compose && service_env::reads_telemetry_opt_out(&site.dify_version) {
+    // where the release would send it and no egress rule reaches it.
+    if super::telemetry(site).is_some_and(|t| t.disabled_by_dify_cfg) {
         features.push(kv("DISABLE_TELEMETRY", "true"));
     }
     if compose && site.features.plugin_debugging && has(site, ServiceKind::PluginDaemon) {

@@ -37,11 +37,15 @@ const HTTPS: u16 = 443;
 
 /// Whether the rule lets HTTPS reach some internet address.
 fn reaches_internet(e: &Egress) -> bool {
-    e.ports.contains(&HTTPS)
-        && !NOT_INTERNET
-            .iter()
-            .filter_map(|r| r.parse::<IpNet>().ok())
-            .any(|r| r.contains(&e.cidr))
+    e.ports.contains(&HTTPS) && holds_internet(&e.cidr)
+}
+
+/// Whether a network holds some internet address.
+pub(crate) fn holds_internet(cidr: &IpNet) -> bool {
+    !NOT_INTERNET
+        .iter()
+        .filter_map(|r| r.parse::<IpNet>().ok())
+        .any(|r| r.contains(cidr))
 }
 
 /// A warning when the marketplace is on but the box's egress reaches no

@@ -36,6 +36,7 @@ use crate::input::layer::Target;
 use crate::input::resolve::ResolvedSite;
 use crate::model::*;
 
+pub(crate) use egress::holds_internet;
 pub use fleet::validate_fleet;
 pub use sharing::Sharing;
 

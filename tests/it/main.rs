@@ -31,3 +31,4 @@ mod squid;
 mod support;
 mod tls;
 mod tools;
+mod upgrade;

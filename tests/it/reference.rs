@@ -444,3 +444,81 @@ fn build_bases_are_the_releases_own() {
         }
     }
 }
+
+/// The release facts an Upgrade section is computed from: each release's
+/// migration files are those under `api/migrations/versions/` in its
+/// `tree.txt`, its compose services those of its own compose file, and the
+/// telemetry endpoints the defaults of its settings classes.
+#[test]
+fn release_facts_are_the_releases_own() {
+    use dify_cfg::internals::dify_facts::release;
+    let Some(reference) = support::reference() else {
+        return;
+    };
+    for r in dify_cfg::internals::SUPPORTED_RELEASES {
+        let tree =
+            std::fs::read_to_string(reference.join("dify").join(r).join("tree.txt")).unwrap();
+        let files: BTreeSet<&str> = tree
+            .lines()
+            .filter_map(|l| l.strip_prefix("api/migrations/versions/"))
+            .filter(|f| !f.contains('/'))
+            .collect();
+        let carried: BTreeSet<&str> = release::migrations(r).unwrap().iter().copied().collect();
+        let (missing, extra): (Vec<_>, Vec<_>) = (
+            files.difference(&carried).collect(),
+            carried.difference(&files).collect(),
+        );
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "Dify {r}: missing from compiler/dify/migrations/{r}.txt: {missing:?}; not in api/migrations/versions/ of its tree.txt: {extra:?}"
+        );
+        let compose = upstream_compose(r).unwrap();
+        let services: BTreeSet<&str> = compose["services"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.as_str())
+            .collect();
+        let carried: BTreeSet<&str> = release::compose_services(r)
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        assert_eq!(
+            carried, services,
+            "Dify {r}: compiler/dify/compose-services/{r}.txt"
+        );
+        if release::sends_telemetry(r) {
+            let fields =
+                settings_fields(&reference.join("dify").join(r).join("source/api/configs"));
+            for (name, url) in release::TELEMETRY_ENDPOINTS {
+                let field = fields
+                    .iter()
+                    .find(|f| f.name == *name)
+                    .unwrap_or_else(|| panic!("{r}: no {name}"));
+                assert!(
+                    field.text.contains(&format!("default=\"{url}\"")),
+                    "Dify {r}: {name} defaults to something else than {url}:\n{}",
+                    field.text
+                );
+            }
+        }
+    }
+    // What the Upgrade section of the example's move says: 1.16.1 runs the
+    // migrations 1.16.0 lacks, counted from the two trees.
+    let count = |r: &str| {
+        let tree =
+            std::fs::read_to_string(reference.join("dify").join(r).join("tree.txt")).unwrap();
+        tree.lines()
+            .filter_map(|l| l.strip_prefix("api/migrations/versions/"))
+            .map(str::to_string)
+            .collect::<BTreeSet<String>>()
+    };
+    let added = count("1.16.1").difference(&count("1.16.0")).count();
+    assert_eq!(
+        release::release_change("1.16.0", "1.16.1")
+            .migrations_added
+            .len(),
+        added
+    );
+}
