@@ -16,7 +16,10 @@ use crate::base::units::{Bytes, MIB};
 use crate::model::ServiceKind;
 
 /// The measurement files, by the release each is named after.
-const FILES: &[(&str, &str)] = &[("1.16.0", include_str!("memory/1.16.0.toml"))];
+const FILES: &[(&str, &str)] = &[
+    ("1.16.0", include_str!("memory/1.16.0.toml")),
+    ("1.16.1", include_str!("memory/1.16.1.toml")),
+];
 
 /// One release's measurement.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -200,19 +203,20 @@ start = 447
 "#;
 
     #[test]
-    fn the_measured_floors_of_1_16_0() {
+    fn the_measured_floors_of_each_release() {
         // The data: every service dify-cfg measures, each base its largest
-        // peak (parse refuses anything else), nothing for 1.16.1 yet.
-        let data = measurement("1.16.0").unwrap();
-        for kind in [
-            ServiceKind::Api,
-            ServiceKind::Worker,
-            ServiceKind::WorkerBeat,
-        ] {
-            assert!(data.floor(kind).is_some(), "{kind:?}");
+        // peak (parse refuses anything else), for every supported release.
+        for release in crate::dify::SUPPORTED_RELEASES {
+            let data = measurement(release).unwrap();
+            for kind in [
+                ServiceKind::Api,
+                ServiceKind::Worker,
+                ServiceKind::WorkerBeat,
+            ] {
+                assert!(data.floor(kind).is_some(), "{release} {kind:?}");
+            }
+            assert!(data.floor(ServiceKind::Web).is_none());
         }
-        assert!(data.floor(ServiceKind::Web).is_none());
-        assert!(measurement("1.16.1").is_none());
         assert!(measurement("0.0.0").is_none());
         // The arithmetic, on fixed numbers.
         let m = parse("1.16.0", FIXTURE).unwrap();

@@ -232,10 +232,10 @@ mod tests {
             )),
             "{two}"
         );
-        site.dify_version = "1.16.1".into();
+        site.dify_version = "1.15.0".into();
         assert_eq!(
             note(&site, "services.api.memory").unwrap(),
-            "no measured floor: Dify 1.16.1 was not measured"
+            "no measured floor: Dify 1.15.0 was not measured"
         );
         assert_eq!(note(&site, "services.web.memory"), None);
     }

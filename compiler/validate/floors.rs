@@ -244,8 +244,17 @@ mod tests {
             s.get_mut(&ServiceKind::Worker).unwrap().workers = Some(8);
         });
         assert!(!got.iter().any(|(_, _, s)| s == "worker"), "{got:?}");
-        // 1.16.1 was not measured: no floors, whatever the limits.
-        assert!(findings("1.16.1", 10, |s| set(s, ServiceKind::WorkerBeat, 128)).is_empty());
+        // A release that was not measured has no floors, whatever the limits.
+        assert!(findings("1.15.0", 10, |s| set(s, ServiceKind::WorkerBeat, 128)).is_empty());
+        // 1.16.1 was: the old 128 MiB beat is below its floor too.
+        let beat: Vec<_> = findings("1.16.1", 10, |s| set(s, ServiceKind::WorkerBeat, 128))
+            .into_iter()
+            .filter(|(_, _, s)| s == "worker-beat")
+            .collect();
+        assert_eq!(
+            beat,
+            [(Code::MemoryFloor, Severity::Error, "worker-beat".into())]
+        );
     }
 
     fn api() -> &'static Floor {
