@@ -8,6 +8,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use sha2::{Digest, Sha256};
 
@@ -18,6 +19,9 @@ use crate::support::git;
 const FROM: &str = "1.16.0";
 const TO: &str = "1.16.1";
 const APPLIED_REF: &str = "refs/dify-cfg/applied/sites/clinic-01";
+/// How each PostgreSQL command in the db container starts: the container's
+/// own user and password, by name.
+const PG_ENV: &str = "PGUSER=${POSTGRES_USER:-postgres} PGPASSWORD=${POSTGRES_PASSWORD-} && export PGUSER PGPASSWORD &&";
 
 impl World {
     /// Commit the tree as a tree of Dify `release`.
@@ -84,7 +88,7 @@ fn assert_backup_calls(w: &World, log: &str, old: &str) {
     let got = between(log, "docker compose --project-directory", "iptables-save");
     // The first call in the window is the pull of the new release.
     assert!(got[0].contains(" pull --quiet "), "{log}");
-    let pg = "PGUSER=${POSTGRES_USER:-postgres} PGPASSWORD=${POSTGRES_PASSWORD-} && export PGUSER PGPASSWORD &&";
+    let pg = PG_ENV;
     let expected = vec![
         format!(
             "{o} exec -T db_postgres sh -c {pg} exec psql --dbname=template1 --no-psqlrc --tuples-only --no-align --set=ON_ERROR_STOP=1 --command='SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1' (secrets=present)"
@@ -323,7 +327,7 @@ fn a_failed_backup_changes_nothing_and_the_next_run_tries_again() {
 /// each restore was given.
 fn restore_calls(w: &World, stop: &str, tree: &str, wait: u32) -> Vec<String> {
     let (s, t) = (w.compose(stop), w.compose(tree));
-    let pg = "PGUSER=${POSTGRES_USER:-postgres} PGPASSWORD=${POSTGRES_PASSWORD-} && export PGUSER PGPASSWORD &&";
+    let pg = PG_ENV;
     let restore = format!(
         "{pg} dropdb --maintenance-db=template1 --force --if-exists \"$1\" && exec pg_restore --create --exit-on-error --dbname=template1"
     );
@@ -363,18 +367,25 @@ fn tail_from(log: &str, from: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_failed_upgrade_restores_its_backup_before_the_old_release_starts() {
-    if !have_tools() {
-        return;
-    }
-    let w = World::new();
+/// The example tree applied, then a tree of Dify `TO` whose `compose up`
+/// fails: the two commits and the failing run's output and log.
+fn a_failed_upgrade(w: &World) -> (String, String, Output, String) {
     let first = w.head();
     assert!(w.apply(30, &[]).0.status.success());
     let upgrade = w.commit_release(TO);
     let fail = format!("releases/{upgrade}/compose.yaml up");
     let (out, log) = w.apply(30, &[("STUB_FAIL", &fail)]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    (first, upgrade, out, log)
+}
+
+#[test]
+fn a_failed_upgrade_restores_its_backup_before_the_old_release_starts() {
+    if !have_tools() {
+        return;
+    }
+    let w = World::new();
+    let (first, upgrade, out, log) = a_failed_upgrade(&w);
     let backup = w.backups().pop().expect("a backup was taken");
     let said = text(&out);
     assert!(
@@ -453,14 +464,7 @@ fn restore_puts_a_backup_back_into_the_running_release_of_its_release_only() {
         return;
     }
     let w = World::new();
-    let first = w.head();
-    assert!(w.apply(30, &[]).0.status.success());
-    let upgrade = w.commit_release(TO);
-    let fail = format!("releases/{upgrade}/compose.yaml up");
-    assert_eq!(
-        w.apply(30, &[("STUB_FAIL", &fail)]).0.status.code(),
-        Some(1)
-    );
+    let (first, ..) = a_failed_upgrade(&w);
     let backup = w.backups().pop().unwrap();
     let dir = backup.to_str().unwrap();
 

@@ -111,7 +111,7 @@ struct Cluster {
     socket: PathBuf,
     /// `setpriv` arguments that run a server program as an unprivileged
     /// user when the test is root; empty otherwise.
-    as_user: Vec<String>,
+    drop_root: Vec<String>,
 }
 
 impl Cluster {
@@ -120,7 +120,7 @@ impl Cluster {
         let data = dir.join("pgdata");
         let socket = dir.join("pgsocket");
         fs::create_dir_all(&socket).unwrap();
-        let as_user: Vec<String> = if root {
+        let drop_root: Vec<String> = if root {
             // nobody: the server refuses to run as root.
             for d in [dir, socket.as_path()] {
                 std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
@@ -142,7 +142,7 @@ impl Cluster {
             bin,
             data,
             socket,
-            as_user,
+            drop_root,
         };
         cluster.server(&[
             "initdb",
@@ -172,18 +172,22 @@ impl Cluster {
         cluster
     }
 
-    /// A server program, as the unprivileged user.
-    fn server(&self, args: &[&str]) {
-        let program = self.bin.join(args[0]);
-        let mut cmd = match self.as_user.split_first() {
+    /// A server program, to run as the unprivileged user.
+    fn as_user(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        match self.drop_root.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
                 c.args(rest).arg(&program);
                 c
             }
             None => Command::new(&program),
-        };
-        let out = cmd.args(&args[1..]).output().unwrap();
+        }
+    }
+
+    /// A server program, run as the unprivileged user; it must succeed.
+    fn server(&self, args: &[&str]) {
+        let out = self.as_user(args[0]).args(&args[1..]).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     }
 
@@ -232,16 +236,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let program = self.bin.join("pg_ctl");
-        let mut cmd = match self.as_user.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(&program);
-                c
-            }
-            None => Command::new(&program),
-        };
-        let _ = cmd
+        let _ = self
+            .as_user("pg_ctl")
             .arg("--pgdata")
             .arg(&self.data)
             .args(["--mode=immediate", "--wait", "stop"])
