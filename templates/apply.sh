@@ -549,7 +549,9 @@ backup_value() {
 # one running) into DIR, with its manifest.
 backup_files() {
     dir=$1 tree=$2
-    if [ "$BACKUP_DB" != none ]; then
+    if [ "$BACKUP_DB" = none ]; then
+        warn "warning: the site's database is not on this box (BACKUP_DB=none): back it up where it runs before this upgrade; only the storage is backed up here"
+    else
         compose "$tree" exec -T "$BACKUP_DB" sh -c "$PG_LIST" </dev/null >"$dir/databases" || {
             warn "cannot list the databases of the $BACKUP_DB service"
             return 1

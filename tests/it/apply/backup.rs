@@ -256,6 +256,35 @@ fn a_release_change_takes_a_backup_first_and_keeps_the_last_few() {
     )));
 }
 
+/// A site whose database is external: only the storage is archived, and
+/// the run says whose job the database is.
+#[test]
+fn an_external_database_is_not_dumped_and_the_run_says_so() {
+    if !have_tools() {
+        return;
+    }
+    let w = World::new();
+    w.set_conf("BACKUP_DB", "none");
+    w.set_conf("BACKUP_STORAGE", "api:/app/api/storage");
+    assert!(w.apply(30, &[]).0.status.success());
+    w.commit_release(TO);
+    let (out, log) = w.apply(30, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("the site's database is not on this box (BACKUP_DB=none)"),
+        "{}",
+        text(&out)
+    );
+    assert!(!log.contains(" exec -T "), "{log}");
+    let backup = w.backups().pop().unwrap();
+    let mut files: Vec<String> = fs::read_dir(&backup)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["manifest", "storage-api.tar"]);
+}
+
 #[test]
 fn a_failed_backup_changes_nothing_and_the_next_run_tries_again() {
     if !have_tools() {
