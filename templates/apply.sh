@@ -630,7 +630,8 @@ prune_backups() {
 }
 
 # check_backup DIR: a backup of this site, every file of its manifest
-# there with its sha256, and what a restore reads named plainly.
+# there with its sha256, and what a restore reads named plainly. Sets db
+# and storage (the manifest's), and $WORK/backup.storage.
 check_backup() {
     dir=$1
     [ -f "$dir/manifest" ] || { warn "$dir has no manifest: not a backup of the pull agent"; return 1; }
@@ -1040,7 +1041,7 @@ rollback() {
             log "restored the backup $BACKUP taken before this upgrade; $APPLIED runs again"
             rm -f "$STATE/upgrading"
         else
-            warn "error: restoring the backup $BACKUP failed; the previous release $APPLIED is not started on data the upgrade may have changed; finish it with: sh $0 --restore $BACKUP"
+            warn "error: the restore of the backup $BACKUP did not finish (see above); the previous release $APPLIED is not started on data the upgrade may have changed until it has; once the cause is fixed, finish it with: sh $0 --restore $BACKUP"
         fi
     elif [ -n "$APPLIED" ] && [ -f "$STATE/releases/$APPLIED/compose.yaml" ]; then
         compose "$STATE/releases/$APPLIED" up -d --remove-orphans --wait --wait-timeout "$CONFIRM_TIMEOUT" ||
