@@ -25,6 +25,13 @@
 #   sh deploy/apply.sh --verify DIR
 #       check a checkout DIR of the site branch against its manifest.json,
 #       before installing the agent from it; changes nothing
+#   sh {{ install_script|comment }} --restore DIR [--force]
+#       put the backup DIR (one of $STATE/{{ backup_dir|comment }}/) back into the
+#       release running now: its services stopped, its databases dropped
+#       and recreated from the dumps, its storage volumes emptied and
+#       unpacked from the archives, everything started again. Refused when
+#       the backup was taken of another Dify release than the one running,
+#       unless --force
 #
 # Install it (see the README) from a verified tree: deploy/apply.sh as
 # {{ install_script|comment }}, deploy/agent.conf as {{ agent_conf|comment }}, and
@@ -33,7 +40,7 @@
 #
 # One run (any failure ends it):
 #  0. Read agent.conf as data: KEY=value lines (SITE, BRANCH, REPOSITORY,
-#     CONFIRM_TIMEOUT), each once, each in the form dify-cfg writes; it is
+#     CONFIRM_TIMEOUT, KEEP_BACKUPS, BACKUP_DB, BACKUP_STORAGE, REPORT), each once, each in the form dify-cfg writes; it is
 #     never run as shell. Anything else ends the run before it starts.
 #  1. Lock: flock(1) on $STATE/lock, without waiting (exit {{ busy_exit|comment }} when busy). The
 #     kernel drops the lock when its holder dies, so a killed run never
@@ -60,6 +67,15 @@
 #     iptables-restore --test and ip6tables-restore --test of the rules,
 #     docker compose config, and a pull of the images the box does not
 #     have yet.
+#  5b. Backup, when the tree's Dify release (manifest.json "dify-version")
+#     is not the running one's: with the running release's compose file,
+#     a dump of every database of BACKUP_DB (pg_dump --format=custom each,
+#     pg_dumpall --globals-only for the roles; run in the db container with
+#     the credentials it has) and a tar archive of each BACKUP_STORAGE
+#     volume, in $STATE/{{ backup_dir|comment }}/<UTC time>-<from>-to-<to>/ with a manifest
+#     of sha256 sums, root only; the last KEEP_BACKUPS are kept. A backup
+#     that fails ends the run before anything changes (the next run tries
+#     again). The same release: "same release, no backup".
 #  6. Save the filter table (iptables-save, ip6tables-save) into the
 #     release, start the watchdog, load firewall/rules.v4 and rules.v6 with
 #     --noflush (they own the chains {{ firewall_flushed|comment }}).
@@ -69,9 +85,15 @@
 #     the new release, its rules are saved for the boot unit
 #     ($STATE/firewall), releases beyond the last {{ keep_releases|comment }} applied are removed.
 #     Or roll back: the saved chains are restored at once, the previous
-#     release is brought up again, and the commit is recorded as failed.
+#     release is brought up again (after an upgrade, with the backup of
+#     step 5b restored into it first: see restore_backup), and the commit
+#     is recorded as failed.
 #     Without a confirmation in time (compose hanging, this run killed) the
 #     watchdog restores the saved chains by itself.
+#  9. Report, with REPORT=yes: push the applied commit to
+#     {{ applied_ref_prefix|comment }}<BRANCH> of the repository (--force, that ref
+#     only). A push that fails is a warning, never a failure of the apply;
+#     the next run pushes it again.
 #
 # Environment:
 #   DIFY_CFG_AGENT_CONF       the site's settings (default {{ agent_conf|comment }})
@@ -86,7 +108,7 @@
 #   DIFY_CFG_CONFIRM_TIMEOUT  the window in seconds (default: the
 #                             CONFIRM_TIMEOUT of agent.conf)
 #
-# Needs git, tar, awk, GNU coreutils (sha256sum, mv -T, sync), flock
+# Needs git, tar, awk, GNU coreutils (sha256sum, mv -T, sync, date +%N), flock
 # (util-linux), iptables and docker with compose v2.17 or later
 # (--wait-timeout). Loading the firewall at boot needs flock and iptables.
 #
@@ -102,6 +124,17 @@
 #                       readable by root only; what the boot unit loads
 #   failed              the last commit that failed to apply
 #   history             the applied commits, oldest first
+#   {{ backup_dir|comment }}/            the backups taken before upgrades (0700), each a
+#                       directory <UTC time>-<from>-to-<to>/ (0700) of files
+#                       (0600): manifest (site, from, to, from-commit,
+#                       to-commit, created, db, storage, and a line
+#                       `file <sha256> <bytes> <name>` per file), databases
+#                       (their names, one a line), globals.sql,
+#                       db-<database>.dump, storage-<service>.tar
+#   upgrading           while an upgrade is applied: the backup taken for
+#                       it and the commits; a run that finds it (the last
+#                       one was killed) uses that backup again
+#   reported            the commit last pushed to {{ applied_ref_prefix|comment }}<BRANCH>
 #   lock                the lock file
 set -eu
 export LC_ALL=C
@@ -115,6 +148,8 @@ DEFAULT_STATE_DIR={{ state_dir }}
 DEFAULT_SECRETS_ENV={{ secrets_env }}
 MAX_CONFIRM_TIMEOUT={{ max_confirm_seconds }}
 KEEP_RELEASES={{ keep_releases }}
+APPLIED_REF_PREFIX={{ applied_ref_prefix }}
+BACKUP_DIR_NAME={{ backup_dir }}
 BUSY_EXIT={{ busy_exit }}
 RULES_V4={{ rules_v4 }}
 RULES_V6={{ rules_v6 }}
@@ -162,8 +197,9 @@ need() {
     done
 }
 
-USAGE="usage: sh apply.sh [--load-firewall | --verify DIR]"
+USAGE="usage: sh apply.sh [--load-firewall | --verify DIR | --restore DIR [--force]]"
 MODE=apply
+FORCE=no
 case ${1-} in
 '') [ "$#" -eq 0 ] || die "$USAGE" ;;
 --load-firewall)
@@ -175,8 +211,28 @@ case ${1-} in
     MODE=verify
     VERIFY_DIR=$2
     ;;
+--restore)
+    case $# in
+    2) ;;
+    3) [ "$3" = --force ] || die "$USAGE"; FORCE=yes ;;
+    *) die "$USAGE" ;;
+    esac
+    MODE=restore
+    RESTORE_DIR=$2
+    ;;
 *) die "$USAGE" ;;
 esac
+
+# The storage volumes of a backup, `service:/path` separated by commas, as
+# `service path` lines; fails on anything else (the paths are absolute
+# and plain, as compose.yaml mounts them).
+storage_list() {
+    printf '%s\n' "$1" | tr ',' '\n' | awk -F ':' '
+        NF != 2 || $1 !~ /^[a-z][a-z0-9_]*$/ || $2 !~ /^\/[A-Za-z0-9._\/-]*$/ || $2 ~ /(^|\/)\.\.?(\/|$)/ { bad = 1 }
+        { print $1 " " $2 }
+        END { if (bad || NR == 0) exit 1 }
+    '
+}
 
 # agent.conf is data, never sourced: `#` comments, empty lines and
 # KEY=value lines, each key once and every one present, each value in the
@@ -221,7 +277,37 @@ conf_value() {
         fi
         CONF_TIMEOUT=$value
         ;;
-    *) conf_error "$line_no" "unknown key '$(shown "$key")' (agent.conf sets SITE, BRANCH, REPOSITORY and CONFIRM_TIMEOUT)" ;;
+    KEEP_BACKUPS)
+        case $value in
+        '' | 0* | *[!0-9]*) conf_error "$line_no" "KEEP_BACKUPS '$(shown "$value")' is not a whole number from 1 to 30" ;;
+        esac
+        if ! at_most 2 "$value" || [ "$value" -gt 30 ]; then
+            conf_error "$line_no" "KEEP_BACKUPS '$(shown "$value")' is not a whole number from 1 to 30"
+        fi
+        KEEP_BACKUPS=$value
+        ;;
+    BACKUP_DB)
+        case $value in
+        '' | [!a-z]* | *[!a-z0-9_]*) conf_error "$line_no" "BACKUP_DB '$(shown "$value")' is not a compose service name (or none)" ;;
+        esac
+        at_most 63 "$value" || conf_error "$line_no" "BACKUP_DB is longer than 63 characters"
+        BACKUP_DB=$value
+        ;;
+    BACKUP_STORAGE)
+        if [ "$value" != none ] && ! storage_list "$value" >/dev/null; then
+            conf_error "$line_no" "BACKUP_STORAGE '$(shown "$value")' is not a list of service:/path (or none)"
+        fi
+        at_most 512 "$value" || conf_error "$line_no" "BACKUP_STORAGE is longer than 512 characters"
+        BACKUP_STORAGE=$value
+        ;;
+    REPORT)
+        case $value in
+        yes | no) ;;
+        *) conf_error "$line_no" "REPORT '$(shown "$value")' is neither yes nor no" ;;
+        esac
+        REPORT=$value
+        ;;
+    *) conf_error "$line_no" "unknown key '$(shown "$key")' (agent.conf sets SITE, BRANCH, REPOSITORY, CONFIRM_TIMEOUT, KEEP_BACKUPS, BACKUP_DB, BACKUP_STORAGE and REPORT)" ;;
     esac
 }
 
@@ -230,7 +316,7 @@ read_conf() {
     [ -f "$CONF_FILE" ] ||
         die "there is no $CONF_FILE: install the deploy/agent.conf of this site's tree there (see the README)"
     [ -r "$CONF_FILE" ] || die "cannot read $CONF_FILE"
-    SITE='' BRANCH='' REPOSITORY='' CONF_TIMEOUT=''
+    SITE='' BRANCH='' REPOSITORY='' CONF_TIMEOUT='' KEEP_BACKUPS='' BACKUP_DB='' BACKUP_STORAGE='' REPORT=''
     seen=' '
     n=0
     while IFS= read -r line || [ -n "$line" ]; do
@@ -250,7 +336,7 @@ read_conf() {
         seen="$seen$key "
         conf_value "$n" "$key" "${line#*=}"
     done <"$CONF_FILE"
-    for key in SITE BRANCH REPOSITORY CONFIRM_TIMEOUT; do
+    for key in SITE BRANCH REPOSITORY CONFIRM_TIMEOUT KEEP_BACKUPS BACKUP_DB BACKUP_STORAGE REPORT; do
         case $seen in
         *" $key "*) ;;
         *) die "$CONF_FILE: $key is not set; install the deploy/agent.conf of this site's tree (dify-cfg writes it)" ;;
@@ -417,6 +503,238 @@ case $APPLIED in
 '' | *[!0-9a-f]*) APPLIED='' ;;
 esac
 
+# docker compose on a release, with the operator's secrets in its
+# environment (and nobody else's).
+compose() {
+    compose_dir=$1
+    shift
+    (
+        if [ -f "$SECRETS_ENV" ]; then
+            # The operator's secrets file is not part of the tree; there is
+            # nothing for shellcheck to follow.
+            # shellcheck source=/dev/null
+            . "$SECRETS_ENV"
+        fi
+        exec docker compose --project-directory "$compose_dir" -f "$compose_dir/compose.yaml" "$@"
+    )
+}
+
+# Backups: what step 5b takes before an upgrade, and what a rollback (or an
+# operator, with --restore) puts back. The PostgreSQL commands run in the
+# db container, as the user and with the password its image was started
+# with (POSTGRES_USER, POSTGRES_PASSWORD of its own environment): no
+# credential is on a command line of this box or in a file but the dump.
+# Each is one line, so that a log shows it whole; "$1" is its argument.
+PG_ENV="PGUSER=\${POSTGRES_USER:-postgres} PGPASSWORD=\${POSTGRES_PASSWORD-} && export PGUSER PGPASSWORD &&"
+PG_LIST="$PG_ENV exec psql --dbname=template1 --no-psqlrc --tuples-only --no-align --set=ON_ERROR_STOP=1 --command='SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1'"
+PG_GLOBALS="$PG_ENV exec pg_dumpall --globals-only --database=template1"
+PG_DUMP="$PG_ENV exec pg_dump --format=custom --dbname=\"\$1\""
+PG_RESTORE="$PG_ENV dropdb --maintenance-db=template1 --force --if-exists \"\$1\" && exec pg_restore --create --exit-on-error --dbname=template1"
+# Run in a container of the service that mounts the volume at "$1".
+STORAGE_RESTORE="cd \"\$1\" && find . -mindepth 1 -delete && exec tar -xf -"
+BACKUPS=$STATE/$BACKUP_DIR_NAME
+
+# The Dify release of a tree: the "dify-version" of its manifest.json, or
+# nothing when it has none in the form dify-cfg writes.
+release_of() {
+    sed -n 's/^  "dify-version": "\([0-9A-Za-z.+-]*\)",$/\1/p' "$1/manifest.json" 2>/dev/null | head -n 1
+}
+
+# A value of a backup's manifest.
+backup_value() {
+    sed -n "s/^$2 //p" "$1/manifest" | head -n 1
+}
+
+# backup_files DIR TREE: the dumps and archives of the release TREE (the
+# one running) into DIR, with its manifest.
+backup_files() {
+    dir=$1 tree=$2
+    if [ "$BACKUP_DB" = none ]; then
+        warn "warning: the site's database is not on this box (BACKUP_DB=none): back it up where it runs before this upgrade; only the storage is backed up here"
+    else
+        compose "$tree" exec -T "$BACKUP_DB" sh -c "$PG_LIST" </dev/null >"$dir/databases" || {
+            warn "cannot list the databases of the $BACKUP_DB service"
+            return 1
+        }
+        if [ ! -s "$dir/databases" ] || grep -qv '^[A-Za-z0-9_][A-Za-z0-9_-]*$' "$dir/databases"; then
+            warn "the $BACKUP_DB service listed no databases, or one whose name is not plain: '$(shown "$(tr '\n' ' ' <"$dir/databases")")'"
+            return 1
+        fi
+        compose "$tree" exec -T "$BACKUP_DB" sh -c "$PG_GLOBALS" </dev/null >"$dir/globals.sql" || {
+            warn "pg_dumpall --globals-only failed in the $BACKUP_DB service"
+            return 1
+        }
+        while IFS= read -r db; do
+            compose "$tree" exec -T "$BACKUP_DB" sh -c "$PG_DUMP" sh "$db" </dev/null >"$dir/db-$db.dump" || {
+                warn "pg_dump of database $db failed in the $BACKUP_DB service"
+                return 1
+            }
+        done <"$dir/databases"
+    fi
+    if [ "$BACKUP_STORAGE" != none ]; then
+        storage_list "$BACKUP_STORAGE" >"$dir/storage" || return 1
+        while read -r service path; do
+            compose "$tree" run --rm --no-deps -T --entrypoint tar "$service" -C "$path" -cf - . </dev/null >"$dir/storage-$service.tar" || {
+                warn "cannot archive $path of the $service service"
+                return 1
+            }
+        done <"$dir/storage"
+        rm -f "$dir/storage"
+    fi
+    {
+        printf '%s\n' "# dify-cfg backup of site $SITE before an upgrade; put it back with: sh $0 --restore DIR"
+        printf 'site %s\nfrom %s\nto %s\n' "$SITE" "$FROM_RELEASE" "$TO_RELEASE"
+        printf 'from-commit %s\nto-commit %s\n' "$APPLIED" "$COMMIT"
+        printf 'created %s\ndb %s\nstorage %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BACKUP_DB" "$BACKUP_STORAGE"
+        for file in "$dir"/*; do
+            case ${file##*/} in
+            manifest | manifest.new) continue ;;
+            esac
+            printf 'file %s %s %s\n' "$(sha256sum <"$file" | cut -c 1-64)" "$(($(wc -c <"$file")))" "${file##*/}"
+        done
+    } >"$dir/manifest.new" || return 1
+    mv -f "$dir/manifest.new" "$dir/manifest" &&
+        chmod 0600 "$dir"/* &&
+        sync "$dir"/* "$dir"
+}
+
+# take_backup: a backup of the running release before the upgrade to
+# $COMMIT, as $BACKUPS/<UTC time>-<from>-to-<to>; sets BACKUP. Built in a
+# .partial directory, named only once it is whole and durable.
+take_backup() {
+    (umask 077 && mkdir -p "$BACKUPS") && chmod 0700 "$BACKUPS" || return 1
+    BACKUP=$BACKUPS/$(date -u +%Y%m%dT%H%M%S.%NZ)-${FROM_RELEASE:-unknown}-to-${TO_RELEASE:-unknown}
+    rm -rf "$BACKUP.partial"
+    (umask 077 && mkdir "$BACKUP.partial") || return 1
+    if ! (umask 077 && backup_files "$BACKUP.partial" "$STATE/releases/$APPLIED"); then
+        rm -rf "$BACKUP.partial"
+        return 1
+    fi
+    mv "$BACKUP.partial" "$BACKUP" && sync "$BACKUPS"
+}
+
+# The last KEEP_BACKUPS backups stay (their names sort by time), and no
+# .partial directory of a run that was killed.
+prune_backups() {
+    for old in "$BACKUPS"/*.partial; do
+        if [ -d "$old" ]; then
+            rm -rf "$old"
+        fi
+    done
+    find "$BACKUPS" -mindepth 1 -maxdepth 1 -type d -name '*-to-*' | sort -r |
+        tail -n "+$((KEEP_BACKUPS + 1))" >"$WORK/pruned"
+    while IFS= read -r old; do
+        rm -rf "$old"
+        log "removed the backup $old (KEEP_BACKUPS=$KEEP_BACKUPS)"
+    done <"$WORK/pruned"
+}
+
+# check_backup DIR: a backup of this site, every file of its manifest
+# there with its sha256, and what a restore reads named plainly. Sets db
+# and storage (the manifest's), and $WORK/backup.storage.
+check_backup() {
+    dir=$1
+    [ -f "$dir/manifest" ] || { warn "$dir has no manifest: not a backup of the pull agent"; return 1; }
+    [ "$(backup_value "$dir" site)" = "$SITE" ] || { warn "$dir is not a backup of site $SITE"; return 1; }
+    if ! awk '
+        $1 == "file" { if (NF != 4 || $2 !~ /^[0-9a-f]+$/ || length($2) != 64 || $4 !~ /^[A-Za-z0-9_][A-Za-z0-9._-]*$/) exit 1; print $2 "  " $4; n++ }
+        END { if (n == 0) exit 1 }
+    ' "$dir/manifest" >"$WORK/backup.sums"; then
+        warn "$dir/manifest: the files are not listed in the form the agent writes"
+        return 1
+    fi
+    (cd "$dir" && sha256sum -c --strict --quiet "$WORK/backup.sums") >&2 || {
+        warn "the files of $dir named FAILED above differ from its manifest"
+        return 1
+    }
+    db=$(backup_value "$dir" db)
+    storage=$(backup_value "$dir" storage)
+    case $db in
+    none) ;;
+    '' | [!a-z]* | *[!a-z0-9_]*) warn "$dir/manifest: db '$(shown "$db")' is not a service name"; return 1 ;;
+    *) [ -s "$dir/databases" ] || { warn "$dir lists no databases"; return 1; } ;;
+    esac
+    if [ "$storage" != none ] && ! storage_list "$storage" >"$WORK/backup.storage"; then
+        warn "$dir/manifest: storage '$(shown "$storage")' is not a list of service:/path"
+        return 1
+    fi
+}
+
+# restore_backup DIR STOP TREE: put the backup DIR back: every service of
+# the release STOP stopped (the one that failed, or the one running), the
+# db service of the release TREE started alone, each database dropped
+# (its connections ended) and recreated from its dump, each storage
+# volume emptied and unpacked from its archive, then TREE brought up.
+# The roles (globals.sql) are left as they are: the running tree's
+# secrets name their passwords. Every step is logged; one that fails ends
+# the restore, with TREE not started.
+restore_backup() {
+    dir=$1 stop=$2 tree=$3
+    check_backup "$dir" || return 1
+    log "restoring the backup $dir into $tree"
+    compose "$stop" stop </dev/null || { warn "cannot stop the services of $stop"; return 1; }
+    log "restore: stopped the services"
+    if [ "$db" != none ]; then
+        compose "$tree" up -d --no-deps --wait --wait-timeout "$CONFIRM_TIMEOUT" "$db" </dev/null || {
+            warn "the $db service did not come up healthy"
+            return 1
+        }
+        while IFS= read -r name; do
+            case $name in
+            '' | *[!A-Za-z0-9_-]*) warn "$dir/databases names '$(shown "$name")'"; return 1 ;;
+            esac
+            compose "$tree" exec -T "$db" sh -c "$PG_RESTORE" sh "$name" <"$dir/db-$name.dump" || {
+                warn "restoring database $name from $dir/db-$name.dump failed"
+                return 1
+            }
+            log "restore: database $name dropped and recreated from db-$name.dump"
+        done <"$dir/databases"
+    fi
+    if [ "$storage" != none ]; then
+        while read -r service path; do
+            compose "$tree" run --rm --no-deps -T --entrypoint sh "$service" -c "$STORAGE_RESTORE" sh "$path" <"$dir/storage-$service.tar" || {
+                warn "restoring $path of the $service service from $dir/storage-$service.tar failed"
+                return 1
+            }
+            log "restore: $path of the $service service emptied and unpacked from storage-$service.tar"
+        done <"$WORK/backup.storage"
+    fi
+    compose "$tree" up -d --remove-orphans --wait --wait-timeout "$CONFIRM_TIMEOUT" </dev/null || {
+        warn "the release did not come back up healthy after the restore"
+        return 1
+    }
+    log "restore: the release is up again"
+}
+
+# --restore DIR: an operator puts a backup back into the running release.
+if [ "$MODE" = restore ]; then
+    case $RESTORE_DIR in
+    /*) ;;
+    *) RESTORE_DIR=$PWD/$RESTORE_DIR ;;
+    esac
+    [ -d "$RESTORE_DIR" ] || die "$RESTORE_DIR is not a directory"
+    if [ -z "$APPLIED" ] || [ ! -f "$STATE/releases/$APPLIED/compose.yaml" ]; then
+        die "no release runs here ($STATE/applied): there is nothing to restore into"
+    fi
+    WORK=$STATE/work
+    rm -rf "$WORK"
+    mkdir "$WORK"
+    trap 'rm -rf "$WORK"' EXIT
+    check_backup "$RESTORE_DIR" || die "$RESTORE_DIR is not a backup this agent can restore"
+    RUNNING=$(release_of "$STATE/releases/$APPLIED")
+    TAKEN=$(backup_value "$RESTORE_DIR" from)
+    if [ "$TAKEN" != "$RUNNING" ]; then
+        if [ "$FORCE" != yes ]; then
+            die "$RESTORE_DIR was taken of Dify $(shown "$TAKEN"), but $APPLIED runs Dify ${RUNNING:-?}: its databases would not match the code; apply a tree of Dify $(shown "$TAKEN") first, or add --force"
+        fi
+        warn "restoring a backup of Dify $(shown "$TAKEN") into Dify ${RUNNING:-?}, as --force says"
+    fi
+    restore_backup "$RESTORE_DIR" "$STATE/releases/$APPLIED" "$STATE/releases/$APPLIED" ||
+        die "the restore of $RESTORE_DIR did not finish; the steps done are logged above; run it again"
+    log "restored $RESTORE_DIR into $APPLIED"
+    exit 0
+fi
+
 # Save a release's rules where the boot unit loads them: a directory
 # firewall.d/<commit> readable by root only, named only once its files are
 # durable, then the link $SAVED moved onto it with one rename, so the boot
@@ -469,6 +787,24 @@ reassert_firewall() {
     fi
 }
 
+# 9. Report the applied commit (REPORT=yes): push it to
+# $APPLIED_REF_PREFIX<BRANCH>, that ref only. A failure is a warning: the
+# release is applied all the same, and the next run pushes it again
+# ($STATE/reported holds the commit last pushed).
+report_applied() {
+    if [ "$REPORT" != yes ]; then
+        return 0
+    fi
+    if mirror push --quiet --force origin "$1:$APPLIED_REF_PREFIX$BRANCH"; then
+        if printf '%s\n' "$1" >"$STATE/reported.new"; then
+            mv -f "$STATE/reported.new" "$STATE/reported"
+        fi
+        log "reported $1 as applied: $APPLIED_REF_PREFIX$BRANCH of $REPOSITORY"
+    else
+        warn "warning: cannot push $APPLIED_REF_PREFIX$BRANCH to $REPOSITORY; $1 is applied all the same, and the next run reports it again"
+    fi
+}
+
 # 2. Fetch. git's automatic housekeeping runs in the foreground, so that
 # nothing of a run outlives it (or races the next run's fetch).
 MIRROR=$STATE/repo.git
@@ -497,6 +833,9 @@ esac
 if [ "$COMMIT" = "$APPLIED" ]; then
     log "up to date: $BRANCH is at $COMMIT, which is applied"
     reassert_firewall || exit 1
+    if [ "$(cat "$STATE/reported" 2>/dev/null || true)" != "$COMMIT" ]; then
+        report_applied "$COMMIT"
+    fi
     exit 0
 fi
 if [ "$COMMIT" = "$(cat "$STATE/failed" 2>/dev/null || true)" ]; then
@@ -551,22 +890,6 @@ tar -x -f "$WORK/tree.tar" -C "$RELEASE" || refuse "cannot unpack the tree of $C
 verify "$RELEASE" || refuse "the tree of $COMMIT does not match its manifest.json"
 log "verified the tree of $COMMIT against its manifest.json"
 
-# docker compose on a release, with the operator's secrets in its
-# environment (and nobody else's).
-compose() {
-    compose_dir=$1
-    shift
-    (
-        if [ -f "$SECRETS_ENV" ]; then
-            # The operator's secrets file is not part of the tree; there is
-            # nothing for shellcheck to follow.
-            # shellcheck source=/dev/null
-            . "$SECRETS_ENV"
-        fi
-        exec docker compose --project-directory "$compose_dir" -f "$compose_dir/compose.yaml" "$@"
-    )
-}
-
 # 5. Preflight. Docker must send its containers' traffic through iptables'
 # FORWARD chain and from there to DOCKER-USER, where the rules of the
 # site's containers go (DIFY-DOCKER). With Docker 29's nftables backend
@@ -607,6 +930,38 @@ compose "$RELEASE" config --quiet ||
 # content, and a tag already here is the image that was reviewed.
 compose "$RELEASE" pull --quiet --policy missing ||
     abort "docker compose could not pull the images"
+
+# 5b. Backup, before a tree of another Dify release changes anything. A
+# run that finds $STATE/upgrading from the same running commit (the last
+# run was killed while it applied an upgrade) takes no new backup of data
+# that upgrade may have changed: it uses the one taken before it.
+BACKUP=''
+TO_RELEASE=$(release_of "$RELEASE")
+FROM_RELEASE=''
+if [ -z "$APPLIED" ] || [ ! -f "$STATE/releases/$APPLIED/compose.yaml" ]; then
+    log "no release runs here yet: no backup"
+else
+    FROM_RELEASE=$(release_of "$STATE/releases/$APPLIED")
+    pending=$(sed -n 's/^backup //p' "$STATE/upgrading" 2>/dev/null || true)
+    if [ -n "$FROM_RELEASE" ] && [ "$FROM_RELEASE" = "$TO_RELEASE" ]; then
+        log "same release, no backup (Dify $TO_RELEASE)"
+    elif [ -n "$pending" ] && [ -d "$pending" ] &&
+        grep -Fqx "from-commit $APPLIED" "$STATE/upgrading" 2>/dev/null; then
+        BACKUP=$pending
+        log "the upgrade from $APPLIED before did not finish: using its backup $BACKUP"
+    else
+        log "Dify ${FROM_RELEASE:-(unknown)} runs, $COMMIT is Dify ${TO_RELEASE:-(unknown)}: backing up the databases (${BACKUP_DB}) and the storage (${BACKUP_STORAGE}) first"
+        take_backup || abort "the backup before the upgrade failed (see above)"
+        log "backed up to $BACKUP"
+        prune_backups
+    fi
+    if [ -n "$BACKUP" ]; then
+        if ! printf 'backup %s\nfrom-commit %s\nto-commit %s\n' "$BACKUP" "$APPLIED" "$COMMIT" >"$STATE/upgrading.new" ||
+            ! mv -f "$STATE/upgrading.new" "$STATE/upgrading"; then
+            abort "cannot record the upgrade in $STATE/upgrading"
+        fi
+    fi
+fi
 
 # 6. Firewall, with a timed rollback.
 # A rollback file for --noflush loading: the chains the rules files own,
@@ -679,7 +1034,16 @@ rollback() {
     fi
     : >"$DONE"
     wait "$WATCHDOG" || true
-    if [ -n "$APPLIED" ] && [ -f "$STATE/releases/$APPLIED/compose.yaml" ]; then
+    if [ -n "$APPLIED" ] && [ -n "$BACKUP" ]; then
+        # An upgrade: its migrations may have run. The data goes back to
+        # the backup before the previous release starts on it.
+        if restore_backup "$BACKUP" "$RELEASE" "$STATE/releases/$APPLIED"; then
+            log "restored the backup $BACKUP taken before this upgrade; $APPLIED runs again"
+            rm -f "$STATE/upgrading"
+        else
+            warn "error: the restore of the backup $BACKUP did not finish (see above); the previous release $APPLIED is not started on data the upgrade may have changed until it has; once the cause is fixed, finish it with: sh $0 --restore $BACKUP"
+        fi
+    elif [ -n "$APPLIED" ] && [ -f "$STATE/releases/$APPLIED/compose.yaml" ]; then
         compose "$STATE/releases/$APPLIED" up -d --remove-orphans --wait --wait-timeout "$CONFIRM_TIMEOUT" ||
             warn "error: the previous release $APPLIED did not come back up healthy"
     else
@@ -737,7 +1101,7 @@ mv -f "$STATE/site.new" "$STATE/site"
 printf '%s\n' "$COMMIT" >>"$STATE/history"
 tail -n 100 "$STATE/history" >"$WORK/history"
 mv -f "$WORK/history" "$STATE/history"
-rm -f "$STATE/failed"
+rm -f "$STATE/failed" "$STATE/upgrading"
 # The boot unit loads these from now on; if saving fails, the next run
 # saves them (the saved commit is not the applied one).
 save_firewall "$RELEASE" "$COMMIT" ||
@@ -755,6 +1119,7 @@ for release in "$STATE"/releases/*; do
 done
 rm -rf "$WORK"
 log "applied $COMMIT"
+report_applied "$COMMIT"
 
 # The installed agent is not replaced by a release: say when it differs.
 # The script and agent.conf are compared where this run found them.

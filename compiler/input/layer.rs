@@ -564,6 +564,13 @@ pub struct GitopsLayer {
     /// Compose only: how long a new release has to prove healthy before the
     /// firewall and compose are rolled back (`120s`).
     pub confirm_timeout: Option<S<String>>,
+    /// Compose only: how many backups (database dumps and storage archives
+    /// taken before a tree of another Dify release is applied) the box
+    /// keeps (`3`).
+    pub keep_backups: Option<S<i64>>,
+    /// Compose only: after a confirmed apply, push the applied commit to
+    /// `refs/dify-cfg/applied/<branch>` of the repository (`false`).
+    pub report_applied: Option<S<bool>>,
     /// Helm only: the namespace Argo CD runs in (`argocd`).
     pub argocd_namespace: Option<S<String>>,
     /// Helm only: the Argo CD project of the site's application (`default`).

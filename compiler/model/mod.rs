@@ -511,6 +511,10 @@ pub struct Pull {
     /// How long a new release has to prove healthy after the firewall
     /// changed, before everything is rolled back.
     pub confirm_timeout: TimeSpan,
+    /// How many pre-upgrade backups the box keeps.
+    pub keep_backups: u32,
+    /// Whether the agent pushes the applied commit back to the repository.
+    pub report_applied: bool,
 }
 
 /// The Argo CD application of a helm site (`argocd/application.yaml`).

@@ -193,6 +193,8 @@ pub fn edge() -> Site {
             pull: Some(Pull {
                 interval: TimeSpan::new(5, TimeUnit::Minutes),
                 confirm_timeout: TimeSpan::new(120, TimeUnit::Seconds),
+                keep_backups: 3,
+                report_applied: false,
             }),
             argocd: None,
         }

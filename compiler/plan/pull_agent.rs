@@ -18,7 +18,8 @@ use super::{
     TEMPLATE_APPLY, TEMPLATE_FIREWALL_SERVICE, TEMPLATE_PULL_SERVICE, TEMPLATE_PULL_TIMER,
 };
 use crate::base::units::{TimeSpan, TimeUnit};
-use crate::model::Site;
+use crate::dify;
+use crate::model::{ServiceKind, Site};
 
 /// Where the pull agent's files go in the site tree.
 pub const PULL_SCRIPT: &str = "deploy/apply.sh";
@@ -40,6 +41,13 @@ pub const PULL_STATE_DIR: &str = "/var/lib/dify-cfg";
 pub const PULL_SECRETS_ENV: &str = "/etc/dify-cfg/secrets.env";
 /// Releases kept on the box: the running one and two before it.
 pub const PULL_KEEP_RELEASES: u32 = 3;
+/// Where the agent of a box with `[gitops] report-applied` pushes the
+/// commit it applied last, followed by the site branch's name:
+/// `refs/dify-cfg/applied/sites/clinic-01`.
+pub const PULL_APPLIED_REF_PREFIX: &str = "refs/dify-cfg/applied/";
+/// Under the state directory: the backups taken before a change of Dify
+/// release, one directory each.
+pub const PULL_BACKUP_DIR: &str = "backups";
 /// Exit status of apply.sh when another run (or a pending rollback) holds
 /// the lock: EX_TEMPFAIL, not a failure of the unit.
 pub const PULL_BUSY_EXIT: u8 = 75;
@@ -92,6 +100,10 @@ pub struct AgentContext {
     /// back from the saved rules.
     pub firewall_declared: String,
     pub firewall_flushed: String,
+    /// Where the applied commit is reported (`REPORT=yes`), before the
+    /// branch's name.
+    pub applied_ref_prefix: &'static str,
+    pub backup_dir: &'static str,
 }
 
 /// The timer's schedule: `[gitops] pull-interval`, per site.
@@ -112,6 +124,20 @@ pub struct SiteValues {
     /// The confirmation window, in seconds and as written.
     pub confirm_timeout_seconds: u64,
     pub confirm_timeout: String,
+    pub backup: BackupValues,
+    /// `yes`: push the applied commit to `{PULL_APPLIED_REF_PREFIX}{branch}`.
+    pub report: &'static str,
+}
+
+/// What the agent backs up before it applies a tree of another Dify
+/// release: the compose service of the site's PostgreSQL (`none` when the
+/// database is external), and each storage volume as the compose service
+/// that mounts it and where (`api:/app/api/storage`, comma-separated).
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupValues {
+    pub keep: u32,
+    pub db: &'static str,
+    pub storage: String,
 }
 
 /// The context of one pull-agent file: the fleet-wide part, plus the
@@ -171,6 +197,37 @@ fn agent_context() -> AgentContext {
         rules_v6: RULES_V6_FILE,
         firewall_declared: FIREWALL_DECLARED.join(" "),
         firewall_flushed: FIREWALL_FLUSHED.join(" "),
+        applied_ref_prefix: PULL_APPLIED_REF_PREFIX,
+        backup_dir: PULL_BACKUP_DIR,
+    }
+}
+
+/// What a backup of the site holds: its own PostgreSQL's databases (not an
+/// external server's), and the volumes the api and the plugin daemon keep
+/// their files on.
+fn backup_values(site: &Site, keep: u32) -> BackupValues {
+    let runs = |kind: ServiceKind| site.services.contains_key(&kind);
+    let db = if site.database.external.is_none() && runs(ServiceKind::Db) {
+        ServiceKind::Db.compose_name()
+    } else {
+        "none"
+    };
+    let storage: Vec<String> = [
+        (ServiceKind::Api, dify::API_STORAGE_PATH),
+        (ServiceKind::PluginDaemon, dify::PLUGIN_DAEMON_STORAGE_PATH),
+    ]
+    .into_iter()
+    .filter(|(kind, _)| runs(*kind))
+    .map(|(kind, path)| format!("{}:{path}", kind.compose_name()))
+    .collect();
+    BackupValues {
+        keep,
+        db,
+        storage: if storage.is_empty() {
+            "none".into()
+        } else {
+            storage.join(",")
+        },
     }
 }
 
@@ -193,6 +250,8 @@ pub(super) fn pull_agent(site: &Site) -> Option<Vec<(&'static str, PullContext)>
         branch: site.gitops.branch(&site.name),
         confirm_timeout_seconds: pull.confirm_timeout.seconds(),
         confirm_timeout: pull.confirm_timeout.systemd(),
+        backup: backup_values(site, pull.keep_backups),
+        report: if pull.report_applied { "yes" } else { "no" },
     };
     Some(vec![
         (PULL_SCRIPT, shared(None, None)),
@@ -257,6 +316,15 @@ mod tests {
             "https://git.clinics.example.org/platform/dify-fleet.git"
         );
         assert_eq!(conf["confirm_timeout_seconds"], 120);
+        assert_eq!(conf["report"], "no");
+        assert_eq!(
+            conf["backup"],
+            serde_json::json!({
+                "keep": 3,
+                "db": "db_postgres",
+                "storage": "api:/app/api/storage,plugin_daemon:/app/storage",
+            })
+        );
         let timer = context(&site, PULL_TIMER);
         assert_eq!(timer["pull_interval"], "5min");
         assert_eq!(timer["randomized_delay"], "30s");
@@ -304,5 +372,30 @@ mod tests {
         // The timer knows the schedule, not the site.
         let timer = context(&one, PULL_TIMER);
         assert!(timer.get("site").is_none() && timer.get("pull_interval").is_some());
+    }
+
+    /// An external database is not the box's to dump; without the plugin
+    /// daemon only the api's storage is archived; the report follows the
+    /// profile.
+    #[test]
+    fn the_backup_follows_what_the_site_runs() {
+        let mut site = edge();
+        site.database.external = Some(crate::model::External {
+            host: "db.example.org".into(),
+            port: 5432,
+            database: None,
+        });
+        site.services.remove(&ServiceKind::PluginDaemon);
+        site.gitops.pull = site.gitops.pull.map(|mut p| {
+            p.keep_backups = 7;
+            p.report_applied = true;
+            p
+        });
+        let conf = context(&site, PULL_CONF);
+        assert_eq!(conf["report"], "yes");
+        assert_eq!(
+            conf["backup"],
+            serde_json::json!({ "keep": 7, "db": "none", "storage": "api:/app/api/storage" })
+        );
     }
 }

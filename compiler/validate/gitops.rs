@@ -2,6 +2,8 @@
 //! them: the pull agent's interval and confirmation window on compose,
 //! Argo CD's namespace, project and cluster on helm.
 
+use std::ops::Range;
+
 use toml::Spanned;
 
 use super::context::{Cx, NameRule, name_value};
@@ -20,6 +22,11 @@ pub const DEFAULT_BRANCH_PREFIX: &str = "sites/";
 pub const DEFAULT_PULL_INTERVAL: TimeSpan = TimeSpan::new(5, TimeUnit::Minutes);
 /// Default confirmation window of an apply.
 pub const DEFAULT_CONFIRM_TIMEOUT: TimeSpan = TimeSpan::new(120, TimeUnit::Seconds);
+/// Default number of pre-upgrade backups a compose box keeps.
+pub const DEFAULT_KEEP_BACKUPS: i64 = 3;
+/// Accepted numbers of kept backups: at least the one of the last upgrade,
+/// and not so many that a box's disk fills with dumps.
+const KEEP_BACKUPS_RANGE: std::ops::RangeInclusive<i64> = 1..=30;
 /// Accepted poll intervals: often enough to matter, not a busy loop.
 const PULL_INTERVAL_RANGE: (TimeSpan, TimeSpan) = (
     TimeSpan::new(30, TimeUnit::Seconds),
@@ -104,8 +111,8 @@ pub(super) fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<G
         }),
         None => Some(cx.default("gitops.branch-prefix", DEFAULT_BRANCH_PREFIX.to_string())),
     };
-    let not_applicable = |cx: &mut Cx<'_>, v: &Option<Spanned<String>>, key: &str, help: &str| {
-        if let Some(v) = v {
+    let not_applicable = |cx: &mut Cx<'_>, v: Option<Range<usize>>, key: &str, help: &str| {
+        if let Some(span) = v {
             cx.err(
                 Diagnostic::error(
                     Code::NotApplicable,
@@ -117,7 +124,7 @@ pub(super) fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<G
                         }
                     ),
                 )
-                .at(v.span())
+                .at(span)
                 .help(help.to_string()),
             );
         }
@@ -131,7 +138,7 @@ pub(super) fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<G
             ] {
                 not_applicable(
                     cx,
-                    v,
+                    span_of(v),
                     key,
                     "remove it: a compose box applies its branch itself with deploy/apply.sh; Argo CD syncs helm sites",
                 );
@@ -140,8 +147,10 @@ pub(super) fn gitops(cx: &mut Cx<'_>, layer: &Layer, target: Target) -> Option<G
         }
         Target::Helm => {
             for (v, key) in [
-                (&gl.pull_interval, "pull-interval"),
-                (&gl.confirm_timeout, "confirm-timeout"),
+                (span_of(&gl.pull_interval), "pull-interval"),
+                (span_of(&gl.confirm_timeout), "confirm-timeout"),
+                (span_of(&gl.keep_backups), "keep-backups"),
+                (span_of(&gl.report_applied), "report-applied"),
             ] {
                 not_applicable(
                     cx,
@@ -181,13 +190,27 @@ fn pull(cx: &mut Cx<'_>, gl: &GitopsLayer) -> Option<Pull> {
         DEFAULT_CONFIRM_TIMEOUT,
         CONFIRM_TIMEOUT_RANGE,
     );
-    match (interval, confirm_timeout) {
-        (Some(interval), Some(confirm_timeout)) => Some(Pull {
+    let keep_backups = cx.int(
+        &gl.keep_backups,
+        "gitops.keep-backups",
+        KEEP_BACKUPS_RANGE,
+        DEFAULT_KEEP_BACKUPS,
+    );
+    let report_applied = cx.flag(&gl.report_applied, "gitops.report-applied", false);
+    match (interval, confirm_timeout, keep_backups) {
+        (Some(interval), Some(confirm_timeout), Some(keep_backups)) => Some(Pull {
             interval,
             confirm_timeout,
+            keep_backups,
+            report_applied,
         }),
         _ => None,
     }
+}
+
+/// Where a key was set, if it was.
+fn span_of<T>(v: &Option<Spanned<T>>) -> Option<Range<usize>> {
+    v.as_ref().map(Spanned::span)
 }
 
 /// Where Argo CD runs the Application of a helm site: its namespace,
@@ -254,6 +277,8 @@ mod tests {
             Some(Pull {
                 interval: TimeSpan::new(5, TimeUnit::Minutes),
                 confirm_timeout: TimeSpan::new(120, TimeUnit::Seconds),
+                keep_backups: 3,
+                report_applied: false,
             })
         );
         assert_eq!(g.argocd, None);
@@ -270,6 +295,8 @@ mod tests {
                 ("gitops.branch-prefix", "\"sites/\""),
                 ("gitops.pull-interval", "\"5min\""),
                 ("gitops.confirm-timeout", "\"120s\""),
+                ("gitops.keep-backups", "3"),
+                ("gitops.report-applied", "false"),
             ]
         );
         let hq = site("hq");

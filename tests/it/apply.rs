@@ -19,18 +19,23 @@ use std::process::{Command, Output};
 
 use crate::support::{self, git, output_text as text};
 
+mod backup;
 mod boot;
 mod conf;
 mod docker;
+mod postgres;
 
 /// The stub of every tool: logs `name args (secrets=present|absent)`, then
 /// the rules file a restore loads (indented); fails when the call contains
-/// `$STUB_FAIL`, sleeps `$STUB_SLEEP` seconds first when it contains
+/// `$STUB_FAIL` or `$STUB_FAIL_TOO`, sleeps `$STUB_SLEEP` seconds first when it contains
 /// `$STUB_SLOW`. The save commands print a small filter and nat table.
 /// `docker info` prints `$STUB_BACKEND` (default: Docker's iptables
 /// backend) or fails with `$STUB_INFO_ERROR`; `iptables -S FORWARD` prints
 /// Docker's jumps, without the one to DOCKER-USER when `$STUB_NO_JUMP` is
-/// set.
+/// set. In the db container, the database list is `$STUB_DATABASES`
+/// (default dify, dify_plugin, postgres), a dump is `dump of <database>`;
+/// a storage archive is `archive of <path>`; what a restore is given on
+/// its standard input is logged under it as `    stdin: <line>`.
 const STUB: &str = r#"#!/bin/sh
 name=${0##*/}
 call="$name $*"
@@ -43,6 +48,22 @@ case $name in
     if [ -f "$last" ]; then
         sed 's/^/    /' "$last" >>"$STUB_LOG"
     fi
+    ;;
+docker)
+    for last in "$@"; do :; done
+    case $call in
+    *" exec -T "*"SELECT datname"*) printf '%s\n' ${STUB_DATABASES-dify dify_plugin postgres} ;;
+    *" exec -T "*"pg_dumpall --globals-only"*) printf '%s\n' '-- the roles, as the stub dumps them' ;;
+    *" exec -T "*"pg_dump --format=custom"*) printf 'dump of %s\n' "$last" ;;
+    *" --entrypoint tar "*)
+        prev=''
+        for arg in "$@"; do
+            if [ "$prev" = -C ]; then printf 'archive of %s\n' "$arg"; fi
+            prev=$arg
+        done
+        ;;
+    *" exec -T "*"pg_restore"* | *" --entrypoint sh "*) sed 's/^/    stdin: /' >>"$STUB_LOG" ;;
+    esac
     ;;
 *-save)
     printf '%s\n' '# saved by the stub' '*filter' ':INPUT ACCEPT [0:0]' ':DOCKER-USER - [0:0]' \
@@ -75,6 +96,9 @@ if [ -n "${STUB_SLOW:-}" ]; then
 fi
 if [ -n "${STUB_FAIL:-}" ]; then
     case $call in *"$STUB_FAIL"*) echo "stub: $name fails as told" >&2; exit 1 ;; esac
+fi
+if [ -n "${STUB_FAIL_TOO:-}" ]; then
+    case $call in *"$STUB_FAIL_TOO"*) echo "stub: $name fails as told" >&2; exit 1 ;; esac
 fi
 exit 0
 "#;
@@ -214,6 +238,8 @@ impl World {
             "STUB_BACKEND",
             "STUB_INFO_ERROR",
             "STUB_NO_JUMP",
+            "STUB_DATABASES",
+            "STUB_FAIL_TOO",
         ] {
             cmd.env_remove(var);
         }

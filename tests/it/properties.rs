@@ -127,6 +127,8 @@ const KEYS: &[&str] = &[
     "branch-prefix",
     "pull-interval",
     "confirm-timeout",
+    "keep-backups",
+    "report-applied",
     "argocd-namespace",
     "argocd-project",
     "cluster",
@@ -242,6 +244,8 @@ const PATHS: &[(&str, Ty)] = &[
     ("gitops.branch-prefix", Ty::Str),
     ("gitops.pull-interval", Ty::Str),
     ("gitops.confirm-timeout", Ty::Str),
+    ("gitops.keep-backups", Ty::Int),
+    ("gitops.report-applied", Ty::Bool),
     ("gitops.cluster", Ty::Str),
     ("gitops.argocd-project", Ty::Str),
 ];

@@ -129,6 +129,38 @@ fn a_missing_or_malformed_agent_conf_ends_the_run_before_it_starts() {
             "is not a site branch name",
             Some(branch),
         ),
+        (
+            good.replace(&line("KEEP_BACKUPS"), "KEEP_BACKUPS=0"),
+            "KEEP_BACKUPS '0' is not a whole number from 1 to 30",
+            Some(at("KEEP_BACKUPS")),
+        ),
+        (
+            good.replace(&line("KEEP_BACKUPS"), "KEEP_BACKUPS=31"),
+            "KEEP_BACKUPS '31' is not a whole number from 1 to 30",
+            Some(at("KEEP_BACKUPS")),
+        ),
+        (
+            good.replace(&line("BACKUP_DB"), "BACKUP_DB=db;rm"),
+            "BACKUP_DB 'db;rm' is not a compose service name",
+            Some(at("BACKUP_DB")),
+        ),
+        (
+            good.replace(&line("BACKUP_STORAGE"), "BACKUP_STORAGE=api:/app/../etc"),
+            "BACKUP_STORAGE 'api:/app/../etc' is not a list of service:/path",
+            Some(at("BACKUP_STORAGE")),
+        ),
+        (
+            good.replace(&line("BACKUP_STORAGE"), "BACKUP_STORAGE=api:relative"),
+            "is not a list of service:/path",
+            Some(at("BACKUP_STORAGE")),
+        ),
+        (
+            good.replace(&line("REPORT"), "REPORT=true"),
+            "REPORT 'true' is neither yes nor no",
+            Some(at("REPORT")),
+        ),
+        (without("REPORT"), "REPORT is not set", None),
+        (without("BACKUP_STORAGE"), "BACKUP_STORAGE is not set", None),
     ];
     for (conf, says, line) in cases {
         fs::write(&w.conf, &conf).unwrap();
