@@ -63,6 +63,8 @@ codes! {
     ExtendsDepth = "extends-depth",
     /// A key that only helm sites use is set on a compose site.
     HelmOnly = "helm-only",
+    /// A pinned plugin daemon, sandbox or agent image is not one the site's Dify release runs with.
+    ImageIncompatible = "image-incompatible",
     /// Two keys contradict each other (one enables what the other turns off).
     Inconsistent = "inconsistent",
     /// A value is not an IP address of the expected family.

@@ -6,6 +6,7 @@ mod audit;
 mod bad_input;
 mod build_rehearsal;
 mod cli;
+mod compat;
 mod concurrency;
 mod crash;
 mod dify_settings;
