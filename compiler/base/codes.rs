@@ -119,6 +119,8 @@ codes! {
     RedisEviction = "redis-eviction",
     /// Redis's memory limit leaves no room above `maxmemory`.
     RedisOverhead = "redis-overhead",
+    /// A site would go back to an older Dify release than its branch records, without `allow-downgrade`.
+    ReleaseDowngrade = "release-downgrade",
     /// A service's memory request is above its limit.
     RequestAboveLimit = "request-above-limit",
     /// A service Dify cannot run without is disabled.

@@ -27,6 +27,7 @@ mod properties;
 mod reference;
 mod rehearsal;
 mod rollout;
+mod rollout_release;
 mod secrets;
 mod squid;
 mod support;

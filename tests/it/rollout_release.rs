@@ -1,0 +1,186 @@
+//! Releases through the rollout, against real git repositories: an
+//! upgrade of the edge boxes' Dify goes canary first; a downgrade is
+//! refused (nothing moves) unless the profile allows it.
+
+use std::fs;
+use std::path::Path;
+
+use crate::rollout::{all_refs, json, merge, ok, run, text};
+use crate::support::{fleet_repo_at, git, refs};
+
+/// Set the edge boxes' Dify release (`profiles/edge-4gb.toml`), and add
+/// `extra` under its `[dify]`, and commit that on `main`.
+fn set_release(root: &Path, version: &str, extra: &str) {
+    let path = root.join("profiles/edge-4gb.toml");
+    let old = fs::read_to_string(&path).unwrap();
+    let start = old.find("[dify]\nversion = \"").unwrap();
+    let end = start + old[start..].find("\n\n").unwrap();
+    let new = format!("[dify]\nversion = \"{version}\"\n{extra}");
+    fs::write(
+        &path,
+        format!("{}{}{}", &old[..start], new.trim_end(), &old[end..]),
+    )
+    .unwrap();
+    git(
+        root,
+        &[
+            "commit",
+            "-q",
+            "-am",
+            &format!("edge boxes: Dify {version}"),
+        ],
+    );
+}
+
+/// A key of the manifest on a branch's tip.
+fn manifest_key(root: &Path, branch: &str, key: &str) -> serde_json::Value {
+    let manifest = git(root, &["show", &format!("{branch}:manifest.json")]);
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    manifest[key].clone()
+}
+
+/// Branches, tags and the applied refs, and where they point.
+fn every_ref(root: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut all = all_refs(root);
+    all.extend(refs(root, "refs/dify-cfg/"));
+    all
+}
+
+#[test]
+fn a_downgrade_is_refused_unless_the_profile_allows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fleet_repo_at(&tmp.path().join("fleet"), 0);
+    ok(&root, &["commit"]);
+    // The upgrade goes through.
+    set_release(&root, "1.16.1", "");
+    ok(&root, &["commit"]);
+    assert_eq!(
+        manifest_key(&root, "sites/clinic-07", "dify-version"),
+        "1.16.1"
+    );
+
+    // Back to 1.16.0: every clinic is refused, nothing moves; hq (on its
+    // own profile, unchanged) is not named.
+    set_release(&root, "1.16.0", "");
+    let before = every_ref(&root);
+    for (args, clinics) in [
+        (&["commit"][..], 10),
+        (&["commit", "--force"], 10),
+        (&["commit", "--dry-run"], 10),
+        (&["commit", "--pr", "--wave", "1"], 1),
+    ] {
+        let out = run(&root, args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(every_ref(&root), before, "{args:?} moved a ref");
+        for n in 1..=clinics {
+            let needle = format!(
+                "error[release-downgrade]: site `clinic-{n:02}` would go from Dify 1.16.1 back to Dify 1.16.0"
+            );
+            assert!(err.contains(&needle), "{args:?}: no `{needle}` in:\n{err}");
+        }
+        assert!(!err.contains("site `hq`"), "{err}");
+    }
+    assert!(!root.join("out/_rollout").exists());
+    let out = run(&root, &["commit", "--site", "clinic-01"]);
+    insta::assert_snapshot!("release_downgrade", text(&out.stderr));
+    let report = json(&run(
+        &root,
+        &["commit", "--format", "json", "--site", "clinic-01"],
+    ));
+    let d = &report["diagnostics"][0];
+    assert_eq!(d["code"], "release-downgrade", "{report}");
+    assert_eq!(d["location"]["path"], "profiles/edge-4gb.toml", "{report}");
+    assert_eq!(d["location"]["line"], 20, "{report}");
+
+    // Allowed on purpose: committed, and the manifest says so.
+    set_release(&root, "1.16.0", "allow-downgrade = true\n");
+    let explained = ok(&root, &["explain", "--site", "clinic-01", "dify"]);
+    assert!(
+        explained
+            .lines()
+            .any(|l| l.starts_with("dify.allow-downgrade = true ")
+                && l.ends_with("# profiles/edge-4gb.toml:21:19")),
+        "{explained}"
+    );
+    ok(&root, &["commit"]);
+    let after = refs(&root, "refs/heads/sites/");
+    assert_ne!(after["sites/clinic-01"], before["sites/clinic-01"]);
+    assert_eq!(after["sites/hq"], before["sites/hq"]);
+    assert_eq!(
+        manifest_key(&root, "sites/clinic-01", "dify-version"),
+        "1.16.0"
+    );
+    assert_eq!(
+        manifest_key(&root, "sites/clinic-01", "allow-downgrade"),
+        true
+    );
+    assert_eq!(
+        manifest_key(&root, "sites/hq", "allow-downgrade"),
+        serde_json::Value::Null
+    );
+    // The exception goes, and the branch stays where it is.
+    set_release(&root, "1.16.0", "");
+    ok(&root, &["commit"]);
+    assert_eq!(
+        manifest_key(&root, "sites/clinic-01", "allow-downgrade"),
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn an_upgrade_goes_to_the_canary_first_and_the_rest_wait_for_its_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fleet_repo_at(&tmp.path().join("fleet"), 0);
+    ok(&root, &["commit"]);
+    set_release(&root, "1.16.1", "");
+
+    // All waves at once: refused, with the command for the canary.
+    let before = every_ref(&root);
+    let out = run(&root, &["commit", "--pr"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`dify-cfg commit --pr --wave 1`"), "{err}");
+    assert_eq!(every_ref(&root), before);
+
+    let out = ok(&root, &["commit", "--pr", "--wave", "1"]);
+    assert!(out.contains("rollout/clinic-01: "), "{out}");
+    assert!(out.contains("rollout/hq: unchanged"), "{out}");
+    assert_eq!(
+        manifest_key(&root, "rollout/clinic-01", "dify-version"),
+        "1.16.1"
+    );
+    assert_eq!(
+        manifest_key(&root, "sites/clinic-01", "dify-version"),
+        "1.16.0"
+    );
+    let body = fs::read_to_string(root.join("out/_rollout/clinic-01.md")).unwrap();
+    assert!(body.contains("1.16.1"), "{body}");
+
+    // Wave 2 waits for the canary's merge, then goes.
+    let out = run(&root, &["commit", "--pr", "--wave", "2"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("rollout/clinic-01 (wave 1): ends in "),
+        "{err}"
+    );
+    assert!(
+        err.contains("held back: clinic-02 (wave 2), clinic-03 (wave 2), clinic-04 (wave 2)"),
+        "{err}"
+    );
+    assert!(!all_refs(&root).contains_key("rollout/clinic-02"));
+    merge(&root, "clinic-01", false);
+    ok(&root, &["commit", "--pr", "--wave", "2"]);
+    for site in ["clinic-02", "clinic-03", "clinic-04"] {
+        let rollout = format!("rollout/{site}");
+        assert_eq!(
+            manifest_key(&root, &rollout, "dify-version"),
+            "1.16.1",
+            "{site}"
+        );
+    }
+    // Wave 3 waits for wave 2.
+    let out = run(&root, &["commit", "--pr", "--wave", "3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
