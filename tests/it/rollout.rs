@@ -13,7 +13,7 @@ use crate::support::{assert_ok, dify_cfg, fleet_repo_at, git, git_output, refs, 
 
 /// A config repository of the example fleet, every site committed on its
 /// branch, then every clinic's inputs changed and committed on `main`.
-fn changed_fleet(tmp: &Path) -> PathBuf {
+pub(crate) fn changed_fleet(tmp: &Path) -> PathBuf {
     let root = fleet_repo_at(&tmp.join("fleet"), 0);
     ok(&root, &["commit"]);
     set_state(&root, 1);

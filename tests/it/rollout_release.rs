@@ -1,12 +1,16 @@
 //! Releases through the rollout, against real git repositories: an
 //! upgrade of the edge boxes' Dify goes canary first; a downgrade is
-//! refused (nothing moves) unless the profile allows it.
+//! refused (nothing moves) unless the profile allows it; a later wave also
+//! waits until the boxes of the earlier waves that report back have
+//! applied their merged site branches (`refs/dify-cfg/applied/<branch>`).
 
 use std::fs;
 use std::path::Path;
 
-use crate::rollout::{all_refs, json, merge, ok, run, text};
+use crate::rollout::{all_refs, changed_fleet, json, merge, ok, run, text};
 use crate::support::{fleet_repo_at, git, refs};
+
+const APPLIED: &str = "refs/dify-cfg/applied/sites/clinic-01";
 
 /// Set the edge boxes' Dify release (`profiles/edge-4gb.toml`), and add
 /// `extra` under its `[dify]`, and commit that on `main`.
@@ -183,4 +187,134 @@ fn an_upgrade_goes_to_the_canary_first_and_the_rest_wait_for_its_merge() {
     // Wave 3 waits for wave 2.
     let out = run(&root, &["commit", "--pr", "--wave", "3"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_later_wave_waits_until_the_earlier_waves_boxes_applied_what_was_merged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = changed_fleet(tmp.path());
+    // The canary's box reports back: it runs the site branch as it is.
+    let running = refs(&root, "refs/heads/sites/")["sites/clinic-01"].clone();
+    git(&root, &["update-ref", APPLIED, &running]);
+    ok(&root, &["commit", "--pr", "--wave", "1"]);
+    merge(&root, "clinic-01", false);
+    let merged = refs(&root, "refs/heads/sites/")["sites/clinic-01"].clone();
+
+    // Merged, not yet applied: wave 2 is held, nothing moves.
+    let before = every_ref(&root);
+    let out = run(&root, &["commit", "--pr", "--wave", "2"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for needle in [
+        "error: wave 2 waits for wave 1: these rollout branches are not merged into their site branches, or not yet applied by their sites' boxes:",
+        &format!(
+            "rollout/clinic-01 (wave 1): merged into `sites/clinic-01` (at {}), not yet applied: the box reports {} in `{APPLIED}`",
+            &merged[..12],
+            &running[..12]
+        ),
+        "held back: clinic-02 (wave 2), clinic-03 (wave 2), clinic-04 (wave 2)",
+        "wait until each box has applied its site branch",
+        "no branch moved",
+    ] {
+        assert!(err.contains(needle), "no `{needle}` in:\n{err}");
+    }
+    assert_eq!(every_ref(&root), before);
+    let out = run(
+        &root,
+        &["commit", "--pr", "--wave", "2", "--format", "json"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let report = json(&out);
+    let open = &report["waiting"]["open"][0];
+    assert_eq!(open["site"], "clinic-01", "{report}");
+    assert_eq!(open["unapplied"]["ref"], APPLIED, "{report}");
+    assert_eq!(open["unapplied"]["applied"], running.as_str(), "{report}");
+    assert_eq!(open["unapplied"]["site-tip"], merged.as_str(), "{report}");
+    // `--ignore-waves` still proposes regardless.
+    let dry = run(
+        &root,
+        &[
+            "commit",
+            "--pr",
+            "--wave",
+            "2",
+            "--ignore-waves",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+
+    // The box applied the merged commit: wave 2 is proposed.
+    git(&root, &["update-ref", APPLIED, &merged]);
+    ok(&root, &["commit", "--pr", "--wave", "2"]);
+
+    // Wave 2's boxes: clinic-02 reports the rollout commit it was
+    // squash-merged from (the same tree: applied), clinic-03 an older
+    // commit (held), clinic-04 does not report back (merged is enough).
+    for site in ["clinic-02", "clinic-03", "clinic-04"] {
+        merge(&root, site, true);
+    }
+    let rollout_02 = refs(&root, "refs/heads/rollout/")["rollout/clinic-02"].clone();
+    git(
+        &root,
+        &[
+            "update-ref",
+            "refs/dify-cfg/applied/sites/clinic-02",
+            &rollout_02,
+        ],
+    );
+    let old_03 = git(&root, &["rev-parse", "sites/clinic-03^"]);
+    git(
+        &root,
+        &[
+            "update-ref",
+            "refs/dify-cfg/applied/sites/clinic-03",
+            &old_03,
+        ],
+    );
+    let out = run(&root, &["commit", "--pr", "--wave", "3"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("rollout/clinic-03 (wave 2): merged into `sites/clinic-03`"),
+        "{err}"
+    );
+    assert!(!err.contains("clinic-02 (wave 2)"), "{err}");
+    assert!(!err.contains("clinic-04 (wave 2)"), "{err}");
+    // A box that ran ahead (a descendant of the tip) has applied it too.
+    let wt = tmp.path().join("ahead");
+    let wt_arg = wt.to_str().unwrap();
+    git(
+        &root,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            wt_arg,
+            "sites/clinic-03",
+        ],
+    );
+    git(
+        &wt,
+        &[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "a later commit the box fetched",
+        ],
+    );
+    let ahead = git(&wt, &["rev-parse", "HEAD"]);
+    git(&root, &["worktree", "remove", "--force", wt_arg]);
+    git(
+        &root,
+        &[
+            "update-ref",
+            "refs/dify-cfg/applied/sites/clinic-03",
+            &ahead,
+        ],
+    );
+    let out = ok(&root, &["commit", "--pr", "--wave", "3"]);
+    assert!(out.contains("rollout/clinic-10: "), "{out}");
 }
