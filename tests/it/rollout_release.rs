@@ -97,6 +97,29 @@ fn a_downgrade_is_refused_unless_the_profile_allows_it() {
     assert_eq!(d["location"]["path"], "profiles/edge-4gb.toml", "{report}");
     assert_eq!(d["location"]["line"], 20, "{report}");
 
+    // `diff` shows the change, and warns that `commit` refuses it.
+    let out = run(&root, &["diff", "--site", "clinic-01"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        text(&out.stdout).contains("+  \"dify-version\": \"1.16.0\""),
+        "{}",
+        text(&out.stdout)
+    );
+    for needle in [
+        "warning[release-downgrade]: site `clinic-01` would go from Dify 1.16.1 back to Dify 1.16.0",
+        " --> profiles/edge-4gb.toml:20:11",
+        "`dify-cfg commit` refuses this site (exit 2) until then",
+    ] {
+        assert!(err.contains(needle), "no `{needle}` in:\n{err}");
+    }
+    let report = json(&run(
+        &root,
+        &["diff", "--site", "clinic-01", "--format", "json"],
+    ));
+    assert_eq!(report["diagnostics"][0]["severity"], "warning", "{report}");
+    assert_eq!(report["sites"][0]["differs"], true, "{report}");
+
     // Allowed on purpose: committed, and the manifest says so.
     set_release(&root, "1.16.0", "allow-downgrade = true\n");
     let explained = ok(&root, &["explain", "--site", "clinic-01", "dify"]);
@@ -106,6 +129,12 @@ fn a_downgrade_is_refused_unless_the_profile_allows_it() {
             .any(|l| l.starts_with("dify.allow-downgrade = true ")
                 && l.ends_with("# profiles/edge-4gb.toml:21:19")),
         "{explained}"
+    );
+    let out = run(&root, &["diff", "--site", "clinic-01"]);
+    assert!(
+        !text(&out.stderr).contains("release-downgrade"),
+        "{}",
+        text(&out.stderr)
     );
     ok(&root, &["commit"]);
     let after = refs(&root, "refs/heads/sites/");
