@@ -63,6 +63,8 @@ codes! {
     ExtendsDepth = "extends-depth",
     /// A key that only helm sites use is set on a compose site.
     HelmOnly = "helm-only",
+    /// A pinned plugin daemon, sandbox or agent image is not one the site's Dify release runs with.
+    ImageIncompatible = "image-incompatible",
     /// Two keys contradict each other (one enables what the other turns off).
     Inconsistent = "inconsistent",
     /// A value is not an IP address of the expected family.
@@ -117,6 +119,8 @@ codes! {
     RedisEviction = "redis-eviction",
     /// Redis's memory limit leaves no room above `maxmemory`.
     RedisOverhead = "redis-overhead",
+    /// A site would go back to an older Dify release than its branch records, without `allow-downgrade`.
+    ReleaseDowngrade = "release-downgrade",
     /// A service's memory request is above its limit.
     RequestAboveLimit = "request-above-limit",
     /// A service Dify cannot run without is disabled.

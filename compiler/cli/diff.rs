@@ -6,12 +6,14 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::base::diagnostic::{Diagnostic, Diagnostics, Severity};
 use crate::cli::args::Format;
 use crate::cli::exit::{ExitCode, Failure};
 use crate::cli::output::{Output, Paint, Report, Text};
 use crate::driver::{Compiled, Selection};
 use crate::git::{Repo, short};
 use crate::gitops::changes::ChangeKind;
+use crate::gitops::downgrade::downgrade;
 use crate::gitops::{SiteDiff, diff_sites};
 
 /// What to compare.
@@ -43,17 +45,20 @@ pub fn run(root: &Path, opts: &DiffOptions, out: &Output) -> Result<DiffReport, 
     let compiled = Compiled::read(root);
     let chosen = out.chosen(&compiled, &opts.selection)?;
     let (color, format) = (out.color_stdout(), out.format);
-    let show = |d: &SiteDiff<'_>| match format {
-        Format::Text => Shown::Text(site_diff_text(d, opts.stat, color)),
-        Format::Json => Shown::Json(json!({
-            "site": d.site.site.name,
-            "branch": d.branch,
-            "tip": d.tip.map(|t| t.to_string()),
-            "differs": d.differs(),
-            "files": d.summary.files,
-            "risks": d.summary.risks,
-            "upgrade": d.summary.upgrade,
-        })),
+    let show = |d: &SiteDiff<'_>| {
+        let shown = match format {
+            Format::Text => Shown::Text(site_diff_text(d, opts.stat, color)),
+            Format::Json => Shown::Json(json!({
+                "site": d.site.site.name,
+                "branch": d.branch,
+                "tip": d.tip.map(|t| t.to_string()),
+                "differs": d.differs(),
+                "files": d.summary.files,
+                "risks": d.summary.risks,
+                "upgrade": d.summary.upgrade,
+            })),
+        };
+        (shown, downgrade_warning(d))
     };
     let shown = diff_sites(
         &repo,
@@ -63,11 +68,26 @@ pub fn run(root: &Path, opts: &DiffOptions, out: &Output) -> Result<DiffReport, 
         show,
     )
     .map_err(|e| out.gitops_failure(e, &compiled.inputs))?;
+    let mut warnings = Diagnostics::new();
+    for w in shown.iter().filter_map(|(_, (_, w))| w.clone()) {
+        warnings.push(w);
+    }
+    out.diagnostics(&warnings, &compiled.inputs);
     Ok(DiffReport {
         differs: shown.iter().any(|(d, _)| *d),
-        sites: shown.into_iter().map(|(_, s)| s).collect(),
+        sites: shown.into_iter().map(|(_, (s, _))| s).collect(),
         exit_code: opts.exit_code,
     })
+}
+
+/// A downgrade `commit` would refuse (`release-downgrade`), said as a
+/// warning beside the diff that shows it.
+fn downgrade_warning(d: &SiteDiff<'_>) -> Option<Diagnostic> {
+    let mut w = downgrade(d.site, &d.old, &d.branch)?;
+    w.severity = Severity::Warning;
+    w.notes
+        .push("`dify-cfg commit` refuses this site (exit 2) until then".into());
+    Some(w)
 }
 
 impl Report for DiffReport {

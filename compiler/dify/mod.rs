@@ -5,6 +5,7 @@
 //! are present.
 
 pub mod build;
+pub mod compat;
 pub mod helm;
 pub mod memory;
 pub mod release;
@@ -50,13 +51,16 @@ fn image(repository: &str, tag: &str) -> ImageRef {
     }
 }
 
-/// The default images for a supported release.
+/// The default images for a supported release: its plugin daemon,
+/// sandbox, agent backend and local sandbox from the compatibility lock
+/// (`compat.toml`), the rest pinned here.
 pub fn release_images(version: &str) -> ReleaseImages {
+    let locked = |key: &str| image(compat::repository(key), &compat::default_tag(version, key));
     ReleaseImages {
-        sandbox: image("langgenius/dify-sandbox", "0.2.15"),
-        plugin_daemon: image("langgenius/dify-plugin-daemon", "0.6.3-local"),
-        agent_backend: image("langgenius/dify-agent-backend", version),
-        local_sandbox: image("langgenius/dify-agent-local-sandbox", version),
+        sandbox: locked("sandbox"),
+        plugin_daemon: locked("plugin-daemon"),
+        agent_backend: locked("agent-backend"),
+        local_sandbox: locked("local-sandbox"),
         postgres_pgvector: image("pgvector/pgvector", "0.8.0-pg16"),
         postgres: image("postgres", "15-alpine"),
         redis: image("redis", "6-alpine"),

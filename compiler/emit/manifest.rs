@@ -38,6 +38,9 @@ struct Manifest<'a> {
     target: crate::model::Target,
     profile_chain: &'a [String],
     dify_version: &'a str,
+    /// `allow-downgrade`, `untested-images`: only when the site takes them.
+    #[serde(flatten)]
+    waivers: &'a crate::model::ReleaseWaivers,
     wave: u32,
     inputs: Vec<FileHash<'a>>,
     outputs: Vec<FileHash<'a>>,
@@ -92,6 +95,7 @@ pub fn with_manifest(
         target: site.target,
         profile_chain: &site.profile_chain,
         dify_version: &site.dify_version,
+        waivers: &site.waivers,
         wave: site.wave,
         inputs: inputs
             .iter()

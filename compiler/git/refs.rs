@@ -41,6 +41,23 @@ impl Repo {
         }
     }
 
+    /// The commit a ref that is not a branch points at (peeled), if the
+    /// ref exists: e.g. `refs/dify-cfg/applied/sites/clinic-01`, which a
+    /// site's pull agent pushes.
+    pub fn ref_commit(&self, name: &str) -> Result<Option<Oid>, GitError> {
+        match self.repo.find_reference(name) {
+            Ok(r) => ctx(r.peel_to_commit(), || {
+                format!("`{name}` does not point at a commit")
+            })
+            .map(|c| Some(c.id())),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(source) => Err(GitError::Git {
+                what: format!("cannot read `{name}`"),
+                source,
+            }),
+        }
+    }
+
     /// Branches whose names start with `prefix`, as (rest of the name, tip),
     /// sorted. Nested names (`prefix/a/b`) are not site branches.
     pub fn branches(&self, prefix: &str) -> Result<Vec<(String, Oid)>, GitError> {

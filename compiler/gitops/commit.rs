@@ -9,12 +9,14 @@ use std::collections::BTreeMap;
 use git2::Oid;
 use serde::Serialize;
 
+use crate::base::diagnostic::{Diagnostic, Diagnostics};
 use crate::driver::{Compiled, for_each_worked, input_digest};
 use crate::emit::{EmitError, OutDir, SiteTree};
 use crate::git::{GitError, Identity, RefUpdate, Repo, short};
 use crate::gitops::Error;
 use crate::gitops::branch::{DIRTY_TRAILER, ROLLOUT_DIR, managed_commit, site_branch};
 use crate::gitops::changes::{Files, Summary, summarize_tree};
+use crate::gitops::downgrade::downgrade;
 use crate::gitops::message::{Proposal, commit_message, pr_body, start_message};
 use crate::validate::ValidSite;
 
@@ -160,6 +162,9 @@ pub enum Outcome {
     Refused(String),
     /// Left alone without `--force`; the other sites go on.
     Skipped(Skipped),
+    /// Refused for a mistake of the site's inputs (a downgrade): nothing
+    /// moves.
+    Diagnosed(Diagnostic),
 }
 
 /// The per-site work of `commit`: read the branch, write the site's
@@ -271,6 +276,9 @@ impl Committer<'_> {
                 Some(t) => repo.tree_files(t)?,
                 None => Files::new(),
             };
+            if let Some(refused) = downgrade(v, &old, base.as_ref().unwrap_or(&branch)) {
+                return Ok(Outcome::Diagnosed(refused));
+            }
             (summarize_tree(&old, tree, &v.site), old.is_empty())
         };
         // The same files as a tip committed from uncommitted inputs are
@@ -394,6 +402,7 @@ fn start_branch(repo: &Repo, identity: &Identity, v: &ValidSite) -> Result<Oid, 
 pub struct Preparer {
     out: Prepared,
     refused: Vec<String>,
+    diagnosed: Diagnostics,
     details: bool,
 }
 
@@ -405,6 +414,7 @@ impl Preparer {
         Preparer {
             out: Prepared::default(),
             refused: Vec::new(),
+            diagnosed: Diagnostics::new(),
             details,
         }
     }
@@ -422,11 +432,15 @@ impl Preparer {
             }
             Outcome::Refused(why) => self.refused.push(why),
             Outcome::Skipped(skipped) => self.out.skipped.push(skipped),
+            Outcome::Diagnosed(d) => self.diagnosed.push(d),
         }
     }
 
     /// Everything prepared, in site order, or every refusal.
     pub fn finish(mut self) -> Result<Prepared, Error> {
+        if self.refused.is_empty() && !self.diagnosed.is_empty() {
+            return Err(Error::Render(self.diagnosed.sorted()));
+        }
         if self.refused.is_empty() {
             self.out.sites.sort_by(|a, b| a.site.cmp(&b.site));
             self.out.skipped.sort_by(|a, b| a.site.cmp(&b.site));

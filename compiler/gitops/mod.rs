@@ -11,6 +11,7 @@ pub mod branch;
 pub mod changes;
 pub mod commit;
 pub mod diff;
+pub mod downgrade;
 pub mod message;
 pub mod retire;
 pub mod rollout;

@@ -1,9 +1,13 @@
-//! Rollout waves: `commit --pr` proposes a site of wave N only when no
-//! site of an earlier wave has a rollout branch that is not merged into
-//! its site branch, and none is proposed by the same command. Merged: the
-//! rollout tip is in the site branch's history (fast-forward, merge
-//! commit), or the site branch's tip has the rollout tip's tree (squash,
-//! rebase). `--ignore-waves` skips the check.
+//! Rollout waves: `commit --pr` proposes a site of wave N only when every
+//! site of an earlier wave has its rollout merged and, where its box
+//! reports back, applied, and none is proposed by the same command.
+//! Merged: the rollout tip is in the site branch's history (fast-forward,
+//! merge commit), or the site branch's tip has the rollout tip's tree
+//! (squash, rebase). Applied: a box whose pull agent reports back pushes
+//! the commit it confirmed to `refs/dify-cfg/applied/<site branch>`; where
+//! that ref exists, it must be the site branch's tip, a descendant of it,
+//! or a commit with its tree. Where it does not, merged is enough (the box
+//! does not report back). `--ignore-waves` skips the check.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +34,26 @@ pub struct OpenRollout {
     pub tip: Option<String>,
     /// This very command would open or move it.
     pub proposed: bool,
+    /// Merged, but the site's box reports that it runs another commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unapplied: Option<Unapplied>,
+}
+
+/// Where a site's pull agent pushes the commit it applied and confirmed,
+/// followed by the site branch's name.
+pub const APPLIED_PREFIX: &str = "refs/dify-cfg/applied/";
+
+/// A merged rollout the site's box has not applied yet.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Unapplied {
+    /// `refs/dify-cfg/applied/<site branch>`.
+    #[serde(rename = "ref")]
+    pub applied_ref: String,
+    /// The commit the box reports it applied.
+    pub applied: String,
+    /// The site branch's tip, which it has not.
+    pub site_tip: String,
 }
 
 /// A site whose proposal waits for an earlier wave.
@@ -77,10 +101,15 @@ pub fn wave_hold(
         let base = site_branch(plan.branch_prefix, v);
         let tip = repo.tip(&branch)?;
         let proposing = proposed.contains_key(name);
+        let mut unapplied_by_box = None;
         if !proposing && tip.map_or(Ok(true), |t| merged(repo, t, &base))? {
-            continue;
+            unapplied_by_box = unapplied(repo, &base)?;
+            if unapplied_by_box.is_none() {
+                continue;
+            }
         }
         open.push(OpenRollout {
+            unapplied: unapplied_by_box,
             site: name.to_string(),
             wave: v.site.wave,
             branch,
@@ -115,6 +144,28 @@ fn merged(repo: &Repo, tip: Oid, base: &str) -> Result<bool, Error> {
     Ok(repo.commit_info(base_tip)?.tree == repo.commit_info(tip)?.tree)
 }
 
+/// Whether the box of the site branch `base` reports that it runs
+/// something else than the branch's tip: `None` when it does not report
+/// back (no `refs/dify-cfg/applied/<base>`) or runs the tip, a descendant
+/// of it, or a commit with the tip's tree.
+fn unapplied(repo: &Repo, base: &str) -> Result<Option<Unapplied>, Error> {
+    let applied_ref = format!("{APPLIED_PREFIX}{base}");
+    let (Some(applied), Some(site_tip)) = (repo.ref_commit(&applied_ref)?, repo.tip(base)?) else {
+        return Ok(None);
+    };
+    if applied == site_tip
+        || repo.is_ancestor(site_tip, applied)?
+        || repo.commit_info(applied)?.tree == repo.commit_info(site_tip)?.tree
+    {
+        return Ok(None);
+    }
+    Ok(Some(Unapplied {
+        applied_ref,
+        applied: applied.to_string(),
+        site_tip: site_tip.to_string(),
+    }))
+}
+
 /// At most ten items, then how many more there are.
 fn first_ten(items: impl ExactSizeIterator<Item = String>) -> Vec<String> {
     let n = items.len();
@@ -134,21 +185,33 @@ impl std::fmt::Display for WaveHold {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let unapplied = self.open.iter().any(|o| o.unapplied.is_some());
         writeln!(
             f,
-            "wave {} waits for wave {}: these rollout branches are not merged into their site branches:",
+            "wave {} waits for wave {}: these rollout branches are not merged into their site branches{}:",
             waves(&mut self.held.iter().map(|h| h.wave)),
             waves(&mut self.open.iter().map(|o| o.wave)),
+            if unapplied {
+                ", or not yet applied by their sites' boxes"
+            } else {
+                ""
+            },
         )?;
+        let short = |t: &str| t.get(..12).unwrap_or(t).to_string();
         let open = self.open.iter().map(|o| {
-            let state = match (&o.tip, o.proposed) {
-                (_, true) => "this command would propose it".to_string(),
-                (Some(t), false) => format!(
-                    "ends in {}, not merged into `{}`",
-                    t.get(..12).unwrap_or(t),
-                    o.base
+            let state = match (&o.tip, o.proposed, &o.unapplied) {
+                (_, false, Some(u)) => format!(
+                    "merged into `{}` (at {}), not yet applied: the box reports {} in `{}`",
+                    o.base,
+                    short(&u.site_tip),
+                    short(&u.applied),
+                    u.applied_ref
                 ),
-                (None, false) => format!("not merged into `{}`", o.base),
+                (_, true, _) => "this command would propose it".to_string(),
+                (Some(t), false, None) => {
+                    format!("ends in {}, not merged into `{}`", short(t), o.base)
+                }
+                (None, false, None) => format!("not merged into `{}`", o.base),
             };
             format!("  {} (wave {}): {state}", o.branch, o.wave)
         });
@@ -170,6 +233,7 @@ impl std::fmt::Display for WaveHold {
             Some(w) => format!(
                 "propose one wave at a time (`dify-cfg commit --pr --wave {w}`), merge its pull requests, then the next wave"
             ),
+            None if unapplied => "merge those pull requests first (for one closed unmerged, delete its rollout branch) and wait until each box has applied its site branch (its pull agent pushes what it applied to `refs/dify-cfg/applied/<site branch>`; fetch those refs), then run this again".to_string(),
             None => "merge those pull requests first (for one closed unmerged, delete its rollout branch), then run this again".to_string(),
         };
         write!(

@@ -63,6 +63,12 @@ pub enum Target {
 pub struct DifyLayer {
     /// The Dify release, e.g. `1.16.0`.
     pub version: Option<S<String>>,
+    /// `commit` may put an older release on the site branch than its tip
+    /// records.
+    pub allow_downgrade: Option<S<bool>>,
+    /// Pinned plugin daemon, sandbox or agent images outside the release's
+    /// compatibility lock are a warning, not an error.
+    pub allow_untested_images: Option<S<bool>>,
 }
 
 /// Where an image comes from. Unset parts default to Dify's own choice for

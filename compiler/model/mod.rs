@@ -28,6 +28,8 @@ pub struct Site {
     pub description: String,
     pub target: Target,
     pub dify_version: String,
+    /// What `[dify]` lets through that the release's lock would refuse.
+    pub waivers: ReleaseWaivers,
     pub images: Shared<Images>,
     pub build: Shared<Build>,
     /// The box; `None` for helm sites, which run on a cluster.
@@ -48,6 +50,21 @@ pub struct Site {
     pub wave: u32,
     pub labels: BTreeMap<String, String>,
     pub gitops: Shared<Gitops>,
+}
+
+/// The site's explicit exceptions to its release's rules (`[dify]`), each
+/// recorded in the manifest when taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ReleaseWaivers {
+    /// `allow-downgrade`: `commit` may put an older release on the site
+    /// branch than its tip records.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_downgrade: bool,
+    /// `allow-untested-images`: each pinned image outside the release's
+    /// compatibility lock, as `<key> <repository>:<tag>` (a warning).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untested_images: Vec<String>,
 }
 
 /// A part of a [`Site`] that the sites of a profile usually have alike:

@@ -107,6 +107,7 @@ pub fn edge() -> Site {
         description: "Branch clinic 01".into(),
         target: Target::Compose,
         dify_version: "1.16.0".into(),
+        waivers: ReleaseWaivers::default(),
         images: img.into(),
         build: build().into(),
         device: Some(Device {

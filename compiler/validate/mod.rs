@@ -8,6 +8,7 @@
 mod agent_proxy;
 mod autoscaling;
 mod budget;
+mod compat;
 mod connections;
 mod context;
 mod database;
@@ -58,6 +59,9 @@ pub struct ValidSite {
     /// Where the site's host name was set (none when it is a default),
     /// for fleet checks.
     pub hostname_span: Option<Span>,
+    /// Where the site's Dify release was set (its `profile = ...` line
+    /// when it is the default), for `commit`'s downgrade check.
+    pub release_span: Span,
     /// The files the site was compiled from: its profiles, root first, then
     /// the site file (the manifest's inputs, with the templates).
     pub chain_files: Vec<crate::base::source::FileId>,
@@ -125,6 +129,9 @@ fn validate(
     let vector_store = database::vector_store(cx, layer);
     let release_images = dify::release_images(&dify_version);
     let images = images::images(cx, layer, &release_images, vector_store);
+    let waivers = compat::waivers(cx, layer, &dify_version, &images);
+    let release_span = (layer.dify.as_ref().and_then(|d| d.version.as_ref()))
+        .map_or_else(|| cx.anchor.clone(), |v| v.span());
     let build = images::build(cx, layer, &release_images, target);
     let device = device::device(cx, layer, target);
     let features = settings::features(cx, layer);
@@ -186,6 +193,7 @@ fn validate(
         description,
         target,
         dify_version,
+        waivers,
         images: images.into(),
         build: build.into(),
         device,
@@ -214,6 +222,7 @@ fn validate(
         defaults,
         lan_span,
         hostname_span,
+        release_span,
         chain_files: rs.chain_files.clone(),
     })
 }

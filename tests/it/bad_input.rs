@@ -701,6 +701,11 @@ fn every_bad_input_is_rejected_at_its_place() {
 /// can show them, each with the unit test that does.
 const NOT_FROM_INPUTS: &[(&str, &str)] = &[
     (
+        "release-downgrade",
+        "needs a site branch whose tip records a newer release than the inputs; \
+         tests/it/rollout_release.rs: a_downgrade_is_refused_unless_the_profile_allows_it",
+    ),
+    (
         "template-missing",
         "the built-in templates fill in every template a root lacks; \
          render/tests.rs: a_template_set_without_an_output_kind_is_refused",

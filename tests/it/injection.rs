@@ -74,6 +74,13 @@ fn set(t: &mut Table, path: &str, v: Value) {
     cur.insert(last.to_string(), v);
 }
 
+/// `[dify] allow-untested-images = true`: a sandbox tag outside the
+/// release's compatibility lock is a warning, and the tag reaches the
+/// outputs.
+fn untested(t: &mut Table) {
+    set(t, "dify.allow-untested-images", Value::Boolean(true));
+}
+
 fn s(v: &str) -> Value {
     Value::String(v.to_string())
 }
@@ -255,7 +262,10 @@ fn fields() -> Vec<Field> {
         field!("platform", c, "linux/arm64", |t, v| {
             set(t, "build.platforms", Value::Array(vec![s(v)]))
         }),
+        // A tag other than the release's own needs `allow-untested-images`
+        // (the compatibility lock), which these fields set.
         field!("image repository", c, "benign/dify-sandbox", |t, v| {
+            untested(t);
             set(
                 t,
                 "images.sandbox",
@@ -263,6 +273,7 @@ fn fields() -> Vec<Field> {
             )
         }),
         field!("image tag", c, "0.2.12-benign", |t, v| {
+            untested(t);
             set(
                 t,
                 "images.sandbox",
@@ -270,6 +281,7 @@ fn fields() -> Vec<Field> {
             )
         }),
         field!("image tag (helm)", h, "0.2.12-benign", |t, v| {
+            untested(t);
             set(
                 t,
                 "images.sandbox",

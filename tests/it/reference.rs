@@ -223,6 +223,41 @@ fn default_images_are_the_releases_own() {
     }
 }
 
+/// The compatibility lock is each release's own: the first combination of
+/// a release names the plugin daemon, sandbox, agent backend and local
+/// sandbox its compose file and compose template run, and every supported
+/// release is locked.
+#[test]
+fn the_compatibility_lock_is_each_releases_own() {
+    use dify_cfg::internals::dify_facts::SUPPORTED_RELEASES;
+    use dify_cfg::internals::dify_facts::compat::{COMPONENTS, combinations};
+    let Some(reference) = support::reference() else {
+        return;
+    };
+    for release in SUPPORTED_RELEASES {
+        let docker = reference.join("dify").join(release).join("source/docker");
+        let locked = combinations(release);
+        assert!(!locked.is_empty(), "Dify {release} is not in compat.toml");
+        for file in ["docker-compose.yaml", "docker-compose-template.yaml"] {
+            let text = std::fs::read_to_string(docker.join(file)).unwrap();
+            let compose: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+            for (key, repository) in COMPONENTS {
+                let service = key.replace('-', "_");
+                let image = compose["services"][&service]["image"].as_str();
+                let image = image.unwrap_or_else(|| panic!("{file} of {release}: no {service}"));
+                assert_eq!(
+                    split_image(image),
+                    (
+                        repository.to_string(),
+                        locked[0].tag(key).unwrap().to_string()
+                    ),
+                    "Dify {release}'s {file}: {service}"
+                );
+            }
+        }
+    }
+}
+
 /// The ports, paths, user id and Redis databases the compiler wires the
 /// services with are the ones Dify's deployment uses.
 #[test]

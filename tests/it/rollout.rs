@@ -13,7 +13,7 @@ use crate::support::{assert_ok, dify_cfg, fleet_repo_at, git, git_output, refs, 
 
 /// A config repository of the example fleet, every site committed on its
 /// branch, then every clinic's inputs changed and committed on `main`.
-fn changed_fleet(tmp: &Path) -> PathBuf {
+pub(crate) fn changed_fleet(tmp: &Path) -> PathBuf {
     let root = fleet_repo_at(&tmp.join("fleet"), 0);
     ok(&root, &["commit"]);
     set_state(&root, 1);
@@ -21,26 +21,26 @@ fn changed_fleet(tmp: &Path) -> PathBuf {
     root
 }
 
-fn run(root: &Path, args: &[&str]) -> Output {
+pub(crate) fn run(root: &Path, args: &[&str]) -> Output {
     dify_cfg(args, root)
 }
 
-fn ok(root: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(root: &Path, args: &[&str]) -> String {
     let out = assert_ok(run(root, args), &format!("dify-cfg {args:?}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn json(out: &Output) -> serde_json::Value {
+pub(crate) fn json(out: &Output) -> serde_json::Value {
     let s = text(&out.stdout);
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
 /// Every branch and tag, and where it points.
-fn all_refs(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn all_refs(root: &Path) -> BTreeMap<String, String> {
     let mut all = refs(root, "refs/heads/");
     all.extend(refs(root, "refs/tags/"));
     all
@@ -48,7 +48,7 @@ fn all_refs(root: &Path) -> BTreeMap<String, String> {
 
 /// Merge `rollout/<site>` into `sites/<site>` as a forge does: with a
 /// merge commit, or squashed into one commit of its own.
-fn merge(root: &Path, site: &str, squash: bool) {
+pub(crate) fn merge(root: &Path, site: &str, squash: bool) {
     let wt = root.parent().unwrap().join(format!("merge-{site}"));
     let wt_arg = wt.to_str().unwrap();
     let (base, head) = (format!("sites/{site}"), format!("rollout/{site}"));
