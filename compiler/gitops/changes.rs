@@ -18,7 +18,7 @@ use crate::emit::SiteTree;
 use crate::model::Site;
 use crate::plan::{HELM_VALUES_FILE, NGINX_FILE, RULES_V4_FILE, RULES_V6_FILE, SQUID_FILE};
 use exposure::{Route, names_a_port, opening};
-pub use upgrade::{ImageChange, Upgrade};
+pub use upgrade::{ImageChange, Upgrade, recorded_release};
 
 /// A site's files: relative path to bytes.
 pub type Files = BTreeMap<String, Vec<u8>>;

@@ -8,14 +8,8 @@
 use crate::base::codes::Code;
 use crate::base::diagnostic::Diagnostic;
 use crate::dify::compat::release_order;
-use crate::gitops::changes::Files;
+use crate::gitops::changes::{Files, recorded_release};
 use crate::validate::ValidSite;
-
-/// The release a site tree's `manifest.json` records (`dify-version`).
-pub fn recorded_release(files: &Files) -> Option<String> {
-    let manifest: serde_json::Value = serde_json::from_slice(files.get("manifest.json")?).ok()?;
-    Some(manifest.get("dify-version")?.as_str()?.to_string())
-}
 
 /// `release-downgrade`: the site branch `branch` records (in its tip's
 /// `old` files) a newer release than the site renders now, and the site

@@ -100,17 +100,10 @@ impl Origin {
     }
 }
 
-/// Where a tree records what it was rendered from.
-const MANIFEST_FILE: &str = "manifest.json";
-
-/// The Dify release a tree was rendered for (its manifest's
-/// `dify-version`), read without parsing the whole manifest.
-fn release_of(files: &Files) -> Option<String> {
-    let text = std::str::from_utf8(files.get(MANIFEST_FILE)?).ok()?;
-    let at = text.find("\"dify-version\"")? + "\"dify-version\"".len();
-    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
-    let rest = rest.strip_prefix('"')?;
-    Some(rest[..rest.find('"')?].to_string())
+/// The Dify release a site tree's `manifest.json` records (`dify-version`).
+pub fn recorded_release(files: &Files) -> Option<String> {
+    let manifest: serde_json::Value = serde_json::from_slice(files.get("manifest.json")?).ok()?;
+    Some(manifest.get("dify-version")?.as_str()?.to_string())
 }
 
 /// The Upgrade section, when the two trees' releases differ (both known
@@ -123,7 +116,7 @@ pub(super) fn upgrade(
     images: Vec<ImageChange>,
     site: Option<&Site>,
 ) -> Option<Box<Upgrade>> {
-    let (from, to) = (release_of(old)?, release_of(new)?);
+    let (from, to) = (recorded_release(old)?, recorded_release(new)?);
     if from == to {
         return None;
     }
@@ -536,7 +529,7 @@ mod tests {
     fn tree(release: &str, env: &str, compose: &str) -> Files {
         let mut f = Files::new();
         f.insert(
-            MANIFEST_FILE.into(),
+            "manifest.json".into(),
             format!(
                 "{{\n  \"site\": \"x\",\n  \"dify-version\": \"{release}\",\n  \"wave\": 1\n}}\n"
             )
@@ -553,7 +546,7 @@ mod tests {
     #[test]
     fn the_same_release_has_no_section() {
         let a = tree("1.16.0", "A='1'\n", OLD_COMPOSE);
-        assert_eq!(release_of(&a).as_deref(), Some("1.16.0"));
+        assert_eq!(recorded_release(&a).as_deref(), Some("1.16.0"));
         assert!(upgrade(&a, &a, None, Vec::new(), None).is_none());
         assert!(upgrade(&Files::new(), &a, None, Vec::new(), None).is_none());
     }
