@@ -43,8 +43,9 @@ pub const TELEMETRY_ENDPOINTS: &[(&str, &str)] = &[
 ];
 
 /// Whether the release's api sends community telemetry unless told not to.
+/// (Its settings read the opt-out, `DISABLE_TELEMETRY`.)
 pub fn sends_telemetry(release: &str) -> bool {
-    super::service_env::reads_telemetry_opt_out(release)
+    release_env_names(release).contains("DISABLE_TELEMETRY")
 }
 
 type Lists = Vec<(&'static str, BTreeSet<&'static str>)>;

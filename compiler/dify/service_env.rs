@@ -112,11 +112,6 @@ pub const API_READ_ELSEWHERE: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Whether the release's api sends community telemetry unless told not to.
-pub fn reads_telemetry_opt_out(release: &str) -> bool {
-    super::release_env_names(release).contains("DISABLE_TELEMETRY")
-}
-
 /// Whether the release's web entrypoint derives `NEXT_PUBLIC_WEB_PREFIX`
 /// (which the web validates as a URL) from `CONSOLE_WEB_URL`.
 pub fn web_reads_console_web_url(release: &str) -> bool {
