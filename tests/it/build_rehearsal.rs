@@ -1,6 +1,6 @@
 //! A build rehearsal of every generated Dockerfile, without Docker: each
 //! bake target of the example fleet, and of a copy where clinic-01 and hq
-//! run Dify 1.16.1, is played against the release's real tree
+//! run Dify 1.16.0 (the fleet runs 1.16.1), is played against the release's real tree
 //! (`reference/dify/<tag>/tree.txt`) through its `.dockerignore`:
 //!
 //! a. every `COPY` from the context finds its source, not excluded;
@@ -497,7 +497,8 @@ fn web_starts(prod: &Stage, rel: &Release, layout: &BuildLayout) -> Vec<String> 
     problems
 }
 
-/// The example fleet, and a copy whose clinic-01 and hq run 1.16.1.
+/// The example fleet (on 1.16.1), and a copy whose clinic-01 and hq run
+/// 1.16.0, the release before.
 fn fleets() -> Vec<Target> {
     let mut all = targets(support::repo());
     let tmp = tempfile::tempdir().unwrap();
@@ -505,12 +506,12 @@ fn fleets() -> Vec<Target> {
     for site in ["clinic-01", "hq"] {
         let p = tmp.path().join(format!("sites/{site}.toml"));
         let mut text = std::fs::read_to_string(&p).unwrap();
-        text.push_str("\n[dify]\nversion = \"1.16.1\"\n");
+        text.push_str("\n[dify]\nversion = \"1.16.0\"\n");
         std::fs::write(&p, text).unwrap();
     }
     let variant = targets(tmp.path());
-    assert!(variant.iter().any(|t| t.release == "1.16.1" && t.api));
-    assert!(variant.iter().any(|t| t.release == "1.16.1" && !t.api));
+    assert!(variant.iter().any(|t| t.release == "1.16.0" && t.api));
+    assert!(variant.iter().any(|t| t.release == "1.16.0" && !t.api));
     for t in variant {
         if !all.iter().any(|a| a.name == t.name) {
             all.push(t);

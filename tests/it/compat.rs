@@ -44,7 +44,7 @@ fn an_image_outside_the_lock_is_refused_unless_allowed_and_then_recorded() {
     let out = dify_cfg(&["build"], root);
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("error[image-incompatible]: `images.plugin-daemon` pins `0.6.4-local`, which Dify 1.16.0 is not known to run with"), "{text}");
+    assert!(text.contains("error[image-incompatible]: `images.plugin-daemon` pins `0.6.4-local`, which Dify 1.16.1 is not known to run with"), "{text}");
     assert!(text.contains(" --> sites/clinic-02.toml:18:7"), "{text}");
     assert_eq!(text.matches("error[").count(), 1, "{text}");
     assert!(!root.join("out").exists(), "a refused build wrote out/");
@@ -99,17 +99,16 @@ fn an_upgrade_that_keeps_the_old_releases_agent_pin_is_refused() {
     let root = tmp.path();
     copy_fleet(root);
     // On 1.16.0 the pin is the release's own image.
+    let cloud = root.join("profiles/cloud.toml");
+    let text = fs::read_to_string(&cloud).unwrap();
+    let held = text.replacen("version = \"1.16.1\"", "version = \"1.16.0\"", 1);
+    assert_ne!(held, text, "the cloud profile is on 1.16.1");
+    fs::write(&cloud, held).unwrap();
     add_to_site(root, "hq", "\n[images.agent-backend]\ntag = \"1.16.0\"\n");
     let out = dify_cfg(&["check"], root);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     // hq moves to 1.16.1 with it: refused, naming 1.16.1's combination.
-    let cloud = root.join("profiles/cloud.toml");
-    let text = fs::read_to_string(&cloud).unwrap();
-    fs::write(
-        &cloud,
-        text.replacen("version = \"1.16.0\"", "version = \"1.16.1\"", 1),
-    )
-    .unwrap();
+    fs::write(&cloud, text).unwrap();
     let out = dify_cfg(&["check"], root);
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");

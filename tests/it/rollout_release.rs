@@ -54,6 +54,8 @@ fn every_ref(root: &Path) -> std::collections::BTreeMap<String, String> {
 fn a_downgrade_is_refused_unless_the_profile_allows_it() {
     let tmp = tempfile::tempdir().unwrap();
     let root = fleet_repo_at(&tmp.path().join("fleet"), 0);
+    // The edge boxes as they were before the fleet moved to 1.16.1.
+    set_release(&root, "1.16.0", "");
     ok(&root, &["commit"]);
     // The upgrade goes through.
     set_release(&root, "1.16.1", "");
@@ -165,6 +167,7 @@ fn a_downgrade_is_refused_unless_the_profile_allows_it() {
 fn an_upgrade_goes_to_the_canary_first_and_the_rest_wait_for_its_merge() {
     let tmp = tempfile::tempdir().unwrap();
     let root = fleet_repo_at(&tmp.path().join("fleet"), 0);
+    set_release(&root, "1.16.0", "");
     ok(&root, &["commit"]);
     set_release(&root, "1.16.1", "");
 

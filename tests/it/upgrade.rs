@@ -1,6 +1,6 @@
 //! A Dify release change as a reviewed diff: the example fleet committed
-//! on its site branches, then the clinics' profile moved from 1.16.0 to
-//! 1.16.1. `diff` (text and JSON), the commit message and the pull
+//! on its site branches as it was on 1.16.0, then the clinics' profile
+//! moved to 1.16.1, as the fleet was. `diff` (text and JSON), the commit message and the pull
 //! request `commit --pr` writes carry an Upgrade section computed from the
 //! release facts and the two trees; a site whose release does not change
 //! has none.
@@ -40,17 +40,34 @@ fn edit(root: &Path, rel: &str, from: &str, to: &str) {
     fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
 
-/// The example fleet on its site branches, then on `main`: the clinics'
-/// profile on Dify 1.16.1 with a setting only 1.16.1 reads, clinic-01
-/// with a 1.16.1 secret, clinic-02 with egress to internet addresses, and
-/// the head office (still on 1.16.0) with a new description.
+/// The example fleet as it was before its move to 1.16.1 (its edge and
+/// cloud profiles on 1.16.0) on its site branches, then on `main`: the
+/// edge profile, which the clinics extend, on Dify 1.16.1 with a setting
+/// only 1.16.1 reads, clinic-01 with a 1.16.1 secret, clinic-02 with
+/// egress to internet addresses, and the head office (still on 1.16.0)
+/// with a new description.
 fn upgraded_fleet(tmp: &Path) -> PathBuf {
     let root = fleet_repo_at(&tmp.join("fleet"), 0);
+    for profile in ["profiles/edge-4gb.toml", "profiles/cloud.toml"] {
+        edit(
+            &root,
+            profile,
+            "version = \"1.16.1\"",
+            "version = \"1.16.0\"",
+        );
+    }
+    git(&root, &["commit", "-q", "-am", "the fleet on Dify 1.16.0"]);
     ok(&root, &["commit"]);
+    edit(
+        &root,
+        "profiles/edge-4gb.toml",
+        "version = \"1.16.0\"",
+        "version = \"1.16.1\"",
+    );
     append(
         &root,
         "profiles/multi-branch.toml",
-        "\n[dify]\nversion = \"1.16.1\"\n\n[env]\nKNOWLEDGE_FS_TIMEOUT_SECONDS = 30\n",
+        "\n[env]\nKNOWLEDGE_FS_TIMEOUT_SECONDS = 30\n",
     );
     append(
         &root,

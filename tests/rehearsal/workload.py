@@ -4,6 +4,7 @@
     workload.py console    --base URL [--host NAME] [--cacert FILE] --state PATH
                            [--llm-endpoint URL] [--llm-api-key KEY]
     workload.py completion --base URL [--host NAME] [--cacert FILE] --state PATH
+    workload.py kept       --base URL [--host NAME] [--cacert FILE] --state PATH
 
 --base is where the site's nginx is reached (http://10.20.1.10,
 https://10.20.1.10); --host is the site's name, sent as the Host header and,
@@ -21,6 +22,11 @@ with high quality (the stub's embeddings) from an uploaded text file, a wait
 for the worker to report the document indexed, and a hit test that must
 return the document's segment (so pgvector holds its embedding). It writes
 what the public part needs to the state file.
+
+kept (from the admin network, after an upgrade or a restore): what console
+wrote is still there and served: the console login, the app with its model,
+the uploaded file's text (read back from the api's storage), the document
+indexed, and the hit test finding its segment again.
 
 completion (from the LAN): POST /v1/completion-messages with the app's key,
 blocking, then streaming; the answer must be the stub's echo of the prompt,
@@ -211,6 +217,31 @@ def save_state(path, state):
     os.replace(tmp, path)
 
 
+def login(c):
+    password = base64.b64encode(ADMIN["password"].encode()).decode()
+    resp = c.request("POST", "/console/api/login",
+                     {"email": ADMIN["email"], "password": password, "remember_me": True})
+    body = expect(resp, 200)
+    if body.get("result") != "success" or not c.csrf():
+        raise StepFailed(resp.status, {"body": body, "cookies": sorted(c.cookies)})
+    profile = expect(c.request("GET", "/console/api/account/profile"), 200)
+    return resp.status, {"result": body["result"], "cookies": sorted(c.cookies), "account": profile.get("email")}
+
+
+def hit_testing(c, state):
+    resp = c.request("POST", f"/console/api/datasets/{state['dataset_id']}/hit-testing",
+                     {"query": QUERY, "retrieval_model": RETRIEVAL})
+    body = expect(resp, 200)
+    records = body.get("records") or []
+    hits = [r for r in records if MARKER in ((r.get("segment") or {}).get("content") or "")]
+    if not hits:
+        raise StepFailed(resp.status, {"query": QUERY, "marker": MARKER, "body": body})
+    best = hits[0]
+    return resp.status, {"query": QUERY, "records": len(records), "score": best.get("score"),
+                         "document_id": (best.get("segment") or {}).get("document_id"),
+                         "segment": best["segment"]["content"][:120]}
+
+
 def console(args):
     c = Client(args.base, args.host, args.cacert)
     run_id = time.strftime("%Y%m%d-%H%M%S")
@@ -231,16 +262,6 @@ def console(args):
             return 200, {"setup": "already finished", "setup_at": status.get("setup_at")}
         body = expect(c.request("POST", "/console/api/setup", ADMIN), 201)
         return 201, {"result": body.get("result"), "email": ADMIN["email"]}
-
-    def login():
-        password = base64.b64encode(ADMIN["password"].encode()).decode()
-        resp = c.request("POST", "/console/api/login",
-                         {"email": ADMIN["email"], "password": password, "remember_me": True})
-        body = expect(resp, 200)
-        if body.get("result") != "success" or not c.csrf():
-            raise StepFailed(resp.status, {"body": body, "cookies": sorted(c.cookies)})
-        profile = expect(c.request("GET", "/console/api/account/profile"), 200)
-        return resp.status, {"result": body["result"], "cookies": sorted(c.cookies), "account": profile.get("email")}
 
     def model_provider():
         path = f"/console/api/workspaces/current/model-providers/{PROVIDER}/models/credentials"
@@ -361,29 +382,52 @@ def console(args):
                                                "timeout": time.monotonic() > deadline})
             time.sleep(0.5)
 
-    def hit_testing():
-        resp = c.request("POST", f"/console/api/datasets/{state['dataset_id']}/hit-testing",
-                         {"query": QUERY, "retrieval_model": RETRIEVAL})
-        body = expect(resp, 200)
-        records = body.get("records") or []
-        hits = [r for r in records if MARKER in ((r.get("segment") or {}).get("content") or "")]
-        if not hits:
-            raise StepFailed(resp.status, {"query": QUERY, "marker": MARKER, "body": body})
-        best = hits[0]
-        return resp.status, {"query": QUERY, "records": len(records), "score": best.get("score"),
-                             "document_id": (best.get("segment") or {}).get("document_id"),
-                             "segment": best["segment"]["content"][:120]}
-
     run_steps([
         ("setup", setup),
-        ("login", login),
+        ("login", lambda: login(c)),
         ("model_provider", model_provider),
         ("app", app),
         ("app_key", app_key),
         ("upload", upload),
         ("dataset", dataset),
         ("indexing", indexing),
-        ("hit_testing", hit_testing),
+        ("hit_testing", lambda: hit_testing(c, state)),
+    ])
+
+
+def kept(args):
+    with open(args.state) as f:
+        state = json.load(f)
+    c = Client(args.base, args.host, args.cacert)
+
+    def app():
+        detail = expect(c.request("GET", f"/console/api/apps/{state['app_id']}"), 200)
+        model = ((detail.get("model_config") or {}).get("model") or {})
+        if model.get("provider") != PROVIDER or model.get("name") != LLM_MODEL:
+            raise StepFailed(200, {"model_config": detail.get("model_config")})
+        return 200, {"app_id": detail.get("id"), "name": detail.get("name"), "model": model.get("name")}
+
+    def file():
+        resp = c.request("GET", f"/console/api/files/{state['file_id']}/preview")
+        body = expect(resp, 200)
+        if MARKER not in (body.get("content") or ""):
+            raise StepFailed(resp.status, {"marker": MARKER, "body": body})
+        return resp.status, {"file_id": state["file_id"], "content": body["content"][:120]}
+
+    def document():
+        path = f"/console/api/datasets/{state['dataset_id']}/documents/{state['document_id']}/indexing-status"
+        body = expect(c.request("GET", path), 200)
+        if body.get("indexing_status") != "completed":
+            raise StepFailed(200, {"body": body})
+        return 200, {"indexing_status": body["indexing_status"],
+                     "segments": f"{body.get('completed_segments')}/{body.get('total_segments')}"}
+
+    run_steps([
+        ("login", lambda: login(c)),
+        ("app", app),
+        ("file", file),
+        ("document", document),
+        ("hit_testing", lambda: hit_testing(c, state)),
     ])
 
 
@@ -431,7 +475,7 @@ def completion(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["console", "completion"])
+    parser.add_argument("step", choices=["console", "kept", "completion"])
     parser.add_argument("--base", required=True, help="the site's nginx, e.g. http://10.20.1.10")
     parser.add_argument("--host", help="the site's name: the Host header and the certificate's name")
     parser.add_argument("--cacert", help="the CA file for https")
@@ -441,7 +485,7 @@ def main():
     parser.add_argument("--llm-api-key", help="the endpoint's API key (optional)")
     parser.add_argument("--index-timeout", type=float, default=180, help="seconds to wait for indexing")
     args = parser.parse_args()
-    {"console": console, "completion": completion}[args.step](args)
+    {"console": console, "kept": kept, "completion": completion}[args.step](args)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ use sha2::{Digest, Sha256};
 use super::{World, calls, have_tools, text};
 use crate::support::git;
 
-/// The release the example fleet runs.
-const FROM: &str = "1.16.0";
+/// The release the site runs before the upgrade (the example fleet runs
+/// the one after it, `TO`).
+pub(super) const FROM: &str = "1.16.0";
 const TO: &str = "1.16.1";
 const APPLIED_REF: &str = "refs/dify-cfg/applied/sites/clinic-01";
 /// How each PostgreSQL command in the db container starts: the container's
@@ -24,6 +25,13 @@ const APPLIED_REF: &str = "refs/dify-cfg/applied/sites/clinic-01";
 const PG_ENV: &str = "PGUSER=${POSTGRES_USER:-postgres} PGPASSWORD=${POSTGRES_PASSWORD-} && export PGUSER PGPASSWORD &&";
 
 impl World {
+    /// [`World::new`] with clinic-01's tree as a tree of Dify [`FROM`].
+    pub(super) fn before_upgrade() -> World {
+        let w = World::new();
+        w.commit_release(FROM);
+        w
+    }
+
     /// Commit the tree as a tree of Dify `release`.
     pub(super) fn commit_release(&self, release: &str) -> String {
         let path = self.repo.join("manifest.json");
@@ -120,7 +128,7 @@ fn a_release_change_takes_a_backup_first_and_keeps_the_last_few() {
     if !have_tools() {
         return;
     }
-    let w = World::new();
+    let w = World::before_upgrade();
     let first = w.head();
     let (out, _) = w.apply(30, &[]);
     assert!(out.status.success(), "{}", text(&out));
@@ -263,7 +271,7 @@ fn an_external_database_is_not_dumped_and_the_run_says_so() {
     if !have_tools() {
         return;
     }
-    let w = World::new();
+    let w = World::before_upgrade();
     w.set_conf("BACKUP_DB", "none");
     w.set_conf("BACKUP_STORAGE", "api:/app/api/storage");
     assert!(w.apply(30, &[]).0.status.success());
@@ -290,7 +298,7 @@ fn a_failed_backup_changes_nothing_and_the_next_run_tries_again() {
     if !have_tools() {
         return;
     }
-    let w = World::new();
+    let w = World::before_upgrade();
     let first = w.head();
     assert!(w.apply(30, &[]).0.status.success());
     let upgrade = w.commit_release(TO);
@@ -413,7 +421,7 @@ fn a_failed_upgrade_restores_its_backup_before_the_old_release_starts() {
     if !have_tools() {
         return;
     }
-    let w = World::new();
+    let w = World::before_upgrade();
     let (first, upgrade, out, log) = a_failed_upgrade(&w);
     let backup = w.backups().pop().expect("a backup was taken");
     let said = text(&out);
@@ -492,7 +500,7 @@ fn restore_puts_a_backup_back_into_the_running_release_of_its_release_only() {
     if !have_tools() {
         return;
     }
-    let w = World::new();
+    let w = World::before_upgrade();
     let (first, ..) = a_failed_upgrade(&w);
     let backup = w.backups().pop().unwrap();
     let dir = backup.to_str().unwrap();

@@ -258,7 +258,7 @@ fn a_failed_upgrade_is_rolled_back_to_the_dumped_databases_and_storage() {
     ) {
         return;
     }
-    let w = World::new();
+    let w = World::before_upgrade();
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), bin.unwrap());
     let docker = w.stubs.join("docker");

@@ -250,8 +250,45 @@ pub fn api_settings(dockerfile: &str) -> Vec<String> {
 /// file system is made once and cached by tests/rehearsal/dify-api.sh (the
 /// bookworm root file system, the machine's Python 3.12, the release's
 /// source and its locked dependencies), imported with the settings of the
-/// site's generated api.Dockerfile.
+/// site's generated api.Dockerfile as `dify-cfg-rehearsal/dify-api:<release>`.
 pub fn build_api(engine: &Engine, reference: &Path, release: &str, dockerfile: &str) {
+    let args = api_import(reference, release, dockerfile);
+    engine.docker_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// [`build_api`] on a thread of its own (the import writes 3 GB, while the
+/// site runs on the engine); join it before the image is needed.
+pub fn build_api_in_background(
+    engine: &Engine,
+    reference: &Path,
+    release: &str,
+    dockerfile: &str,
+) -> std::thread::JoinHandle<()> {
+    let mut docker = engine.command();
+    let (reference, release, dockerfile) = (
+        reference.to_path_buf(),
+        release.to_string(),
+        dockerfile.to_string(),
+    );
+    std::thread::spawn(move || {
+        let args = api_import(&reference, &release, &dockerfile);
+        let out = docker
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("cannot run docker");
+        assert!(
+            out.status.success(),
+            "docker {} failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+}
+
+/// The `docker import` of the api image of `release` (its file system
+/// made or found in the cache first).
+fn api_import(reference: &Path, release: &str, dockerfile: &str) -> Vec<String> {
     let (rootfs, _) = rootfs(Suite::Bookworm);
     let script = crate::support::repo().join("tests/rehearsal/dify-api.sh");
     let python = python312().expect("checked by the prerequisites");
@@ -268,24 +305,32 @@ pub fn build_api(engine: &Engine, reference: &Path, release: &str, dockerfile: &
         .unwrap();
     assert!(out.status.success(), "tests/rehearsal/dify-api.sh failed");
     let tar = String::from_utf8(out.stdout).unwrap();
-    let settings = api_settings(dockerfile);
-    let mut args = vec!["import"];
-    for change in &settings {
-        args.extend(["--change", change.as_str()]);
+    let mut args = vec!["import".to_string()];
+    for change in api_settings(dockerfile) {
+        args.extend(["--change".to_string(), change]);
     }
-    args.extend([tar.trim(), "dify-cfg-rehearsal/dify-api:latest"]);
-    engine.docker_ok(&args);
+    args.extend([
+        tar.trim().to_string(),
+        format!("dify-cfg-rehearsal/dify-api:{release}"),
+    ]);
+    args
 }
 
-/// Tag the rehearsal's images with the references a compose file names. A
-/// service the rehearsal has no image for fails the rehearsal: it says so
-/// rather than run the site without it.
-pub fn tag_for(engine: &Engine, compose: &Path) {
+/// Tag the rehearsal's images with the references a compose file of Dify
+/// `release` names. A service the rehearsal has no image for fails the
+/// rehearsal: it says so rather than run the site without it.
+pub fn tag_for(engine: &Engine, compose: &Path, release: &str) {
     for (service, image) in compose_images(compose) {
         let role = role(&service).unwrap_or_else(|| {
             panic!("the rehearsal has no image for service {service} ({image})")
         });
-        engine.docker_ok(&["tag", &format!("dify-cfg-rehearsal/{role}:latest"), &image]);
+        // Dify's own image is the release's; the stand-ins serve every one.
+        let tag = if role == "dify-api" {
+            release
+        } else {
+            "latest"
+        };
+        engine.docker_ok(&["tag", &format!("dify-cfg-rehearsal/{role}:{tag}"), &image]);
     }
 }
 

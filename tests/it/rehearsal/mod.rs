@@ -16,6 +16,12 @@
 //! applied by `deploy/apply.sh` installed as the README says, with the
 //! operator's secrets file.
 //!
+//! The site starts on the release before the fleet's and is upgraded to
+//! the fleet's by the agent (see `upgrade`): first an upgrade that fails,
+//! rolled back with the backup restored (every table of Dify's database
+//! equal to before), then the upgrade that works, the workload's data
+//! served again by the new release.
+//!
 //! Needs root, dockerd, mmdebstrap, iproute2, iptables, curl, openssl,
 //! make, patch, uv, pyenv's Python 3.12, PostgreSQL 15's server headers,
 //! and Dify's and pgvector's source in the reference files; skips with a
@@ -33,6 +39,7 @@ mod netns;
 mod probes;
 mod services;
 mod stages;
+mod upgrade;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -54,8 +61,15 @@ struct Rehearsal {
     /// README says (`/opt/dify-cfg/apply.sh` is `root/opt/dify-cfg/apply.sh`).
     root: PathBuf,
     hosts: Vec<Child>,
-    /// The last of the site's release's migrations (from its source).
-    migrations_head: String,
+    /// Dify's and pgvector's source (the reference files).
+    reference: PathBuf,
+    /// The release the site starts on and the fleet's, which it is
+    /// upgraded to.
+    from: String,
+    to: String,
+    /// The site's api.Dockerfile on the fleet's release (its image's
+    /// settings), from a build before the site was held back.
+    to_dockerfile: String,
 }
 
 impl Drop for Rehearsal {
@@ -260,8 +274,13 @@ impl Rehearsal {
         let config = work.join("config");
         std::fs::create_dir_all(&config).unwrap();
         support::copy_fleet(&config);
+        let (from, to, to_dockerfile) = upgrade::hold_back(&config, &work, site);
         support::init_repo(&config, "The clinic fleet");
         let x = Expect::load(&config, site);
+        assert_eq!(
+            x.release, from,
+            "the site starts on the release before the fleet's"
+        );
         netns::set_lan(x.lan4, x.address.parse().unwrap());
         let mut engine = Engine::new(&work);
         netns::topology();
@@ -294,7 +313,10 @@ impl Rehearsal {
             config,
             remote,
             hosts,
-            migrations_head: services::migrations_head(reference, &x.release),
+            reference: reference.to_path_buf(),
+            from,
+            to,
+            to_dockerfile,
         };
         r.commit(site);
         // The api image takes its settings from the site's own Dockerfile.
@@ -589,7 +611,7 @@ impl Rehearsal {
             &self.engine,
             &x.site,
             compose,
-            &self.migrations_head,
+            &services::migrations_head(&self.reference, &x.release),
         ));
         rows
     }
@@ -668,7 +690,7 @@ fn box_rehearsal() {
     stage("box, engine and images ready");
     r.install_agent(&site);
     let compose = r.site_file(&site, "compose.yaml");
-    images::tag_for(&r.engine, &compose);
+    images::tag_for(&r.engine, &compose, &r.from);
 
     // The first apply (Dify's migrations run in the api), the smoke
     // workload, and the site as the README promises it; every process's
@@ -677,6 +699,9 @@ fn box_rehearsal() {
     let first = r.apply_within_ok(480, "first apply");
     stage("first apply");
     assert!(first.contains("applied"), "{first}");
+    // The fleet's release's api image, made while the site is probed.
+    let to_image =
+        images::build_api_in_background(&r.engine, &r.reference, &r.to, &r.to_dockerfile);
     let x = Expect::load(&r.config, &site);
     let smoke = workload::run(&x, &r.work);
     stage("smoke workload");
@@ -697,24 +722,14 @@ fn box_rehearsal() {
     stages::tampered_tree_is_refused(&r, &site);
     stage("tampered tree refused");
 
-    // A branch move: the LAN gets an IPv6 network.
-    r.change_site(&site, "An IPv6 LAN", |t| {
-        t.replacen(
-            "[network]\n",
-            &format!("[network]\nlan6 = \"{}\"\n", netns::LAN6_NET),
-            1,
-        )
-    });
-    let moved = r.apply_ok("the IPv6 LAN");
-    assert!(moved.contains("applied"), "{moved}");
-    let compose = r.site_file(&site, "compose.yaml");
-    check(
-        &format!("{site}-ipv6"),
-        &r.matrix(&Expect::load(&r.config, &site), &compose),
-    );
-
-    // TLS: the certificate and key on the box, as the README says, then
-    // the branch that turns TLS on.
+    // The upgrade to the fleet's release: one that fails, rolled back with
+    // its backup restored; then the one that works, in the same branch
+    // move as an IPv6 LAN and TLS at nginx.
+    if let Err(e) = to_image.join() {
+        std::panic::resume_unwind(e);
+    }
+    upgrade::failing_upgrade_is_restored(&r, &site);
+    stage("failing upgrade rolled back, backup restored");
     let tls = r.work.join("tls");
     std::fs::create_dir_all(&tls).unwrap();
     std::fs::copy(r.work.join("ca.crt"), tls.join("ca.crt")).unwrap();
@@ -726,10 +741,15 @@ fn box_rehearsal() {
         "600",
         tls.join(format!("{site}.key")).to_str().unwrap(),
     ]);
-    r.change_site(&site, "TLS at nginx", |t| {
-        let (crt, key) = (
-            tls.join(format!("{site}.crt")),
-            tls.join(format!("{site}.key")),
+    let (crt, key) = (
+        tls.join(format!("{site}.crt")),
+        tls.join(format!("{site}.key")),
+    );
+    let kept = upgrade::upgrade(&r, &site, |t| {
+        let t = t.replacen(
+            "[network]\n",
+            &format!("[network]\nlan6 = \"{}\"\n", netns::LAN6_NET),
+            1,
         );
         format!(
             "{t}\n[network.tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",
@@ -737,17 +757,15 @@ fn box_rehearsal() {
             key.display()
         )
     });
-    let moved = r.apply_ok("TLS");
-    assert!(moved.contains("applied"), "{moved}");
-    // What runs now: the release a failed one rolls back to, and the one a
-    // reboot brings back.
+    stage("upgraded");
+    check(&format!("{site}-upgraded"), &kept);
+    // What runs now: the release a reboot brings back.
     let running = Expect::load(&r.config, &site);
+    assert_eq!(running.release, r.to);
     let compose = r.work.join("running-compose.yaml");
     std::fs::copy(r.site_file(&site, "compose.yaml"), &compose).unwrap();
     check(&format!("{site}-tls"), &r.matrix(&running, &compose));
 
-    stages::failing_release_rolls_back(&r, &site);
-    stage("failing release rolled back");
     stages::reboot(&mut r, &site, &running, &compose);
     stage("reboot");
 }

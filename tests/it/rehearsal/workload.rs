@@ -2,7 +2,8 @@
 //! through the site's nginx and firewall: the console part (setup, login,
 //! the model provider, an app and its API key, a knowledge base whose
 //! document the worker indexes into pgvector) from the admin network, the
-//! public API (a completion, blocking and streamed) from the LAN. Every
+//! public API (a completion, blocking and streamed) from the LAN; after an
+//! upgrade, the same data read back and served again. Every
 //! step is a row of the report; its answer is asserted by the script and
 //! again here (the step must say ok).
 
@@ -15,21 +16,29 @@ use super::probes::Row;
 /// One part of the workload from `host`: the script's steps as rows.
 fn part(host: Host, sub: &str, x: &Expect, state: &Path) -> Vec<Row> {
     let script = crate::support::repo().join("tests/rehearsal/workload.py");
-    let base = format!("http://{}:{}", x.address, x.http_port);
-    let out = in_host(
-        host,
-        &[
-            "python3",
-            script.to_str().unwrap(),
-            sub,
-            "--base",
-            &base,
-            "--host",
-            &x.hostname,
-            "--state",
-            state.to_str().unwrap(),
-        ],
-    );
+    // Over https where the site has TLS, trusting the rehearsal's CA (in
+    // the folder of the state file).
+    let ca = state.with_file_name("ca.crt");
+    let (base, cacert) = match &x.tls {
+        Some((port, _)) => (
+            format!("https://{}:{port}", x.address),
+            vec!["--cacert", ca.to_str().unwrap()],
+        ),
+        None => (format!("http://{}:{}", x.address, x.http_port), vec![]),
+    };
+    let mut args = vec![
+        "python3",
+        script.to_str().unwrap(),
+        sub,
+        "--base",
+        &base,
+        "--host",
+        &x.hostname,
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    args.extend(cacert);
+    let out = in_host(host, &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut rows: Vec<Row> = stdout
         .lines()
@@ -86,14 +95,24 @@ pub fn app_key(work: &Path) -> String {
 pub fn run(x: &Expect, work: &Path) -> Vec<Row> {
     let state = work.join("workload.json");
     let _ = std::fs::remove_file(&state);
-    let mut rows = part(Host::Admin, "console", x, &state);
+    console_then_public(x, &state, "console")
+}
+
+/// What the workload wrote, read back (after an upgrade): the console's
+/// app, file, document and hit test, then the public API's completions.
+pub fn kept(x: &Expect, work: &Path) -> Vec<Row> {
+    console_then_public(x, &work.join("workload.json"), "kept")
+}
+
+fn console_then_public(x: &Expect, state: &Path, console: &str) -> Vec<Row> {
+    let mut rows = part(Host::Admin, console, x, state);
     if rows.iter().all(Row::ok) {
         let public = if x.public_routes.iter().any(|r| r == "/v1") {
             Host::Lan
         } else {
             Host::Admin
         };
-        rows.extend(part(public, "completion", x, &state));
+        rows.extend(part(public, "completion", x, state));
     }
     rows
 }
