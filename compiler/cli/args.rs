@@ -45,6 +45,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Recompile each site branch's source commit and compare, file by file.
     Audit(AuditArgs),
+    /// Print the JSON Schema of profile and site files (for editors).
+    Schema,
 }
 
 /// Which sites a command works on: all, or those the options name.

@@ -13,6 +13,7 @@ pub mod diff;
 pub mod exit;
 pub mod explain;
 pub mod output;
+pub mod schema;
 
 pub use args::{Cli, Command};
 pub use exit::{ExitCode, Failure};
@@ -64,6 +65,7 @@ fn dispatch(root: &Path, command: Command, out: &Output) -> ExitCode {
             };
             print(out, audit::run(root, &opts, out))
         }
+        Command::Schema => print(out, Ok(schema::SchemaReport)),
     }
 }
 

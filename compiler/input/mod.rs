@@ -5,4 +5,5 @@ pub mod literals;
 pub mod load;
 pub mod parse;
 pub mod resolve;
+pub mod schema;
 pub mod templates;

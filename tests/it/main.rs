@@ -28,6 +28,7 @@ mod reference;
 mod rehearsal;
 mod rollout;
 mod rollout_release;
+mod schema;
 mod secrets;
 mod squid;
 mod support;
