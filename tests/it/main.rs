@@ -17,6 +17,7 @@ mod gitops;
 mod golden;
 mod helm_chart;
 mod incremental;
+mod init;
 mod injection;
 mod layers;
 mod memory_floors;
