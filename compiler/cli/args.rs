@@ -14,9 +14,10 @@ use crate::driver::Selection;
     about = "Compile Dify site profiles into deployable, reviewable site trees"
 )]
 pub struct Cli {
-    /// The config repository (holds profiles/, sites/, templates/).
-    #[arg(long, global = true, default_value = ".")]
-    pub root: PathBuf,
+    /// The config repository (holds profiles/, sites/, templates/); default:
+    /// the nearest folder, from here up, that holds profiles/.
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Report format for diagnostics and reports.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -45,6 +46,27 @@ pub enum Command {
     Diff(DiffArgs),
     /// Recompile each site branch's source commit and compare, file by file.
     Audit(AuditArgs),
+    /// Make a new config repository that `check` and `build` accept; writes
+    /// nothing if one of its files is there already.
+    Init(InitArgs),
+    /// Print the JSON Schema of profile and site files (for editors).
+    Schema,
+}
+
+impl Command {
+    /// Whether the command works on a config root (found from the working
+    /// directory up, or named by `--root`).
+    pub fn needs_root(&self) -> bool {
+        matches!(
+            self,
+            Command::Check
+                | Command::Build(_)
+                | Command::Explain(_)
+                | Command::Commit(_)
+                | Command::Diff(_)
+                | Command::Audit(_)
+        )
+    }
 }
 
 /// Which sites a command works on: all, or those the options name.
@@ -160,4 +182,11 @@ pub struct ExplainArgs {
     pub site: String,
     /// Show only this key and what is under it, e.g. `services.api`.
     pub key: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Where to make the config repository (created if missing); default:
+    /// `--root`, else the current directory.
+    pub dir: Option<PathBuf>,
 }

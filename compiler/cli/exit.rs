@@ -44,4 +44,6 @@ pub enum Failure {
     /// `explain`: the site has no such key.
     #[error("site `{site}` has no key `{key}`")]
     NoKey { site: String, key: String },
+    #[error(transparent)]
+    Init(#[from] crate::cli::scaffold::InitError),
 }

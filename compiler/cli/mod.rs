@@ -12,21 +12,45 @@ pub mod commit;
 pub mod diff;
 pub mod exit;
 pub mod explain;
+pub mod init;
 pub mod output;
+pub mod scaffold;
+pub mod schema;
 
 pub use args::{Cli, Command};
 pub use exit::{ExitCode, Failure};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use args::{AuditArgs, BuildArgs, CommitArgs, DiffArgs, ExplainArgs};
 use output::{Output, Report};
 
+use crate::base::diagnostic::Diagnostics;
+use crate::input::load::Inputs;
+
 /// Run a parsed command line; its exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let out = Output::new(cli.format);
-    let code = dispatch(&cli.root, cli.command, &out);
+    let code = match config_root(&cli, &out) {
+        Ok(root) => dispatch(&root, cli.command, &out),
+        Err(code) => code,
+    };
     out.finish(code)
+}
+
+/// The config root the command works on: found from the working directory
+/// up, or `--root`; a command that needs none gets `--root` or `.`. When
+/// there is none, its one diagnostic is printed: the exit code.
+fn config_root(cli: &Cli, out: &Output) -> Result<PathBuf, ExitCode> {
+    if !cli.command.needs_root() {
+        return Ok(cli.root.clone().unwrap_or_else(|| PathBuf::from(".")));
+    }
+    crate::input::root::locate(cli.root.as_deref()).map_err(|d| {
+        let mut diags = Diagnostics::new();
+        diags.push(*d);
+        out.diagnostics(&diags, &Inputs::default());
+        ExitCode::Invalid
+    })
 }
 
 fn dispatch(root: &Path, command: Command, out: &Output) -> ExitCode {
@@ -64,6 +88,8 @@ fn dispatch(root: &Path, command: Command, out: &Output) -> ExitCode {
             };
             print(out, audit::run(root, &opts, out))
         }
+        Command::Init(a) => print(out, init::run(a.dir.as_deref().unwrap_or(root))),
+        Command::Schema => print(out, Ok(schema::SchemaReport)),
     }
 }
 

@@ -249,7 +249,9 @@ pub fn load(root: &Path, diags: &mut Diagnostics) -> Inputs {
             )
             .help("pass the directory that holds `profiles/` and `sites/` with `--root`"),
         );
-        return Inputs::default();
+        let mut inputs = Inputs::default();
+        add_builtin_templates(&mut inputs);
+        return inputs;
     }
     load_from(&WorkTree::new(root), diags)
 }
@@ -266,6 +268,9 @@ pub fn load_from(src: &dyn InputSource, diags: &mut Diagnostics) -> Inputs {
             )
             .help("run dify-cfg in a config repository, or pass one with `--root DIR`"),
         );
+        // The built-in templates are still there: a root without profiles
+        // is one mistake, not one more for every template.
+        add_builtin_templates(&mut inputs);
         return inputs;
     }
 
@@ -303,6 +308,12 @@ pub fn load_from(src: &dyn InputSource, diags: &mut Diagnostics) -> Inputs {
             inputs.templates.insert(name, id);
         }
     }
+    add_builtin_templates(&mut inputs);
+    inputs
+}
+
+/// The built-in templates the root's own `templates/` does not override.
+fn add_builtin_templates(inputs: &mut Inputs) {
     for (name, text) in BUILTIN_TEMPLATES {
         if !inputs.templates.contains_key(*name) {
             let id = inputs.sources.add(
@@ -313,7 +324,6 @@ pub fn load_from(src: &dyn InputSource, diags: &mut Diagnostics) -> Inputs {
             inputs.templates.insert((*name).to_string(), id);
         }
     }
-    inputs
 }
 
 /// Files under `dir` that `keep` accepts.
@@ -415,5 +425,29 @@ fn read(
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A root without `profiles/` (or none at all) is one mistake: the
+    /// built-in templates are still there, so nothing else reports them
+    /// missing.
+    #[test]
+    fn a_root_without_profiles_is_one_mistake() {
+        let mut src = MemTree::default();
+        src.files
+            .insert("sites/a.toml".into(), b"profile = \"p\"\n".to_vec());
+        let mut diags = Diagnostics::new();
+        let inputs = load_from(&src, &mut diags);
+        assert_eq!(diags.iter().count(), 1, "{diags:?}");
+        assert_eq!(inputs.templates.len(), BUILTIN_TEMPLATES.len());
+
+        let mut diags = Diagnostics::new();
+        let inputs = load(Path::new("/nonexistent/dify-cfg/root"), &mut diags);
+        assert_eq!(diags.iter().count(), 1, "{diags:?}");
+        assert_eq!(inputs.templates.len(), BUILTIN_TEMPLATES.len());
     }
 }

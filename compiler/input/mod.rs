@@ -5,4 +5,6 @@ pub mod literals;
 pub mod load;
 pub mod parse;
 pub mod resolve;
+pub mod root;
+pub mod schema;
 pub mod templates;

@@ -2,8 +2,9 @@
 //! one insta snapshot per case, `snapshots/<code>__<case>.snap`, holding
 //! the exit code, stdout and stderr of the case's command (`build` unless
 //! `case.toml` says `check`) run with text output (`NO_COLOR=1`) and with
-//! `--format json`. The command runs in the case's root with the default
-//! `--root .`, so the paths it prints are the relative ones a user sees;
+//! `--format json`. The command runs in the case's root without `--root`
+//! (it finds the root it runs in), so the paths it prints are the relative
+//! ones a user sees;
 //! the temp directory is redacted as `[TMP]` should any message name it.
 //! Review changes with `cargo insta review`.
 
