@@ -29,6 +29,7 @@ mod rehearsal;
 mod rollout;
 mod rollout_release;
 mod secrets;
+mod skips;
 mod squid;
 mod support;
 mod tls;
