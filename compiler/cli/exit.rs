@@ -42,6 +42,10 @@ pub enum Failure {
     #[error("no site named `{site}`{hint}")]
     NoSite { site: String, hint: String },
     /// `explain`: the site has no such key.
-    #[error("site `{site}` has no key `{key}`")]
-    NoKey { site: String, key: String },
+    #[error("site `{site}` has no key `{key}`{hint}")]
+    NoKey {
+        site: String,
+        key: String,
+        hint: String,
+    },
 }
