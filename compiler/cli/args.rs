@@ -20,6 +20,10 @@ pub struct Cli {
     /// Report format for diagnostics and reports.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Print only what went wrong and the summary: no line per site, no
+    /// progress bar (JSON reports stay whole).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }

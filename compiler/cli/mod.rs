@@ -13,6 +13,7 @@ pub mod diff;
 pub mod exit;
 pub mod explain;
 pub mod output;
+pub mod progress;
 
 pub use args::{Cli, Command};
 pub use exit::{ExitCode, Failure};
@@ -24,7 +25,7 @@ use output::{Output, Report};
 
 /// Run a parsed command line; its exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    let out = Output::new(cli.format);
+    let out = Output::new(cli.format).with_quiet(cli.quiet);
     let code = dispatch(&cli.root, cli.command, &out);
     out.finish(code)
 }

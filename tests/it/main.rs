@@ -21,6 +21,7 @@ mod injection;
 mod layers;
 mod memory_floors;
 mod one_run;
+mod operator;
 mod out_dir;
 mod pipes;
 mod properties;

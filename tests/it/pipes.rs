@@ -96,6 +96,8 @@ fn every_command_ends_quietly_when_its_reader_is_gone() {
         // Failures, said on stderr.
         &["explain", "--site", "nope"],
         &["build", "--site", "nope", "--out", "OUT"],
+        // A quiet run.
+        &["--quiet", "build", "--out", "OUT"],
     ];
     let mut failures = Vec::new();
     let out_dir = scratch.path().join("out");
