@@ -49,6 +49,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Recompile each site branch's source commit and compare, file by file.
     Audit(AuditArgs),
+    /// Print a completion script for a shell.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write a page per command into a directory.
+    Man(ManArgs),
 }
 
 /// Which sites a command works on: all, or those the options name.
@@ -164,4 +168,23 @@ pub struct ExplainArgs {
     pub site: String,
     /// Show only this key and what is under it, e.g. `services.api`.
     pub key: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Install it where the shell looks, e.g.:\n  \
+    bash: dify-cfg completions bash > ~/.local/share/bash-completion/completions/dify-cfg\n  \
+    zsh:  dify-cfg completions zsh > ~/.zfunc/_dify-cfg   (with fpath+=~/.zfunc before compinit)\n  \
+    fish: dify-cfg completions fish > ~/.config/fish/completions/dify-cfg.fish")]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write `dify-cfg.1` and a page per command (`dify-cfg-build.1`, ...)
+    /// into this directory, replacing only pages dify-cfg wrote.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

@@ -48,4 +48,10 @@ pub enum Failure {
         key: String,
         hint: String,
     },
+    /// `man --out`: a page could not be written.
+    #[error("cannot write the manual page {}: {why}", path.display())]
+    ManPage {
+        path: std::path::PathBuf,
+        why: String,
+    },
 }

@@ -9,9 +9,11 @@ pub mod audit;
 pub mod build;
 pub mod check;
 pub mod commit;
+pub mod completions;
 pub mod diff;
 pub mod exit;
 pub mod explain;
+pub mod man;
 pub mod output;
 pub mod progress;
 
@@ -65,6 +67,8 @@ fn dispatch(root: &Path, command: Command, out: &Output) -> ExitCode {
             };
             print(out, audit::run(root, &opts, out))
         }
+        Command::Completions(a) => print(out, Ok(completions::run(a.shell))),
+        Command::Man(a) => print(out, man::run(a.out.as_deref())),
     }
 }
 

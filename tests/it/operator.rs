@@ -1,7 +1,10 @@
-//! What an operator sees around the compiler: the progress bar of a long
-//! run (on a real terminal, `script`'s pseudo-terminal, and never in a
-//! pipe), `--quiet`, and `check`'s headroom per site.
+//! What an operator sees around the compiler: the shell completions (the
+//! bash script sourced in bash and asked to complete), the manual pages
+//! (read by groff and man), the progress bar of a long run (on a real
+//! terminal, `script`'s pseudo-terminal, and never in a pipe), `--quiet`,
+//! and `check`'s headroom per site.
 
+use std::fs;
 use std::path::Path;
 use std::process::Command;
 
@@ -15,6 +18,212 @@ fn stdout(o: &std::process::Output) -> String {
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// What bash's completion of `words` (the last one being completed)
+/// offers, with the script `dify-cfg completions bash` prints sourced.
+fn complete(script: &Path, words: &[&str]) -> Vec<String> {
+    let cword = words.len() - 1;
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    // `complete -p` names the function the script registered; it is
+    // called as bash calls it: command, word, previous word.
+    let program = format!(
+        "source '{}' || exit 9\n\
+         f=$(complete -p dify-cfg | sed -n 's/.*-F \\([^ ]*\\) .*/\\1/p')\n\
+         [ -n \"$f\" ] || exit 8\n\
+         COMP_WORDS=({})\nCOMP_CWORD={cword}\nCOMP_LINE=\"${{COMP_WORDS[*]}}\"\nCOMP_POINT=${{#COMP_LINE}}\n\
+         \"$f\" dify-cfg \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script.display(),
+        quoted.join(" ")
+    );
+    let o = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &program])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "bash: {}", output_text(&o));
+    let mut offered: Vec<String> = stdout(&o)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    offered.sort();
+    offered
+}
+
+#[test]
+fn the_bash_completion_is_valid_bash_and_completes_commands_and_options() {
+    if !support::available("`bash`", support::on_path("bash"), "not installed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = assert_ok(
+        dify_cfg(&["completions", "bash"], dir.path()),
+        "completions",
+    );
+    let script = dir.path().join("dify-cfg.bash");
+    fs::write(&script, &o.stdout).unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(syntax.status.success(), "bash -n: {}", output_text(&syntax));
+    assert_eq!(complete(&script, &["dify-cfg", "bu"]), ["build"]);
+    assert_eq!(
+        complete(&script, &["dify-cfg", "c"]),
+        ["check", "commit", "completions"]
+    );
+    // A command's own options (these need the script's case arms to match
+    // the state its loop computes).
+    assert_eq!(
+        complete(&script, &["dify-cfg", "build", "--pro"]),
+        ["--profile"]
+    );
+    assert_eq!(
+        complete(&script, &["dify-cfg", "explain", "--si"]),
+        ["--site"]
+    );
+    assert_eq!(
+        complete(&script, &["dify-cfg", "diff", "--exit"]),
+        ["--exit-code"]
+    );
+    assert_eq!(
+        complete(&script, &["dify-cfg", "completions", ""])
+            .into_iter()
+            .filter(|w| !w.starts_with('-'))
+            .collect::<Vec<_>>(),
+        ["bash", "elvish", "fish", "powershell", "zsh"]
+    );
+    assert_eq!(
+        complete(&script, &["dify-cfg", "--format", ""]),
+        ["json", "text"]
+    );
+}
+
+/// groff's warnings about a page (none is the pass), and man's rendering
+/// of it for a terminal 80 columns wide.
+fn read_page(page: &Path) -> String {
+    let groff = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(page)
+        .output()
+        .unwrap();
+    assert!(
+        groff.status.success() && groff.stderr.is_empty(),
+        "groff on {}: {}",
+        page.display(),
+        output_text(&groff)
+    );
+    let man = Command::new("man")
+        .arg("-l")
+        .arg(page)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "80")
+        .env("MAN_KEEP_FORMATTING", "")
+        .output()
+        .unwrap();
+    assert!(
+        man.status.success(),
+        "man -l {}: {}",
+        page.display(),
+        output_text(&man)
+    );
+    stdout(&man)
+}
+
+#[test]
+fn the_manual_pages_read_in_groff_and_man_and_replace_only_their_own() {
+    let tools = support::on_path("groff") && support::on_path("man");
+    if !support::available(
+        "`groff` and `man`",
+        tools,
+        "not installed (.ci/run installs groff-base and man-db)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = assert_ok(dify_cfg(&["man"], dir.path()), "man");
+    let main = dir.path().join("dify-cfg.1");
+    fs::write(&main, &o.stdout).unwrap();
+    let text = read_page(&main);
+    for needed in [
+        "SYNOPSIS",
+        "dify-cfg-build(1)",
+        "EXIT STATUS",
+        "NO_COLOR",
+        "--quiet",
+    ] {
+        assert!(text.contains(needed), "no {needed} in:\n{text}");
+    }
+    // A page per command, each readable.
+    let pages = dir.path().join("man1");
+    let o = assert_ok(
+        dify_cfg(&["man", "--out", pages.to_str().unwrap()], dir.path()),
+        "man --out",
+    );
+    let mut names: Vec<String> = fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "dify-cfg-audit.1",
+            "dify-cfg-build.1",
+            "dify-cfg-check.1",
+            "dify-cfg-commit.1",
+            "dify-cfg-completions.1",
+            "dify-cfg-diff.1",
+            "dify-cfg-explain.1",
+            "dify-cfg-man.1",
+            "dify-cfg.1",
+        ]
+    );
+    assert_eq!(
+        stdout(&o).lines().count(),
+        names.len(),
+        "{}",
+        output_text(&o)
+    );
+    assert_eq!(
+        fs::read(pages.join("dify-cfg.1")).unwrap(),
+        fs::read(&main).unwrap()
+    );
+    let build = read_page(&pages.join("dify-cfg-build.1"));
+    assert!(
+        build.contains("--profile") && build.contains("--full"),
+        "{build}"
+    );
+    // Written again: its own pages are replaced.
+    let o = dify_cfg(
+        &["--quiet", "man", "--out", pages.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o).starts_with("wrote 9 manual pages into "),
+        "{}",
+        stderr(&o)
+    );
+    // A file of that name that is someone else's stops it, before any page
+    // is written.
+    fs::write(pages.join("dify-cfg-diff.1"), "my notes\n").unwrap();
+    fs::remove_file(pages.join("dify-cfg-audit.1")).unwrap();
+    let o = dify_cfg(&["man", "--out", pages.to_str().unwrap()], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(
+        stderr(&o).contains("dify-cfg-diff.1: it is in the way and is not a page dify-cfg wrote"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        fs::read_to_string(pages.join("dify-cfg-diff.1")).unwrap(),
+        "my notes\n"
+    );
+    assert!(!pages.join("dify-cfg-audit.1").exists());
 }
 
 /// Run the binary with `args` in `root` on a terminal: `script`'s
