@@ -21,6 +21,10 @@ pub struct Cli {
     /// Report format for diagnostics and reports.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Print only what went wrong and the summary: no line per site, no
+    /// progress bar (JSON reports stay whole).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,6 +55,10 @@ pub enum Command {
     Init(InitArgs),
     /// Print the JSON Schema of profile and site files (for editors).
     Schema,
+    /// Print a completion script for a shell.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write a page per command into a directory.
+    Man(ManArgs),
 }
 
 impl Command {
@@ -189,4 +197,23 @@ pub struct InitArgs {
     /// Where to make the config repository (created if missing); default:
     /// `--root`, else the current directory.
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Install it where the shell looks, e.g.:\n  \
+    bash: dify-cfg completions bash > ~/.local/share/bash-completion/completions/dify-cfg\n  \
+    zsh:  dify-cfg completions zsh > ~/.zfunc/_dify-cfg   (with fpath+=~/.zfunc before compinit)\n  \
+    fish: dify-cfg completions fish > ~/.config/fish/completions/dify-cfg.fish")]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write `dify-cfg.1` and a page per command (`dify-cfg-build.1`, ...)
+    /// into this directory, replacing only pages dify-cfg wrote.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

@@ -39,7 +39,8 @@ impl AuditReport {
 /// `unknown`, are printed with the report.
 pub fn run(root: &Path, opts: &AuditOptions, out: &Output) -> Result<AuditReport, Failure> {
     let repo = Repo::discover(root)?;
-    let audit = audit_branches(&repo, &opts.branch_prefix, &opts.sites, &opts.rev)?;
+    let bar = out.progress("audit");
+    let audit = audit_branches(&repo, &opts.branch_prefix, &opts.sites, &opts.rev, &*bar)?;
     if audit.current.diagnostics.has_errors() {
         out.diagnostics(&audit.current.diagnostics, &audit.current.inputs);
     }
@@ -59,8 +60,9 @@ fn prefix(s: &str, n: usize) -> String {
         .to_string()
 }
 
-impl Report for AuditReport {
-    fn text(&self) -> Text {
+impl AuditReport {
+    /// The report for people; `quiet`: the branches that fail only.
+    fn text_with(&self, quiet: bool) -> Text {
         let mut out = String::new();
         let mut line = |s: String| {
             out.push_str(&s);
@@ -70,7 +72,11 @@ impl Report for AuditReport {
             line(format!("no branches `{}*` to audit", self.branch_prefix));
         }
         let width = self.entries.iter().map(|e| e.site.len()).max().unwrap_or(0);
-        for e in &self.entries {
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| !quiet || !e.verdict.passes())
+        {
             let mut head = format!("{:width$}  {:12}  {}", e.site, e.verdict.as_str(), e.branch);
             match &e.tip {
                 Some(tip) => head.push_str(&format!(" @ {}", prefix(tip, 12))),
@@ -115,6 +121,16 @@ impl Report for AuditReport {
             stdout: out,
             stderr: String::new(),
         }
+    }
+}
+
+impl Report for AuditReport {
+    fn text(&self) -> Text {
+        self.text_with(false)
+    }
+
+    fn quiet_text(&self) -> Text {
+        self.text_with(true)
     }
 
     fn json(&self) -> serde_json::Value {

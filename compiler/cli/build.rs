@@ -8,13 +8,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rayon::prelude::*;
 
 use crate::base::diagnostic::Diagnostics;
 use crate::cli::exit::{ExitCode, Failure};
-use crate::cli::output::{Output, Report, Text};
-use crate::driver::{Compiled, Selection, for_each_build_files, for_each_tree, input_digest};
+use crate::cli::output::{Output, Report, Text, took};
+use crate::driver::{
+    Compiled, Progress, Selection, for_each_build_files, for_each_tree, input_digest,
+};
 use crate::emit::bake::{IMAGES_DIR, ImagePlan};
 use crate::emit::{EmitError, OutDir, SiteTree, Staged, differences, retired, up_to_date};
 use crate::validate::ValidSite;
@@ -35,6 +38,8 @@ pub struct BuildReport {
     pub written: Vec<(String, bool)>,
     /// The trees of sites no longer in the sources, removed.
     pub removed: Vec<String>,
+    /// How long it took, said on a terminal only.
+    pub elapsed: Option<Duration>,
 }
 
 /// `build --check`: how the out directory differs from a fresh build.
@@ -65,6 +70,8 @@ pub fn run(root: &Path, opts: &BuildOptions, out: &Output) -> Result<BuildReport
     let dir = OutDir::open(&out_dir, root)?;
     let fleet = site_names(&compiled);
     let mut changed: BTreeMap<String, bool> = BTreeMap::new();
+    let bar = out.progress("build");
+    bar.more(chosen.len());
     // Incremental: a site whose tree was built from these very inputs (by
     // this compiler) is neither rendered nor written.
     let skip: Vec<bool> = chosen
@@ -81,6 +88,7 @@ pub fn run(root: &Path, opts: &BuildOptions, out: &Output) -> Result<BuildReport
             false => todo.push(*v),
         }
     }
+    bar.done(chosen.len() - todo.len());
     // Render and stage; nothing is visible until every site rendered.
     let mut images = ImagePlan::default();
     let mut staged = Vec::new();
@@ -89,6 +97,7 @@ pub fn run(root: &Path, opts: &BuildOptions, out: &Output) -> Result<BuildReport
         let s = dir.stage(&tree)?;
         changed.insert(tree.name.clone(), s.is_some());
         staged.extend(s);
+        bar.done(1);
         Ok::<(), EmitError>(())
     });
     let discard = |staged: Vec<Staged>| staged.into_iter().for_each(|s| dir.discard(s));
@@ -130,6 +139,7 @@ pub fn run(root: &Path, opts: &BuildOptions, out: &Output) -> Result<BuildReport
         written: order.map(|n| (n.to_string(), changed[n])).collect(),
         removed,
         out_dir,
+        elapsed: out.elapsed(false),
     })
 }
 
@@ -163,12 +173,13 @@ fn image_plan(
     Ok(crate::emit::bake::tree(&images.finish()))
 }
 
-impl Report for BuildReport {
-    fn text(&self) -> Text {
+impl BuildReport {
+    /// The report for people; `quiet`: the removed trees and the summary.
+    fn text_with(&self, quiet: bool) -> Text {
         let mut text = Text::default();
         let sites = self.written.len() - 1;
         let written = self.written.iter().filter(|(_, c)| *c).count();
-        for (name, c) in &self.written {
+        for (name, c) in self.written.iter().filter(|_| !quiet) {
             let what = if *c { "written" } else { "unchanged" };
             text.stdout.push_str(&format!("{name}: {what}\n"));
         }
@@ -184,11 +195,22 @@ impl Report for BuildReport {
             ),
         };
         text.stderr = format!(
-            "built {sites} site{} and their image plan into {} ({written} changed{removed})\n",
+            "built {sites} site{} and their image plan into {} ({written} changed{removed}){}\n",
             plural(sites),
-            self.out_dir.display()
+            self.out_dir.display(),
+            took(self.elapsed)
         );
         text
+    }
+}
+
+impl Report for BuildReport {
+    fn text(&self) -> Text {
+        self.text_with(false)
+    }
+
+    fn quiet_text(&self) -> Text {
+        self.text_with(true)
     }
 
     fn json(&self) -> serde_json::Value {
@@ -217,12 +239,15 @@ fn compare(
     let inputs = &compiled.inputs;
     let mut images = ImagePlan::default();
     let mut report: Vec<(String, Vec<String>)> = Vec::new();
+    let bar = out.progress("check");
+    bar.more(chosen.len());
     let handed = for_each_tree(inputs, chosen, |v, tree| {
         images.add(&v.site, &tree.files);
         report.push((
             tree.name.clone(),
             differences(&out_dir.join(&tree.name), &tree),
         ));
+        bar.done(1);
         Ok::<(), std::convert::Infallible>(())
     });
     if !handed.is_ok() {
@@ -244,11 +269,12 @@ fn compare(
     })
 }
 
-impl Report for CheckOutReport {
-    fn text(&self) -> Text {
+impl CheckOutReport {
+    /// The report for people; `quiet`: the differences only.
+    fn text_with(&self, quiet: bool) -> Text {
         let mut text = Text::default();
         for (name, diffs) in &self.differences {
-            if diffs.is_empty() {
+            if diffs.is_empty() && !quiet {
                 text.stdout.push_str(&format!("{name}: up to date\n"));
             }
             for d in diffs {
@@ -256,6 +282,16 @@ impl Report for CheckOutReport {
             }
         }
         text
+    }
+}
+
+impl Report for CheckOutReport {
+    fn text(&self) -> Text {
+        self.text_with(false)
+    }
+
+    fn quiet_text(&self) -> Text {
+        self.text_with(true)
     }
 
     fn json(&self) -> serde_json::Value {

@@ -3,12 +3,13 @@
 //! tree with `--allow-dirty`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use git2::Oid;
 
 use crate::cli::args::Format;
 use crate::cli::exit::{ExitCode, Failure};
-use crate::cli::output::{Output, Report, Text};
+use crate::cli::output::{Output, Report, Text, took};
 use crate::driver::{Compiled, Selection};
 use crate::emit::OutDir;
 use crate::git::{Repo, short};
@@ -50,6 +51,8 @@ pub struct CommitReport {
     /// The branches moved, but the pull-request files could not be put in
     /// place: why (the command reports what it did, and exits 2).
     pub unwritten: Option<String>,
+    /// How long it took, said on a terminal only.
+    pub elapsed: Option<Duration>,
 }
 
 pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitReport, Failure> {
@@ -80,7 +83,8 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
     };
     // The text report of a real commit shows subjects only.
     let details = opts.dry_run || out.format == Format::Json;
-    let prepared = commit_sites(&repo, &compiled, &chosen, &committer, details)
+    let bar = out.progress("commit");
+    let prepared = commit_sites(&repo, &compiled, &chosen, &committer, details, &*bar)
         .map_err(|e| out.gitops_failure(e, &compiled.inputs))?;
     let mut report = CommitReport {
         head,
@@ -90,6 +94,7 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
         removed: Vec::new(),
         retire: opts.retire,
         unwritten: None,
+        elapsed: out.elapsed(false),
     };
     if !opts.ignore_waves {
         report.hold = wave_hold(&repo, &compiled.sites, &prepared, &plan)?;
@@ -137,15 +142,17 @@ pub fn run(root: &Path, opts: &CommitOptions, out: &Output) -> Result<CommitRepo
     Ok(report)
 }
 
-impl Report for CommitReport {
-    fn text(&self) -> Text {
+impl CommitReport {
+    /// The report for people; `quiet`: the sites skipped, the branches of
+    /// removed sites, and the summary.
+    fn text_with(&self, quiet: bool) -> Text {
         let mut text = Text::default();
         if let Some(hold) = &self.hold {
             text.stderr = format!("error: {hold}\n");
             return text;
         }
         let sites = &self.prepared.sites;
-        for s in sites {
+        for s in sites.iter().filter(|_| !quiet) {
             let what = if s.files_changed == 0 && !s.recommit {
                 "unchanged".to_string()
             } else if self.dry_run {
@@ -176,7 +183,7 @@ impl Report for CommitReport {
         let changed = sites.iter().filter(|s| s.changed()).count();
         let total = sites.len() + skipped.len();
         text.stderr = format!(
-            "{} {changed} of {total} site branch{} from source commit {}{}\n",
+            "{} {changed} of {total} site branch{} from source commit {}{}{}\n",
             if self.dry_run {
                 "would update"
             } else {
@@ -187,12 +194,23 @@ impl Report for CommitReport {
             match skipped.len() {
                 0 => String::new(),
                 n => format!("; {n} skipped (see above)"),
-            }
+            },
+            took(self.elapsed)
         );
         if let Some(e) = &self.unwritten {
             text.stderr.push_str(&unwritten_message(e));
         }
         text
+    }
+}
+
+impl Report for CommitReport {
+    fn text(&self) -> Text {
+        self.text_with(false)
+    }
+
+    fn quiet_text(&self) -> Text {
+        self.text_with(true)
     }
 
     fn json(&self) -> serde_json::Value {

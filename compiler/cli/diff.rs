@@ -10,7 +10,7 @@ use crate::base::diagnostic::{Diagnostic, Diagnostics, Severity};
 use crate::cli::args::Format;
 use crate::cli::exit::{ExitCode, Failure};
 use crate::cli::output::{Output, Paint, Report, Text};
-use crate::driver::{Compiled, Selection};
+use crate::driver::{Compiled, Progress, Selection};
 use crate::git::{Repo, short};
 use crate::gitops::changes::ChangeKind;
 use crate::gitops::downgrade::downgrade;
@@ -30,7 +30,8 @@ pub struct DiffOptions {
 /// One site's comparison, as the report shows it (made on the worker that
 /// rendered the site, so the trees need not be kept).
 enum Shown {
-    Text(String),
+    /// The text, and whether the site differs (`--quiet` shows only those).
+    Text(String, bool),
     Json(serde_json::Value),
 }
 
@@ -45,9 +46,12 @@ pub fn run(root: &Path, opts: &DiffOptions, out: &Output) -> Result<DiffReport, 
     let compiled = Compiled::read(root);
     let chosen = out.chosen(&compiled, &opts.selection)?;
     let (color, format) = (out.color_stdout(), out.format);
+    let bar = out.progress("diff");
+    bar.more(chosen.len());
     let show = |d: &SiteDiff<'_>| {
+        bar.done(1);
         let shown = match format {
-            Format::Text => Shown::Text(site_diff_text(d, opts.stat, color)),
+            Format::Text => Shown::Text(site_diff_text(d, opts.stat, color), d.differs()),
             Format::Json => Shown::Json(json!({
                 "site": d.site.site.name,
                 "branch": d.branch,
@@ -90,15 +94,28 @@ fn downgrade_warning(d: &SiteDiff<'_>) -> Option<Diagnostic> {
     Some(w)
 }
 
-impl Report for DiffReport {
-    fn text(&self) -> Text {
+impl DiffReport {
+    /// The report for people; `quiet`: the sites that differ only.
+    fn text_with(&self, quiet: bool) -> Text {
         let mut text = Text::default();
         for s in &self.sites {
-            if let Shown::Text(t) = s {
+            if let Shown::Text(t, differs) = s
+                && (*differs || !quiet)
+            {
                 text.stdout.push_str(t);
             }
         }
         text
+    }
+}
+
+impl Report for DiffReport {
+    fn text(&self) -> Text {
+        self.text_with(false)
+    }
+
+    fn quiet_text(&self) -> Text {
+        self.text_with(true)
     }
 
     fn json(&self) -> serde_json::Value {
@@ -107,7 +124,7 @@ impl Report for DiffReport {
             .iter()
             .filter_map(|s| match s {
                 Shown::Json(j) => Some(j),
-                Shown::Text(_) => None,
+                Shown::Text(..) => None,
             })
             .collect();
         json!({ "sites": sites, "differs": self.differs })

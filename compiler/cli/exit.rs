@@ -42,8 +42,18 @@ pub enum Failure {
     #[error("no site named `{site}`{hint}")]
     NoSite { site: String, hint: String },
     /// `explain`: the site has no such key.
-    #[error("site `{site}` has no key `{key}`")]
-    NoKey { site: String, key: String },
+    #[error("site `{site}` has no key `{key}`{hint}")]
+    NoKey {
+        site: String,
+        key: String,
+        hint: String,
+    },
+    /// `man --out`: a page could not be written.
+    #[error("cannot write the manual page {}: {why}", path.display())]
+    ManPage {
+        path: std::path::PathBuf,
+        why: String,
+    },
     #[error(transparent)]
     Init(#[from] crate::cli::scaffold::InitError),
 }

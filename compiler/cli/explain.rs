@@ -3,6 +3,7 @@
 //! errors (they are what one needs to find the mistake); the exit code still
 //! says so.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::base::diagnostic::did_you_mean;
@@ -45,9 +46,15 @@ pub fn run(root: &Path, opts: &ExplainOptions, out: &Output) -> Result<ExplainRe
     if let Some(key) = &opts.key
         && entries.is_empty()
     {
+        let all = crate::driver::explain::entries(rs, valid, &inputs.sources, None);
+        let known = key_paths(&all);
+        let hint = did_you_mean(key, known.iter().map(String::as_str))
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
         return Err(Failure::NoKey {
             site: opts.site.clone(),
             key: key.clone(),
+            hint,
         });
     }
     out.diagnostics(&analysis.diagnostics, &inputs);
@@ -57,6 +64,21 @@ pub fn run(root: &Path, opts: &ExplainOptions, out: &Output) -> Result<ExplainRe
         entries,
         has_errors: analysis.diagnostics.has_errors(),
     })
+}
+
+/// Every key `explain` could be asked for: each entry's, and each table
+/// above it (`services.api`, `network.egress[0]`).
+fn key_paths(entries: &[Entry]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for e in entries {
+        for (i, c) in e.key.char_indices() {
+            if c == '.' || c == '[' {
+                out.insert(e.key[..i].to_string());
+            }
+        }
+        out.insert(e.key.clone());
+    }
+    out
 }
 
 impl Report for ExplainReport {
@@ -81,5 +103,45 @@ impl Report for ExplainReport {
         } else {
             ExitCode::Success
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_key_is_matched_against_every_key_and_table() {
+        let entry = |key: &str| Entry {
+            key: key.into(),
+            value: "1".into(),
+            json: 1.into(),
+            location: None,
+            note: None,
+        };
+        let entries = [
+            entry("services.api.memory"),
+            entry("services.api.memory-request"),
+            entry("network.egress[0].cidr"),
+        ];
+        let known = key_paths(&entries);
+        let names: Vec<&str> = known.iter().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "network",
+                "network.egress",
+                "network.egress[0]",
+                "network.egress[0].cidr",
+                "services",
+                "services.api",
+                "services.api.memory",
+                "services.api.memory-request",
+            ]
+        );
+        let suggest = |k: &str| did_you_mean(k, known.iter().map(String::as_str));
+        assert_eq!(suggest("services.api.memroy"), Some("services.api.memory"));
+        assert_eq!(suggest("services.apii"), Some("services.api"));
+        assert_eq!(suggest("zzz"), None);
     }
 }

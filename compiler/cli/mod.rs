@@ -9,11 +9,14 @@ pub mod audit;
 pub mod build;
 pub mod check;
 pub mod commit;
+pub mod completions;
 pub mod diff;
 pub mod exit;
 pub mod explain;
 pub mod init;
+pub mod man;
 pub mod output;
+pub mod progress;
 pub mod scaffold;
 pub mod schema;
 
@@ -30,7 +33,7 @@ use crate::input::load::Inputs;
 
 /// Run a parsed command line; its exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    let out = Output::new(cli.format);
+    let out = Output::new(cli.format).with_quiet(cli.quiet);
     let code = match config_root(&cli, &out) {
         Ok(root) => dispatch(&root, cli.command, &out),
         Err(code) => code,
@@ -90,6 +93,8 @@ fn dispatch(root: &Path, command: Command, out: &Output) -> ExitCode {
         }
         Command::Init(a) => print(out, init::run(a.dir.as_deref().unwrap_or(root))),
         Command::Schema => print(out, Ok(schema::SchemaReport)),
+        Command::Completions(a) => print(out, Ok(completions::run(a.shell))),
+        Command::Man(a) => print(out, man::run(a.out.as_deref())),
     }
 }
 

@@ -7,13 +7,22 @@
 //! exits as it would have; any other failure to write (a full disk behind
 //! `> report.json`) is said on stderr and the command exits 2, so a cut
 //! report never passes for a whole one.
+//!
+//! `--quiet` prints a report's [`Report::quiet_text`] and shows no
+//! progress bar; a long run's bar ([`Output::progress`]) is cleared before
+//! anything is printed.
 
 use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressDrawTarget;
 
 use crate::base::diagnostic::Diagnostics;
 use crate::cli::args::Format;
 use crate::cli::exit::{ExitCode, Failure};
+use crate::cli::progress::Bar;
 use crate::driver::{Compiled, Selection};
 use crate::gitops;
 use crate::input::load::Inputs;
@@ -23,6 +32,11 @@ use crate::validate::ValidSite;
 pub trait Report {
     /// The report for people: what goes to stdout, then what goes to stderr.
     fn text(&self) -> Text;
+    /// The report for people with `--quiet`: no line per site, only what
+    /// went wrong and the summary.
+    fn quiet_text(&self) -> Text {
+        self.text()
+    }
     /// The report for machines (the diagnostics are added under `diagnostics`).
     fn json(&self) -> serde_json::Value;
     /// The exit code the report stands for.
@@ -53,6 +67,15 @@ pub struct Output {
     stderr_failed: Cell<bool>,
     /// The first failure to write that was not a closed reader.
     write_error: RefCell<Option<String>>,
+    /// `--quiet`.
+    quiet: bool,
+    /// Whether stdout and stderr are terminals.
+    stdout_terminal: bool,
+    stderr_terminal: bool,
+    /// When the command started.
+    started: Instant,
+    /// The progress bar of the running command, if it has one.
+    bar: RefCell<Option<Arc<Bar>>>,
 }
 
 /// Which stream to write to.
@@ -65,15 +88,58 @@ enum To {
 impl Output {
     pub fn new(format: Format) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let stderr_terminal = std::io::stderr().is_terminal();
         Output {
             format,
-            color: !no_color && std::io::stderr().is_terminal(),
+            color: !no_color && stderr_terminal,
             no_color,
             pending: Default::default(),
             stdout_failed: Default::default(),
             stderr_failed: Default::default(),
             write_error: Default::default(),
+            quiet: false,
+            stdout_terminal: std::io::stdout().is_terminal(),
+            stderr_terminal,
+            started: Instant::now(),
+            bar: Default::default(),
         }
+    }
+
+    /// With `--quiet`: reports without their lines per site, and no
+    /// progress bar.
+    pub fn with_quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// The progress bar of a long run of the command `what`: shown on a
+    /// terminal, for many sites, without `--quiet`; hidden otherwise.
+    pub fn progress(&self, what: &'static str) -> Arc<Bar> {
+        let shown = !self.quiet && self.stderr_terminal;
+        let bar = Arc::new(Bar::new(what, shown.then(ProgressDrawTarget::stderr)));
+        if let Some(old) = self.bar.replace(Some(Arc::clone(&bar))) {
+            old.finish();
+        }
+        bar
+    }
+
+    /// The progress bar goes (before a report, a failure, the end).
+    fn end_progress(&self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+    }
+
+    /// How long the command has run, for a summary line on stdout
+    /// (`on_stdout`) or stderr: only in a text report to a terminal, so
+    /// that what a pipe or a file gets is the same at every run.
+    pub fn elapsed(&self, on_stdout: bool) -> Option<Duration> {
+        let terminal = if on_stdout {
+            self.stdout_terminal
+        } else {
+            self.stderr_terminal
+        };
+        (self.format == Format::Text && terminal).then(|| self.started.elapsed())
     }
 
     /// Write `text` to a stream, whole, through its locked handle. A
@@ -87,9 +153,14 @@ impl Output {
         if text.is_empty() || failed.get() {
             return;
         }
-        let written = match to {
+        let write = || match to {
             To::Stdout => write_locked(&mut std::io::stdout().lock(), text),
             To::Stderr => write_locked(&mut std::io::stderr().lock(), text),
+        };
+        let bar = self.bar.borrow().clone();
+        let written = match bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
         };
         if let Err(e) = written {
             failed.set(true);
@@ -127,9 +198,14 @@ impl Output {
 
     /// Print a command's report; its exit code.
     pub fn report(&self, report: &dyn Report) -> ExitCode {
+        self.end_progress();
         match self.format {
             Format::Text => {
-                let text = report.text();
+                let text = if self.quiet {
+                    report.quiet_text()
+                } else {
+                    report.text()
+                };
                 self.write(To::Stdout, &text.stdout);
                 self.write(To::Stderr, &text.stderr);
             }
@@ -151,6 +227,7 @@ impl Output {
 
     /// Say why a command failed (diagnostics were said already); exit 2.
     pub fn fail(&self, failure: &Failure) -> ExitCode {
+        self.end_progress();
         if !matches!(failure, Failure::Diagnosed) {
             let message = failure.to_string();
             match self.format {
@@ -194,6 +271,7 @@ impl Output {
     /// print diagnostics no report has carried yet. A failure to write
     /// other than a closed reader is said on stderr and makes it exit 2.
     pub fn finish(&self, code: ExitCode) -> ExitCode {
+        self.end_progress();
         if self.format == Format::Json && !self.pending.borrow().is_empty() {
             self.json(serde_json::json!({}));
         }
@@ -225,4 +303,9 @@ impl Paint {
             s.to_string()
         }
     }
+}
+
+/// ` in 3.2s` for a summary line, when `elapsed` is given.
+pub fn took(elapsed: Option<Duration>) -> String {
+    elapsed.map_or_else(String::new, |d| format!(" in {:.1}s", d.as_secs_f64()))
 }

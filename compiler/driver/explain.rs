@@ -17,8 +17,15 @@ use crate::validate::ValidSite;
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     pub key: String,
-    /// The value in TOML notation.
+    /// The value in TOML notation (the text report's).
+    #[serde(skip)]
     pub value: String,
+    /// The value as JSON (the JSON report's `value`): strings, numbers,
+    /// booleans, arrays and tables as themselves; a date-time, a float
+    /// JSON cannot hold (`nan`, `inf`) or an integer beyond 64 bits as its
+    /// TOML text.
+    #[serde(rename = "value")]
+    pub json: serde_json::Value,
     /// Where it was set; `None` for a default.
     pub location: Option<Location>,
     /// What the compiler holds the value to, where that is worth saying
@@ -44,6 +51,7 @@ pub fn entries(
                 out.push(Entry {
                     key: key.clone(),
                     value: value.clone(),
+                    json: text_json(value),
                     location: None,
                     note: None,
                 });
@@ -83,6 +91,7 @@ fn walk(table: &Table<'_>, prefix: &str, sources: &SourceMap, out: &mut Vec<Entr
             _ => out.push(Entry {
                 key,
                 value: render(v),
+                json: to_json(v.get_ref()),
                 location: Some(sources.location(&v.span())),
                 note: None,
             }),
@@ -145,6 +154,41 @@ fn render(v: &Spanned<DeValue<'_>>) -> String {
     }
 }
 
+/// A TOML value as JSON (see [`Entry::json`]).
+fn to_json(v: &DeValue<'_>) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .map(Value::from)
+            .or_else(|_| u64::from_str_radix(i.as_str(), i.radix()).map(Value::from))
+            .unwrap_or_else(|_| Value::String(i.to_string())),
+        DeValue::Float(f) => f
+            .as_str()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| Value::String(f.to_string()), Value::Number),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(d) => Value::String(d.to_string()),
+        DeValue::Array(a) => Value::Array(a.iter().map(|i| to_json(i.get_ref())).collect()),
+        DeValue::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.get_ref().to_string(), to_json(v.get_ref())))
+                .collect(),
+        ),
+    }
+}
+
+/// A default's TOML text as JSON; text that does not read as a TOML
+/// value stays a string.
+fn text_json(text: &str) -> serde_json::Value {
+    DeValue::parse(text).map_or_else(
+        |_| serde_json::Value::String(text.to_string()),
+        |v| to_json(v.get_ref()),
+    )
+}
+
 fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -189,6 +233,37 @@ pub fn to_text(site: &str, chain: &[String], entries: &[Entry]) -> String {
 mod tests {
     use super::*;
     use crate::plan::fixtures;
+
+    #[test]
+    fn values_are_typed_in_json() {
+        let json = |toml: &str| {
+            let v = DeValue::parse(toml).unwrap();
+            serde_json::to_string(&to_json(v.get_ref())).unwrap()
+        };
+        assert_eq!(
+            json(r#"["10.0.0.0/24", "10.9.0.0/24"]"#),
+            r#"["10.0.0.0/24","10.9.0.0/24"]"#
+        );
+        assert_eq!(json("3"), "3");
+        assert_eq!(json("0x10"), "16");
+        assert_eq!(json("-7"), "-7");
+        assert_eq!(json("18446744073709551615"), "18446744073709551615");
+        assert_eq!(json("1.5"), "1.5");
+        assert_eq!(json("nan"), r#""nan""#);
+        assert_eq!(json("true"), "true");
+        assert_eq!(json("\"640MiB\""), r#""640MiB""#);
+        assert_eq!(json("1979-05-27T07:32:00Z"), r#""1979-05-27T07:32:00Z""#);
+        assert_eq!(
+            json(r#"{ env = "DB_PASSWORD" }"#),
+            r#"{"env":"DB_PASSWORD"}"#
+        );
+        assert_eq!(json("[[1, 2], []]"), "[[1,2],[]]");
+        // Defaults are recorded as TOML text.
+        assert_eq!(text_json("\"5min\""), serde_json::json!("5min"));
+        assert_eq!(text_json("[\"/v1\"]"), serde_json::json!(["/v1"]));
+        assert_eq!(text_json("0.5"), serde_json::json!(0.5));
+        assert_eq!(text_json("not toml"), serde_json::json!("not toml"));
+    }
 
     #[test]
     fn memory_limits_show_their_measured_floor() {

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use git2::Oid;
 use serde::Serialize;
 
-use crate::driver::{Compiled, render_chunks_with};
+use crate::driver::{Compiled, Progress, render_chunks_with};
 use crate::emit::SiteTree;
 use crate::git::{Repo, blob_id};
 use crate::gitops::Error;
@@ -129,6 +129,7 @@ pub fn audit_branches(
     prefix: &str,
     sites: &[String],
     rev: &str,
+    progress: &dyn Progress,
 ) -> Result<Audit, Error> {
     let rev_id = repo.resolve(rev)?;
     let current = Compiled::at_commit(repo, rev_id)?;
@@ -159,22 +160,26 @@ pub fn audit_branches(
         );
     }
     let mut renders: HashMap<Oid, Renders> = HashMap::new();
+    progress.more(by_source.values().map(BTreeSet::len).sum());
     for (commit, names) in &by_source {
         let names: Vec<&str> = names.iter().copied().collect();
         let rendered = if *commit == rev_id {
-            render_ids(&current, &names)
+            render_ids(&current, &names, progress)
         } else {
             match Compiled::at_commit(repo, *commit) {
-                Ok(compiled) => render_ids(&compiled, &names),
-                Err(e) => names
-                    .iter()
-                    .map(|n| {
-                        (
-                            n.to_string(),
-                            Err(format!("its inputs cannot be read: {e}")),
-                        )
-                    })
-                    .collect(),
+                Ok(compiled) => render_ids(&compiled, &names, progress),
+                Err(e) => {
+                    progress.done(names.len());
+                    names
+                        .iter()
+                        .map(|n| {
+                            (
+                                n.to_string(),
+                                Err(format!("its inputs cannot be read: {e}")),
+                            )
+                        })
+                        .collect()
+                }
             }
         };
         renders.insert(*commit, rendered);
@@ -255,7 +260,7 @@ type Renders = BTreeMap<String, Result<BlobIds, String>>;
 /// Render the named sites; each gets the git blob id of each of its
 /// files (the trees themselves are dropped as they come), or the reason
 /// it has none.
-fn render_ids(compiled: &Compiled, names: &[&str]) -> Renders {
+fn render_ids(compiled: &Compiled, names: &[&str], progress: &dyn Progress) -> Renders {
     let mut out = BTreeMap::new();
     let mut chosen = Vec::new();
     let by_name: HashMap<&str, &ValidSite> = compiled
@@ -276,6 +281,7 @@ fn render_ids(compiled: &Compiled, names: &[&str]) -> Renders {
                     format!("the sources have no site `{name}`")
                 };
                 out.insert((*name).to_string(), Err(why));
+                progress.done(1);
             }
         }
     }
@@ -294,6 +300,7 @@ fn render_ids(compiled: &Compiled, names: &[&str]) -> Renders {
         |v, r| {
             let ids = r.map_err(|d| format!("rendering fails ({} diagnostics)", d.error_count()));
             out.insert(v.site.name.clone(), ids);
+            progress.done(1);
             true
         },
     );

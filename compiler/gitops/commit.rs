@@ -10,7 +10,7 @@ use git2::Oid;
 use serde::Serialize;
 
 use crate::base::diagnostic::{Diagnostic, Diagnostics};
-use crate::driver::{Compiled, for_each_worked, input_digest};
+use crate::driver::{Compiled, Progress, for_each_worked, input_digest};
 use crate::emit::{EmitError, OutDir, SiteTree};
 use crate::git::{GitError, Identity, RefUpdate, Repo, short};
 use crate::gitops::Error;
@@ -468,13 +468,18 @@ pub fn commit_sites(
     chosen: &[&ValidSite],
     committer: &Committer<'_>,
     details: bool,
+    progress: &dyn Progress,
 ) -> Result<Prepared, Error> {
     let mut preparer = Preparer::new(details);
     let mut todo = Vec::new();
+    progress.more(chosen.len());
     for v in chosen {
         let digest = input_digest(&compiled.inputs, v);
         match committer.up_to_date(repo, v, &digest)? {
-            Some(unchanged) => preparer.record(unchanged),
+            Some(unchanged) => {
+                preparer.record(unchanged);
+                progress.done(1);
+            }
             None => todo.push(*v),
         }
     }
@@ -490,6 +495,7 @@ pub fn commit_sites(
         },
         |_, outcome| {
             preparer.record(outcome);
+            progress.done(1);
             Ok(())
         },
     );

@@ -293,7 +293,7 @@ fn explain_shows_provenance_across_three_levels() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let e = &v["entries"][0];
     assert_eq!(e["key"], "rollout.wave");
-    assert_eq!(e["value"], "3");
+    assert_eq!(e["value"], 3);
     assert_eq!(e["location"]["path"], "profiles/multi-branch.toml");
     // Unknown site.
     let o = dify_cfg(&["--root", &r, "explain", "--site", "clinic-1"], dir.path());

@@ -72,10 +72,9 @@ fn a_new_fleet_checks_and_builds_at_once_and_a_second_init_changes_no_byte() {
     assert!(fleet.join("out/_images/docker-bake.json").is_file());
     run(&fleet, &["build", "--check"], 0);
     // A new fleet starts on the newest release dify-cfg knows.
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &fs::read(fleet.join("out/edge-01/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(fleet.join("out/edge-01/manifest.json")).unwrap())
+            .unwrap();
     let newest = dify_cfg::internals::SUPPORTED_RELEASES
         .iter()
         .copied()

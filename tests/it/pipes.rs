@@ -96,6 +96,11 @@ fn every_command_ends_quietly_when_its_reader_is_gone() {
         // Failures, said on stderr.
         &["explain", "--site", "nope"],
         &["build", "--site", "nope", "--out", "OUT"],
+        // Generated text, and a quiet run.
+        &["completions", "bash"],
+        &["man"],
+        &["man", "--out", "OUT"],
+        &["--quiet", "build", "--out", "OUT"],
     ];
     let mut failures = Vec::new();
     let out_dir = scratch.path().join("out");

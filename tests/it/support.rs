@@ -23,10 +23,10 @@ pub fn reference() -> Option<PathBuf> {
         "reference files not found at {} (DIFY_CFG_REQUIRE_REFERENCE=1)",
         dir.display()
     );
-    eprintln!(
-        "skipped: Dify reference files not found at {}",
+    skip(&format!(
+        "Dify reference files not found at {}",
         dir.display()
-    );
+    ));
     None
 }
 
@@ -229,9 +229,19 @@ pub fn available(what: &str, ok: bool, why: &str) -> bool {
             !required,
             "{what} is not available (DIFY_CFG_REQUIRE_TOOLS=1): {why}"
         );
-        eprintln!("skipped: {what} is not available here: {why}");
+        skip(&format!("{what} is not available here: {why}"));
     }
     ok
+}
+
+/// Skip the rest of the running test (or one of its checks): said at once
+/// as `SKIPPED: <test>: <reason>` on stderr, which libtest does not
+/// capture, and listed again when the test binary exits
+/// (`tests/it/skips.rs`). Every skip goes through here.
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    // libtest runs each test on a thread named after it.
+    crate::skips::record(thread.name().unwrap_or("(a test)"), reason);
 }
 
 /// Run git in `dir` with a fixed identity and clock and no user config.

@@ -183,7 +183,10 @@ pub fn failing_upgrade_is_restored(r: &Rehearsal, site: &str) {
 pub fn upgrade(r: &Rehearsal, site: &str, also: impl FnOnce(&str) -> String) -> Vec<Row> {
     let what = format!("Dify {}, an IPv6 LAN and TLS at nginx", r.to);
     r.change_site(site, &what, |t| {
-        also(&t.replacen(FAILING_ENV, "", 1).replacen(&held(&r.from), "", 1))
+        also(
+            &t.replacen(FAILING_ENV, "", 1)
+                .replacen(&held(&r.from), "", 1),
+        )
     });
     images::tag_for(&r.engine, &r.site_file(site, "compose.yaml"), &r.to);
     let said = r.apply_ok(&what);
