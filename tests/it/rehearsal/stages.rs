@@ -1,5 +1,6 @@
 //! The rehearsal's stages after the first apply: the matrix seeing a hole,
-//! a hand edit refused, a reboot (the upgrades are in `upgrade`).
+//! a hand edit refused, a failing release rolled back, a reboot (the
+//! upgrades are in `upgrade`).
 
 use super::matrix::{self, Expect};
 use super::netns;
@@ -54,6 +55,38 @@ pub fn tampered_tree_is_refused(r: &Rehearsal, site: &str) {
         &["update-ref", &format!("refs/heads/{branch}"), tip.trim()],
     );
     r.push();
+}
+
+/// The mistake that makes a release fail: a log level Python's logging
+/// does not know.
+pub const FAILING_RELEASE_ENV: &str = "[env]\nLOG_LEVEL = \"CHATTY\"\n\n";
+
+/// A release whose services do not become healthy (Dify's api cannot start
+/// with a log level Python's logging does not know, a mistake the compiler
+/// does not catch) is rolled back: the firewall chains and the containers
+/// are those of the release before. The branch stays at the failed commit
+/// (the reboot below finds it so).
+pub fn failing_release_rolls_back(r: &Rehearsal, site: &str) {
+    let before = (r.firewall(), r.containers());
+    r.change_site(site, "A log level Dify cannot start with", |t| {
+        t.replacen(
+            "\n[network]\n",
+            &format!("\n{FAILING_RELEASE_ENV}[network]\n"),
+            1,
+        )
+    });
+    let out = r.apply_within(60);
+    let said = text(&out);
+    assert!(
+        !out.status.success(),
+        "an unhealthy release was kept:\n{said}"
+    );
+    assert!(said.contains("rolling back"), "{said}");
+    assert_eq!(
+        before,
+        (r.firewall(), r.containers()),
+        "the rollback left the box changed:\n{said}"
+    );
 }
 
 /// A reboot: the engine stops with its containers and the kernel forgets

@@ -44,26 +44,35 @@ fn held(from: &str) -> String {
     format!("[dify]\nversion = \"{from}\"\n\n")
 }
 
-/// Hold `site` back on the release before the fleet's (or
-/// DIFY_CFG_REHEARSAL_FROM): the releases it moves between, and the site's
-/// api.Dockerfile on the fleet's release (the settings of that release's
-/// image).
+/// The releases the site moves between: it starts on
+/// DIFY_CFG_REHEARSAL_FROM (`previous`: the release before the fleet's)
+/// and is upgraded to the fleet's; unset, it starts on the fleet's and
+/// nothing is upgraded. Held back, the site file gets a `[dify] version`,
+/// and the site's api.Dockerfile on the fleet's release (the settings of
+/// that release's image) comes with the two.
 pub fn hold_back(config: &Path, work: &Path, site: &str) -> (String, String, String) {
     use dify_cfg::internals::SUPPORTED_RELEASES;
     use dify_cfg::internals::dify_facts::compat::release_order;
     let to = Expect::load(config, site).release;
-    let from = std::env::var("DIFY_CFG_REHEARSAL_FROM").unwrap_or_else(|_| {
-        let mut older: Vec<&str> = SUPPORTED_RELEASES
-            .iter()
-            .copied()
-            .filter(|r| release_order(r, &to).is_lt())
-            .collect();
-        older.sort_by(|a, b| release_order(a, b));
-        older
-            .last()
-            .unwrap_or_else(|| panic!("no release before the fleet's ({to}) to upgrade from"))
-            .to_string()
-    });
+    let from = match std::env::var("DIFY_CFG_REHEARSAL_FROM").as_deref() {
+        Ok("previous") => {
+            let mut older: Vec<&str> = SUPPORTED_RELEASES
+                .iter()
+                .copied()
+                .filter(|r| release_order(r, &to).is_lt())
+                .collect();
+            older.sort_by(|a, b| release_order(a, b));
+            older
+                .last()
+                .unwrap_or_else(|| panic!("no release before the fleet's ({to}) to upgrade from"))
+                .to_string()
+        }
+        Ok(release) if !release.is_empty() => release.to_string(),
+        _ => to.clone(),
+    };
+    if from == to {
+        return (from, to, String::new());
+    }
     let out = work.join("fleet-release");
     support::assert_ok(
         support::dify_cfg(
@@ -85,16 +94,8 @@ pub fn hold_back(config: &Path, work: &Path, site: &str) -> (String, String, Str
     (from, to, dockerfile)
 }
 
-/// The upgrade that fails, rolled back with its backup restored (none when
-/// the site started on the fleet's release: a run that measures it).
+/// The upgrade that fails, rolled back with its backup restored.
 pub fn failing_upgrade_is_restored(r: &Rehearsal, site: &str) {
-    if r.from == r.to {
-        eprintln!(
-            "rehearsal: the site started on the fleet's release ({}): no upgrade to rehearse",
-            r.to
-        );
-        return;
-    }
     let (from_head, to_head) = (
         services::migrations_head(&r.reference, &r.from),
         services::migrations_head(&r.reference, &r.to),
@@ -177,14 +178,20 @@ pub fn failing_upgrade_is_restored(r: &Rehearsal, site: &str) {
     );
 }
 
-/// The upgrade that works, with `also` changed in the same commit: a new
-/// backup, the new release's migrations, and the workload's data read back
-/// through it (the rows of the report).
+/// The upgrade that works (or, on the fleet's release, the move alone), with
+/// `also` changed in the same commit: a new backup, the new release's
+/// migrations, and the workload's data read back through it (the rows of
+/// the report).
 pub fn upgrade(r: &Rehearsal, site: &str, also: impl FnOnce(&str) -> String) -> Vec<Row> {
-    let what = format!("Dify {}, an IPv6 LAN and TLS at nginx", r.to);
+    let what = if r.from == r.to {
+        "An IPv6 LAN and TLS at nginx".to_string()
+    } else {
+        format!("Dify {}, an IPv6 LAN and TLS at nginx", r.to)
+    };
     r.change_site(site, &what, |t| {
         also(
             &t.replacen(FAILING_ENV, "", 1)
+                .replacen(super::stages::FAILING_RELEASE_ENV, "", 1)
                 .replacen(&held(&r.from), "", 1),
         )
     });
