@@ -10,6 +10,16 @@ use crate::base::source::{SourceMap, Span};
 use crate::base::units::Bytes;
 use crate::model::*;
 
+/// What the services on the box may use: every limit times its replicas.
+pub(super) fn memory_used(services: &BTreeMap<ServiceKind, Service>) -> Bytes {
+    Bytes(
+        services
+            .values()
+            .map(|s| s.memory.0.saturating_mul(u64::from(s.replicas)))
+            .fold(0, u64::saturating_add),
+    )
+}
+
 /// The sum of the memory limits of everything on the box must fit the
 /// device less its reserve.
 pub(super) fn budget(
@@ -20,10 +30,7 @@ pub(super) fn budget(
     sources: &SourceMap,
     chain_files: &[crate::base::source::FileId],
 ) {
-    let total: u64 = services
-        .values()
-        .map(|s| s.memory.0 * u64::from(s.replicas))
-        .sum();
+    let total = memory_used(services).0;
     let budget = device.budget();
     if total <= budget.0 {
         return;

@@ -134,6 +134,11 @@ pub(super) fn shares(
     out
 }
 
+/// The connections every pool may open together.
+pub(super) fn sum(shares: &[Share]) -> u32 {
+    shares.iter().map(Share::total).fold(0, u32::saturating_add)
+}
+
 /// The pools must fit `max-connections` less the reserve.
 pub(super) fn budget(
     cx: &mut Cx<'_>,
@@ -144,7 +149,7 @@ pub(super) fn budget(
     sources: &SourceMap,
 ) {
     let shares = shares(services, db, vector_store);
-    let total: u32 = shares.iter().map(Share::total).sum();
+    let total = sum(&shares);
     let (reserve, available) = available(db.max_connections);
     if total <= available {
         return;

@@ -19,6 +19,7 @@ mod external;
 mod fleet;
 mod floors;
 mod gitops;
+mod headroom;
 mod helm;
 mod images;
 mod network;
@@ -39,6 +40,7 @@ use crate::model::*;
 
 pub(crate) use egress::holds_internet;
 pub use fleet::validate_fleet;
+pub use headroom::{Headroom, headroom};
 pub use sharing::Sharing;
 
 use context::Cx;
