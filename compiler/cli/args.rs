@@ -51,6 +51,9 @@ pub enum Command {
     Init(InitArgs),
     /// Print the JSON Schema of profile and site files (for editors).
     Schema,
+    /// Write the fleet report: one static HTML page of every site's wave,
+    /// release, memory and connection budgets and who can reach what.
+    Report(ReportArgs),
 }
 
 impl Command {
@@ -65,6 +68,7 @@ impl Command {
                 | Command::Commit(_)
                 | Command::Diff(_)
                 | Command::Audit(_)
+                | Command::Report(_)
         )
     }
 }
@@ -189,4 +193,12 @@ pub struct InitArgs {
     /// Where to make the config repository (created if missing); default:
     /// `--root`, else the current directory.
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Where to write the page; default `out/report.html` under the root;
+    /// `-` prints it. An existing file is replaced only if `report` wrote it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

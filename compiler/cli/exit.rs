@@ -46,4 +46,6 @@ pub enum Failure {
     NoKey { site: String, key: String },
     #[error(transparent)]
     Init(#[from] crate::cli::scaffold::InitError),
+    #[error(transparent)]
+    Report(#[from] crate::cli::report_page::ReportError),
 }

@@ -14,6 +14,8 @@ pub mod exit;
 pub mod explain;
 pub mod init;
 pub mod output;
+pub mod report;
+pub mod report_page;
 pub mod scaffold;
 pub mod schema;
 
@@ -90,6 +92,10 @@ fn dispatch(root: &Path, command: Command, out: &Output) -> ExitCode {
         }
         Command::Init(a) => print(out, init::run(a.dir.as_deref().unwrap_or(root))),
         Command::Schema => print(out, Ok(schema::SchemaReport)),
+        Command::Report(a) => print(
+            out,
+            report::run(root, &report::ReportOptions { out: a.out }, out),
+        ),
     }
 }
 
