@@ -2,18 +2,22 @@
 //! approve and audit it (the page itself is `report_page.rs`). Every number
 //! on it comes from the functions the compiler decides by: the budgets from
 //! `validate::headroom` (what `check` shows), who can reach what from the
-//! planned firewall rules and nginx locations (what the box runs).
+//! planned firewall rules and nginx locations (what the box runs), and in
+//! a git repository the pending rollout and audit verdict from the code
+//! `diff` and `audit` run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::cli::exit::Failure;
 use crate::cli::output::{Output, Report, Text};
-use crate::cli::report_page::{Exposure, Reach, SiteFacts, page, write_page};
+use crate::cli::report_page::{Exposure, Reach, Rollout, SiteFacts, page, write_page};
 use crate::driver::Compiled;
+use crate::git::Repo;
+use crate::gitops::{audit_branches, diff_sites};
 use crate::model::{ServiceKind, Site, Target};
 use crate::plan::{CHAIN_DOCKER, CHAIN_INPUT, Family, firewall, nginx};
-use crate::validate::headroom;
+use crate::validate::{ValidSite, headroom};
 
 /// Where the page goes: a file (default `out/report.html` under the root)
 /// or, with `-`, stdout.
@@ -31,16 +35,21 @@ pub struct ReportDone {
 }
 
 pub fn run(root: &Path, opts: &ReportOptions, out: &Output) -> Result<ReportDone, Failure> {
-    let Compiled {
-        inputs,
-        sites,
-        diagnostics,
-    } = Compiled::read(root);
-    out.diagnostics(&diagnostics, &inputs);
-    if diagnostics.has_errors() {
+    let compiled = Compiled::read(root);
+    out.diagnostics(&compiled.diagnostics, &compiled.inputs);
+    if compiled.diagnostics.has_errors() {
         return Err(Failure::Diagnosed);
     }
-    let facts: Vec<SiteFacts> = sites.iter().map(|s| site_facts(&s.site)).collect();
+    let mut rollouts = rollouts(root, &compiled, out)?;
+    let facts: Vec<SiteFacts> = compiled
+        .sites
+        .iter()
+        .map(|s| {
+            let mut facts = site_facts(&s.site);
+            facts.rollout = rollouts.remove(&s.site.name);
+            facts
+        })
+        .collect();
     let html = page(&facts);
     let waves = facts.iter().map(|f| f.wave).collect::<BTreeSet<_>>().len();
     let written = match opts.out.as_deref() {
@@ -81,7 +90,64 @@ pub fn site_facts(site: &Site) -> SiteFacts {
             .collect(),
         room: headroom(site),
         exposure: (site.target == Target::Compose).then(|| exposure(site)),
+        rollout: None,
     }
+}
+
+/// When the root is in a git repository: each site's pending rollout (what
+/// `diff` says against its site branch: files and risk flags) and its
+/// branch's audit verdict against the sources at `HEAD` (what `audit`
+/// says). Outside a repository, none.
+fn rollouts(
+    root: &Path,
+    compiled: &Compiled,
+    out: &Output,
+) -> Result<BTreeMap<String, Rollout>, Failure> {
+    let Ok(repo) = Repo::discover(root) else {
+        return Ok(BTreeMap::new());
+    };
+    let chosen: Vec<&ValidSite> = compiled.sites.iter().collect();
+    let shown = diff_sites(&repo, compiled, &chosen, None, |d| Rollout {
+        branch: d.branch.clone(),
+        exists: d.tip.is_some(),
+        files: d.summary.files.len(),
+        risks: d.summary.risks.iter().map(ToString::to_string).collect(),
+        verdict: None,
+        notes: Vec::new(),
+    })
+    .map_err(|e| out.gitops_failure(e, &compiled.inputs))?;
+    let mut by_site: BTreeMap<String, Rollout> = chosen
+        .iter()
+        .zip(shown)
+        .map(|(v, (_, r))| (v.site.name.clone(), r))
+        .collect();
+    let mut by_prefix: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for v in &chosen {
+        by_prefix
+            .entry(&v.site.gitops.branch_prefix)
+            .or_default()
+            .push(v.site.name.clone());
+    }
+    for (prefix, sites) in by_prefix {
+        match audit_branches(&repo, prefix, &sites, "HEAD") {
+            Ok(audit) => {
+                for e in audit.entries {
+                    if let Some(r) = by_site.get_mut(&e.site) {
+                        r.verdict = Some(e.verdict.as_str());
+                        r.notes = e.notes;
+                    }
+                }
+            }
+            Err(e) => {
+                for site in &sites {
+                    if let Some(r) = by_site.get_mut(site) {
+                        r.notes = vec![format!("the audit could not run: {e}")];
+                    }
+                }
+            }
+        }
+    }
+    Ok(by_site)
 }
 
 /// Who reaches what, read off the firewall rules (both families) and the

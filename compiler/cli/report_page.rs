@@ -26,6 +26,24 @@ pub struct SiteFacts {
     pub room: Headroom,
     /// `None` for a site on a cluster (no firewall or nginx of dify-cfg's).
     pub exposure: Option<Exposure>,
+    /// `None` outside a git repository.
+    pub rollout: Option<Rollout>,
+}
+
+/// A site's pending rollout against its site branch, and the branch's
+/// audit verdict.
+pub struct Rollout {
+    pub branch: String,
+    /// Whether the branch is there.
+    pub exists: bool,
+    /// How many files a commit would change.
+    pub files: usize,
+    /// The risk flags of that change, as `diff` says them.
+    pub risks: Vec<String>,
+    /// `audit`'s verdict; `None` when the audit could not run.
+    pub verdict: Option<&'static str>,
+    /// Why the verdict is what it is.
+    pub notes: Vec<String>,
 }
 
 /// Who can reach what on a compose box.
@@ -155,6 +173,9 @@ fn site(h: &mut String, s: &SiteFacts) {
     memory(h, s);
     connections(h, s);
     exposure(h, s);
+    if let Some(r) = &s.rollout {
+        rollout(h, r);
+    }
     h.push_str("</article>\n");
 }
 
@@ -273,6 +294,57 @@ fn exposure(h: &mut String, s: &SiteFacts) {
         h,
         "<tr data-network=\"anyone else\"><th scope=\"row\">anyone else</th><td></td><td colspan=\"2\">{rest}</td></tr>\n</tbody>\n</table>"
     );
+}
+
+/// The pending rollout and the audit verdict.
+fn rollout(h: &mut String, r: &Rollout) {
+    let branch = esc(&r.branch);
+    let _ = writeln!(
+        h,
+        "<h4>Pending rollout and audit</h4>\n<div class=\"rollout\" data-branch=\"{branch}\" data-files=\"{}\" data-risks=\"{}\" data-verdict=\"{}\">",
+        r.files,
+        r.risks.len(),
+        r.verdict.unwrap_or("")
+    );
+    let pending = if !r.exists {
+        format!(
+            "No branch <code>{branch}</code> yet: the first <code>dify-cfg commit</code> makes it with every file ({}).",
+            r.files
+        )
+    } else if r.files == 0 {
+        format!("Nothing pending: <code>{branch}</code> is what the sources render.")
+    } else {
+        format!("{} files would change on <code>{branch}</code>.", r.files)
+    };
+    let _ = writeln!(h, "<p>{pending}</p>");
+    if r.files > 0 {
+        if r.risks.is_empty() {
+            h.push_str("<p>Risk flags: none.</p>\n");
+        } else {
+            h.push_str("<p>Risk flags:</p>\n<ul class=\"risks\">\n");
+            for risk in &r.risks {
+                let _ = writeln!(h, "<li>{}</li>", esc(risk));
+            }
+            h.push_str("</ul>\n");
+        }
+    }
+    match r.verdict {
+        Some(v) => {
+            let _ = writeln!(
+                h,
+                "<p>Audit against the sources at <code>HEAD</code>: <strong>{v}</strong>.</p>"
+            );
+        }
+        None => h.push_str("<p>Audit: not run.</p>\n"),
+    }
+    if !r.notes.is_empty() {
+        h.push_str("<ul class=\"notes\">\n");
+        for n in &r.notes {
+            let _ = writeln!(h, "<li>{}</li>", esc(n));
+        }
+        h.push_str("</ul>\n");
+    }
+    h.push_str("</div>\n");
 }
 
 /// `part` of `whole` in percent with two decimals, from integers.

@@ -7,11 +7,21 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::support::{assert_ok, available, copy_fleet, dify_cfg, example_out, on_path, repo};
+use crate::support::{
+    assert_ok, available, copy_fleet, dify_cfg, example_out, fleet_repo_at, on_path, repo,
+};
 
-/// The example fleet's page, printed.
+/// The example fleet's page, printed, from a copy outside any git
+/// repository (inside one, the page also says each branch's rollout).
 fn example_page() -> String {
-    let o = assert_ok(dify_cfg(&["report", "--out", "-"], repo()), "report");
+    let dir = tempfile::tempdir().unwrap();
+    copy_fleet(dir.path());
+    page_at(dir.path())
+}
+
+/// The page of the config root `root`, printed.
+fn page_at(root: &Path) -> String {
+    let o = assert_ok(dify_cfg(&["report", "--out", "-"], root), "report");
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -136,6 +146,116 @@ fn compose_limits(compose: &str) -> BTreeMap<String, u64> {
     out
 }
 
+/// What `dify-cfg <args> --format json` prints.
+fn json_of(args: &[&str], root: &Path) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let o = dify_cfg(&all, root);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {o:?}"))
+}
+
+/// Each site's pending rollout and audit verdict on the page: (files,
+/// risk flags, verdict).
+fn rollouts_on(page: &str) -> BTreeMap<String, (String, Vec<String>, String)> {
+    let mut out = BTreeMap::new();
+    for chunk in page.split("<article class=\"site\" id=\"site-").skip(1) {
+        let site = chunk.split('"').next().unwrap().to_string();
+        let a = attrs_of(chunk, "data-verdict=");
+        let risks = chunk
+            .split_once("<ul class=\"risks\">")
+            .map(|(_, r)| r.split("</ul>").next().unwrap())
+            .unwrap_or("")
+            .split("<li>")
+            .skip(1)
+            .map(|l| {
+                l.split("</li>")
+                    .next()
+                    .unwrap()
+                    .replace("&#39;", "'")
+                    .replace("&gt;", ">")
+                    .replace("&lt;", "<")
+                    .replace("&amp;", "&")
+                    .replace("&quot;", "\"")
+            })
+            .collect();
+        out.insert(
+            site,
+            (a["data-files"].clone(), risks, a["data-verdict"].clone()),
+        );
+    }
+    out
+}
+
+/// Commit every site branch of the fleet repository `root`, let `then`
+/// look, and add an admin network to every clinic without committing it:
+/// a rollout waiting for review, with risk flags.
+fn commit_and_open_an_admin_network(root: &Path, then: impl FnOnce(&Path)) {
+    assert_ok(dify_cfg(&["commit"], root), "commit");
+    then(root);
+    let profile = root.join("profiles/multi-branch.toml");
+    let text = std::fs::read_to_string(&profile).unwrap().replace(
+        "admin = [\"10.0.0.0/24\"]",
+        "admin = [\"10.0.0.0/24\", \"10.9.0.0/24\"]",
+    );
+    std::fs::write(&profile, text).unwrap();
+}
+
+#[test]
+fn in_a_repository_each_site_has_its_pending_rollout_and_audit_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fleet_repo_at(&dir.path().join("fleet"), 0);
+    assert!(!example_page().contains("Pending rollout"));
+    let before = rollouts_on(&page_at(&root));
+    assert_eq!(before.len(), 11);
+    // No branch yet: the first commit writes every file and opens
+    // everything the site opens; nothing to audit.
+    for (site, (files, risks, verdict)) in &before {
+        assert!(files != "0" && !risks.is_empty(), "{site}");
+        assert_eq!(verdict, "missing", "{site}");
+    }
+    commit_and_open_an_admin_network(&root, |root| {
+        let committed = rollouts_on(&page_at(root));
+        for (site, (files, risks, verdict)) in &committed {
+            assert_eq!(
+                (files.as_str(), risks.len(), verdict.as_str()),
+                ("0", 0, "reproducible"),
+                "{site}"
+            );
+        }
+    });
+    let page = page_at(&root);
+    let shown = rollouts_on(&page);
+    let diff = json_of(&["diff"], &root);
+    let audit = json_of(&["audit"], &root);
+    let mut risky = 0;
+    for d in diff["sites"].as_array().unwrap() {
+        let site = d["site"].as_str().unwrap();
+        let (files, risks, verdict) = &shown[site];
+        assert_eq!(
+            files,
+            &d["files"].as_array().unwrap().len().to_string(),
+            "{site}"
+        );
+        let flags = d["risks"].as_array().unwrap().len();
+        assert_eq!(risks.len(), flags, "{site}: {risks:?}");
+        if flags > 0 {
+            assert!(
+                risks.iter().any(|r| r.contains("10.9.0.0/24")),
+                "{site}: {risks:?}"
+            );
+        }
+        risky += usize::from(!risks.is_empty());
+        let audited = audit["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["site"] == site)
+            .unwrap();
+        assert_eq!(verdict, audited["verdict"].as_str().unwrap(), "{site}");
+    }
+    assert_eq!(risky, 10, "every clinic, not hq: {shown:?}");
+}
+
 #[test]
 fn what_a_user_wrote_is_escaped() {
     let dir = tempfile::tempdir().unwrap();
@@ -256,7 +376,12 @@ fn in_chromium_the_page_renders_without_errors_and_passes_axe() {
         return;
     }
     let dir = artefacts();
-    let page = example_page();
+    // The page a reviewer gets: a rollout pending, with its risk flags.
+    let repo_dir = tempfile::tempdir().unwrap();
+    let root = fleet_repo_at(&repo_dir.path().join("fleet"), 0);
+    commit_and_open_an_admin_network(&root, |_| {});
+    let page = page_at(&root);
+    assert!(page.contains("Risk flags:"));
     let plain = dir.join("report.html");
     std::fs::write(&plain, &page).unwrap();
     for (name, width) in [("desktop", 1280), ("phone", 390)] {
@@ -265,7 +390,7 @@ fn in_chromium_the_page_renders_without_errors_and_passes_axe() {
         let (_, log) = chromium(
             &plain,
             &[
-                &format!("--window-size={width},2400"),
+                &format!("--window-size={width},3000"),
                 &format!("--screenshot={}", shot.display()),
             ],
         );
