@@ -69,4 +69,5 @@ pub mod internals {
     };
     pub use crate::render::Renderer;
     pub use crate::validate::ValidSite;
+    pub use crate::validate::headroom;
 }

@@ -59,6 +59,9 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write a page per command into a directory.
     Man(ManArgs),
+    /// Write the fleet report: one static HTML page of every site's wave,
+    /// release, memory and connection budgets and who can reach what.
+    Report(ReportArgs),
 }
 
 impl Command {
@@ -73,6 +76,7 @@ impl Command {
                 | Command::Commit(_)
                 | Command::Diff(_)
                 | Command::Audit(_)
+                | Command::Report(_)
         )
     }
 }
@@ -214,6 +218,14 @@ pub struct CompletionsArgs {
 pub struct ManArgs {
     /// Write `dify-cfg.1` and a page per command (`dify-cfg-build.1`, ...)
     /// into this directory, replacing only pages dify-cfg wrote.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Where to write the page; default `out/report.html` under the root;
+    /// `-` prints it. An existing file is replaced only if `report` wrote it.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

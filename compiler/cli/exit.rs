@@ -56,4 +56,6 @@ pub enum Failure {
     },
     #[error(transparent)]
     Init(#[from] crate::cli::scaffold::InitError),
+    #[error(transparent)]
+    Report(#[from] crate::cli::report_page::ReportError),
 }

@@ -17,6 +17,8 @@ pub mod init;
 pub mod man;
 pub mod output;
 pub mod progress;
+pub mod report;
+pub mod report_page;
 pub mod scaffold;
 pub mod schema;
 
@@ -95,6 +97,10 @@ fn dispatch(root: &Path, command: Command, out: &Output) -> ExitCode {
         Command::Schema => print(out, Ok(schema::SchemaReport)),
         Command::Completions(a) => print(out, Ok(completions::run(a.shell))),
         Command::Man(a) => print(out, man::run(a.out.as_deref())),
+        Command::Report(a) => print(
+            out,
+            report::run(root, &report::ReportOptions { out: a.out }, out),
+        ),
     }
 }
 

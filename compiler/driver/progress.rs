@@ -10,3 +10,11 @@ pub trait Progress: Sync {
     /// `n` sites done.
     fn done(&self, n: usize);
 }
+
+/// A run nobody watches (the report's audit, tests).
+pub struct Silent;
+
+impl Progress for Silent {
+    fn more(&self, _: usize) {}
+    fn done(&self, _: usize) {}
+}

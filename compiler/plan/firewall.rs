@@ -78,7 +78,7 @@ fn in_family(net: &IpNet, family: Family) -> bool {
 }
 
 /// One rules file of the box: rules.v4 or rules.v6.
-pub(super) fn firewall(site: &Site, family: Family) -> FirewallContext {
+pub(crate) fn firewall(site: &Site, family: Family) -> FirewallContext {
     let v4 = family == Family::V4;
     let mut rules = Vec::new();
     hooks(&mut rules);

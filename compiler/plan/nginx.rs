@@ -144,7 +144,7 @@ fn audience(site: &Site, public: bool) -> Vec<String> {
     out
 }
 
-pub(super) fn nginx(site: &Site) -> NginxContext {
+pub(crate) fn nginx(site: &Site) -> NginxContext {
     let public: BTreeSet<&str> = site
         .network
         .public_routes

@@ -28,6 +28,7 @@ mod pipes;
 mod properties;
 mod reference;
 mod rehearsal;
+mod report;
 mod rollout;
 mod rollout_release;
 mod schema;

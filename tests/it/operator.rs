@@ -179,6 +179,7 @@ fn the_manual_pages_read_in_groff_and_man_and_replace_only_their_own() {
             "dify-cfg-explain.1",
             "dify-cfg-init.1",
             "dify-cfg-man.1",
+            "dify-cfg-report.1",
             "dify-cfg-schema.1",
             "dify-cfg.1",
         ]

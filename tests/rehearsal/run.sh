@@ -8,11 +8,10 @@
 # address are set); the reports (one Markdown table per stage: the site,
 # the smoke workload, the memory of Dify's processes with the measured
 # floors as data (memory-RELEASE.toml), the workload's data served after
-# the upgrade, the upgraded site with an IPv6 LAN and TLS, after a reboot)
-# go to REPORT-DIR, default target/rehearsal/. The site starts on the
-# release before the fleet's and is upgraded to it;
-# DIFY_CFG_REHEARSAL_FROM=RELEASE starts it on another (the fleet's own: no
-# upgrade, a run that measures that release). DIFY_CFG_REHEARSAL_KEEP=1 leaves the box up
+# the move to an IPv6 LAN and TLS, the site then, after a reboot) go to
+# REPORT-DIR, default target/rehearsal/. The site runs the fleet's release;
+# DIFY_CFG_REHEARSAL_FROM=previous (or a release) starts it on the release
+# before and runs the upgrade drill. DIFY_CFG_REHEARSAL_KEEP=1 leaves the box up
 # afterwards to look around (tests/rehearsal/cleanup.sh removes it):
 #
 #   nsenter --net=/run/netns/dcr-box docker -H unix:///run/dify-cfg-rehearsal/docker.sock ps
