@@ -14,6 +14,7 @@ use roff::{Roff, bold, roman};
 use crate::cli::args::Cli;
 use crate::cli::exit::Failure;
 use crate::cli::output::{Report, Text};
+use crate::cli::own_file::{self, InTheWay};
 
 /// One manual page.
 pub struct Page {
@@ -115,32 +116,19 @@ fn write(dir: &Path, pages: &[Page]) -> Result<(), Failure> {
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, e.to_string()))?;
     for p in pages {
         let path = dir.join(&p.name);
-        match std::fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(fail(&path, e.to_string())),
-            Ok(m) => {
-                let text = m
-                    .is_file()
-                    .then(|| std::fs::read(&path).ok())
-                    .flatten()
-                    .unwrap_or_default();
-                if !m.is_file() || !ours(&String::from_utf8_lossy(&text)) {
-                    return Err(fail(
-                        &path,
-                        "it is in the way and is not a page dify-cfg wrote; move it, or choose another `--out`".into(),
-                    ));
-                }
-            }
-        }
+        own_file::may_replace(&path, |bytes| ours(&String::from_utf8_lossy(bytes))).map_err(
+            |w| match w {
+                InTheWay::Io(e) => fail(&path, e.to_string()),
+                InTheWay::NotAFile | InTheWay::NotOurs => fail(
+                    &path,
+                    "it is in the way and is not a page dify-cfg wrote; move it, or choose another `--out`".into(),
+                ),
+            },
+        )?;
     }
     for p in pages {
         let path = dir.join(&p.name);
-        let tmp = dir.join(format!(".{}.{}.tmp", p.name, std::process::id()));
-        let written = std::fs::write(&tmp, &p.roff).and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(fail(&path, e.to_string()));
-        }
+        own_file::replace(&path, p.roff.as_bytes()).map_err(|e| fail(&path, e.to_string()))?;
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod explain;
 pub mod init;
 pub mod man;
 pub mod output;
+pub mod own_file;
 pub mod progress;
 pub mod report;
 pub mod report_page;

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::base::units::MIB;
+use crate::cli::own_file::{self, InTheWay};
 use crate::validate::Headroom;
 
 /// The facts of one site the page shows.
@@ -404,45 +404,21 @@ pub fn write_page(path: &Path, html: &str) -> Result<(), ReportError> {
         path: shown.clone(),
         source,
     };
-    match fs::symlink_metadata(path) {
-        Ok(m) if !m.is_file() => {
-            return Err(ReportError::NotOurs {
-                path: shown.clone(),
-                why: "it is not a plain file".into(),
-            });
-        }
-        Ok(_) => {
-            let head = fs::read(path).map_err(io)?;
-            if !head.starts_with(MARKER.as_bytes()) {
-                return Err(ReportError::NotOurs {
-                    path: shown.clone(),
-                    why: "it does not start as the pages dify-cfg writes do".into(),
-                });
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
+    let not_ours = |why: &str| ReportError::NotOurs {
+        path: shown.clone(),
+        why: why.into(),
     };
-    fs::create_dir_all(&dir).map_err(io)?;
-    let name = path.file_name().map_or_else(
-        || "report.html".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let tmp = dir.join(format!(".{name}.dify-cfg-tmp-{}", std::process::id()));
-    let staged = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(html.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = staged {
-        let _ = fs::remove_file(&tmp);
-        return Err(io(e));
+    own_file::may_replace(path, |bytes| bytes.starts_with(MARKER.as_bytes())).map_err(
+        |w| match w {
+            InTheWay::NotAFile => not_ours("it is not a plain file"),
+            InTheWay::NotOurs => not_ours("it does not start as the pages dify-cfg writes do"),
+            InTheWay::Io(e) => io(e),
+        },
+    )?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io)?;
     }
+    own_file::replace(path, html.as_bytes()).map_err(io)?;
     Ok(())
 }
 

@@ -67,23 +67,30 @@ fn memory_rows(x: &Expect, engine: &Engine, project: &str) -> Vec<Row> {
 }
 
 fn psql(engine: &Engine, project: &str, db: &str, sql: &str) -> String {
-    let out = engine.docker(&[
-        "exec",
-        &format!("{project}-db_postgres-1"),
-        "psql",
-        "-U",
-        "postgres",
-        "-d",
-        db,
-        "-Atc",
-        sql,
-    ]);
+    psql_at(&engine.host(), project, db, sql).unwrap_or_else(|e| format!("error: {e}"))
+}
+
+/// psql as the superuser in the PostgreSQL container of `project` on the
+/// engine at `host` (a thread of its own can call it): the output, or what
+/// psql said when it failed.
+pub(super) fn psql_at(host: &str, project: &str, db: &str, sql: &str) -> Result<String, String> {
+    let out = super::netns::in_box_command("docker")
+        .env("DOCKER_HOST", host)
+        .args(["exec", &format!("{project}-db_postgres-1")])
+        .args(["psql", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1"])
+        .args(["-Atc", sql])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("cannot run docker");
     if out.status.success() {
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
-        format!("error: {}", String::from_utf8_lossy(&out.stderr).trim())
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }
+
+/// The migrations a database is at.
+pub(super) const ALEMBIC_VERSION: &str = "SELECT string_agg(version_num, ',') FROM alembic_version";
 
 /// The head of a release's migrations: the one revision no other revision
 /// names as its parent (api/migrations/versions in the release's source).
@@ -154,12 +161,7 @@ fn postgres_rows(
         "container db_postgres",
         format!("alembic_version after the api's migrations (Dify {release})"),
         migrations_head.to_string(),
-        psql(
-            engine,
-            project,
-            "dify",
-            "SELECT string_agg(version_num, ',') FROM alembic_version",
-        ),
+        psql(engine, project, "dify", ALEMBIC_VERSION),
     ));
     rows.push(row(
         "container db_postgres",

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::matrix::Expect;
-use super::netns::{Engine, in_box_command};
+use super::netns::Engine;
 use super::probes::Row;
 use super::{Rehearsal, images, services, workload};
 use crate::support;
@@ -212,33 +212,12 @@ pub fn upgrade(r: &Rehearsal, site: &str, also: impl FnOnce(&str) -> String) -> 
 
 /// psql in the site's PostgreSQL container, as its superuser.
 fn psql(engine: &Engine, site: &str, db: &str, sql: &str) -> Result<String, String> {
-    psql_command(&engine.host(), site, db, sql)
-}
-
-fn psql_command(host: &str, site: &str, db: &str, sql: &str) -> Result<String, String> {
-    let out = in_box_command("docker")
-        .env("DOCKER_HOST", host)
-        .args(["exec", &format!("{site}-db_postgres-1")])
-        .args(["psql", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1"])
-        .args(["-Atc", sql])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("cannot run docker");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(text(&out))
-    }
+    services::psql_at(&engine.host(), site, db, sql)
 }
 
 fn alembic(engine: &Engine, site: &str) -> String {
-    psql(
-        engine,
-        site,
-        "dify",
-        "SELECT string_agg(version_num, ',') FROM alembic_version",
-    )
-    .unwrap_or_else(|e| panic!("alembic_version: {e}"))
+    psql(engine, site, "dify", services::ALEMBIC_VERSION)
+        .unwrap_or_else(|e| panic!("alembic_version: {e}"))
 }
 
 /// Every table of every database on the site's PostgreSQL (Dify's and the
@@ -305,12 +284,7 @@ impl Watch {
             let started = std::time::Instant::now();
             let mut seen = BTreeMap::new();
             while !flag.load(Ordering::Relaxed) {
-                if let Ok(v) = psql_command(
-                    &host,
-                    &site,
-                    "dify",
-                    "SELECT string_agg(version_num, ',') FROM alembic_version",
-                ) {
+                if let Ok(v) = services::psql_at(&host, &site, "dify", services::ALEMBIC_VERSION) {
                     seen.entry(v).or_insert(started.elapsed().as_secs());
                 }
                 std::thread::sleep(std::time::Duration::from_secs(1));
